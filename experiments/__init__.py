@@ -1,0 +1,1 @@
+"""Runnable experiments, training scripts and benchmarks (python -m experiments.<name>)."""

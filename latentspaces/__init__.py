@@ -1,0 +1,13 @@
+"""latentspaces: StyleGAN inversion and editing across the latent spaces of the literature.
+
+    import latentspaces as ls
+    G = ls.load_generator("stylegan2-ffhq-config-f.pt")   # rosinality, NVlabs .pkl, or "default"
+    x = G(z, truncation_psi=0.7)                            # [N, 3, R, R] in [-1, 1]
+"""
+
+from .checkpoints import CheckpointError, load_generator, save_generator
+from .generator import Generator
+
+__version__ = "0.1.0"
+
+__all__ = ["CheckpointError", "Generator", "load_generator", "save_generator", "__version__"]
