@@ -6,8 +6,12 @@
 """
 
 from .checkpoints import CheckpointError, load_generator, save_generator
+from .directions import Direction
 from .generator import Generator
+from .spaces import FZ, PN, SPACES, Code, FWPlus, FZPlus, LatentSpace, PNStats, S, W, WPlus, Z, ZPlus
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "Generator", "load_generator", "save_generator", "__version__"]
+__all__ = ["CheckpointError", "Code", "Direction", "Generator", "LatentSpace", "PNStats", "SPACES",
+           "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus",
+           "load_generator", "save_generator", "__version__"]

@@ -1,0 +1,132 @@
+"""F/W+, F/Z, F/Z+: a base feature f at an early layer plus detail codes for the layers above.
+
+f [N, C, h, w] replaces everything below the F layer (BDInvert); the coarse RGB skip from below is
+dropped (zero). The detail codes drive the layers above: per-layer w's (F/W+), per-layer z's on
+the sphere (F/Z+), or one z (F/Z). Edits move only the detail codes.
+
+Default F layer (`default_f_layer`): the first (upsampling) conv of the 16x16 block, 'b16.conv0',
+for generators of 128 px and above (BDInvert's choice at 1024 px); of the 8x8 block, 'b8.conv0',
+below that (the 64 px default model). Pass `layer=` to choose another conv layer.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+from .base import LatentSpace, random_sphere
+from .code import Code
+from .pn import PNStats
+from .w import pn_penalty
+from .z import SphericalEditMixin, mean_z
+
+
+def default_f_layer(G) -> str:
+    if G.resolution >= 128:
+        return "b16.conv0"
+    if G.resolution >= 8:
+        return "b8.conv0"
+    raise ValueError(f"F spaces need a generator of 8 px or more, got {G.resolution}")
+
+
+class _FSpace(LatentSpace):
+    base_fields = ("f",)  # fields the inverter regularizes towards their initial value (Eq. 1)
+
+    def __init__(self, G, layer: Optional[str] = None, **kwargs):
+        """layer: conv layer whose output is the base code f (default: default_f_layer(G))."""
+        super().__init__(G, **kwargs)
+        self.layer = layer or default_f_layer(G)
+        self.f_shape = G.synthesis.feature_shape(self.layer)
+        self.code_layers = G.synthesis.w_indices_after(self.layer)
+
+    def __repr__(self) -> str:
+        return f"{self.name}(resolution={self.G.resolution}, layer={self.layer!r})"
+
+    # detail ws for the layers above, as a full [N, num_ws, w_dim] (rows below the F layer are unused)
+    def _detail_ws(self, code: Code) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_ws(self, code: Code) -> torch.Tensor:
+        rows = self._detail_ws(code)
+        ws = rows.new_zeros(rows.shape[0], self.G.num_ws, self.G.w_dim)
+        ws[:, self.code_layers] = rows
+        return ws
+
+    def synthesize(self, code: Code, **synthesis_kwargs) -> torch.Tensor:
+        kw = {"noise_mode": self.noise_mode, **synthesis_kwargs}
+        return self.G.synthesis.from_feature(code.f, self._truncate(self.to_ws(code)), self.layer, **kw)
+
+    def feature_of(self, ws: torch.Tensor) -> torch.Tensor:
+        """G's own base feature for ws [N, num_ws, w_dim] (or w [N, w_dim])."""
+        return self.G.synthesis.features(self._truncate(self.G.broadcast(ws)), self.layer, noise_mode=self.noise_mode)
+
+    def from_feature(self, f: torch.Tensor, detail: Optional[Code] = None) -> Code:
+        """A code from a base feature (e.g. an encoder's f0) and detail codes (default: the space's mean)."""
+        if tuple(f.shape[1:]) != self.f_shape:
+            raise ValueError(f"{self.name} base code f must be [N, {', '.join(map(str, self.f_shape))}] at "
+                             f"{self.layer}, got {tuple(f.shape)}")
+        detail = detail or self.mean(f.shape[0])
+        return Code(f=f, **{self.edit_field: detail[self.edit_field].to(f.device)})
+
+
+class FWPlus(_FSpace):
+    """f + per-layer w's [N, n_detail, w_dim] for the layers above the F layer; optional P_N penalty."""
+
+    kind = edit_field = "w"
+    per_layer = True
+
+    def __init__(self, G, layer: Optional[str] = None, pn: Optional[PNStats] = None, pn_lambda: float = 0.001, **kwargs):
+        super().__init__(G, layer, **kwargs)
+        self.pn, self.pn_lambda = pn, pn_lambda
+
+    def _detail_ws(self, code: Code) -> torch.Tensor:
+        return code.w
+
+    def random(self, n: int, seed: int = 0) -> Code:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        return self.from_ws(self.G.mapping(torch.randn(n, self.G.z_dim, generator=gen).to(self.device)))
+
+    def mean(self, n: int) -> Code:
+        return self.from_ws(self.G.w_avg.expand(n, -1))
+
+    def from_ws(self, ws: torch.Tensor) -> Code:
+        ws = self.G.broadcast(ws)
+        return Code(f=self.feature_of(ws), w=ws[:, self.code_layers].clone())
+
+    def penalty(self, code: Code) -> Dict[str, torch.Tensor]:
+        return pn_penalty(self.pn, self.pn_lambda, code.w)
+
+
+class FZPlus(SphericalEditMixin, _FSpace):
+    """f + per-layer z's [N, n_detail, z_dim] on the sphere, each mapped separately (F/Z+)."""
+
+    kind = edit_field = "z"
+    per_layer = True
+    spherical_fields = ("z",)
+
+    def _detail_ws(self, code: Code) -> torch.Tensor:
+        return self.G.mapping(code.z)
+
+    def _from_z(self, z: torch.Tensor) -> Code:
+        f = self.feature_of(self.G.mapping(z))
+        return Code(f=f, z=z[:, None].expand(-1, len(self.code_layers), -1).clone())
+
+    def random(self, n: int, seed: int = 0) -> Code:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        return self._from_z(random_sphere((n, self.G.z_dim), self.radius, gen, self.device))
+
+    def mean(self, n: int) -> Code:
+        return self._from_z(mean_z(self).expand(n, -1))
+
+
+class FZ(FZPlus):
+    """f + one z [N, z_dim] on the sphere shared by all detail layers (F/Z)."""
+
+    per_layer = False
+
+    def _detail_ws(self, code: Code) -> torch.Tensor:
+        return self.G.mapping(code.z)[:, None].expand(-1, len(self.code_layers), -1)
+
+    def _from_z(self, z: torch.Tensor) -> Code:
+        return Code(f=self.feature_of(self.G.mapping(z)), z=z.clone())

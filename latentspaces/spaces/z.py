@@ -1,0 +1,86 @@
+"""Z and Z+: mapping-network inputs on the sqrt(z_dim) hypersphere."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from .base import DirectionLike, LatentSpace, random_sphere, retract_to_sphere_
+from .code import Code
+
+MEAN_Z_STEPS = 200  # projected-gradient steps used to find the sphere point that maps to w_avg
+
+
+class SphericalEditMixin:
+    """Edits of Z-type codes: move, then retract; optionally in K sub-steps (the official code uses 1000)."""
+
+    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None,
+             substeps: int = 1) -> Code:
+        if substeps < 1:
+            raise ValueError(f"substeps must be >= 1, got {substeps}")
+        out = code
+        for _ in range(substeps):
+            out = LatentSpace.edit(self, out, direction, alpha / substeps, layers)
+        return out
+
+
+def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torch.Tensor:
+    """The point on the sqrt(z_dim) sphere whose mapping is nearest w_avg ([z_dim]), by projected Adam.
+
+    Z has no 'average code' (E[z] = 0 is off the sphere); this is its counterpart of w_avg.
+    Cached per space object.
+    """
+    cached = getattr(space, "_mean_z", None)
+    if cached is not None:
+        return cached
+    G = space.G
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    z = random_sphere((64, G.z_dim), space.radius, gen, space.device).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (G.mapping(z) - G.w_avg).square().sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            retract_to_sphere_(z, space.radius)
+    with torch.no_grad():
+        best = (G.mapping(z) - G.w_avg).square().sum(1).argmin()
+    space._mean_z = z[best].detach().clone()
+    return space._mean_z
+
+
+class Z(SphericalEditMixin, LatentSpace):
+    """One z [N, z_dim] per image on the sqrt(z_dim) sphere, mapped once and broadcast to every layer."""
+
+    kind, edit_field, spherical_fields = "z", "z", ("z",)
+
+    def random(self, n: int, seed: int = 0) -> Code:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        return Code(z=random_sphere((n, self.G.z_dim), self.radius, gen, self.device))
+
+    def mean(self, n: int) -> Code:
+        return Code(z=mean_z(self).expand(n, -1).clone())
+
+    def to_ws(self, code: Code) -> torch.Tensor:
+        return self.G.broadcast(self.G.mapping(code.z))
+
+
+class ZPlus(SphericalEditMixin, LatentSpace):
+    """One z per ws layer [N, num_ws, z_dim], each on the sphere and mapped separately.
+
+    `random` draws every layer's z independently (the space's prior); `mean` repeats mean_z.
+    """
+
+    kind, edit_field, spherical_fields, per_layer = "z", "z", ("z",), True
+
+    def random(self, n: int, seed: int = 0) -> Code:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        return Code(z=random_sphere((n, self.G.num_ws, self.G.z_dim), self.radius, gen, self.device))
+
+    def mean(self, n: int) -> Code:
+        return Code(z=mean_z(self).expand(n, self.G.num_ws, -1).clone())
+
+    def to_ws(self, code: Code) -> torch.Tensor:
+        return self.G.mapping(code.z)
