@@ -20,6 +20,8 @@ setup(
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
         "pillow>=9.0",
+        "lpips>=0.1.4",
+        "torchvision>=0.16",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": []},

@@ -1,0 +1,231 @@
+"""HybridInverter: encoder-initialized, projected optimization into any latent space (seed 002, Eq. 1-5).
+
+    L_i = lambda_mse MSE(x_i, G(c_i)) + lambda_per P(x_i, G(c_i)) + lambda_reg mean((f_i - f0_i)^2)
+          + the space's own penalties (e.g. P_N),
+    total = sum_i L_i  (summed, not averaged: image i's optimization is independent of the batch)
+
+Adam (lr 0.01, 1200 steps in the paper) on the space's code tensors, then `space.project_`
+after every step (hypersphere retraction for Z-type codes). f0 is the initial base code (the
+F encoder's output) of F spaces. The run checks every step that each image's loss is finite and
+has not blown up, and can checkpoint and resume to the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from latentspaces.spaces import Code, LatentSpace
+
+InitSpec = Union[None, str, Code]
+
+
+class InversionDiverged(RuntimeError):
+    """A loss became NaN / inf or grew past `divergence_factor` times its start: which images, which step."""
+
+    def __init__(self, message: str, step: int, images: List[int], history: Dict[str, torch.Tensor]):
+        super().__init__(message)
+        self.step, self.images, self.history = step, images, history
+
+
+@dataclass
+class InversionResult:
+    """code: the optimized Code; images: G(code) [N, 3, R, R]; history: {term: [steps, N]} per step and image.
+
+    history['identity'] holds NaN on steps where identity was not evaluated.
+    """
+
+    code: Code
+    images: torch.Tensor
+    history: Dict[str, torch.Tensor]
+    seconds: float
+    space: str
+    steps: int
+    meta: dict = field(default_factory=dict)
+
+
+class HybridInverter:
+    def __init__(
+        self,
+        space: LatentSpace,                    # the latent space to invert into
+        steps: int = 1200,                     # optimizer steps
+        lr: float = 0.01,                      # Adam learning rate
+        lambda_per: float = 10.0,              # weight of the perceptual distance
+        lambda_reg: float = 10.0,              # weight of mean((f - f0)^2) for F spaces' base codes
+        lambda_mse: float = 1.0,               # weight of the pixel MSE
+        perceptual: Optional[Callable] = None,  # d(x, y) -> [N]; None: no perceptual term
+        encoder=None,                          # object with init_code(space, targets) -> Code
+        identity: Optional[Callable] = None,   # sim(x, y) -> [N], recorded every `identity_every` steps
+        identity_every: int = 0,               # 0: never
+        divergence_factor: float = 1e3,        # stop when a loss exceeds this times its initial value
+        progress: bool = True,                 # tqdm progress bar
+    ):
+        if steps < 0 or lr <= 0:
+            raise ValueError(f"steps must be >= 0 and lr > 0, got steps={steps}, lr={lr}")
+        self.space, self.steps, self.lr = space, steps, lr
+        self.lambda_per, self.lambda_reg, self.lambda_mse = lambda_per, lambda_reg, lambda_mse
+        self.perceptual, self.encoder = perceptual, encoder
+        self.identity, self.identity_every = identity, identity_every
+        self.divergence_factor, self.progress = divergence_factor, progress
+
+    # ------------------------------------------------------------------ setup
+    def _check_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        R = self.space.G.resolution
+        if not isinstance(targets, torch.Tensor) or targets.ndim != 4 or targets.shape[1:] != (3, R, R):
+            raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got "
+                             f"{tuple(getattr(targets, 'shape', ()))}; load files with latentspaces.images")
+        if not torch.isfinite(targets).all():
+            raise ValueError("targets contain NaN or inf")
+        lo, hi = targets.min().item(), targets.max().item()
+        if lo < -1.5 or hi > 1.5:
+            raise ValueError(f"targets must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}] "
+                             "(images in [0, 1] or [0, 255]? convert with x * 2 - 1 or x / 127.5 - 1)")
+        return targets.to(self.space.device, torch.float32)
+
+    def initial_code(self, targets: torch.Tensor, init: InitSpec = None, seed: int = 0) -> Code:
+        """'encoder' (default when an encoder is set), 'mean' (w_avg or its counterpart), 'random' (seeded,
+        the same code for every image), or a given Code."""
+        n = targets.shape[0]
+        if init is None:
+            init = "encoder" if self.encoder is not None else "mean"
+        if isinstance(init, Code):
+            if len(init) != n:
+                raise ValueError(f"init code has {len(init)} codes for {n} targets")
+            return init.detach().clone().to(self.space.device)
+        if init == "encoder":
+            if self.encoder is None:
+                raise ValueError("init='encoder' needs HybridInverter(..., encoder=...)")
+            with torch.no_grad():
+                return self.encoder.init_code(self.space, targets).detach()
+        if init == "mean":
+            return self.space.mean(n)
+        if init == "random":
+            one = self.space.random(1, seed=seed)
+            return Code(**{k: v.expand(n, *v.shape[1:]).clone() for k, v in one.items()})
+        raise ValueError(f"init must be 'encoder', 'mean', 'random' or a Code, got {init!r}")
+
+    def losses(self, code: Code, targets: torch.Tensor, f0: Dict[str, torch.Tensor]) -> tuple:
+        """(terms, images): per-image terms {name: [N]} ('loss' is their weighted sum; the others are
+        unweighted, except the space's penalties, which carry their own weights) and G(code)."""
+        images = self.space.synthesize(code)
+        terms = {"mse": (images - targets).square().flatten(1).mean(1)}
+        loss = self.lambda_mse * terms["mse"]
+        if self.perceptual is not None and self.lambda_per:
+            terms["perceptual"] = self.perceptual(images, targets).reshape(-1)
+            loss = loss + self.lambda_per * terms["perceptual"]
+        if f0 and self.lambda_reg:
+            terms["reg"] = sum((code[k] - f0[k]).square().flatten(1).mean(1) for k in f0)
+            loss = loss + self.lambda_reg * terms["reg"]
+        for name, value in self.space.penalty(code).items():
+            terms[name] = value
+            loss = loss + value
+        terms["loss"] = loss
+        return terms, images
+
+    # ------------------------------------------------------------------ checkpoints
+    def _fingerprint(self, targets: torch.Tensor, code: Code) -> str:
+        h = hashlib.sha256(targets.detach().cpu().numpy().tobytes())
+        for _, t in code.items():
+            h.update(t.detach().cpu().numpy().tobytes())
+        h.update(repr((self.space, self.steps, self.lr, self.lambda_per, self.lambda_reg, self.lambda_mse)).encode())
+        return h.hexdigest()
+
+    @staticmethod
+    def _save(path: str, state: dict) -> None:
+        tmp = f"{path}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written checkpoint
+
+    # ------------------------------------------------------------------ main loop
+    def invert(
+        self,
+        targets: torch.Tensor,
+        seed: int = 0,
+        init: InitSpec = None,
+        checkpoint: Optional[str] = None,
+        checkpoint_every: int = 100,
+    ) -> InversionResult:
+        """Invert targets [N, 3, R, R] in [-1, 1]. With `checkpoint`, state is saved every `checkpoint_every`
+        steps and a later call with the same targets, settings and path resumes from it."""
+        targets = self._check_targets(targets)
+        n, space = targets.shape[0], self.space
+        code = self.initial_code(targets, init, seed).detach().clone()  # fresh leaf tensors to optimize
+        space.project_(code)
+        base_fields = getattr(space, "base_fields", ())
+        f0 = {k: code[k].detach().clone() for k in base_fields}
+        fingerprint = self._fingerprint(targets, code)
+        params = space.parameters(code)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=self.lr)
+        history: Dict[str, List[torch.Tensor]] = {}
+        start, elapsed = 0, 0.0
+        first_loss: Optional[torch.Tensor] = None
+
+        if checkpoint and os.path.isfile(checkpoint):
+            state = torch.load(checkpoint, map_location=space.device, weights_only=True)
+            if state["fingerprint"] != fingerprint:
+                raise ValueError(f"checkpoint {checkpoint} belongs to another run (different targets, init or "
+                                 "settings); delete it or choose another path")
+            with torch.no_grad():
+                for k, v in state["code"].items():
+                    code[k].copy_(v)
+            opt.load_state_dict(state["optimizer"])
+            history = {k: list(v.unbind(0)) for k, v in state["history"].items()}
+            start, elapsed, first_loss = int(state["step"]), float(state["seconds"]), state["first_loss"]
+
+        t0 = time.perf_counter()
+        bar = tqdm(range(start, self.steps), initial=start, total=self.steps, desc=f"invert {space.name}",
+                   disable=not self.progress, leave=False)
+        for step in bar:
+            terms, images = self.losses(code, targets, f0)
+            loss = terms["loss"]
+            loss_d = loss.detach()
+            if first_loss is None:
+                first_loss = loss_d.clone()
+            bad = ~torch.isfinite(loss_d) | (loss_d > self.divergence_factor * first_loss.clamp_min(1e-8))
+            for k, v in terms.items():
+                history.setdefault(k, []).append(v.detach().cpu())
+            if self.identity is not None and self.identity_every and step % self.identity_every == 0:
+                with torch.no_grad():
+                    ident = self.identity(images.detach(), targets).reshape(-1).cpu()
+            else:
+                ident = torch.full((n,), math.nan)
+            if self.identity is not None and self.identity_every:
+                history.setdefault("identity", []).append(ident)
+            if bad.any():
+                idx = bad.nonzero().flatten().tolist()
+                hist = {k: torch.stack(v) for k, v in history.items()}
+                raise InversionDiverged(
+                    f"{space.name} inversion diverged at step {step} for images {idx}: loss "
+                    f"{[round(float(loss_d[i]), 4) for i in idx]} (start {[round(float(first_loss[i]), 4) for i in idx]}); "
+                    "lower lr or check the targets", step, idx, hist)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            space.project_(code)
+            if self.progress:
+                bar.set_postfix(loss=f"{loss.mean().item():.4f}", mse=f"{terms['mse'].mean().item():.4f}")
+            done = step + 1
+            if checkpoint and (done % checkpoint_every == 0 or done == self.steps):
+                self._save(checkpoint, {
+                    "fingerprint": fingerprint, "step": done, "seconds": elapsed + time.perf_counter() - t0,
+                    "code": code.state_dict(), "optimizer": opt.state_dict(), "first_loss": first_loss,
+                    "history": {k: torch.stack(v) for k, v in history.items()},
+                })
+        bar.close()
+        with torch.no_grad():
+            final = space.synthesize(code)
+        code = code.detach()
+        for t in code.tensors():
+            t.requires_grad_(False)
+        hist = {k: torch.stack(v) if v else torch.empty(0, n) for k, v in history.items()}
+        return InversionResult(code=code, images=final, history=hist, seconds=elapsed + time.perf_counter() - t0,
+                               space=space.name, steps=self.steps)

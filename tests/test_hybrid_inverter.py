@@ -1,0 +1,141 @@
+"""HybridInverter: per-image independence, projection, resume, divergence, errors, history."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import latentspaces as ls
+from optimizers import HybridInverter, InversionDiverged
+
+
+@pytest.fixture(scope="module")
+def G():
+    from conftest import randomize_
+
+    torch.manual_seed(1)
+    G = ls.Generator(z_dim=32, w_dim=32, resolution=16, mapping_layers=2, channels={4: 32, 8: 16, 16: 8})
+    return randomize_(G).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def targets(G):
+    with torch.no_grad():
+        x = G(torch.randn(4, 32, generator=torch.Generator().manual_seed(7)))
+    return x.clamp(-1, 1)
+
+
+@pytest.mark.parametrize("name", ["ZPlus", "WPlus", "FZPlus", "FWPlus", "Z"])
+def test_batch_equals_single_image_runs(G, targets, name):
+    space = ls.SPACES[name](G)
+    inv = HybridInverter(space, steps=25, lr=0.05, lambda_per=0.0, progress=False)
+    batch = inv.invert(targets, seed=3, init="random")
+    for i in range(len(targets)):
+        single = inv.invert(targets[i : i + 1], seed=3, init="random")
+        assert (single.images - batch.images[i : i + 1]).abs().max() <= 1e-3
+    assert batch.history["mse"].shape == (25, 4)
+    assert (batch.history["mse"][-1] < batch.history["mse"][0]).all()
+
+
+@pytest.mark.parametrize("name", ["Z", "ZPlus", "FZ", "FZPlus"])
+def test_z_codes_stay_on_sphere_throughout(G, targets, name):
+    space = ls.SPACES[name](G)
+    radius = math.sqrt(G.z_dim)
+    norms = []
+    orig = space.project_
+
+    def spy(code):
+        out = orig(code)
+        norms.append(((code.z.norm(dim=-1) - radius).abs() / radius).max().item())
+        return out
+
+    space.project_ = spy
+    HybridInverter(space, steps=10, lr=0.1, lambda_per=0.0, progress=False).invert(targets[:2])
+    assert len(norms) == 11 and max(norms) <= 1e-4
+
+
+def test_f_regularizer_pulls_towards_initial_feature(G, targets):
+    space = ls.FWPlus(G)
+    init = space.mean(2)
+    free = HybridInverter(space, steps=20, lr=0.1, lambda_per=0, lambda_reg=0, progress=False).invert(targets[:2], init=init)
+    held = HybridInverter(space, steps=20, lr=0.1, lambda_per=0, lambda_reg=1e4, progress=False).invert(targets[:2], init=init)
+    assert (held.code.f - init.f).norm() < (free.code.f - init.f).norm()
+    assert "reg" in held.history
+
+
+def test_checkpoint_of_another_run_is_refused(G, targets, tmp_path):
+    space = ls.FZPlus(G)
+    ckpt = str(tmp_path / "run.pt")
+    HybridInverter(space, steps=4, lr=0.05, lambda_per=0, progress=False).invert(targets, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="another run"):
+        HybridInverter(space, steps=4, lr=0.05, lambda_per=0, progress=False).invert(targets[:2], checkpoint=ckpt)
+
+
+def test_killed_run_resumes_to_the_same_result(G, targets, tmp_path):
+    space = ls.FZPlus(G)
+    ckpt = str(tmp_path / "run.pt")
+    kwargs = dict(steps=30, lr=0.05, lambda_per=0, progress=False)
+    full = HybridInverter(space, **kwargs).invert(targets, seed=1, init="random")
+
+    class Killed(Exception):
+        pass
+
+    inv = HybridInverter(space, **kwargs)
+    calls = {"n": 0}
+    orig = space.project_
+
+    def kill_after_12(code):
+        calls["n"] += 1
+        if calls["n"] == 13:  # 1 initial projection + 12 steps
+            raise Killed
+        return orig(code)
+
+    space.project_ = kill_after_12
+    with pytest.raises(Killed):
+        inv.invert(targets, seed=1, init="random", checkpoint=ckpt, checkpoint_every=5)
+    space.project_ = orig
+    resumed = HybridInverter(space, **kwargs).invert(targets, seed=1, init="random", checkpoint=ckpt, checkpoint_every=5)
+    assert torch.allclose(resumed.images, full.images, atol=1e-6)
+    assert resumed.history["mse"].shape == (30, 4)
+    assert torch.allclose(resumed.history["mse"], full.history["mse"], atol=1e-7)
+
+
+def test_divergence_is_reported_with_images_and_step(G, targets):
+    space = ls.WPlus(G)
+    bad = targets.clone()
+    inv = HybridInverter(space, steps=5, lr=0.01, lambda_per=0, progress=False)
+
+    def nan_perceptual(x, y):
+        out = torch.zeros(x.shape[0])
+        out[1] = float("nan")
+        return out
+
+    inv.perceptual, inv.lambda_per = nan_perceptual, 1.0
+    with pytest.raises(InversionDiverged, match=r"step 0 for images \[1\]") as e:
+        inv.invert(bad)
+    assert e.value.images == [1] and e.value.step == 0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.zeros(2, 3, 8, 8), r"\[N, 3, 16, 16\]"),
+    (torch.full((1, 3, 16, 16), 200.0), r"\[0, 255\]"),
+    (torch.full((1, 3, 16, 16), float("nan")), "NaN"),
+])
+def test_bad_targets_are_refused(G, bad, match):
+    with pytest.raises(ValueError, match=match):
+        HybridInverter(ls.W(G), steps=1, progress=False).invert(bad)
+
+
+def test_identity_recorded_every_k_steps(G, targets):
+    calls = []
+
+    def ident(x, y):
+        calls.append(1)
+        return torch.ones(x.shape[0])
+
+    res = HybridInverter(ls.W(G), steps=6, lambda_per=0, identity=ident, identity_every=3, progress=False).invert(targets[:2])
+    h = res.history["identity"]
+    assert h.shape == (6, 2) and len(calls) == 2
+    assert torch.isnan(h[1]).all() and (h[3] == 1).all()
