@@ -1,5 +1,8 @@
-"""Editing directions: the `Direction` type (finders for GANSpace, InterfaceGAN, SeFa, random follow)."""
+"""Editing directions: the `Direction` type, finders (GANSpace, InterfaceGAN, SeFa, random), file I/O."""
 
 from .direction import Direction
+from .finders import ganspace, interfacegan, orthogonalize, random_directions, sefa
+from .io import load_directions, save_directions
 
-__all__ = ["Direction"]
+__all__ = ["Direction", "ganspace", "interfacegan", "orthogonalize", "random_directions", "sefa",
+           "load_directions", "save_directions"]
