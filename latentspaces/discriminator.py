@@ -1,0 +1,169 @@
+"""StyleGAN2 'resnet' discriminator (used to train the default model; its features are a perceptual
+distance for the default domain)."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .generator.mapping import FullyConnectedLayer
+from .generator.ops import LRELU_GAIN, bias_act, filter2d, setup_filter
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-lr conv, optionally downsampling by 2 (FIR blur [1,3,3,1] first, as NVlabs)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: str = "linear",     # 'linear' or 'lrelu' (slope 0.2, gain sqrt(2))
+        down: int = 1,                  # 1 or 2
+        resample_taps: Sequence[float] = (1, 3, 3, 1),
+    ):
+        super().__init__()
+        self.activation, self.down, self.kernel_size = activation, down, kernel_size
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
+        self.register_buffer("resample_filter", setup_filter(resample_taps), persistent=False)
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        k = self.kernel_size
+        if self.down == 2:
+            # Blur, then a stride-2 'valid' conv: padding (f-2)/2 + (k-1)/2 per side gives exactly half the size.
+            pad = (self.resample_filter.shape[0] - 2) // 2 + (k - 1) // 2
+            x = filter2d(x, self.resample_filter, (pad,) * 4)
+            x = nn.functional.conv2d(x, w, stride=2) if k > 1 else nn.functional.conv2d(x[:, :, ::2, ::2], w)
+        else:
+            x = nn.functional.conv2d(x, w, padding=k // 2)
+        act_gain = (LRELU_GAIN if self.activation == "lrelu" else 1.0) * gain
+        return bias_act(x, self.bias, self.activation, gain=act_gain)
+
+
+class DiscriminatorBlock(nn.Module):
+    """[fromrgb] -> conv0 3x3 -> conv1 3x3 down, plus a 1x1 down skip; sum scaled by sqrt(1/2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, resolution: int, first: bool, img_channels: int = 3):
+        super().__init__()
+        self.resolution = resolution
+        self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation="lrelu") if first else None
+        self.conv0 = Conv2dLayer(in_channels, in_channels, 3, activation="lrelu")
+        self.conv1 = Conv2dLayer(in_channels, out_channels, 3, activation="lrelu", down=2)
+        self.skip = Conv2dLayer(in_channels, out_channels, 1, bias=False, down=2)
+
+    def forward(self, x: torch.Tensor, img: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.fromrgb is not None:
+            x = self.fromrgb(img)
+        y = self.skip(x, gain=math.sqrt(0.5))
+        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+        return y + x
+
+
+class MinibatchStd(nn.Module):
+    """Appends the std over groups of `group_size` samples as one extra feature map."""
+
+    def __init__(self, group_size: int = 4):
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group_size, n)
+        if n % g != 0:
+            g = 1
+        y = x.reshape(g, -1, c, h, w)
+        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()   # [n/g, c, h, w]
+        y = y.mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1)          # [n/g, 1, 1, 1]
+        y = y.repeat(g, 1, h, w)                                 # [n, 1, h, w]
+        return torch.cat([x, y], dim=1)
+
+
+class Discriminator(nn.Module):
+    """img [N, 3, R, R] in [-1, 1] -> logits [N, 1]."""
+
+    def __init__(
+        self,
+        resolution: int = 64,                          # input resolution (power of two >= 8)
+        channels: Optional[Dict[int, int]] = None,      # {resolution: channels}, resolution R down to 4
+        img_channels: int = 3,
+        mbstd_group: int = 4,                           # minibatch-std group size
+    ):
+        super().__init__()
+        log2 = int(round(math.log2(resolution)))
+        if resolution < 8 or 2**log2 != resolution:
+            raise ValueError(f"discriminator resolution must be a power of two >= 8, got {resolution}")
+        res_list = [2**k for k in range(log2, 2, -1)]  # R ... 8
+        channels = {int(k): int(v) for k, v in (channels or {r: min(16384 // r, 512) for r in res_list + [4]}).items()}
+        self.resolution, self.channels = resolution, channels
+        for r in res_list:
+            setattr(self, f"b{r}", DiscriminatorBlock(channels[r], channels[r // 2], r, first=(r == resolution),
+                                                      img_channels=img_channels))
+        self.block_names = [f"b{r}" for r in res_list]
+        c4 = channels[4]
+        self.mbstd = MinibatchStd(mbstd_group)
+        self.conv = Conv2dLayer(c4 + 1, c4, 3, activation="lrelu")
+        self.fc = FullyConnectedLayer(c4 * 16, c4, activation="lrelu")
+        self.out = FullyConnectedLayer(c4, 1)
+
+    @property
+    def config(self) -> dict:
+        return {"resolution": self.resolution, "channels": {str(k): v for k, v in self.channels.items()}}
+
+    def features(self, img: torch.Tensor) -> List[torch.Tensor]:
+        """Block outputs [N, C_r, r/2, r/2] for r = R ... 8 (input to the 4x4 epilogue last)."""
+        if img.ndim != 4 or img.shape[-1] != self.resolution or img.shape[-2] != self.resolution:
+            raise ValueError(f"discriminator expects images [N, 3, {self.resolution}, {self.resolution}], "
+                             f"got {tuple(img.shape)}")
+        feats, x = [], None
+        for name in self.block_names:
+            x = getattr(self, name)(x, img)
+            feats.append(x)
+        return feats
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        x = self.features(img)[-1]
+        x = self.conv(self.mbstd(x))
+        return self.out(self.fc(x.flatten(1)))
+
+
+DISCRIMINATOR_FORMAT = "latentspaces.discriminator"
+
+
+def save_discriminator(D: Discriminator, path, dtype: torch.dtype = torch.float32) -> None:
+    """safetensors + JSON config in the header; `dtype` float16 halves the file (features need no more)."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in D.state_dict().items()}
+    save_file(state, os.fspath(path), metadata={"format": DISCRIMINATOR_FORMAT, "version": "1",
+                                                 "config": json.dumps(D.config)})
+
+
+def load_discriminator(path) -> Discriminator:
+    """A discriminator written by `save_discriminator` (float32, eval mode, gradients off)."""
+    import json
+    import os
+
+    from safetensors import safe_open
+
+    from .checkpoints.errors import CheckpointError
+
+    path = os.fspath(path)
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != DISCRIMINATOR_FORMAT:
+            raise CheckpointError(f"{path}: not a latentspaces discriminator file (format {meta.get('format')!r})")
+        cfg = json.loads(meta["config"])
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+    D = Discriminator(cfg["resolution"], {int(k): v for k, v in cfg["channels"].items()})
+    D.load_state_dict(state)
+    return D.eval().requires_grad_(False)
