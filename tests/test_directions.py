@@ -100,3 +100,19 @@ def test_e4e_style_files(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ls.CheckpointError, match="unrecognised direction file"):
         load_directions(tmp_path / "other.pt")
+
+
+def test_direction_files_saved_on_a_cuda_device_load_on_cpu():
+    """tests/data/*.pt were written with torch.save from CUDA tensors on the lent H100."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    (b,) = load_directions(data / "boundary_1x512.pt")
+    (w,) = load_directions(data / "wplus_18x512.pt")
+    pca = load_directions(data / "ganspace_pca.pt")
+    assert b.vector.device.type == "cpu" and b.vector.shape == (512,)
+    assert w.vector.shape == (18, 512) and len(pca) == 4
+    import zipfile
+
+    with zipfile.ZipFile(data / "boundary_1x512.pt") as z:  # the file really records a CUDA location
+        assert any(b"cuda" in z.read(n) for n in z.namelist() if n.endswith("data.pkl"))
