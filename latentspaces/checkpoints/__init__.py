@@ -10,6 +10,7 @@ Anything else is refused with a message saying what the file looks like.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -36,6 +37,21 @@ def _last_byte(path: str) -> bytes:
         return f.read(1)
 
 
+def _is_safetensors(path: str, head: bytes, size: int) -> bool:
+    """8-byte little-endian header length, then that many bytes of JSON object."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > min(size - 8, 100_000_000):
+        return False
+    with open(path, "rb") as f:
+        f.seek(8)
+        try:
+            return isinstance(json.loads(f.read(n)), dict)
+        except ValueError:
+            return False
+
+
 def sniff_format(path: Union[str, os.PathLike]) -> str:
     """'torch-zip', 'torch-legacy', 'pickle' or 'safetensors' from the first bytes; CheckpointError otherwise."""
     path = os.fspath(path)
@@ -44,6 +60,8 @@ def sniff_format(path: Union[str, os.PathLike]) -> str:
     size = os.path.getsize(path)
     if not head:
         raise CheckpointError(f"{path}: the file is empty. Supported: {SUPPORTED}")
+    if _is_safetensors(path, head, size):  # first: its 8-byte length prefix can look like a pickle header
+        return "safetensors"
     if head.startswith(b"PK\x03\x04"):
         return "torch-zip"
     if head.startswith(_TORCH_LEGACY_MAGIC):
@@ -52,10 +70,6 @@ def sniff_format(path: Union[str, os.PathLike]) -> str:
         return "pickle"
     if head[:1] in (b"(", b"}", b"]", b"c") and _last_byte(path) == b".":
         return "pickle"  # protocol 0/1 pickles have no header; they end with STOP
-    if len(head) >= 9:
-        (n,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and 8 + n <= size:
-            return "safetensors"
     if head.startswith(b"\x1f\x8b"):
         what = "a gzip stream"
     elif head.startswith(b"\x89HDF"):

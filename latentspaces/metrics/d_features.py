@@ -29,11 +29,19 @@ class DiscriminatorFeatures(nn.Module):
         self.D = D.eval().requires_grad_(False)
         self.blocks = list(range(len(D.block_names))) if blocks is None else list(blocks)
         self.name = "d-features"
+        self._cache_key, self._cache_feats = None, None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape:
             raise ValueError(f"perceptual distance compares images of equal shape, got {tuple(x.shape)}, {tuple(y.shape)}")
-        fx, fy = self.D.features(x), self.D.features(y)
+        fx = self.D.features(x)
+        # The targets of an inversion stay the same tensor for every step: reuse their features.
+        key = (y.data_ptr(), y._version, tuple(y.shape), y.device)
+        if self._cache_key != key:
+            with torch.no_grad():
+                self._cache_feats = self.D.features(y)
+            self._cache_key = key
+        fy = self._cache_feats
         total = x.new_zeros(x.shape[0])
         for i in self.blocks:
             total = total + (_unit(fx[i]) - _unit(fy[i])).square().sum(1).mean(dim=[1, 2])

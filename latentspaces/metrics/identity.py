@@ -68,6 +68,7 @@ class DlibIdentity:
         self.min_size, self.jitter = min_size, jitter
         self.name = "dlib-cosine"
         self.last_detected: Optional[np.ndarray] = None  # per image of the last embed(): was a face detected?
+        self._ref_key, self._ref_emb = None, None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Descriptors [N, 128] of images [N, 3, H, W] in [-1, 1]."""
@@ -94,8 +95,12 @@ class DlibIdentity:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape:
             raise ValueError(f"identity compares images of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-        ex, ey = self.embed(x), self.embed(y)
-        return F.cosine_similarity(ex, ey, dim=1)
+        ex = self.embed(x)
+        # The reference images (targets) are usually the same tensor call after call: embed them once.
+        key = (y.data_ptr(), y._version, tuple(y.shape), y.device)
+        if self._ref_key != key:
+            self._ref_emb, self._ref_key = self.embed(y), key
+        return F.cosine_similarity(ex, self._ref_emb, dim=1)
 
 
 class FacenetIdentity:

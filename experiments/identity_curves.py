@@ -1,0 +1,162 @@
+"""Identity-vs-step curves (seed 002, Fig. 6) and the random-direction robustness grid (Fig. 3).
+
+Each inverted target is edited along GANSpace directions with alpha in linspace(-2, 2, 11): Z-type
+spaces along the Z counterparts (Eq. 6), W-type spaces along the W axes, both scaled by the axis'
+standard deviation so that alpha is in the same units (std of the PCA coordinate) for every space.
+Edits touch only the detail codes in F spaces. The identity similarity between the edited image
+and the target is recorded per (space, target, direction, alpha).
+
+Writes into OUT: identity_curves.csv (appended per space and direction; resumable),
+identity_curves.png / .pdf (light line per target x direction, bold mean per space),
+identity_summary.csv (mean identity at each |alpha| per space), random_directions.png.
+Inversions are reused from a space comparison in the same OUT when present.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+import latentspaces as ls
+from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
+from optimizers import HybridInverter
+
+from .space_comparison import append_rows, build_space, load_codes, read_rows, to_uint8
+
+CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
+FIELDS = ["space", "target", "direction", "alpha", "identity"]
+
+
+def edit_directions(G, out: Path, n_directions: int, n_samples: int, seed: int = 0) -> Dict[str, List[Direction]]:
+    """GANSpace directions for both kinds, std-scaled, cached in OUT."""
+    dirs = {}
+    for kind in ("z", "w"):
+        path = out / f"directions_ganspace_{kind}.safetensors"
+        if path.is_file():
+            dirs[kind] = load_directions(path)[:n_directions]
+            continue
+        found = ganspace(G, n_samples=n_samples, n_components=n_directions, seed=seed, kind=kind)
+        for d in found:
+            d.vector = d.vector * d.meta["std"]
+            d.meta["scaled_by_std"] = True
+        save_directions(path, found)
+        dirs[kind] = found
+    return dirs
+
+
+def _codes_for(space: ls.LatentSpace, name: str, out: Path, targets: torch.Tensor, invert_kwargs: dict) -> ls.Code:
+    saved = load_codes(out, name)
+    if saved is not None and next(iter(saved.values())).shape[0] >= targets.shape[0]:
+        return ls.Code(**{k: v[: targets.shape[0]].to(space.device) for k, v in saved.items()})
+    return HybridInverter(space, **invert_kwargs).invert(targets, init="mean").code
+
+
+def run_identity_curves(
+    out: Path,
+    G,
+    targets: torch.Tensor,
+    identity: Callable,
+    spaces: Sequence[str] = CURVE_SPACES,
+    n_directions: int = 5,
+    alphas: Sequence[float] = tuple(torch.linspace(-2, 2, 11).tolist()),
+    direction_samples: int = 100_000,
+    invert_kwargs: Optional[dict] = None,
+    seed: int = 0,
+) -> List[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "identity_curves.csv"
+    rows = read_rows(path)
+    done = {(r["space"], r["direction"]) for r in rows}
+    dirs = edit_directions(G, out, n_directions, direction_samples, seed)
+    invert_kwargs = invert_kwargs or dict(steps=100, lr=0.05, lambda_per=0.0, lambda_reg=0.0)
+    for name in tqdm(spaces, desc="identity curves", unit="space"):
+        space = build_space(name, G)
+        todo = [d for d in dirs[space.kind] if (name, d.name) not in done]
+        if not todo:
+            continue
+        code = _codes_for(space, name, out, targets, invert_kwargs)
+        for d in todo:
+            new = []
+            for alpha in alphas:
+                with torch.no_grad():
+                    img = space.synthesize(space.edit(code, d, alpha))
+                sims = identity(img, targets)
+                new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
+                         "identity": f"{float(s):.6g}"} for i, s in enumerate(sims)]
+            append_rows(path, new, FIELDS)
+            rows += new
+    summary = summarize(out, rows, spaces)
+    plot_curves(out, rows, spaces)
+    random_direction_grid(out, G, targets[:1], spaces, invert_kwargs, seed)
+    return summary
+
+
+def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
+    summary = []
+    for name in spaces:
+        mine = [r for r in rows if r["space"] == name]
+        if not mine:
+            continue
+        by_abs: Dict[float, List[float]] = {}
+        for r in mine:
+            by_abs.setdefault(round(abs(float(r["alpha"])), 2), []).append(float(r["identity"]))
+        summary.append({"space": name, **{f"identity_at_{a:g}": sum(v) / len(v) for a, v in sorted(by_abs.items())},
+                        "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine)})
+    with open(out / "identity_summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0]))
+        w.writeheader()
+        w.writerows(summary)
+    return summary
+
+
+def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ci, name in enumerate(spaces):
+        mine = [r for r in rows if r["space"] == name]
+        if not mine:
+            continue
+        color = colors[ci % len(colors)]
+        lines: Dict[tuple, Dict[float, float]] = {}
+        for r in mine:
+            lines.setdefault((r["target"], r["direction"]), {})[float(r["alpha"])] = float(r["identity"])
+        for curve in lines.values():
+            xs = sorted(curve)
+            ax.plot(xs, [curve[x] for x in xs], color=color, alpha=0.12, linewidth=0.8)
+        xs = sorted({float(r["alpha"]) for r in mine})
+        mean = [sum(float(r["identity"]) for r in mine if float(r["alpha"]) == x) /
+                max(1, sum(1 for r in mine if float(r["alpha"]) == x)) for x in xs]
+        ax.plot(xs, mean, color=color, linewidth=2.5, label=name)
+    ax.set_xlabel("edit step alpha (std of the GANSpace coordinate)")
+    ax.set_ylabel("identity similarity to the target (cosine)")
+    ax.set_title("Identity vs edit step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "identity_curves.png", dpi=150)
+    fig.savefig(out / "identity_curves.pdf")
+    plt.close(fig)
+
+
+def random_direction_grid(out: Path, G, target: torch.Tensor, spaces: Sequence[str], invert_kwargs: dict,
+                          seed: int = 0, alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> None:
+    """One target, each space a row, edits along one random direction n ~ N(0, 0.04 I) of its code kind."""
+    from torchvision.utils import save_image
+
+    rows = []
+    for name in spaces:
+        space = build_space(name, G)
+        code = _codes_for(space, name, out, target, invert_kwargs).select(0)
+        (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)
+        with torch.no_grad():
+            rows.append(torch.cat([to_uint8(space.synthesize(space.edit(code, d, a))) for a in alphas]))
+    save_image(torch.cat(rows).float() / 255, str(out / "random_directions.png"), nrow=len(alphas), padding=1)

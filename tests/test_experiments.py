@@ -1,0 +1,68 @@
+"""The experiments behind the `latentspaces` command, run tiny on the default model."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from experiments.cli import main
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_writes_table_grid_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--out", str(out), "--n", "3", "--steps", "3", "--spaces", "W,FZPlus", "--chunk", "2",
+            "--identity", "none", "--device", "cpu"]
+    main(args)
+    summary = _rows(out / "space_comparison.csv")
+    assert [r["space"] for r in summary] == ["W", "FZPlus"]
+    assert {"space", "mse", "ssim", "seconds_per_image"} <= set(summary[0])
+    assert all(int(r["n"]) == 3 for r in summary)
+    assert (out / "reconstructions.png").is_file() and "| W |" in (out / "space_comparison.md").read_text()
+    per_image = _rows(out / "space_comparison_per_image.csv")
+    assert len(per_image) == 6
+    # An interrupted run: drop the last chunk of FZPlus; the rerun redoes only that chunk.
+    with open(out / "space_comparison_per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(per_image[0]))
+        w.writeheader()
+        w.writerows(per_image[:-1])
+    before = {(r["space"], r["target"]): r["mse"] for r in per_image[:-1]}
+    main(args)
+    again = _rows(out / "space_comparison_per_image.csv")
+    assert len(again) == 6  # only the missing FZPlus chunk (target 2) was redone
+    assert (again[-1]["space"], again[-1]["target"]) == ("FZPlus", "2")
+    assert {(r["space"], r["target"]): r["mse"] for r in again[:5]} == before
+
+
+def test_identity_curves_tiny(tmp_path):
+    out = tmp_path / "curves"
+    main(["identity-curves", "--out", str(out), "--n", "2", "--steps", "2", "--spaces", "WPlus,FZPlus",
+          "--perceptual", "none", "--device", "cpu", "--quick"])
+    rows = _rows(out / "identity_curves.csv")
+    assert {"space", "target", "direction", "alpha", "identity"} <= set(rows[0])
+    assert len(rows) == 2 * 3 * 11 * 2  # spaces x directions x alphas x targets
+    assert {float(r["alpha"]) for r in rows} == {round(a, 2) for a in torch.linspace(-2, 2, 11).tolist()}
+    zero = [float(r["identity"]) for r in rows if float(r["alpha"]) == 0.0]
+    assert all(-1 <= v <= 1 for v in zero)
+    for name in ("identity_curves.png", "identity_curves.pdf", "identity_summary.csv", "random_directions.png"):
+        assert (out / name).is_file(), name
+
+
+def test_invert_edit_directions_commands(tmp_path):
+    main(["invert", "--out", str(tmp_path / "inv"), "--n", "2", "--steps", "3", "--space", "FZPlus",
+          "--perceptual", "none", "--identity", "none", "--device", "cpu"])
+    main(["directions", "--out", str(tmp_path / "dirs"), "--method", "ganspace", "--kind", "z", "--count", "2",
+          "--samples", "2000", "--device", "cpu"])
+    main(["edit", "--out", str(tmp_path / "edit"), "--codes", str(tmp_path / "inv" / "codes.safetensors"),
+          "--direction", str(tmp_path / "dirs" / "ganspace_z.safetensors"), "--alphas=-1,0,1", "--device", "cpu"])
+    assert (tmp_path / "edit" / "edit_ganspace_0.png").is_file()
+    with pytest.raises(ValueError, match="'w'-space direction cannot edit FZPlus"):
+        main(["directions", "--out", str(tmp_path / "dirs"), "--method", "sefa", "--count", "2", "--device", "cpu"])
+        main(["edit", "--out", str(tmp_path / "edit"), "--codes", str(tmp_path / "inv" / "codes.safetensors"),
+              "--direction", str(tmp_path / "dirs" / "sefa_w.safetensors"), "--device", "cpu"])
