@@ -48,3 +48,13 @@ def test_shape_errors(ident, astronaut):
         ident(astronaut, astronaut[..., :128, :128])
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         ident.embed(astronaut[0])
+
+
+def test_reference_cache_never_serves_a_different_tensor(ident, astronaut):
+    gen = torch.Generator().manual_seed(1)
+    sims = []
+    for s in (0.05, 0.6):  # fresh reference tensors of equal shape, created and freed in turn
+        ref = (astronaut + s * torch.randn(astronaut.shape, generator=gen)).clamp(-1, 1)
+        sims.append(ident(astronaut, ref).item())
+        del ref
+    assert sims[0] > sims[1]

@@ -36,11 +36,11 @@ class DiscriminatorFeatures(nn.Module):
             raise ValueError(f"perceptual distance compares images of equal shape, got {tuple(x.shape)}, {tuple(y.shape)}")
         fx = self.D.features(x)
         # The targets of an inversion stay the same tensor for every step: reuse their features.
-        key = (y.data_ptr(), y._version, tuple(y.shape), y.device)
-        if self._cache_key != key:
+        # Keyed by the tensor object itself (kept alive, so its memory cannot be reused) and its version.
+        if self._cache_key is None or self._cache_key[0] is not y or self._cache_key[1] != y._version:
             with torch.no_grad():
                 self._cache_feats = self.D.features(y)
-            self._cache_key = key
+            self._cache_key = (y, y._version)
         fy = self._cache_feats
         total = x.new_zeros(x.shape[0])
         for i in self.blocks:

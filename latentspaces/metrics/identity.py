@@ -97,9 +97,9 @@ class DlibIdentity:
             raise ValueError(f"identity compares images of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         ex = self.embed(x)
         # The reference images (targets) are usually the same tensor call after call: embed them once.
-        key = (y.data_ptr(), y._version, tuple(y.shape), y.device)
-        if self._ref_key != key:
-            self._ref_emb, self._ref_key = self.embed(y), key
+        # Keyed by the tensor object itself (kept alive, so its memory cannot be reused) and its version.
+        if self._ref_key is None or self._ref_key[0] is not y or self._ref_key[1] != y._version:
+            self._ref_emb, self._ref_key = self.embed(y), (y, y._version)
         return F.cosine_similarity(ex, self._ref_emb, dim=1)
 
 
