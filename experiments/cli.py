@@ -14,7 +14,6 @@ the papers' (1200 steps, all 64 held-out targets).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ FULL = dict(targets=64, steps=1200, lr=0.01, lambda_per=1.0, pn_samples=1_000_00
 def _setup(args):
     import latentspaces as ls
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     G = ls.load_generator(args.generator, device=args.device)
     return ls, G
 
@@ -78,7 +76,7 @@ def cmd_compare(args) -> None:
     spaces = args.spaces.split(",") if args.spaces else SPACE_ORDER
     pn = ls.PNStats.fit(G, n_samples=cfg["pn_samples"]) if "PN" in spaces else None
     t = time.time()
-    summary = run_space_comparison(Path(args.out), G, targets, spaces, steps=args.steps or cfg["steps"],
+    run_space_comparison(Path(args.out), G, targets, spaces, steps=args.steps or cfg["steps"],
                                    lr=args.lr or cfg["lr"],
                                    lambda_per=cfg["lambda_per"] if args.lambda_per is None else args.lambda_per,
                                    perceptual=_perceptual(args, G), identity=_identity(args), pn_stats=pn,

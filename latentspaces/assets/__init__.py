@@ -40,7 +40,6 @@ def load_default_generator(name: str = "default"):
 
 def heldout_targets(n: int | None = None):
     """The shipped held-out faces as float32 [N, 3, 64, 64] in [-1, 1] (all 64, or the first n)."""
-    import torch
     from safetensors.torch import load_file
 
     path = ASSET_DIR / HELDOUT_TARGETS
