@@ -1,7 +1,8 @@
-"""The `latentspaces` command: invert, edit, compare, identity-curves, directions.
+"""The `latentspaces` command: invert, edit, compare, identity-curves, compensation, directions.
 
     latentspaces compare --quick --out runs/quick          # Table 1 style comparison on the default model
     latentspaces identity-curves --quick --out runs/quick  # Fig. 6 style identity-vs-step curves
+    latentspaces compensation --quick --out runs/comp      # base W+ encoder vs SDIC vs PTI vs F/Z+
     latentspaces invert --space FZPlus --targets face.png --out runs/me
     latentspaces directions --method ganspace --kind z --out runs/dirs
     latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
@@ -67,6 +68,21 @@ def _identity(args):
     return DlibIdentity() if args.identity == "dlib" else FacenetIdentity(args.device)
 
 
+def _init_encoders(args, spaces) -> dict:
+    """Space name -> initialising encoder: the F encoder for F spaces, the W+ encoder for W+, W, S, PN."""
+    from encoders import load_encoder
+
+    f_enc, w_enc, encoders = None, None, {}
+    for name in spaces:
+        if name in ("FWPlus", "FZ", "FZPlus"):
+            f_enc = f_enc or load_encoder(args.f_encoder, args.device)
+            encoders[name] = f_enc
+        elif name in ("WPlus", "W", "S", "PN"):
+            w_enc = w_enc or load_encoder(args.wplus_encoder, args.device)
+            encoders[name] = w_enc
+    return encoders  # Z and Z+ have no encoder: they start from the mean
+
+
 def cmd_compare(args) -> None:
     from .space_comparison import SPACE_ORDER, run_space_comparison
 
@@ -75,12 +91,13 @@ def cmd_compare(args) -> None:
     targets = _targets(args, G, args.n or cfg["targets"])
     spaces = args.spaces.split(",") if args.spaces else SPACE_ORDER
     pn = ls.PNStats.fit(G, n_samples=cfg["pn_samples"]) if "PN" in spaces else None
+    encoders = _init_encoders(args, spaces) if args.init == "encoder" else None
     t = time.time()
     run_space_comparison(Path(args.out), G, targets, spaces, steps=args.steps or cfg["steps"],
-                                   lr=args.lr or cfg["lr"],
-                                   lambda_per=cfg["lambda_per"] if args.lambda_per is None else args.lambda_per,
-                                   perceptual=_perceptual(args, G), identity=_identity(args), pn_stats=pn,
-                                   chunk=args.chunk, seed=args.seed)
+                         lr=args.lr or cfg["lr"],
+                         lambda_per=cfg["lambda_per"] if args.lambda_per is None else args.lambda_per,
+                         lambda_reg=args.lambda_reg, perceptual=_perceptual(args, G), identity=_identity(args),
+                         pn_stats=pn, encoders=encoders, chunk=args.chunk, seed=args.seed)
     print((Path(args.out) / "space_comparison.md").read_text())
     print(f"wrote {args.out}/space_comparison.csv, .md, reconstructions.png ({time.time() - t:.0f} s)")
 
@@ -178,6 +195,41 @@ def cmd_directions(args) -> None:
     print(f"wrote {len(dirs)} {args.method} directions to {path}")
 
 
+COMP_QUICK = dict(targets=8, fz_steps=100, fz_lr=0.05, pivot_steps=100, tune_steps=100, directions=3,
+                  direction_samples=50_000)
+COMP_FULL = dict(targets=64, fz_steps=1200, fz_lr=0.01, pivot_steps=450, tune_steps=350, directions=5,
+                 direction_samples=300_000)
+
+
+def cmd_compensation(args) -> None:
+    from encoders import load_encoder
+
+    from .compensation import run_compensation_comparison
+    from .identity_curves import edit_directions
+
+    ls, G = _setup(args)
+    cfg = COMP_QUICK if args.quick else COMP_FULL
+    targets = _targets(args, G, args.n or cfg["targets"])
+    models = {"base": load_encoder(args.base_encoder, args.device), "sdic": load_encoder(args.sdic, args.device),
+              "f": load_encoder(args.f_encoder, args.device)}
+    perceptual = _perceptual(args, G)
+    lam = (0.0 if args.quick else 1.0) if args.lambda_per is None else args.lambda_per
+    settings = {
+        "pti": dict(pivot_steps=args.pivot_steps or cfg["pivot_steps"], tune_steps=args.tune_steps or cfg["tune_steps"],
+                    perceptual=perceptual,
+                    lambda_per=1.0 if perceptual is not None else 0.0),
+        "fzplus": dict(steps=args.steps or cfg["fz_steps"], lr=args.lr or cfg["fz_lr"],
+                       lambda_per=lam if perceptual is not None else 0.0, lambda_reg=0.0, perceptual=perceptual),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    directions = edit_directions(G, out, cfg["directions"], cfg["direction_samples"], args.seed)
+    t = time.time()
+    run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, _identity(args))
+    print((out / "compensation_comparison.md").read_text())
+    print(f"wrote {out}/compensation_comparison.csv, .md, compensation_grid.png ({time.time() - t:.0f} s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="latentspaces", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -202,10 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="invert targets into every space; table + grid")
     common(p)
     p.add_argument("--chunk", type=int, default=8, help="images inverted together (results saved per chunk)")
+    p.add_argument("--init", choices=["mean", "encoder"], default="mean",
+                   help="start from w_avg (and its counterparts) or from the encoders (F spaces: F encoder; "
+                        "W+, W, S, PN: W+ encoder; Z, Z+: mean)")
+    p.add_argument("--f-encoder", default="default-f", help="F encoder name or file (--init encoder)")
+    p.add_argument("--wplus-encoder", default="default-wplus", help="W+ encoder name or file (--init encoder)")
+    p.add_argument("--lambda-reg", type=float, default=0.0, help="weight of mean((f - f0)^2) with --init encoder")
     p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("identity-curves", help="identity vs edit step per space; curves + robustness grid")
     common(p)
     p.set_defaults(fn=cmd_identity_curves)
+    p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")
+    common(p)
+    p.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file")
+    p.add_argument("--sdic", default="default-sdic", help="SDIC head name or file")
+    p.add_argument("--f-encoder", default="default-f", help="F encoder name or file")
+    p.add_argument("--pivot-steps", type=int, default=None, help="PTI pivot steps (quick 100, full 450)")
+    p.add_argument("--tune-steps", type=int, default=None, help="PTI tuning steps (quick 100, full 350)")
+    p.set_defaults(fn=cmd_compensation)
     p = sub.add_parser("invert", help="invert images into one space")
     common(p, quick=False)
     p.add_argument("--space", default="FZPlus")

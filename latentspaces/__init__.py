@@ -12,6 +12,15 @@ from .spaces import FZ, PN, SPACES, Code, FWPlus, FZPlus, LatentSpace, PNStats, 
 
 __version__ = "0.1.0"
 
+
+def load_encoder(name_or_path, device="cpu"):
+    """An encoder or compensation head by shipped name ('default-f', 'default-wplus', 'default-sdic') or
+    file path (see encoders.load_encoder)."""
+    from encoders import load_encoder as _load_encoder
+
+    return _load_encoder(name_or_path, device)
+
+
 __all__ = ["CheckpointError", "Code", "Direction", "Generator", "LatentSpace", "PNStats", "SPACES",
            "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus",
-           "load_generator", "save_generator", "__version__"]
+           "load_encoder", "load_generator", "save_generator", "__version__"]

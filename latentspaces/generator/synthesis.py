@@ -20,7 +20,7 @@ Hooks:
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -235,12 +235,16 @@ class SynthesisNetwork(nn.Module):
         start_layer: Optional[str] = None,
         start_feature: Optional[torch.Tensor] = None,
         stop_layer: Optional[str] = None,
+        edit_layer: Optional[str] = None,
+        edit_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> torch.Tensor:
         """Run the network from style vectors.
 
         start_layer/start_feature: begin after `start_layer`, whose output is `start_feature`
         [N, C, H, W]; only the layers above run and the RGB skip from below is zero.
         stop_layer: return the output feature of that conv layer instead of the image.
+        edit_layer/edit_fn: replace the output x of conv `edit_layer` by edit_fn(x) [same shape] and run
+        on (the RGB skip is kept: compensation heads such as SDIC's DICN hook in here).
         Returns the image [N, img_channels, R, R] or the feature at `stop_layer`.
         """
         if noise_mode not in NOISE_MODES:
@@ -249,6 +253,10 @@ class SynthesisNetwork(nn.Module):
             raise ValueError("start_layer and start_feature go together")
         if stop_layer is not None:
             self._check_feature_layer(stop_layer)
+        if (edit_layer is None) != (edit_fn is None):
+            raise ValueError("edit_layer and edit_fn go together")
+        if edit_layer is not None:
+            self._check_feature_layer(edit_layer)
         running = start_layer is None
         x = img = None
         if start_layer is not None:
@@ -280,6 +288,11 @@ class SynthesisNetwork(nn.Module):
                 if x is None:
                     x = block.const.unsqueeze(0).expand(n, -1, -1, -1)
                 x = getattr(block, lname)(x, styles[name], **kw)
+                if name == edit_layer:
+                    out = edit_fn(x)
+                    if out.shape != x.shape:
+                        raise ValueError(f"edit_fn must keep the shape {tuple(x.shape)} of {name}, got {tuple(out.shape)}")
+                    x = out
                 if name == stop_layer:
                     return x
             if not running or stop_layer is not None:
@@ -296,6 +309,11 @@ class SynthesisNetwork(nn.Module):
         """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R]."""
         return self.synthesize_styles(self.styles_from_ws(ws), noise_mode=noise_mode,
                                       fused_modconv=fused_modconv, noise_generator=noise_generator)
+
+    def with_edit(self, ws: torch.Tensor, layer: str, edit_fn: Callable[[torch.Tensor], torch.Tensor],
+                  **kwargs) -> torch.Tensor:
+        """Image for ws [N, num_ws, w_dim] with the output x of conv `layer` replaced by edit_fn(x)."""
+        return self.synthesize_styles(self.styles_from_ws(ws), edit_layer=layer, edit_fn=edit_fn, **kwargs)
 
     def features(self, ws: torch.Tensor, layer: str, **kwargs) -> torch.Tensor:
         """Output of conv `layer` [N, C, H, W] for ws [N, num_ws, w_dim]; runs only layers up to it."""

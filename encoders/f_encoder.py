@@ -1,0 +1,86 @@
+"""F encoder (BDInvert's base-code encoder): image -> base feature f at the generator's F layer.
+
+Architecture (BDInvert): the input is resized to 8x the F resolution; three blocks of
+[3 x (conv3x3 + BatchNorm + LeakyReLU 0.2)] + 2x average pooling with 128 -> 256 -> 512
+channels bring it to the F resolution; two 3x3 convs map to the F channels. Trained only on
+generated pairs (seed 002, Eq. 2; see experiments/train_f_encoder.py).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentspaces.spaces import Code, LatentSpace
+
+
+def _block(cin: int, cout: int, convs: int = 3) -> nn.Sequential:
+    layers = []
+    for i in range(convs):
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                   nn.LeakyReLU(0.2, inplace=True)]
+    layers.append(nn.AvgPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class FEncoder(nn.Module):
+    """x [N, 3, R, R] in [-1, 1] -> f [N, C_f, h, h] (h = F resolution; input resized to 8h)."""
+
+    def __init__(
+        self,
+        f_channels: int,                                  # channels of the F layer output
+        f_resolution: int,                                # spatial size h of the F layer output
+        widths: Sequence[int] = (128, 256, 512),          # channels of the three pooling blocks
+        layer: str = "",                                  # generator layer name this encoder targets
+    ):
+        super().__init__()
+        self.f_channels, self.f_resolution, self.layer = f_channels, f_resolution, layer
+        self.widths = tuple(widths)
+        blocks, cin = [], 3
+        for w in self.widths:
+            blocks.append(_block(cin, w))
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                                  nn.Conv2d(cin, f_channels, 3, padding=1))
+
+    @property
+    def input_size(self) -> int:
+        return self.f_resolution * 2 ** len(self.widths)
+
+    @property
+    def config(self) -> dict:
+        return dict(f_channels=self.f_channels, f_resolution=self.f_resolution, widths=list(self.widths), layer=self.layer)
+
+    @classmethod
+    def for_generator(cls, G, layer: str, widths: Sequence[int] = (128, 256, 512)) -> "FEncoder":
+        """An (untrained) encoder for the output of conv `layer` of generator G."""
+        c, h, _ = G.synthesis.feature_shape(layer)
+        return cls(c, h, widths, layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"FEncoder expects images [N, 3, H, W], got {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.input_size)
+        return self.head(self.blocks(x))
+
+    def init_code(self, space: LatentSpace, targets: torch.Tensor) -> Code:
+        """HybridInverter initialisation: f0 = E(x) with the space's mean detail codes (F spaces only)."""
+        if not hasattr(space, "from_feature"):
+            raise ValueError(f"an F encoder initialises F spaces (FWPlus, FZ, FZPlus), not {space.name}")
+        if self.layer and space.layer != self.layer:
+            raise ValueError(f"this encoder predicts {self.layer}, the space's F layer is {space.layer}")
+        if tuple(space.f_shape) != (self.f_channels, self.f_resolution, self.f_resolution):
+            raise ValueError(f"this encoder predicts f of shape {(self.f_channels, self.f_resolution, self.f_resolution)}"
+                             f", the space's base code is {tuple(space.f_shape)}")
+        was_training = self.training
+        self.eval()
+        try:
+            return space.from_feature(self(targets))
+        finally:
+            self.train(was_training)

@@ -1,0 +1,286 @@
+"""W+ encoder in the style of e4e (Tov et al. 2021): a base code w0 plus per-layer offsets.
+
+    ws = w_avg + w0 + [0, delta_1, ..., delta_{n-1}]        (n = num_ws; deltas past the stage are 0)
+
+Structure (e4e's Encoder4Editing, with the backbone made configurable):
+- backbone: an input conv, then four stages of residual units ('bottleneck_IR', optional
+  squeeze-excitation). Three feature maps come out: c1 = end of stage 2 (fine), c2 = end of stage 3,
+  c3 = end of stage 4 (coarse). `backbone="ir_se50"` is e4e's IR-SE50 (256 px input, stages of
+  3/4/14/3 units, 64/128/256/512 channels, every stage halving); `backbone="small"` is a 4-stage,
+  1-unit-per-stage version for the 64 px default model that trains on a 2-core CPU.
+- w0 = style_0(c3); the offset of layer i comes from c3 (i < coarse_ind), from
+  p2 = up(c3) + lat1(c2) (coarse_ind <= i < middle_ind) or from p1 = up(p2) + lat2(c1) (fine).
+  Each style block: log2(spatial) stride-2 3x3 convs + LeakyReLU 0.01, then an equalized linear layer.
+  Upsampling in the pyramid is bilinear with align_corners=True (as e4e).
+- progressive_stage: how many offsets are active (e4e's progressive training; num_ws - 1 = all).
+
+`from_e4e_state_dict` reads the encoder part of an e4e checkpoint (keys 'encoder.*' and
+'latent_avg') into an ir_se50 WPlusEncoder, and refuses anything else with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentspaces.spaces import Code, LatentSpace
+
+# (in_channels, depth, units, stride) per stage
+BACKBONES = {
+    "ir_se50": dict(stages=[(64, 64, 3, 2), (64, 128, 4, 2), (128, 256, 14, 2), (256, 512, 3, 2)], stem=64, se=True,
+                    input_size=256),
+    "small": dict(stages=[(16, 16, 1, 1), (16, 32, 1, 2), (32, 64, 1, 2), (64, 128, 1, 2)], stem=16, se=False,
+                  input_size=64),
+}
+
+
+class SEModule(nn.Module):
+    """Squeeze-excitation: x * sigmoid(fc2(relu(fc1(avgpool(x))))) with 1x1 convs, reduction 16."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+
+
+class BottleneckIR(nn.Module):
+    """ArcFace IR unit: BN -> conv3x3 -> PReLU -> conv3x3 (stride) -> BN [-> SE], plus a shortcut."""
+
+    def __init__(self, in_channels: int, depth: int, stride: int, se: bool):
+        super().__init__()
+        if in_channels == depth:
+            self.shortcut_layer = nn.MaxPool2d(1, stride)
+        else:
+            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channels, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+        layers = [nn.BatchNorm2d(in_channels), nn.Conv2d(in_channels, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
+                  nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth)]
+        if se:
+            layers.append(SEModule(depth))
+        self.res_layer = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with the equalized learning rate: y = x (w * lr_mul / sqrt(in))^T + b * lr_mul."""
+
+    def __init__(self, in_dim: int, out_dim: int, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+        self.scale, self.lr_mul = lr_mul / math.sqrt(in_dim), lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class GradualStyleBlock(nn.Module):
+    """[N, in_c, s, s] -> [N, out_dim]: log2(s) stride-2 convs (LeakyReLU 0.01, e4e's) to 1x1, then EqualLinear."""
+
+    def __init__(self, in_c: int, hidden_c: int, out_dim: int, spatial: int):
+        super().__init__()
+        n = int(math.log2(spatial))
+        if 2**n != spatial or n < 1:
+            raise ValueError(f"style block spatial size must be a power of two >= 2, got {spatial}")
+        layers = []
+        for i in range(n):
+            layers += [nn.Conv2d(in_c if i == 0 else hidden_c, hidden_c, 3, 2, 1), nn.LeakyReLU(0.01)]
+        self.convs = nn.Sequential(*layers)
+        self.linear = EqualLinear(hidden_c, out_dim)
+        self.hidden_c = hidden_c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(x).reshape(-1, self.hidden_c))
+
+
+class WPlusEncoder(nn.Module):
+    """x [N, 3, R, R] in [-1, 1] -> ws [N, num_ws, w_dim] (input resized to `input_size`)."""
+
+    def __init__(
+        self,
+        num_ws: int,                                # generator's number of w rows
+        w_dim: int = 512,                           # generator's w dimensionality
+        backbone: str = "small",                    # 'small' (64 px, CPU) or 'ir_se50' (e4e, 256 px)
+        style_channels: Optional[int] = None,       # hidden channels of the style blocks (default: c3 channels)
+        input_size: Optional[int] = None,           # side of the resized input (default: the backbone's)
+        coarse_ind: int = 3,                        # layers below this read c3 (e4e: 3)
+        middle_ind: int = 7,                        # layers below this (and >= coarse_ind) read p2 (e4e: 7)
+        progressive_stage: Optional[int] = None,    # active offsets (default: all, num_ws - 1)
+    ):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        spec = BACKBONES[backbone]
+        self.num_ws, self.w_dim, self.backbone = num_ws, w_dim, backbone
+        self.input_size = input_size or spec["input_size"]
+        self.coarse_ind, self.middle_ind = coarse_ind, middle_ind
+        stages = spec["stages"]
+        self.input_layer = nn.Sequential(nn.Conv2d(3, spec["stem"], 3, 1, 1, bias=False), nn.BatchNorm2d(spec["stem"]),
+                                         nn.PReLU(spec["stem"]))
+        units, self._stage_ends, size = [], [], self.input_size
+        for cin, depth, n, stride in stages:
+            for u in range(n):
+                units.append(BottleneckIR(cin if u == 0 else depth, depth, stride if u == 0 else 1, spec["se"]))
+            size //= stride
+            self._stage_ends.append((len(units) - 1, depth, size))
+        self.body = nn.Sequential(*units)
+        (_, c1_ch, s1), (_, c2_ch, s2), (_, c3_ch, s3) = self._stage_ends[1:]
+        self.style_channels = style_channels or c3_ch
+        self.styles = nn.ModuleList()
+        for i in range(num_ws):
+            spatial = s3 if i < coarse_ind else s2 if i < middle_ind else s1
+            self.styles.append(GradualStyleBlock(c3_ch, self.style_channels, w_dim, spatial))
+        self.latlayer1 = nn.Conv2d(c2_ch, c3_ch, 1)
+        self.latlayer2 = nn.Conv2d(c1_ch, c3_ch, 1)
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+        self.progressive_stage = num_ws - 1 if progressive_stage is None else progressive_stage
+
+    @property
+    def config(self) -> dict:
+        return dict(num_ws=self.num_ws, w_dim=self.w_dim, backbone=self.backbone, style_channels=self.style_channels,
+                    input_size=self.input_size, coarse_ind=self.coarse_ind, middle_ind=self.middle_ind,
+                    progressive_stage=self.progressive_stage)
+
+    @classmethod
+    def for_generator(cls, G, **kwargs) -> "WPlusEncoder":
+        """An (untrained) encoder for G, starting from G's w_avg."""
+        enc = cls(G.num_ws, G.w_dim, **kwargs)
+        enc.w_avg.copy_(G.w_avg.detach().cpu())
+        return enc
+
+    def features(self, x: torch.Tensor):
+        """(c1, c2, c3): the ends of backbone stages 2, 3 and 4."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"WPlusEncoder expects images [N, 3, H, W], got {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.input_size)
+        x = self.input_layer(x)
+        ends = {i for i, _, _ in self._stage_ends[1:]}
+        feats = []
+        for i, unit in enumerate(self.body):
+            x = unit(x)
+            if i in ends:
+                feats.append(x)
+        return tuple(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1, c2, c3 = self.features(x)
+        w0 = self.styles[0](c3)
+        ws = [w0]
+        p2 = p1 = None
+        for i in range(1, self.num_ws):
+            if i > self.progressive_stage:
+                ws.append(w0)
+                continue
+            if i == self.coarse_ind or (i > self.coarse_ind and p2 is None):
+                p2 = F.interpolate(c3, size=c2.shape[-2:], mode="bilinear", align_corners=True) + self.latlayer1(c2)
+            if i == self.middle_ind or (i > self.middle_ind and p1 is None):
+                p1 = F.interpolate(p2, size=c1.shape[-2:], mode="bilinear", align_corners=True) + self.latlayer2(c1)
+            src = c3 if i < self.coarse_ind else p2 if i < self.middle_ind else p1
+            ws.append(w0 + self.styles[i](src))
+        return torch.stack(ws, dim=1) + self.w_avg
+
+    @staticmethod
+    def deltas(ws: torch.Tensor) -> torch.Tensor:
+        """The per-layer offsets ws[:, i] - ws[:, 0], [N, num_ws - 1, w_dim]."""
+        return ws[:, 1:] - ws[:, :1]
+
+    def init_code(self, space: LatentSpace, targets: torch.Tensor) -> Code:
+        """HybridInverter initialisation for spaces built from ws (W+, W, S, P_N, F/W+).
+
+        Single-code spaces (W, PN without plus) start from the mean of the per-layer ws; S starts from the
+        styles of the per-layer ws.
+        """
+        if space.G.num_ws != self.num_ws or space.G.w_dim != self.w_dim:
+            raise ValueError(f"this encoder predicts {self.num_ws} x {self.w_dim} ws; the space's generator has "
+                             f"{space.G.num_ws} x {space.G.w_dim}")
+        was_training = self.training
+        self.eval()
+        try:
+            ws = self(targets)
+        finally:
+            self.train(was_training)
+        from latentspaces.spaces import PN, W
+
+        if isinstance(space, W) or (isinstance(space, PN) and not space.plus):
+            ws = ws.mean(dim=1)  # one code for all layers: the mean of the per-layer ws
+        try:
+            return space.from_ws(ws)
+        except NotImplementedError as e:
+            raise ValueError(f"a W+ encoder cannot initialise {space.name} (its codes are not built from ws); use "
+                             "encoders.FEncoder for F spaces or init='mean' for Z-type spaces") from e
+
+
+def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """An ir_se50 WPlusEncoder with the encoder weights of an e4e checkpoint's state dict.
+
+    `state`: the checkpoint's 'state_dict' (keys 'encoder.*', 'decoder.*') or just the encoder part;
+    'latent_avg' (from the checkpoint's top level or its state dict) becomes `w_avg`. Raises ValueError
+    naming the difference when the encoder is not e4e's Encoder4Editing over IR-SE50.
+    Note: pSp's GradualStyleEncoder has exactly the same keys and shapes (it predicts every w row
+    independently instead of w0 + deltas), so a bare state dict cannot be told apart from e4e's;
+    `load_e4e_encoder` checks the checkpoint's opts['encoder_type'] for that.
+    """
+    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} or dict(state)
+    if "input_layer.0.weight" not in enc_state or "styles.0.linear.weight" not in enc_state:
+        raise ValueError("not an e4e Encoder4Editing state dict: expected keys 'encoder.input_layer.0.weight' and "
+                         "'encoder.styles.0.linear.weight' (the ResNet/last-layer-into-W backbones are "
+                         "different architectures and are not read)")
+    n_styles = len({k.split(".")[1] for k in enc_state if k.startswith("styles.")})
+    if num_ws is not None and num_ws != n_styles:
+        raise ValueError(f"the e4e encoder predicts {n_styles} ws, the generator needs {num_ws}")
+    n_units = len({k.split(".")[1] for k in enc_state if k.startswith("body.")})
+    if n_units != 24:
+        raise ValueError(f"the e4e backbone has {n_units} units; only IR-SE50 (24 units) is supported "
+                         "(IR-SE100/152 and the ResNet34 backbone are not)")
+    w_dim = enc_state["styles.0.linear.weight"].shape[0]
+    enc = WPlusEncoder(n_styles, w_dim, backbone="ir_se50", style_channels=enc_state["styles.0.linear.weight"].shape[1])
+    avg = state.get("latent_avg")
+    own = enc.state_dict()
+    missing = sorted(k for k in own if k not in enc_state and k != "w_avg")
+    extra = sorted(k for k in enc_state if k not in own)
+    wrong = sorted(k for k in own if k in enc_state and tuple(enc_state[k].shape) != tuple(own[k].shape))
+    if missing or extra or wrong:
+        raise ValueError(f"the e4e encoder does not match IR-SE50 Encoder4Editing: missing {missing[:4]}, "
+                         f"unexpected {extra[:4]}, wrong shapes {wrong[:4]}")
+    enc_state = {k: v.float() for k, v in enc_state.items()}
+    if avg is None:
+        raise ValueError("the e4e state has no 'latent_avg'; pass the checkpoint's top-level dict (it stores "
+                         "latent_avg beside state_dict)")
+    avg = avg.float()
+    if avg.ndim == 2 and not torch.equal(avg, avg[:1].expand_as(avg)):
+        raise ValueError("the checkpoint's latent_avg has differing rows; e4e's is one w_avg repeated per layer")
+    enc_state["w_avg"] = avg[0] if avg.ndim == 2 else avg  # e4e stores latent_avg as [w_dim] or [num_ws, w_dim]
+    enc.load_state_dict(enc_state)
+    return enc.eval()
+
+
+def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """Read the encoder of an e4e checkpoint file (weights-only torch.load: no code in the file runs)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e}). "
+                         "e4e checkpoints store tensors and an 'opts' dict of plain values; a file that needs "
+                         "arbitrary unpickling is refused.") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not an e4e checkpoint (expected a dict with 'state_dict')")
+    opts = ckpt.get("opts")
+    encoder_type = opts.get("encoder_type") if isinstance(opts, dict) else None
+    if encoder_type is not None and encoder_type != "Encoder4Editing":
+        raise ValueError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
+                         "GradualStyleEncoder has the same weight names but predicts each w row independently, "
+                         "not w0 + offsets, so it is not read)")
+    state = dict(ckpt["state_dict"])
+    if "latent_avg" in ckpt and "latent_avg" not in state:
+        state["latent_avg"] = ckpt["latent_avg"]
+    return from_e4e_state_dict(state, num_ws)

@@ -1,0 +1,115 @@
+"""SDIC's compensation head, PTI-style tuning, and the trainers of the encoders and heads."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import latentspaces as ls
+from encoders import SDIC, WPlusEncoder, load_encoder
+from optimizers import PTI
+from optimizers.pti import pivot_lr
+
+
+def _randomize_last_layers_(sdic: SDIC, seed: int = 0) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in (sdic.dicn.feat[-1], sdic.dicn.lat1d[-1]):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.05)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen) * 0.05)
+
+
+def test_untrained_sdic_returns_the_base_reconstruction(small_G):
+    torch.manual_seed(0)
+    sdic = SDIC.for_generator(small_G, width=0.25).eval()
+    assert sdic.layer == "b16.conv0"
+    ws = small_G.broadcast(small_G.mapping(torch.randn(2, small_G.z_dim)))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        x0 = small_G.synthesis(ws)
+        out = sdic.compensate(small_G, x, ws)
+    assert out["dmap"].shape == (2, 3, 32, 32)
+    assert out["g_l"].shape == (2, *small_G.synthesis.feature_shape("b16.conv0"))
+    torch.testing.assert_close(out["image"], x0, rtol=0, atol=0)
+    torch.testing.assert_close(out["ws"], ws, rtol=0, atol=0)
+
+
+def test_sdic_compensate_and_edit_rule(small_G):
+    torch.manual_seed(0)
+    sdic = SDIC.for_generator(small_G, width=0.25).eval()
+    _randomize_last_layers_(sdic)
+    ws = small_G.broadcast(small_G.mapping(torch.randn(2, small_G.z_dim)))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        out = sdic.compensate(small_G, x, ws)
+        assert (out["image"] - small_G.synthesis(ws)).abs().max() > 1e-3  # the head changes the image
+        assert (out["ws"] - ws).abs().max() > 1e-4                          # and the codes: W' = W (1 + A) + B
+        # alpha = 0 gives the compensated image back exactly
+        torch.testing.assert_close(SDIC.edit(small_G, out, sdic.layer, torch.zeros_like(ws)), out["image"],
+                                   rtol=0, atol=0)
+        # an edit adds the stored residual F^ - G_l(W') to G_l(W' + delta), with the RGB skip kept
+        delta = torch.randn_like(ws) * 0.3
+        edited = SDIC.edit(small_G, out, sdic.layer, delta)
+        g_l = small_G.synthesis.features(out["ws"] + delta, sdic.layer)
+        manual = small_G.synthesis.with_edit(out["ws"] + delta, sdic.layer, lambda g: g_l + out["residual"])
+        torch.testing.assert_close(edited, manual)
+        torch.testing.assert_close(out["f_hat"], out["g_l"] + out["residual"])
+
+
+def test_pti_schedule():
+    lrs = [pivot_lr(s, 100, 0.01) for s in range(100)]
+    assert lrs[0] == 0 and max(lrs) == pytest.approx(0.01)
+    assert lrs[4] < 0.01 and lrs[50] == pytest.approx(0.01)   # 5% warm-up, flat middle
+    assert lrs[99] < 0.001                                     # cosine ramp-down to ~0
+
+
+def test_pti_tunes_a_copy_and_improves_on_the_pivot(small_G):
+    before = copy.deepcopy(small_G.state_dict())
+    targets = small_G(torch.randn(2, small_G.z_dim), truncation_psi=1.0).detach()
+    targets = (targets + 0.1 * torch.randn_like(targets)).clamp(-1, 1)   # not exactly in G's range
+    res = PTI(small_G, pivot_steps=30, tune_steps=30, tune_lr=3e-3, progress=False).run(targets)
+    for k, v in small_G.state_dict().items():      # the original generator is untouched
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    pivot_mse = (res.pivot_images - targets).square().flatten(1).mean(1)
+    tuned_mse = (res.images - targets).square().flatten(1).mean(1)
+    assert (tuned_mse < pivot_mse).all()
+    assert res.pivots.shape == (2, small_G.w_dim) and res.tune_steps_run == [30, 30]
+    # any space can use the tuned generator
+    assert ls.FZPlus(res.generator).synthesize(ls.FZPlus(res.generator).mean(1)).shape == (1, 3, 32, 32)
+    single = PTI(small_G, pivot_steps=30, tune_steps=5, tune_lr=3e-3, per_image=True, progress=False).run(targets)
+    assert isinstance(single.generator, list) and len(single.generator) == 2
+    torch.testing.assert_close(single.pivots, res.pivots)   # pivots do not depend on the batch
+    with pytest.raises(ValueError, match="targets must be"):
+        PTI(small_G).run(torch.zeros(1, 3, 16, 16))
+
+
+def test_pti_early_stop_on_threshold(small_G):
+    targets = small_G(torch.randn(1, small_G.z_dim)).detach()
+    res = PTI(small_G, pivot_steps=5, tune_steps=50, perceptual=lambda x, y: (x - y).abs().flatten(1).mean(1),
+              stop_threshold=10.0, progress=False).run(targets)
+    assert res.tune_steps_run == [0]
+
+
+def test_trainers_run_resume_and_export(tmp_path):
+    """F encoder, W+ encoder and SDIC trainers: a few steps on the default model, killed and resumed."""
+    from experiments import train_f_encoder, train_sdic, train_wplus_encoder
+
+    f_out, w_out, s_out = tmp_path / "f", tmp_path / "w", tmp_path / "s"
+    common = ["--batch", "2", "--snap", "1", "--device", "cpu"]
+    train_f_encoder.main(["--out", str(f_out), "--steps", "2", "--widths", "[8, 8, 8]", "--perceptual", "none", *common])
+    train_f_encoder.main(["--out", str(f_out), "--steps", "3", "--widths", "[8, 8, 8]", "--perceptual", "none",
+                          "--resume", *common])
+    assert [line.split(",")[0] for line in (f_out / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
+    f_enc = load_encoder(f_out / "encoder.safetensors")
+    assert f_enc.meta["steps"] == 3 and f_enc.layer == "b8.conv0"
+    train_wplus_encoder.main(["--out", str(w_out), "--steps", "2", "--style-channels", "8", "--progressive-start", "1",
+                              "--progressive-every", "1", "--lambda-wd", "0.1", "--perceptual", "d-features", *common])
+    w_enc = load_encoder(w_out / "encoder.safetensors")
+    assert isinstance(w_enc, WPlusEncoder) and w_enc.progressive_stage == 1
+    train_sdic.main(["--out", str(s_out), "--steps", "2", "--width", "0.25", "--base-encoder",
+                     str(w_out / "encoder.safetensors"), "--perceptual", "none", "--half", *common])
+    sdic = load_encoder(s_out / "sdic.safetensors")
+    assert isinstance(sdic, SDIC) and sdic.layer == "b32.conv0" and sdic.input_size == 32
+    assert (s_out / "loss.png").is_file() and (s_out / "reconstructions.png").is_file()

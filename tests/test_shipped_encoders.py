@@ -1,0 +1,80 @@
+"""The encoders shipped with the default model: load by name, and do what they are for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import latentspaces as ls
+from encoders import SDIC, FEncoder, WPlusEncoder
+from latentspaces.assets import heldout_targets
+from latentspaces.metrics.image import ssim
+from optimizers import HybridInverter
+
+
+@pytest.fixture(scope="module")
+def G():
+    return ls.load_generator("default")
+
+
+@pytest.fixture(scope="module")
+def targets():
+    return heldout_targets(8)
+
+
+def test_shipped_encoders_load_by_name():
+    assert isinstance(ls.load_encoder("default-f"), FEncoder)
+    assert isinstance(ls.load_encoder("default-wplus"), WPlusEncoder)
+    assert isinstance(ls.load_encoder("default-sdic"), SDIC)
+
+
+def test_encoder_initialised_fzplus_beats_wavg_wplus(G, targets):
+    """Issue #4's check, shortened for the suite (100 steps, 8 targets; the 200-step, 64-target run is
+    `python -m experiments.encoder_init`)."""
+    kw = dict(steps=100, lr=0.05, lambda_per=0, lambda_reg=0, progress=False)
+    fz = HybridInverter(ls.FZPlus(G), encoder=ls.load_encoder("default-f"), **kw).invert(targets, init="encoder")
+    wp = HybridInverter(ls.WPlus(G), **kw).invert(targets, init="mean")
+    mse_fz = (fz.images - targets).square().mean()
+    mse_wp = (wp.images - targets).square().mean()
+    assert mse_fz < mse_wp
+    # and the encoder's start is better than the mean start of the same space
+    assert fz.history["mse"][0].mean() < HybridInverter(ls.FZPlus(G), **{**kw, "steps": 1}).invert(
+        targets, init="mean").history["mse"][0].mean()
+
+
+@torch.no_grad()
+def test_wplus_encoder_and_sdic_improve_on_their_starts(G, targets):
+    base = ls.load_encoder("default-wplus")
+    sdic = ls.load_encoder("default-sdic")
+    ws = base(targets)
+    x0 = G.synthesis(ws)
+    x_avg = G.synthesis(G.broadcast(G.w_avg.expand(len(targets), -1)))
+    mse = lambda y: (y - targets).square().mean().item()  # noqa: E731
+    assert mse(x0) < 0.7 * mse(x_avg)                      # the encoder beats w_avg
+    y = sdic.compensate(G, targets, ws, x0)["image"]
+    assert mse(y) < mse(x0)                                # SDIC beats its base encoder on MSE
+    assert ssim(y, targets).mean() > ssim(x0, targets).mean()   # and on SSIM
+
+
+def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
+    import csv
+
+    from experiments.cli import main
+
+    out = tmp_path / "comp"
+    args = ["compensation", "--quick", "--out", str(out), "--n", "2", "--steps", "3", "--pivot-steps", "3",
+            "--tune-steps", "2", "--device", "cpu"]
+    main(args)
+    with open(out / "compensation_comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["base", "sdic", "pti", "fzplus"]
+    assert {"mse", "ssim", "identity", "edit_identity", "seconds_per_image"} <= set(rows[0])
+    assert (out / "compensation_grid.png").is_file() and "| sdic |" in (out / "compensation_comparison.md").read_text()
+    # an interrupted run: drop the last method's rows; the rerun redoes only that method
+    per_image = out / "compensation_per_image.csv"
+    lines = per_image.read_text().splitlines()
+    per_image.write_text("\n".join(line for line in lines if not line.startswith("fzplus")) + "\n")
+    before = (out / "images" / "base.safetensors").stat().st_mtime_ns
+    main(args)
+    assert (out / "images" / "base.safetensors").stat().st_mtime_ns == before
+    assert sum(line.startswith("fzplus") for line in per_image.read_text().splitlines()) == 2
