@@ -113,3 +113,17 @@ def test_trainers_run_resume_and_export(tmp_path):
     sdic = load_encoder(s_out / "sdic.safetensors")
     assert isinstance(sdic, SDIC) and sdic.layer == "b32.conv0" and sdic.input_size == 32
     assert (s_out / "loss.png").is_file() and (s_out / "reconstructions.png").is_file()
+
+
+def test_sdic_paper_configuration_shapes():
+    """The paper's sizes (1024 px generator, 256 px input, 512 x 64 x 64 layer b64.conv0), heads only."""
+    sdic = SDIC(num_ws=18, w_dim=512, layer="b64.conv0", layer_channels=512, layer_resolution=64, input_size=256)
+    sdic.eval()
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        dmap = sdic.dipn(x, x.flip(-1))
+        a, b, feat2 = sdic.dicn(dmap)
+    assert dmap.shape == (1, 3, 256, 256)
+    assert a.shape == b.shape == (1, 18, 512) and feat2.shape == (1, 512, 64, 64)
+    with pytest.raises(ValueError, match="power-of-two multiple"):
+        SDIC(num_ws=18, w_dim=512, layer="b64.conv0", layer_channels=512, layer_resolution=64, input_size=96)
