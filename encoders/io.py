@@ -34,16 +34,10 @@ ENCODER_NAMES: Dict[str, tuple] = {
 
 def _classes() -> dict:
     from .f_encoder import FEncoder
+    from .sdic import SDIC
     from .wplus_encoder import WPlusEncoder
 
-    classes = {"FEncoder": FEncoder, "WPlusEncoder": WPlusEncoder}
-    try:
-        from .sdic import SDIC
-
-        classes["SDIC"] = SDIC
-    except ImportError:  # pragma: no cover - SDIC module absent in a partial install
-        pass
-    return classes
+    return {"FEncoder": FEncoder, "WPlusEncoder": WPlusEncoder, "SDIC": SDIC}
 
 
 def save_encoder(encoder: torch.nn.Module, path: Union[str, os.PathLike], meta: dict | None = None,

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 import latentspaces as ls
 from latentspaces.metrics.image import reconstruction_metrics
 
-from .space_comparison import append_rows, read_rows, to_uint8
+from .space_comparison import append_rows, mean_std_rows, read_rows, to_uint8
 
 METHODS = ["base", "sdic", "pti", "fzplus"]
 FIELDS = ["method", "target", "mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
@@ -136,19 +136,7 @@ def run_compensation_comparison(
 
 
 def summarize(out: Path, methods: Sequence[str]) -> List[dict]:
-    rows = read_rows(out / "compensation_per_image.csv")
-    summary = []
-    for method in methods:
-        mine = [r for r in rows if r["method"] == method]
-        if not mine:
-            continue
-        row = {"method": method, "n": len(mine)}
-        for k in SUMMARY:
-            v = torch.tensor([float(r[k]) for r in mine], dtype=torch.float64)
-            name = "seconds_per_image" if k == "seconds" else k
-            row[name] = float(v.mean())
-            row[f"{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
-        summary.append(row)
+    summary = mean_std_rows(read_rows(out / "compensation_per_image.csv"), "method", methods, SUMMARY)
     with open(out / "compensation_comparison.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["method"])
         w.writeheader()

@@ -108,19 +108,28 @@ def run_space_comparison(
     return summary
 
 
-def summarize(out: Path, spaces: Sequence[str]) -> List[dict]:
-    rows = read_rows(out / "space_comparison_per_image.csv")
+def mean_std_rows(rows: List[dict], key: str, names: Sequence[str], metrics: Sequence[str]) -> List[dict]:
+    """Per name (rows with row[key] == name, in `names` order): n, and mean and std of each metric.
+
+    The mean of 'seconds' is reported as 'seconds_per_image' (and its std as 'seconds_per_image_std').
+    """
     summary = []
-    for name in spaces:
-        mine = [r for r in rows if r["space"] == name]
+    for name in names:
+        mine = [r for r in rows if r[key] == name]
         if not mine:
             continue
-        row = {"space": name, "n": len(mine)}
-        for k in SUMMARY_METRICS:
+        row = {key: name, "n": len(mine)}
+        for k in metrics:
             v = torch.tensor([float(r[k]) for r in mine], dtype=torch.float64)
-            row[k if k != "seconds" else "seconds_per_image"] = float(v.mean())
-            row[f"{k}_std"] = float(v.std()) if len(v) > 1 else 0.0
+            col = "seconds_per_image" if k == "seconds" else k
+            row[col] = float(v.mean())
+            row[f"{col}_std"] = float(v.std()) if len(v) > 1 else 0.0
         summary.append(row)
+    return summary
+
+
+def summarize(out: Path, spaces: Sequence[str]) -> List[dict]:
+    summary = mean_std_rows(read_rows(out / "space_comparison_per_image.csv"), "space", spaces, SUMMARY_METRICS)
     fields = list(summary[0]) if summary else ["space"]
     with open(out / "space_comparison.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
