@@ -114,11 +114,12 @@ def cmd_identity_curves(args) -> None:
     spaces = args.spaces.split(",") if args.spaces else CURVE_SPACES
     perceptual = _perceptual(args, G)
     lam = cfg["lambda_per"] if args.lambda_per is None else args.lambda_per
-    inv = dict(steps=args.steps or cfg["steps"], lr=args.lr or cfg["lr"], lambda_per=lam if perceptual else 0.0,
-               lambda_reg=0.0, perceptual=perceptual, progress=False)
+    pn = ls.PNStats.fit(G, n_samples=cfg["pn_samples"]) if "PN" in spaces else None
     t = time.time()
     summary = run_identity_curves(Path(args.out), G, targets, identity, spaces, n_directions=cfg["directions"],
-                                  direction_samples=cfg["direction_samples"], invert_kwargs=inv, seed=args.seed)
+                                  direction_samples=cfg["direction_samples"], steps=args.steps or cfg["steps"],
+                                  lr=args.lr or cfg["lr"], lambda_per=lam, perceptual=perceptual, chunk=args.chunk,
+                                  seed=args.seed, pn_stats=pn)
     for row in summary:
         print(f"{row['space']:8s} identity at |alpha|=2: {row.get('identity_at_2', float('nan')):.4f}  "
               f"mean over alphas: {row['identity_mean']:.4f}")
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("identity-curves", help="identity vs edit step per space; curves + robustness grid")
     common(p)
+    p.add_argument("--chunk", type=int, default=8, help="images inverted together (as in compare; shared codes)")
     p.set_defaults(fn=cmd_identity_curves)
     p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")
     common(p)

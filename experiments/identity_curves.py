@@ -6,15 +6,17 @@ standard deviation so that alpha is in the same units (std of the PCA coordinate
 Edits touch only the detail codes in F spaces. The identity similarity between the edited image
 and the target is recorded per (space, target, direction, alpha).
 
-Writes into OUT: identity_curves.csv (appended per space and direction; resumable),
+Writes into OUT: identity_curves.csv (rewritten after each space and direction; resumable),
 identity_curves.png / .pdf (light line per target x direction, bold mean per space),
 identity_summary.csv (mean identity at each |alpha| per space), random_directions.png.
-Inversions are reused from a space comparison in the same OUT when present.
+Inversions are shared with a space comparison in the same OUT: made once, chunk by chunk, by
+whichever command runs first, and refused when the settings differ (`claim_out_dir`).
 """
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -23,9 +25,9 @@ from tqdm.auto import tqdm
 
 import latentspaces as ls
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
-from optimizers import HybridInverter
 
-from .space_comparison import append_rows, build_space, load_codes, read_rows, to_uint8
+from .space_comparison import (build_space, claim_out_dir, comparison_settings, invert_missing, load_codes, read_rows,
+                               to_uint8, write_rows)
 
 CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
 FIELDS = ["space", "target", "direction", "alpha", "identity"]
@@ -48,37 +50,45 @@ def edit_directions(G, out: Path, n_directions: int, n_samples: int, seed: int =
     return dirs
 
 
-def _codes_for(space: ls.LatentSpace, name: str, out: Path, targets: torch.Tensor, invert_kwargs: dict) -> ls.Code:
-    saved = load_codes(out, name)
-    if saved is not None and next(iter(saved.values())).shape[0] >= targets.shape[0]:
-        return ls.Code(**{k: v[: targets.shape[0]].to(space.device) for k, v in saved.items()})
-    return HybridInverter(space, **invert_kwargs).invert(targets, init="mean").code
-
-
 def run_identity_curves(
     out: Path,
     G,
-    targets: torch.Tensor,
-    identity: Callable,
+    targets: torch.Tensor,                     # [N, 3, R, R] in [-1, 1]
+    identity: Callable,                        # (images, targets) -> [N] similarity in [-1, 1]
     spaces: Sequence[str] = CURVE_SPACES,
     n_directions: int = 5,
     alphas: Sequence[float] = tuple(torch.linspace(-2, 2, 11).tolist()),
-    direction_samples: int = 100_000,
-    invert_kwargs: Optional[dict] = None,
+    direction_samples: int = 100_000,          # W samples for the GANSpace PCA
+    steps: int = 100,                          # inversion settings, as in `run_space_comparison`
+    lr: float = 0.05,
+    lambda_per: float = 0.0,
+    perceptual: Optional[Callable] = None,
+    chunk: int = 8,
     seed: int = 0,
+    pn_stats: Optional[ls.PNStats] = None,
 ) -> List[dict]:
-    out.mkdir(parents=True, exist_ok=True)
+    """Edit every target's inversion along GANSpace directions per space; returns the summary rows.
+
+    Inversions missing from OUT are made first, chunk by chunk, exactly as `compare` makes them (same
+    files, same resume), so `compare` and `identity-curves` into one OUT invert each image once.
+    """
+    claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, 0.0, perceptual, identity, None, chunk, seed),
+                  targets)
+    invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
+                   chunk=chunk, seed=seed)
     path = out / "identity_curves.csv"
     rows = read_rows(path)
-    done = {(r["space"], r["direction"]) for r in rows}
+    n = targets.shape[0]
+    # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had fewer).
+    counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n)
+    done = {key for key, c in counts.items() if c >= n * len(alphas)}
     dirs = edit_directions(G, out, n_directions, direction_samples, seed)
-    invert_kwargs = invert_kwargs or dict(steps=100, lr=0.05, lambda_per=0.0, lambda_reg=0.0)
     for name in tqdm(spaces, desc="identity curves", unit="space"):
-        space = build_space(name, G)
+        space = build_space(name, G, pn_stats)
         todo = [d for d in dirs[space.kind] if (name, d.name) not in done]
         if not todo:
             continue
-        code = _codes_for(space, name, out, targets, invert_kwargs)
+        code = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, n).items()})
         for d in todo:
             new = []
             for alpha in alphas:
@@ -87,11 +97,12 @@ def run_identity_curves(
                 sims = identity(img, targets)
                 new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
                          "identity": f"{float(s):.6g}"} for i, s in enumerate(sims)]
-            append_rows(path, new, FIELDS)
-            rows += new
+            rows = [r for r in rows if (r["space"], r["direction"]) != (name, d.name)] + new
+            write_rows(path, rows, FIELDS)
+    rows = [r for r in rows if int(r["target"]) < n]
     summary = summarize(out, rows, spaces)
     plot_curves(out, rows, spaces)
-    random_direction_grid(out, G, targets[:1], spaces, invert_kwargs, seed)
+    random_direction_grid(out, G, targets[:1], spaces, seed, pn_stats)
     return summary
 
 
@@ -147,15 +158,16 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
     plt.close(fig)
 
 
-def random_direction_grid(out: Path, G, target: torch.Tensor, spaces: Sequence[str], invert_kwargs: dict,
-                          seed: int = 0, alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> None:
+def random_direction_grid(out: Path, G, target: torch.Tensor, spaces: Sequence[str], seed: int = 0,
+                          pn_stats: Optional[ls.PNStats] = None,
+                          alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> None:
     """One target, each space a row, edits along one random direction n ~ N(0, 0.04 I) of its code kind."""
     from torchvision.utils import save_image
 
     rows = []
     for name in spaces:
-        space = build_space(name, G)
-        code = _codes_for(space, name, out, target, invert_kwargs).select(0)
+        space = build_space(name, G, pn_stats)
+        code = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, 1).items()})
         (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)
         with torch.no_grad():
             rows.append(torch.cat([to_uint8(space.synthesize(space.edit(code, d, a))) for a in alphas]))

@@ -6,12 +6,15 @@ Writes into OUT:
   space_comparison.md             the same as a Markdown table
   reconstructions.png             targets (top row) and each space's reconstruction below
   codes/{Space}_{start}.safetensors  the optimized codes and uint8 reconstructions of each chunk
-An interrupted run resumes: chunks whose rows are in the per-image CSV are not redone.
+  inversion_settings.json         the settings and target fingerprints the codes belong to
+An interrupted run resumes: chunks whose rows are in the per-image CSV are not redone. A rerun with
+other settings or other targets into the same OUT is refused (`claim_out_dir`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -56,8 +59,128 @@ def append_rows(path: Path, rows: List[dict], fields: Sequence[str] = PER_IMAGE_
         f.flush()
 
 
+def write_rows(path: Path, rows: List[dict], fields: Sequence[str]) -> None:
+    """Rewrite a CSV atomically (a temporary file, then a rename): a killed run leaves the old or the new."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
+
+
+SETTINGS_FILE = "inversion_settings.json"
+
+
+def target_fingerprints(targets: torch.Tensor) -> List[str]:
+    """Per target [3, R, R] in [-1, 1]: the first 16 hex digits of the sha256 of its uint8 pixels."""
+    return [hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16] for t in to_uint8(targets)]
+
+
+def generator_fingerprint(G) -> str:
+    """The first 16 hex digits of the sha256 over G's parameters and buffers (names and values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(G.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def claim_out_dir(out: Path, settings: Dict[str, object], targets: torch.Tensor) -> None:
+    """Record the inversion settings and targets behind OUT, or check that a resumed run uses the same ones.
+
+    `compare` and `identity-curves` share the inversions in one OUT and resume them per chunk, so a run
+    with other settings or other targets would silently mix results; it is refused instead. A later run
+    may use fewer or more targets than an earlier one as long as the targets they share are the same.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SETTINGS_FILE
+    prints = target_fingerprints(targets)
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            said = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(f"{out} holds inversions made with other settings ({said}); resume with the "
+                             f"same settings or choose another output folder")
+        known = old.get("targets", [])
+        for i, (a, b) in enumerate(zip(known, prints)):
+            if a != b:
+                raise ValueError(f"target {i} is not the image inverted as target {i} in {out} "
+                                 f"(pixel sha256 {b} vs {a}); choose another output folder")
+        if len(prints) <= len(known):
+            return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**settings, "targets": prints}, indent=1))
+    tmp.replace(path)
+
+
+def invert_missing(
+    out: Path,
+    G,
+    targets: torch.Tensor,                         # [N, 3, R, R] in [-1, 1]
+    spaces: Sequence[str],
+    steps: int,
+    lr: float,
+    lambda_per: float,
+    lambda_reg: float,
+    perceptual: Optional[Callable] = None,         # used in the loss (lambda_per > 0) and reported
+    identity: Optional[Callable] = None,           # reported
+    pn_stats: Optional[ls.PNStats] = None,
+    encoders: Optional[Dict[str, object]] = None,  # space name -> encoder with init_code (else init='mean')
+    chunk: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> None:
+    """Invert every chunk of `targets` that OUT has no rows for, into each space, one chunk at a time.
+
+    Each finished chunk leaves codes/{Space}_{start}.safetensors (codes and uint8 reconstructions)
+    and its rows in space_comparison_per_image.csv, in that order, so a killed run loses at most the
+    chunk in progress. Call `claim_out_dir` first.
+    """
+    (out / "codes").mkdir(parents=True, exist_ok=True)
+    per_image = out / "space_comparison_per_image.csv"
+    done = {(r["space"], int(r["target"])) for r in read_rows(per_image)}
+    encoders = encoders or {}
+    n = targets.shape[0]
+    jobs = [(s, start) for s in spaces for start in range(0, n, chunk)
+            if any((s, i) not in done for i in range(start, min(start + chunk, n)))]
+    for name, start in tqdm(jobs, desc="inversions", unit="chunk", disable=not progress or not jobs):
+        space = build_space(name, G, pn_stats)
+        enc = encoders.get(name)
+        inv = HybridInverter(space, steps=steps, lr=lr, lambda_per=lambda_per if perceptual else 0.0,
+                             lambda_reg=lambda_reg if enc is not None else 0.0, perceptual=perceptual, encoder=enc,
+                             progress=progress)
+        x = targets[start : start + chunk]
+        res = inv.invert(x, seed=seed, init="encoder" if enc is not None else "mean")
+        m = reconstruction_metrics(res.images, x)
+        with torch.no_grad():
+            per = perceptual(res.images, x) if perceptual else torch.full((len(x),), math.nan)
+        ident = identity(res.images, x) if identity else torch.full((len(x),), math.nan)
+        save_file({**{f"code.{k}": v.cpu().contiguous() for k, v in res.code.items()}, "images": to_uint8(res.images)},
+                  str(out / "codes" / f"{name}_{start}.safetensors"),
+                  metadata={"space": name, "start": str(start), "steps": str(steps)})
+        rows = [{"space": name, "target": start + i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
+                 "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
+                 "seconds": f"{res.seconds / len(x):.4g}"} for i in range(len(x))]
+        append_rows(per_image, rows)
+
+
+def comparison_settings(G, steps: int, lr: float, lambda_per: float, lambda_reg: float,
+                        perceptual: Optional[Callable], identity: Optional[Callable],
+                        encoders: Optional[Dict[str, object]], chunk: int, seed: int) -> Dict[str, object]:
+    """What decides the codes and the per-image rows of a run (recorded by `claim_out_dir`)."""
+    def name(metric):
+        return "none" if metric is None else getattr(metric, "name", type(metric).__name__)
+
+    return {"generator": generator_fingerprint(G), "steps": steps, "lr": lr,
+            "lambda_per": lambda_per if perceptual is not None else 0.0,
+            "lambda_reg": lambda_reg if encoders else 0.0, "init": "encoder" if encoders else "mean",
+            "perceptual": name(perceptual), "identity": name(identity), "chunk": chunk, "seed": seed}
 
 
 def run_space_comparison(
@@ -77,33 +200,11 @@ def run_space_comparison(
     seed: int = 0,
 ) -> List[dict]:
     """Invert `targets` into each space (resumable per chunk); returns the summary rows."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "codes").mkdir(exist_ok=True)
-    per_image = out / "space_comparison_per_image.csv"
-    done = {(r["space"], int(r["target"])) for r in read_rows(per_image)}
-    encoders = encoders or {}
-    n = targets.shape[0]
-    jobs = [(s, start) for s in spaces for start in range(0, n, chunk)
-            if any((s, i) not in done for i in range(start, min(start + chunk, n)))]
-    for name, start in tqdm(jobs, desc="space comparison", unit="chunk"):
-        space = build_space(name, G, pn_stats)
-        enc = encoders.get(name)
-        inv = HybridInverter(space, steps=steps, lr=lr, lambda_per=lambda_per if perceptual else 0.0,
-                             lambda_reg=lambda_reg if enc is not None else 0.0, perceptual=perceptual, encoder=enc)
-        x = targets[start : start + chunk]
-        res = inv.invert(x, seed=seed, init="encoder" if enc is not None else "mean")
-        m = reconstruction_metrics(res.images, x)
-        with torch.no_grad():
-            per = perceptual(res.images, x) if perceptual else torch.full((len(x),), math.nan)
-        ident = identity(res.images, x) if identity else torch.full((len(x),), math.nan)
-        save_file({**{f"code.{k}": v.cpu().contiguous() for k, v in res.code.items()}, "images": to_uint8(res.images)},
-                  str(out / "codes" / f"{name}_{start}.safetensors"),
-                  metadata={"space": name, "start": str(start), "steps": str(steps)})
-        rows = [{"space": name, "target": start + i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
-                 "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
-                 "seconds": f"{res.seconds / len(x):.4g}"} for i in range(len(x))]
-        append_rows(per_image, rows)
-    summary = summarize(out, spaces)
+    claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders,
+                                           chunk, seed), targets)
+    invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
+                   encoders, chunk, seed)
+    summary = summarize(out, spaces, targets.shape[0])
     reconstruction_grid(out, targets, spaces)
     return summary
 
@@ -128,8 +229,12 @@ def mean_std_rows(rows: List[dict], key: str, names: Sequence[str], metrics: Seq
     return summary
 
 
-def summarize(out: Path, spaces: Sequence[str]) -> List[dict]:
-    summary = mean_std_rows(read_rows(out / "space_comparison_per_image.csv"), "space", spaces, SUMMARY_METRICS)
+def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
+    """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows."""
+    rows = read_rows(out / "space_comparison_per_image.csv")
+    if n_targets is not None:
+        rows = [r for r in rows if int(r["target"]) < n_targets]
+    summary = mean_std_rows(rows, "space", spaces, SUMMARY_METRICS)
     fields = list(summary[0]) if summary else ["space"]
     with open(out / "space_comparison.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -164,11 +269,14 @@ def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str],
                                                           if (out / "codes" / f"{s}_0.safetensors").is_file()]}))
 
 
-def load_codes(out: Path, name: str) -> Optional[Dict[str, torch.Tensor]]:
-    """The optimized codes of a space from a finished comparison in `out` (chunks concatenated), or None."""
+def load_codes(out: Path, name: str, n: int) -> Dict[str, torch.Tensor]:
+    """The optimized codes of the first `n` targets in one space, from the chunk files in OUT."""
     parts = sorted((out / "codes").glob(f"{name}_*.safetensors"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    if not parts:
-        return None
     loaded = [load_file(str(p)) for p in parts]
+    have = sum(len(d["images"]) for d in loaded)
+    if have < n or [int(p.stem.rsplit("_", 1)[1]) for p in parts] != [sum(len(d["images"]) for d in loaded[:i])
+                                                                      for i in range(len(loaded))]:
+        raise ValueError(f"{out / 'codes'} holds no contiguous {name} codes for {n} targets (found {have}); "
+                         "run the inversions first (invert_missing)")
     keys = [k for k in loaded[0] if k.startswith("code.")]
-    return {k[5:]: torch.cat([d[k] for d in loaded]) for k in keys}
+    return {k[5:]: torch.cat([d[k] for d in loaded])[:n] for k in keys}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 
+import json
+
 import pytest
 import torch
 
 from experiments.cli import main
+from experiments.space_comparison import claim_out_dir
+from latentspaces import assets
 
 
 def _rows(path):
@@ -38,12 +42,26 @@ def test_compare_writes_table_grid_and_resumes(tmp_path, capsys):
     assert len(again) == 6  # only the missing FZPlus chunk (target 2) was redone
     assert (again[-1]["space"], again[-1]["target"]) == ("FZPlus", "2")
     assert {(r["space"], r["target"]): r["mse"] for r in again[:5]} == before
+    # Other settings, or other targets under the same indices, would mix results: refused.
+    with pytest.raises(ValueError, match=r"other settings \(steps=3 there, 4 now\)"):
+        main([a if a != "3" else "4" for a in args])
+    settings = json.loads((out / "inversion_settings.json").read_text())
+    targets = assets.heldout_targets(3)
+    with pytest.raises(ValueError, match="target 1 is not the image inverted as target 1"):
+        claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets[[0, 2, 1]])
+    claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets[:2])  # a prefix is fine
 
 
-def test_identity_curves_tiny(tmp_path):
+def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
     out = tmp_path / "curves"
-    main(["identity-curves", "--out", str(out), "--n", "2", "--steps", "2", "--spaces", "WPlus,FZPlus",
-          "--perceptual", "none", "--device", "cpu", "--quick"])
+    flags = ["--out", str(out), "--n", "2", "--steps", "2", "--perceptual", "none", "--device", "cpu", "--quick"]
+    main(["compare", "--spaces", "FZPlus", *flags])
+    codes = (out / "codes" / "FZPlus_0.safetensors").read_bytes()
+    main(["identity-curves", "--spaces", "WPlus,FZPlus", *flags])
+    assert (out / "codes" / "FZPlus_0.safetensors").read_bytes() == codes  # reused, not inverted again
+    per_image = _rows(out / "space_comparison_per_image.csv")
+    assert sorted((r["space"], r["target"]) for r in per_image) == [("FZPlus", "0"), ("FZPlus", "1"),
+                                                                   ("WPlus", "0"), ("WPlus", "1")]
     rows = _rows(out / "identity_curves.csv")
     assert {"space", "target", "direction", "alpha", "identity"} <= set(rows[0])
     assert len(rows) == 2 * 3 * 11 * 2  # spaces x directions x alphas x targets
