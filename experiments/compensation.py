@@ -18,7 +18,6 @@ Outputs: compensation_comparison.csv / .md and compensation_grid.png (rows: targ
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 import latentspaces as ls
 from latentspaces.metrics.image import reconstruction_metrics
 
-from .space_comparison import append_rows, mean_std_rows, read_rows, to_uint8
+from .space_comparison import append_rows, mean_std_rows, plus_minus, read_rows, to_uint8, write_rows
 
 METHODS = ["base", "sdic", "pti", "fzplus"]
 FIELDS = ["method", "target", "mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
@@ -137,15 +136,12 @@ def run_compensation_comparison(
 
 def summarize(out: Path, methods: Sequence[str]) -> List[dict]:
     summary = mean_std_rows(read_rows(out / "compensation_per_image.csv"), "method", methods, SUMMARY)
-    with open(out / "compensation_comparison.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["method"])
-        w.writeheader()
-        w.writerows(summary)
+    write_rows(out / "compensation_comparison.csv", summary, list(summary[0]) if summary else ["method"])
     lines = ["| method | n | MSE | SSIM | perceptual | identity | edit identity | s / image |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in summary:
         def pm(k, fmt):
-            return f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}"
+            return plus_minus(r, k, fmt)
         lines.append(f"| {r['method']} | {r['n']} | {pm('mse', '.4f')} | {pm('ssim', '.3f')} | {pm('perceptual', '.3f')} | "
                      f"{pm('identity', '.3f')} | {pm('edit_identity', '.3f')} | {r['seconds_per_image']:.3g} |")
     (out / "compensation_comparison.md").write_text("\n".join(lines) + "\n")

@@ -229,22 +229,23 @@ def mean_std_rows(rows: List[dict], key: str, names: Sequence[str], metrics: Seq
     return summary
 
 
+def plus_minus(row: dict, key: str, fmt: str) -> str:
+    """'mean ± std' of a summary row from `mean_std_rows`, both in `fmt`."""
+    return f"{row[key]:{fmt}} ± {row[key + '_std']:{fmt}}"
+
+
 def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
     """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows."""
     rows = read_rows(out / "space_comparison_per_image.csv")
     if n_targets is not None:
         rows = [r for r in rows if int(r["target"]) < n_targets]
     summary = mean_std_rows(rows, "space", spaces, SUMMARY_METRICS)
-    fields = list(summary[0]) if summary else ["space"]
-    with open(out / "space_comparison.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(summary)
+    write_rows(out / "space_comparison.csv", summary, list(summary[0]) if summary else ["space"])
     lines = ["| space | n | MSE | PSNR | SSIM | MS-SSIM | perceptual | identity | s / image |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in summary:
         def pm(k, fmt):
-            return f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}"
+            return plus_minus(r, k, fmt)
         lines.append(f"| {r['space']} | {r['n']} | {pm('mse', '.4f')} | {pm('psnr', '.2f')} | {pm('ssim', '.3f')} | "
                      f"{pm('ms_ssim', '.3f')} | {pm('perceptual', '.3f')} | {pm('identity', '.3f')} | "
                      f"{r['seconds_per_image']:.2f} |")
