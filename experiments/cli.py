@@ -1,8 +1,9 @@
-"""The `latentspaces` command: invert, edit, compare, identity-curves, compensation, directions.
+"""The `latentspaces` command: invert, edit, compare, identity-curves, paired, compensation, directions.
 
     latentspaces compare --quick --out runs/quick          # Table 1 style comparison on the default model
     latentspaces identity-curves --quick --out runs/quick  # Fig. 6 style identity-vs-step curves
     latentspaces compensation --quick --out runs/comp      # base W+ encoder vs SDIC vs PTI vs F/Z+
+    latentspaces paired --out runs/quick --a FZPlus        # wins and Wilcoxon p of F/Z+ against each space
     latentspaces invert --space FZPlus --targets face.png --out runs/me
     latentspaces directions --method ganspace --kind z --out runs/dirs
     latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
@@ -125,6 +126,15 @@ def cmd_identity_curves(args) -> None:
               f"mean over alphas: {row['identity_mean']:.4f}")
     print(f"wrote {args.out}/identity_curves.csv, identity_curves.png/.pdf, identity_summary.csv, "
           f"random_directions.png ({time.time() - t:.0f} s)")
+
+
+def cmd_paired(args) -> None:
+    from .paired_statistics import run_paired_statistics
+
+    others = args.b.split(",") if args.b else None
+    run_paired_statistics(Path(args.out), args.a, others, abs_alpha=args.alpha, n_targets=args.n)
+    print((Path(args.out) / "paired_statistics.md").read_text())
+    print(f"wrote {args.out}/paired_statistics.csv and .md")
 
 
 def cmd_invert(args) -> None:
@@ -274,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pivot-steps", type=int, default=None, help="PTI pivot steps (quick 100, full 450)")
     p.add_argument("--tune-steps", type=int, default=None, help="PTI tuning steps (quick 100, full 350)")
     p.set_defaults(fn=cmd_compensation)
+    p = sub.add_parser("paired", help="paired tests of one space against others on the rows already in --out")
+    p.add_argument("--out", required=True, help="a folder written by compare and/or identity-curves")
+    p.add_argument("--a", default="FZPlus", help="the space compared against the others")
+    p.add_argument("--b", default=None, help="comma-separated spaces (default: every other space in --out)")
+    p.add_argument("--alpha", type=float, default=2.0, help="|alpha| of the edits compared (identity curves)")
+    p.add_argument("--n", type=int, default=None, help="use targets 0 .. n-1 only (default: all)")
+    p.set_defaults(fn=cmd_paired)
+
     p = sub.add_parser("invert", help="invert images into one space")
     common(p, quick=False)
     p.add_argument("--space", default="FZPlus")

@@ -9,13 +9,13 @@ and the target is recorded per (space, target, direction, alpha).
 Writes into OUT: identity_curves.csv (rewritten after each space and direction; resumable),
 identity_curves.png / .pdf (light line per target x direction, bold mean per space),
 identity_summary.csv (mean identity at each |alpha| per space), random_directions.png.
+`experiments.paired_statistics` tests the differences between spaces edit by edit.
 Inversions are shared with a space comparison in the same OUT: made once, chunk by chunk, by
 whichever command runs first, and refused when the settings differ (`claim_out_dir`).
 """
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -117,10 +117,7 @@ def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
             by_abs.setdefault(round(abs(float(r["alpha"])), 2), []).append(float(r["identity"]))
         summary.append({"space": name, **{f"identity_at_{a:g}": sum(v) / len(v) for a, v in sorted(by_abs.items())},
                         "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine)})
-    with open(out / "identity_summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0]))
-        w.writeheader()
-        w.writerows(summary)
+    write_rows(out / "identity_summary.csv", summary, list(summary[0]) if summary else ["space"])
     return summary
 
 

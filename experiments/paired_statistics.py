@@ -1,0 +1,121 @@
+"""Paired comparisons of two spaces on the same targets and edits: wins, mean difference, Wilcoxon p.
+
+Means over targets hide how often one space beats another on the same image, and whether a gap of
+0.01 is noise. Both experiments record per-image (and per-edit) rows, so every difference between
+two spaces can be paired: reconstruction metrics per target (space_comparison_per_image.csv) and
+identity after editing per (target, direction, signed alpha) (identity_curves.csv). The test is
+scipy's two-sided Wilcoxon signed-rank test on the paired differences (zero differences dropped).
+
+Writes into OUT: paired_statistics.csv and paired_statistics.md, one row per (space a, space b,
+measure), where "a better" counts pairs in which a is better in the measure's own sense (lower MSE
+and perceptual distance, higher PSNR, SSIM, MS-SSIM and identity).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from .space_comparison import SPACE_ORDER, read_rows, write_rows
+
+HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True}
+FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon"]
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, higher_is_better: bool) -> Dict[str, float]:
+    """Paired values a[i], b[i] ([n] each, same units) -> counts of wins, means, mean(a - b), two-sided p.
+
+    p is NaN when every difference is zero (the test is undefined there).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"paired_test needs two equally long non-empty 1-d arrays, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired_test got NaN or inf values (was the metric disabled in that run?)")
+    d = a - b
+    sign = 1.0 if higher_is_better else -1.0
+    p = float(wilcoxon(a, b).pvalue) if np.count_nonzero(d) else float("nan")
+    return {"n": len(d), "a_better": int((sign * d > 0).sum()), "b_better": int((sign * d < 0).sum()),
+            "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(d.mean()), "p_wilcoxon": p}
+
+
+def _paired_values(rows: List[dict], a: str, b: str, key_fields: Sequence[str], value: str
+                   ) -> Tuple[List[tuple], np.ndarray, np.ndarray]:
+    """The keys both spaces have rows for (sorted) and the values of a and b there ([n] each)."""
+    by_space: Dict[str, Dict[tuple, float]] = {a: {}, b: {}}
+    for r in rows:
+        if r["space"] in by_space:
+            by_space[r["space"]][tuple(r[k] for k in key_fields)] = float(r[value])
+    common = sorted(set(by_space[a]) & set(by_space[b]))
+    return common, np.array([by_space[a][k] for k in common]), np.array([by_space[b][k] for k in common])
+
+
+def reconstruction_pairs(rows: List[dict], a: str, b: str,
+                         metrics: Sequence[str] = ("mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity")
+                         ) -> List[dict]:
+    """Per-target paired tests of space a against b on each reconstruction metric (per-image CSV rows)."""
+    out = []
+    for m in metrics:
+        _, va, vb = _paired_values(rows, a, b, ["target"], m)
+        if len(va) and np.isfinite(va).all() and np.isfinite(vb).all():
+            out.append({"a": a, "b": b, "measure": m, **paired_test(va, vb, HIGHER_IS_BETTER[m])})
+    return out
+
+
+def edit_identity_pairs(rows: List[dict], a: str, b: str, abs_alpha: float) -> List[dict]:
+    """Paired tests of identity after edits of size |alpha| = abs_alpha (identity_curves.csv rows).
+
+    Two rows: per edit (target, direction, signed alpha) and per target (mean over its edits).
+    """
+    near = [r for r in rows if abs(abs(float(r["alpha"])) - abs_alpha) < 1e-6]
+    keys, va, vb = _paired_values(near, a, b, ["target", "direction", "alpha"], "identity")
+    if not keys:
+        return []
+    per_edit = {"a": a, "b": b, "measure": f"edit identity |alpha|={abs_alpha:g}, per edit",
+                **paired_test(va, vb, True)}
+    target_of = np.array([int(k[0]) for k in keys])
+    targets = np.unique(target_of)
+    ta = np.array([va[target_of == t].mean() for t in targets])
+    tb = np.array([vb[target_of == t].mean() for t in targets])
+    per_target = {"a": a, "b": b, "measure": f"edit identity |alpha|={abs_alpha:g}, per target",
+                  **paired_test(ta, tb, True)}
+    return [per_edit, per_target]
+
+
+def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = None, abs_alpha: float = 2.0,
+                          n_targets: Optional[int] = None) -> List[dict]:
+    """Compare space `a` with each of `others` (default: every other space with rows in OUT) -> CSV + Markdown.
+
+    n_targets: use only targets 0 .. n_targets-1 (all when None), as the summaries do.
+    """
+    recon = read_rows(out / "space_comparison_per_image.csv")
+    curves = read_rows(out / "identity_curves.csv")
+    if not recon and not curves:
+        raise ValueError(f"{out} has neither space_comparison_per_image.csv nor identity_curves.csv; "
+                         "run `latentspaces compare` or `identity-curves` into it first")
+    if n_targets is not None:
+        recon = [r for r in recon if int(r["target"]) < n_targets]
+        curves = [r for r in curves if int(r["target"]) < n_targets]
+    present = {r["space"] for r in recon} | {r["space"] for r in curves}
+    if a not in present:
+        raise ValueError(f"space {a!r} has no rows in {out} (spaces there: {sorted(present)})")
+    if others is None:
+        others = [s for s in SPACE_ORDER if s in present and s != a]
+    missing = [s for s in others if s not in present]
+    if missing:
+        raise ValueError(f"spaces {missing} have no rows in {out} (spaces there: {sorted(present)})")
+    results = []
+    for b in others:
+        results += reconstruction_pairs(recon, a, b) + edit_identity_pairs(curves, a, b, abs_alpha)
+    write_rows(out / "paired_statistics.csv", results, FIELDS)
+    lines = ["| a | b | measure | n | a better | b better | mean a | mean b | p (Wilcoxon) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        measure = r["measure"].replace("|", "\\|")  # a bare | would split the Markdown cell
+        lines.append(f"| {r['a']} | {r['b']} | {measure} | {r['n']} | {r['a_better']} | {r['b_better']} | "
+                     f"{r['mean_a']:.4g} | {r['mean_b']:.4g} | {r['p_wilcoxon']:.2g} |")
+    (out / "paired_statistics.md").write_text("\n".join(lines) + "\n")
+    return results

@@ -1,0 +1,92 @@
+"""Paired comparisons between spaces, on hand-made per-image and per-edit rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments.cli import main
+from experiments.identity_curves import FIELDS as CURVE_FIELDS
+from experiments.paired_statistics import paired_test, run_paired_statistics
+from experiments.space_comparison import PER_IMAGE_FIELDS, read_rows, write_rows
+
+
+def test_paired_test_counts_wins_in_the_measure_sense_and_gives_the_exact_p():
+    b = np.arange(10, dtype=float)
+    a = b + np.arange(1, 11) * 0.1          # a larger on all 10 pairs, distinct differences
+    up = paired_test(a, b, higher_is_better=True)
+    # Exact two-sided signed-rank p with all 10 differences of one sign: 2 / 2**10.
+    assert up["p_wilcoxon"] == pytest.approx(2 / 1024, rel=1e-9)
+    assert (up["n"], up["a_better"], up["b_better"]) == (10, 10, 0)
+    assert up["mean_diff"] == pytest.approx(0.55)
+    down = paired_test(a, b, higher_is_better=False)   # e.g. MSE: larger is worse
+    assert (down["a_better"], down["b_better"]) == (0, 10)
+    assert math.isnan(paired_test(b, b, True)["p_wilcoxon"])
+    with pytest.raises(ValueError, match="equally long"):
+        paired_test(a, b[:5], True)
+    with pytest.raises(ValueError, match="NaN"):
+        paired_test(np.array([1.0, math.nan]), np.array([0.0, 0.0]), True)
+
+
+def _recon_row(space, target, mse, identity="nan"):
+    return {"space": space, "target": target, "mse": mse, "psnr": -10 * math.log10(mse), "ssim": 1 - mse,
+            "ms_ssim": 1 - mse, "perceptual": mse, "identity": identity, "seconds": 1.0}
+
+
+def _write_run(out):
+    out.mkdir()
+    rows = [_recon_row("FZPlus", t, 0.001 * (t + 1)) for t in range(6)]
+    # W: worse on targets 0-3, better on 4; target 5 exists only for FZPlus and is left out of the pairs.
+    rows += [_recon_row("W", t, 0.001 * (t + 1) * (2 if t < 4 else 0.5)) for t in range(5)]
+    write_rows(out / "space_comparison_per_image.csv", rows, PER_IMAGE_FIELDS)
+    def w_identity(t, d, alpha):
+        if alpha == "0.00":
+            return 0.95
+        if t == 0:  # W wins one edit by a lot and loses three by a little: per edit 3:1 for FZPlus, per target W
+            return 1.0 if (d, alpha) == ("pc0", "2.00") else 0.8999
+        return 0.8
+
+    curves = []
+    for t in range(3):
+        for d in ("pc0", "pc1"):
+            for alpha in ("-2.00", "0.00", "2.00"):
+                curves += [{"space": "FZPlus", "target": t, "direction": d, "alpha": alpha,
+                            "identity": 0.99 if alpha == "0.00" else 0.9},
+                           {"space": "W", "target": t, "direction": d, "alpha": alpha,
+                            "identity": w_identity(t, d, alpha)}]
+    write_rows(out / "identity_curves.csv", curves, CURVE_FIELDS)
+
+
+def test_run_paired_statistics_pairs_by_target_and_edit(tmp_path):
+    out = tmp_path / "run"
+    _write_run(out)
+    rows = {r["measure"]: r for r in run_paired_statistics(out, "FZPlus")}
+    assert "identity" not in rows                      # NaN identity in that run: no test, not a fake one
+    mse = rows["mse"]
+    assert (mse["b"], mse["n"], mse["a_better"], mse["b_better"]) == ("W", 5, 4, 1)
+    assert rows["psnr"]["a_better"] == 4               # higher PSNR is better, same pairs
+    edit = rows["edit identity |alpha|=2, per edit"]   # 3 targets x 2 directions x 2 signs
+    assert (edit["n"], edit["a_better"], edit["b_better"]) == (12, 11, 1)
+    per_target = rows["edit identity |alpha|=2, per target"]
+    # Target 0: W mean over its 4 edits (1.0 + 3 x 0.8999) / 4 = 0.924925 > 0.9: W wins that target.
+    assert (per_target["n"], per_target["a_better"], per_target["b_better"]) == (3, 2, 1)
+    assert per_target["mean_b"] == pytest.approx((0.924925 + 0.8 + 0.8) / 3)
+    assert len(read_rows(out / "paired_statistics.csv")) == len(rows)
+    md = (out / "paired_statistics.md").read_text()
+    assert "\\|alpha\\|=2" in md and all(line.count(" | ") == 8 for line in md.splitlines()[2:])
+
+
+def test_paired_refuses_unknown_spaces_and_empty_folders(tmp_path, capsys):
+    with pytest.raises(ValueError, match="neither"):
+        run_paired_statistics(tmp_path, "FZPlus")
+    out = tmp_path / "run"
+    _write_run(out)
+    with pytest.raises(ValueError, match="'S'"):
+        run_paired_statistics(out, "S")
+    with pytest.raises(ValueError, match="no rows"):
+        run_paired_statistics(out, "FZPlus", ["W", "PN"])
+    main(["paired", "--out", str(out), "--a", "W", "--b", "FZPlus", "--n", "2"])
+    printed = capsys.readouterr().out
+    assert "| W | FZPlus | mse | 2 | 0 | 2 |" in printed
