@@ -126,6 +126,7 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import patheffects
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -139,11 +140,13 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
             lines.setdefault((r["target"], r["direction"]), {})[float(r["alpha"])] = float(r["identity"])
         for curve in lines.values():
             xs = sorted(curve)
-            ax.plot(xs, [curve[x] for x in xs], color=color, alpha=0.12, linewidth=0.8)
+            ax.plot(xs, [curve[x] for x in xs], color=color, alpha=0.12, linewidth=0.8, zorder=1)
         xs = sorted({float(r["alpha"]) for r in mine})
         mean = [sum(float(r["identity"]) for r in mine if float(r["alpha"]) == x) /
                 max(1, sum(1 for r in mine if float(r["alpha"]) == x)) for x in xs]
-        ax.plot(xs, mean, color=color, linewidth=2.5, label=name)
+        # Means above every space's light lines, with a white edge, so no space's cloud hides another's mean.
+        ax.plot(xs, mean, color=color, linewidth=2.5, label=name, zorder=3,
+                path_effects=[patheffects.Stroke(linewidth=4.5, foreground="white"), patheffects.Normal()])
     ax.set_xlabel("edit step alpha (std of the GANSpace coordinate)")
     ax.set_ylabel("identity similarity to the target (cosine)")
     ax.set_title("Identity vs edit step")
