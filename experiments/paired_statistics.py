@@ -65,24 +65,33 @@ def reconstruction_pairs(rows: List[dict], a: str, b: str,
     return out
 
 
-def edit_identity_pairs(rows: List[dict], a: str, b: str, abs_alpha: float) -> List[dict]:
-    """Paired tests of identity after edits of size |alpha| = abs_alpha (identity_curves.csv rows).
+def _per_target_means(keys: List[tuple], va: np.ndarray, vb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean of a's and of b's values per target (keys[i][0]) over that target's paired entries."""
+    target_of = np.array([int(k[0]) for k in keys])
+    targets = np.unique(target_of)
+    return (np.array([va[target_of == t].mean() for t in targets]),
+            np.array([vb[target_of == t].mean() for t in targets]))
 
-    Two rows: per edit (target, direction, signed alpha) and per target (mean over its edits).
+
+def edit_identity_pairs(rows: List[dict], a: str, b: str, abs_alpha: Optional[float]) -> List[dict]:
+    """Paired tests of identity after edits (identity_curves.csv rows).
+
+    abs_alpha given: edits of size |alpha| = abs_alpha, tested per edit (target, direction, signed
+    alpha) and per target (mean over its edits). abs_alpha None: every alpha of the curves, averaged
+    per target (the paper's editing score averages images x directions x steps); only the per-target
+    test, since alpha = 0 repeats one value for every direction.
     """
-    near = [r for r in rows if abs(abs(float(r["alpha"])) - abs_alpha) < 1e-6]
+    near = rows if abs_alpha is None else [r for r in rows if abs(abs(float(r["alpha"])) - abs_alpha) < 1e-6]
     keys, va, vb = _paired_values(near, a, b, ["target", "direction", "alpha"], "identity")
     if not keys:
         return []
-    per_edit = {"a": a, "b": b, "measure": f"edit identity |alpha|={abs_alpha:g}, per edit",
-                **paired_test(va, vb, True)}
-    target_of = np.array([int(k[0]) for k in keys])
-    targets = np.unique(target_of)
-    ta = np.array([va[target_of == t].mean() for t in targets])
-    tb = np.array([vb[target_of == t].mean() for t in targets])
-    per_target = {"a": a, "b": b, "measure": f"edit identity |alpha|={abs_alpha:g}, per target",
-                  **paired_test(ta, tb, True)}
-    return [per_edit, per_target]
+    ta, tb = _per_target_means(keys, va, vb)
+    if abs_alpha is None:
+        return [{"a": a, "b": b, "measure": "edit identity, mean over all alphas, per target",
+                 **paired_test(ta, tb, True)}]
+    return [{"a": a, "b": b, "measure": f"edit identity |alpha|={abs_alpha:g}, per edit", **paired_test(va, vb, True)},
+            {"a": a, "b": b, "measure": f"edit identity |alpha|={abs_alpha:g}, per target",
+             **paired_test(ta, tb, True)}]
 
 
 def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = None, abs_alpha: float = 2.0,
@@ -109,7 +118,8 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
         raise ValueError(f"spaces {missing} have no rows in {out} (spaces there: {sorted(present)})")
     results = []
     for b in others:
-        results += reconstruction_pairs(recon, a, b) + edit_identity_pairs(curves, a, b, abs_alpha)
+        results += (reconstruction_pairs(recon, a, b) + edit_identity_pairs(curves, a, b, abs_alpha)
+                    + edit_identity_pairs(curves, a, b, None))
     write_rows(out / "paired_statistics.csv", results, FIELDS)
     lines = ["| a | b | measure | n | a better | b better | mean a | mean b | p (Wilcoxon) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

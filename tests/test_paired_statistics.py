@@ -73,6 +73,11 @@ def test_run_paired_statistics_pairs_by_target_and_edit(tmp_path):
     # Target 0: W mean over its 4 edits (1.0 + 3 x 0.8999) / 4 = 0.924925 > 0.9: W wins that target.
     assert (per_target["n"], per_target["a_better"], per_target["b_better"]) == (3, 2, 1)
     assert per_target["mean_b"] == pytest.approx((0.924925 + 0.8 + 0.8) / 3)
+    everything = rows["edit identity, mean over all alphas, per target"]
+    # Per target over 2 directions x 3 alphas: FZPlus (4 x 0.9 + 2 x 0.99) / 6 = 0.93; W target 0
+    # (1.0 + 3 x 0.8999 + 2 x 0.95) / 6 = 0.93328 > 0.93, targets 1, 2 (4 x 0.8 + 2 x 0.95) / 6 = 0.85.
+    assert (everything["n"], everything["a_better"], everything["b_better"]) == (3, 2, 1)
+    assert everything["mean_a"] == pytest.approx(0.93)
     assert len(read_rows(out / "paired_statistics.csv")) == len(rows)
     md = (out / "paired_statistics.md").read_text()
     assert "\\|alpha\\|=2" in md and all(line.count(" | ") == 8 for line in md.splitlines()[2:])
