@@ -102,7 +102,7 @@ def run_identity_curves(
     rows = [r for r in rows if int(r["target"]) < n]
     summary = summarize(out, rows, spaces)
     plot_curves(out, rows, spaces)
-    random_direction_grid(out, G, targets[:1], spaces, seed, pn_stats)
+    random_direction_grid(out, G, targets[:1], spaces, seed, pn_stats, identity)
     return summary
 
 
@@ -159,16 +159,44 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
 
 
 def random_direction_grid(out: Path, G, target: torch.Tensor, spaces: Sequence[str], seed: int = 0,
-                          pn_stats: Optional[ls.PNStats] = None,
+                          pn_stats: Optional[ls.PNStats] = None, identity: Optional[Callable] = None,
                           alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> None:
-    """One target, each space a row, edits along one random direction n ~ N(0, 0.04 I) of its code kind."""
-    from torchvision.utils import save_image
+    """Fig. 3: one target [1, 3, R, R]; per space a row of edits along one random direction n ~ N(0, 0.04 I).
 
-    rows = []
+    The target is the first column; columns are labelled with alpha, rows with the space, and each
+    edit with its identity similarity to the target when `identity` is given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert target.ndim == 4 and target.shape[0] == 1, f"one target [1, 3, R, R] expected, got {tuple(target.shape)}"
+    images, sims = [], []
     for name in spaces:
         space = build_space(name, G, pn_stats)
         code = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, 1).items()})
         (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)
         with torch.no_grad():
-            rows.append(torch.cat([to_uint8(space.synthesize(space.edit(code, d, a))) for a in alphas]))
-    save_image(torch.cat(rows).float() / 255, str(out / "random_directions.png"), nrow=len(alphas), padding=1)
+            edited = torch.cat([space.synthesize(space.edit(code, d, a)) for a in alphas])
+        images.append(to_uint8(edited))
+        sims.append(identity(edited, target.expand_as(edited).to(edited.device)).tolist() if identity else None)
+    cols = len(alphas) + 1
+    fig, axes = plt.subplots(len(spaces), cols, figsize=(1.3 * cols, 1.3 * len(spaces) + 0.4), squeeze=False)
+    for i, name in enumerate(spaces):
+        row = [to_uint8(target)[0]] + list(images[i])
+        for j, img in enumerate(row):
+            ax = axes[i, j]
+            ax.imshow(img.permute(1, 2, 0).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("target" if j == 0 else f"alpha {alphas[j - 1]:g}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+            elif sims[i] is not None:
+                ax.set_xlabel(f"id {sims[i][j - 1]:.3f}", fontsize=7)
+    fig.suptitle(f"Edits along a random direction n ~ N(0, 0.04 I) (seed {seed})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "random_directions.png", dpi=150)
+    plt.close(fig)
