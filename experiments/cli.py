@@ -16,11 +16,14 @@ the papers' (1200 steps, all 64 held-out targets).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from .distributed import World, close_world, init_world
 
 # --quick: pixel MSE only in the loss (the perceptual distance is still reported), 100 steps, 8 targets.
 QUICK = dict(targets=8, steps=100, lr=0.05, lambda_per=0.0, pn_samples=100_000, directions=3, direction_samples=50_000)
@@ -69,6 +72,12 @@ def _identity(args):
     return DlibIdentity() if args.identity == "dlib" else FacenetIdentity(args.device)
 
 
+def _pn_stats(ls, G, cfg):
+    """The P_N statistics of G (fitted once and cached; under torchrun rank 0 fits, the others read the cache)."""
+    world = World.current()
+    return world.main_first(lambda: ls.PNStats.fit(G, n_samples=cfg["pn_samples"], progress=world.main))
+
+
 def _init_encoders(args, spaces) -> dict:
     """Space name -> initialising encoder: the F encoder for F spaces, the W+ encoder for W+, W, S, PN."""
     from encoders import load_encoder
@@ -91,7 +100,7 @@ def cmd_compare(args) -> None:
     cfg = QUICK if args.quick else FULL
     targets = _targets(args, G, args.n or cfg["targets"])
     spaces = args.spaces.split(",") if args.spaces else SPACE_ORDER
-    pn = ls.PNStats.fit(G, n_samples=cfg["pn_samples"]) if "PN" in spaces else None
+    pn = _pn_stats(ls, G, cfg) if "PN" in spaces else None
     encoders = _init_encoders(args, spaces) if args.init == "encoder" else None
     t = time.time()
     run_space_comparison(Path(args.out), G, targets, spaces, steps=args.steps or cfg["steps"],
@@ -99,6 +108,8 @@ def cmd_compare(args) -> None:
                          lambda_per=cfg["lambda_per"] if args.lambda_per is None else args.lambda_per,
                          lambda_reg=args.lambda_reg, perceptual=_perceptual(args, G), identity=_identity(args),
                          pn_stats=pn, encoders=encoders, chunk=args.chunk, seed=args.seed)
+    if not World.current().main:
+        return
     print((Path(args.out) / "space_comparison.md").read_text())
     print(f"wrote {args.out}/space_comparison.csv, .md, reconstructions.png ({time.time() - t:.0f} s)")
 
@@ -115,12 +126,14 @@ def cmd_identity_curves(args) -> None:
     spaces = args.spaces.split(",") if args.spaces else CURVE_SPACES
     perceptual = _perceptual(args, G)
     lam = cfg["lambda_per"] if args.lambda_per is None else args.lambda_per
-    pn = ls.PNStats.fit(G, n_samples=cfg["pn_samples"]) if "PN" in spaces else None
+    pn = _pn_stats(ls, G, cfg) if "PN" in spaces else None
     t = time.time()
     summary = run_identity_curves(Path(args.out), G, targets, identity, spaces, n_directions=cfg["directions"],
                                   direction_samples=cfg["direction_samples"], steps=args.steps or cfg["steps"],
                                   lr=args.lr or cfg["lr"], lambda_per=lam, perceptual=perceptual, chunk=args.chunk,
                                   seed=args.seed, pn_stats=pn)
+    if not World.current().main:
+        return
     for row in summary:
         print(f"{row['space']:8s} identity at |alpha|=2: {row.get('identity_at_2', float('nan')):.4f}  "
               f"mean over alphas: {row['identity_mean']:.4f}")
@@ -234,9 +247,13 @@ def cmd_compensation(args) -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    directions = edit_directions(G, out, cfg["directions"], cfg["direction_samples"], args.seed)
+    world = World.current()
+    directions = world.main_first(lambda: edit_directions(G, out, cfg["directions"], cfg["direction_samples"],
+                                                          args.seed))
     t = time.time()
     run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, _identity(args))
+    if not world.main:
+        return
     print((out / "compensation_comparison.md").read_text())
     print(f"wrote {out}/compensation_comparison.csv, .md, compensation_grid.png ({time.time() - t:.0f} s)")
 
@@ -253,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         if quick:
             p.add_argument("--quick", action="store_true", help="minutes on a CPU: 8 targets, 100 steps")
         p.add_argument("--targets", default=None, help="'heldout' (default) or comma-separated image files/folders")
-        p.add_argument("--n", type=int, default=None, help="number of held-out targets")
+        # --n-targets, not only --n: torchrun's parser takes --n for an abbreviation of its own --nnodes
+        p.add_argument("--n-targets", "--n", dest="n", type=int, default=None, help="number of held-out targets")
         p.add_argument("--steps", type=int, default=None)
         p.add_argument("--lr", type=float, default=None)
         p.add_argument("--lambda-per", type=float, default=None,
@@ -271,11 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f-encoder", default="default-f", help="F encoder name or file (--init encoder)")
     p.add_argument("--wplus-encoder", default="default-wplus", help="W+ encoder name or file (--init encoder)")
     p.add_argument("--lambda-reg", type=float, default=0.0, help="weight of mean((f - f0)^2) with --init encoder")
-    p.set_defaults(fn=cmd_compare)
+    p.set_defaults(fn=cmd_compare, sharded=True)
     p = sub.add_parser("identity-curves", help="identity vs edit step per space; curves + robustness grid")
     common(p)
     p.add_argument("--chunk", type=int, default=8, help="images inverted together (as in compare; shared codes)")
-    p.set_defaults(fn=cmd_identity_curves)
+    p.set_defaults(fn=cmd_identity_curves, sharded=True)
     p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")
     common(p)
     p.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file")
@@ -283,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f-encoder", default="default-f", help="F encoder name or file")
     p.add_argument("--pivot-steps", type=int, default=None, help="PTI pivot steps (quick 100, full 450)")
     p.add_argument("--tune-steps", type=int, default=None, help="PTI tuning steps (quick 100, full 350)")
-    p.set_defaults(fn=cmd_compensation)
+    p.set_defaults(fn=cmd_compensation, sharded=True)
     p = sub.add_parser("paired", help="paired tests of one space against others on the rows already in --out")
     p.add_argument("--out", required=True, help="a folder written by compare and/or identity-curves")
     p.add_argument("--a", default="FZPlus", help="the space compared against the others")
@@ -322,7 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    args.fn(args)
+    if not getattr(args, "sharded", False):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SystemExit(f"`{args.command}` runs as one process; only compare, identity-curves and "
+                             "compensation shard over torchrun ranks")
+        args.fn(args)
+        return
+    world, args.device = init_world(args.device)
+    try:
+        args.fn(args)
+    finally:
+        if world.size > 1:
+            close_world()
 
 
 if __name__ == "__main__":

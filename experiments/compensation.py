@@ -12,7 +12,8 @@ alpha in `edit_alphas` (W-kind directions for base / SDIC / PTI, their Z counter
 - fzplus: HybridInverter in F/Z+ initialised by the F encoder; edits move the detail z's
 
 Per-image rows are appended to compensation_per_image.csv as each method finishes, and the images
-to images/<method>.safetensors: an interrupted run resumes with the methods still missing.
+to images/<method>.safetensors: an interrupted run resumes with the methods still missing. Under
+`torchrun` the methods are sharded over the ranks and rank 0 writes the table and the grid.
 Outputs: compensation_comparison.csv / .md and compensation_grid.png (rows: target, then methods).
 """
 
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 import latentspaces as ls
 from latentspaces.metrics.image import reconstruction_metrics
 
+from .distributed import World
 from .space_comparison import append_rows, mean_std_rows, plus_minus, read_rows, to_uint8, write_rows
 
 METHODS = ["base", "sdic", "pti", "fzplus"]
@@ -113,11 +115,13 @@ def run_compensation_comparison(
     methods: Sequence[str] = METHODS,
     edit_alphas: Sequence[float] = (-2.0, 2.0),
 ) -> List[dict]:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "images").mkdir(exist_ok=True)
+    world = World.current()
+    (out / "images").mkdir(parents=True, exist_ok=True)
     per_image = out / "compensation_per_image.csv"
     done = {r["method"] for r in read_rows(per_image)}
-    for method in tqdm([m for m in methods if m not in done], desc="compensation comparison", unit="method"):
+    todo = [m for m in methods if m not in done]
+    world.barrier()  # every rank has listed the same methods before any rank adds rows
+    for method in tqdm(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
         images, edit_id, seconds = run_method(method, G, targets, models, directions, edit_alphas, identity, settings)
         with torch.no_grad():
             m = reconstruction_metrics(images, targets)
@@ -129,6 +133,9 @@ def run_compensation_comparison(
              "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
              "edit_identity": f"{float(edit_id[i]):.6g}", "seconds": f"{seconds:.4g}"}
             for i in range(len(targets))], FIELDS)
+    world.barrier()
+    if not world.main:
+        return []
     summary = summarize(out, methods)
     grid(out, targets, methods)
     return summary

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 import latentspaces as ls
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
 
+from .distributed import World
 from .space_comparison import (build_space, claim_out_dir, comparison_settings, invert_missing, load_codes, read_rows,
                                to_uint8, write_rows)
 
@@ -71,9 +72,12 @@ def run_identity_curves(
 
     Inversions missing from OUT are made first, chunk by chunk, exactly as `compare` makes them (same
     files, same resume), so `compare` and `identity-curves` into one OUT invert each image once.
+    Under `torchrun` the inversions and then the (space, direction) edit jobs are sharded over the
+    ranks; rank 0 writes every file (the other ranks return no rows).
     """
-    claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, 0.0, perceptual, identity, None, chunk, seed),
-                  targets)
+    world = World.current()
+    world.main_first(lambda: claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, 0.0, perceptual,
+                                                                    identity, None, chunk, seed), targets))
     invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
                    chunk=chunk, seed=seed)
     path = out / "identity_curves.csv"
@@ -82,23 +86,35 @@ def run_identity_curves(
     # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had fewer).
     counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n)
     done = {key for key, c in counts.items() if c >= n * len(alphas)}
-    dirs = edit_directions(G, out, n_directions, direction_samples, seed)
-    for name in tqdm(spaces, desc="identity curves", unit="space"):
-        space = build_space(name, G, pn_stats)
-        todo = [d for d in dirs[space.kind] if (name, d.name) not in done]
-        if not todo:
-            continue
-        code = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, n).items()})
-        for d in todo:
-            new = []
+    dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
+    built = {name: build_space(name, G, pn_stats) for name in spaces}
+    jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
+    codes: Dict[str, ls.Code] = {}
+    bar = tqdm(total=len(jobs), desc="identity curves", unit="direction", disable=not world.main)
+    # One job per rank per round; rank 0 gathers the round's rows and rewrites the CSV (resume point).
+    for first in range(0, len(jobs), world.size):
+        mine = jobs[first + world.rank] if first + world.rank < len(jobs) else None
+        new = []
+        if mine is not None:
+            name, d = mine
+            space = built[name]
+            if name not in codes:
+                codes[name] = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, n).items()})
             for alpha in alphas:
                 with torch.no_grad():
-                    img = space.synthesize(space.edit(code, d, alpha))
+                    img = space.synthesize(space.edit(codes[name], d, alpha))
                 sims = identity(img, targets)
                 new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
                          "identity": f"{float(s):.6g}"} for i, s in enumerate(sims)]
-            rows = [r for r in rows if (r["space"], r["direction"]) != (name, d.name)] + new
+        gathered = world.gather(new)
+        if world.main:
+            finished = {(r["space"], r["direction"]) for part in gathered for r in part}
+            rows = [r for r in rows if (r["space"], r["direction"]) not in finished] + [r for p in gathered for r in p]
             write_rows(path, rows, FIELDS)
+        bar.update(sum(1 for p in gathered if p))
+    bar.close()
+    if not world.main:
+        return []
     rows = [r for r in rows if int(r["target"]) < n]
     summary = summarize(out, rows, spaces)
     plot_curves(out, rows, spaces)

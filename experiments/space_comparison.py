@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -27,6 +29,13 @@ from tqdm.auto import tqdm
 import latentspaces as ls
 from latentspaces.metrics.image import reconstruction_metrics
 from optimizers import HybridInverter
+
+from .distributed import World
+
+try:  # file locks for sharded runs; absent on Windows, where runs are single-process
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 SPACE_ORDER = ["Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus"]
 PER_IMAGE_FIELDS = ["space", "target", "mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
@@ -49,14 +58,24 @@ def read_rows(path: Path) -> List[dict]:
 
 
 def append_rows(path: Path, rows: List[dict], fields: Sequence[str] = PER_IMAGE_FIELDS) -> None:
-    """Append rows to a CSV (header on creation) and flush: finished work is on disk before the next starts."""
-    new = not path.is_file()
+    """Append rows to a CSV (header when empty) and flush: finished work is on disk before the next starts.
+
+    The file is locked while it is written (POSIX), so processes sharding one run (`experiments.distributed`)
+    append whole rows and exactly one header.
+    """
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(fields))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
-        f.flush()
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            w = csv.DictWriter(f, fieldnames=list(fields))
+            if f.seek(0, io.SEEK_END) == 0:
+                w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_rows(path: Path, rows: List[dict], fields: Sequence[str]) -> None:
@@ -140,8 +159,10 @@ def invert_missing(
 
     Each finished chunk leaves codes/{Space}_{start}.safetensors (codes and uint8 reconstructions)
     and its rows in space_comparison_per_image.csv, in that order, so a killed run loses at most the
-    chunk in progress. Call `claim_out_dir` first.
+    chunk in progress. Call `claim_out_dir` first. Under `torchrun` each rank inverts its round-robin
+    share of the missing chunks (`experiments.distributed`); all ranks return when all chunks are done.
     """
+    world = World.current()
     (out / "codes").mkdir(parents=True, exist_ok=True)
     per_image = out / "space_comparison_per_image.csv"
     done = {(r["space"], int(r["target"])) for r in read_rows(per_image)}
@@ -149,7 +170,9 @@ def invert_missing(
     n = targets.shape[0]
     jobs = [(s, start) for s in spaces for start in range(0, n, chunk)
             if any((s, i) not in done for i in range(start, min(start + chunk, n)))]
-    for name, start in tqdm(jobs, desc="inversions", unit="chunk", disable=not progress or not jobs):
+    world.barrier()  # every rank has listed the same missing chunks before any rank adds rows
+    progress = progress and world.main
+    for name, start in tqdm(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
         space = build_space(name, G, pn_stats)
         enc = encoders.get(name)
         inv = HybridInverter(space, steps=steps, lr=lr, lambda_per=lambda_per if perceptual else 0.0,
@@ -168,6 +191,7 @@ def invert_missing(
                  "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
                  "seconds": f"{res.seconds / len(x):.4g}"} for i in range(len(x))]
         append_rows(per_image, rows)
+    world.barrier()
 
 
 def comparison_settings(G, steps: int, lr: float, lambda_per: float, lambda_reg: float,
@@ -199,11 +223,18 @@ def run_space_comparison(
     chunk: int = 8,
     seed: int = 0,
 ) -> List[dict]:
-    """Invert `targets` into each space (resumable per chunk); returns the summary rows."""
-    claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders,
-                                           chunk, seed), targets)
+    """Invert `targets` into each space (resumable per chunk); returns the summary rows.
+
+    Under `torchrun` the chunks are sharded over the ranks, and rank 0 writes the table and the grid
+    (the other ranks return no rows).
+    """
+    world = World.current()
+    world.main_first(lambda: claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, lambda_reg, perceptual,
+                                                                    identity, encoders, chunk, seed), targets))
     invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
                    encoders, chunk, seed)
+    if not world.main:
+        return []
     summary = summarize(out, spaces, targets.shape[0])
     reconstruction_grid(out, targets, spaces)
     return summary

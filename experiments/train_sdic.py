@@ -2,6 +2,7 @@
 
     python -m experiments.train_sdic --out runs/sdic                    # default generator + 'default-wplus'
     python -m experiments.train_sdic --out runs/sdic --resume           # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.train_sdic --out runs/sdic   # data parallel: --batch split over 4
 
 Each step: real domain images x (DCGAN faces), W = E(x) from the frozen base encoder, x0 = G(W),
 then SDIC's compensated image y with W' and F^ (encoders/sdic.py). Loss (SDIC's joint loss):
@@ -28,7 +29,8 @@ from tqdm.auto import tqdm
 
 from encoders import load_encoder, save_encoder
 from encoders.sdic import SDIC
-from experiments.training import atomic_save, start_run, plot_log, resolve_perceptual
+from experiments.training import (atomic_save, finish_run, generator_states, plot_log, rank_batch, rank_seed,
+                                  resolve_perceptual, restore_generator, start_run)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,37 +81,44 @@ def train(args) -> Path:
     from latentspaces.datasets import FaceSampler
     from latentspaces.images import save_images
 
-    out, device, G = start_run(args)
+    out, device, G, world = start_run(args)
     if G.resolution != 64:
         raise SystemExit("the SDIC trainer draws real images from the 64 px DCGAN domain (default generator)")
     base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
     sdic = SDIC.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
+    world.broadcast_(sdic)
+    batch = rank_batch(world, args.batch)
     perceptual = resolve_perceptual(args.perceptual, G, device)
     opt = torch.optim.Adam(sdic.parameters(), lr=args.lr)
     faces = FaceSampler(device)
-    data_gen = torch.Generator(device=device).manual_seed(args.seed + 7)
+    data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
     heldout = heldout_targets(16).to(device)
     step, t_prev, ckpt, log = 0, 0.0, out / "checkpoint.pt", out / "log.csv"
     if args.resume and ckpt.is_file():
         st = torch.load(ckpt, map_location=device, weights_only=True)
-        sdic.load_state_dict(st["sdic"]); opt.load_state_dict(st["opt"]); data_gen.set_state(st["data_gen"].cpu())
+        sdic.load_state_dict(st["sdic"]); opt.load_state_dict(st["opt"])
+        restore_generator(world, data_gen, st["data_gen"], ckpt)
         step, t_prev = int(st["step"]), float(st["seconds"])
-        print(f"resumed from {ckpt} at step {step}")
-    if step == 0 or not log.exists():
+        if world.main:
+            print(f"resumed from {ckpt} at step {step}")
+    if world.main and (step == 0 or not log.exists()):
         log.write_text("step,seconds,loss,l2,perceptual,edit,heldout_mse_base,heldout_mse\n")
     t0 = time.time()
     sums, n_sum = dict.fromkeys(["loss", "l2", "per", "edit"], 0.0), 0
 
     def checkpoint():
-        state = {"sdic": sdic.state_dict(), "opt": opt.state_dict(), "data_gen": data_gen.get_state(),
+        gens = generator_states(world, data_gen)  # every rank's data stream (a collective: all ranks call this)
+        if not world.main:
+            return
+        state = {"sdic": sdic.state_dict(), "opt": opt.state_dict(), "data_gen": gens,
                  "step": torch.tensor(step), "seconds": torch.tensor(t_prev + time.time() - t0),
                  "config": json.dumps(vars(args))}
         atomic_save(state, ckpt)
 
-    bar = tqdm(total=args.steps, initial=step, desc="train SDIC", unit="step")
+    bar = tqdm(total=args.steps, initial=step, desc="train SDIC", unit="step", disable=not world.main)
     while step < args.steps:
         with torch.no_grad():
-            x = faces.from_z(torch.randn(args.batch, 100, generator=data_gen, device=device))
+            x = faces.from_z(torch.randn(batch, 100, generator=data_gen, device=device))
             ws = base(x)
             x0 = G.synthesis(ws, noise_mode="const")
         terms = sdic_losses(sdic.compensate(G, x, ws, x0), x, ws, perceptual, args)
@@ -117,6 +126,7 @@ def train(args) -> Path:
             raise RuntimeError(f"SDIC loss became {terms['loss'].item()} at step {step}; lower --lr")
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        world.average_gradients_(sdic.parameters())
         opt.step()
         step += 1
         for k in sums:
@@ -124,27 +134,32 @@ def train(args) -> Path:
         n_sum += 1
         bar.update(1)
         bar.set_postfix(l2=f"{terms['l2'].item():.4f}")
-        out_of_time = args.max_seconds is not None and time.time() - t0 > args.max_seconds
+        out_of_time = world.any(args.max_seconds is not None and time.time() - t0 > args.max_seconds)
         if step % args.snap == 0 or step == args.steps or out_of_time:
-            base_mse, mse, x0h, yh = heldout_mse(sdic, base, G, heldout)
-            m = {k: v / max(n_sum, 1) for k, v in sums.items()}
-            with open(log, "a") as f:
-                f.write(f"{step},{t_prev + time.time() - t0:.1f},{m['loss']:.6f},{m['l2']:.6f},{m['per']:.6f},"
-                        f"{m['edit']:.6f},{base_mse:.6f},{mse:.6f}\n")
+            m = world.mean({k: v / max(n_sum, 1) for k, v in sums.items()})  # the whole batch's losses
             sums, n_sum = dict.fromkeys(sums, 0.0), 0
             checkpoint()
-            plot_log(log, out / "loss.png", columns=("loss", "heldout_mse"))
-            save_images(torch.cat([heldout[:8], x0h[:8], yh[:8]]), out / "reconstructions.png", nrow=8)
-            if out_of_time:
+            if world.main:
+                base_mse, mse, x0h, yh = heldout_mse(sdic, base, G, heldout)
+                with open(log, "a") as f:
+                    f.write(f"{step},{t_prev + time.time() - t0:.1f},{m['loss']:.6f},{m['l2']:.6f},{m['per']:.6f},"
+                            f"{m['edit']:.6f},{base_mse:.6f},{mse:.6f}\n")
+                plot_log(log, out / "loss.png", columns=("loss", "heldout_mse"))
+                save_images(torch.cat([heldout[:8], x0h[:8], yh[:8]]), out / "reconstructions.png", nrow=8)
+            if out_of_time and world.main:
                 print(f"stopping after {args.max_seconds:.0f} s at step {step} (continue with --resume)")
+            if out_of_time:
                 break
     bar.close()
     sdic.eval()
-    meta = {"generator": args.generator, "base_encoder": str(args.base_encoder), "steps": step, "batch": args.batch,
-            "perceptual": getattr(perceptual, "name", "none"), "trained_by": "experiments.train_sdic",
-            "identity_loss": "off (no differentiable identity network offline)"}
-    save_encoder(sdic, out / "sdic.safetensors", meta=meta, half=args.half)
-    print(f"wrote {out / 'sdic.safetensors'} ({step} steps)")
+    if world.main:
+        meta = {"generator": args.generator, "base_encoder": str(args.base_encoder), "steps": step,
+                "batch": args.batch, "processes": world.size, "perceptual": getattr(perceptual, "name", "none"),
+                "trained_by": "experiments.train_sdic",
+                "identity_loss": "off (no differentiable identity network offline)"}
+        save_encoder(sdic, out / "sdic.safetensors", meta=meta, half=args.half)
+        print(f"wrote {out / 'sdic.safetensors'} ({step} steps)")
+    finish_run(world)
     return out
 
 

@@ -2,6 +2,7 @@
 
     python -m experiments.train_wplus_encoder --out runs/wplus_encoder
     python -m experiments.train_wplus_encoder --out runs/wplus_encoder --resume     # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.train_wplus_encoder --out runs/wplus_encoder   # data parallel
 
 e4e's recipe (Tov et al. 2021), scaled to the default domain:
 - images: real domain images (the DCGAN faces) and, for `--synthetic-fraction` of each batch,
@@ -32,7 +33,8 @@ from tqdm.auto import tqdm
 
 from encoders import WPlusEncoder, save_encoder
 from encoders.wplus_encoder import EqualLinear
-from experiments.training import atomic_save, start_run, plot_log, resolve_perceptual, training_codes
+from experiments.training import (atomic_save, finish_run, generator_states, plot_log, rank_batch, rank_seed,
+                                  resolve_perceptual, restore_generator, start_run, training_codes)
 
 
 class LatentDiscriminator(nn.Module):
@@ -98,7 +100,7 @@ def train(args) -> Path:
     from latentspaces.datasets import FaceSampler
     from latentspaces.images import save_images
 
-    out, device, G = start_run(args)
+    out, device, G, world = start_run(args)
     if G.resolution != 64 and args.synthetic_fraction < 1:
         raise SystemExit("real training images come from the 64 px DCGAN domain; for other generators pass "
                          "--synthetic-fraction 1 (generated images only)")
@@ -106,13 +108,15 @@ def train(args) -> Path:
     encoder = WPlusEncoder.for_generator(G, backbone=backbone, style_channels=args.style_channels).to(device).train()
     perceptual = resolve_perceptual(args.perceptual, G, device)
     D_lat = LatentDiscriminator(G.w_dim).to(device) if args.lambda_wd > 0 else None
+    world.broadcast_(encoder, *([D_lat] if D_lat is not None else []))
+    batch = rank_batch(world, args.batch)
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
     opt_d = torch.optim.Adam(D_lat.parameters(), lr=2e-5) if D_lat is not None else None
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    data_gen = torch.Generator(device=device).manual_seed(args.seed + 2)
+    gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
+    data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 2))
     faces = FaceSampler(device) if args.synthetic_fraction < 1 else None
     heldout = heldout_targets(16).to(device) if G.resolution == 64 else None
-    n_syn = int(round(args.batch * args.synthetic_fraction))
+    n_syn = int(round(batch * args.synthetic_fraction))
     step, ckpt, log = 0, out / "checkpoint.pt", out / "log.csv"
     t_prev = 0.0
     if args.resume and ckpt.is_file():
@@ -120,24 +124,28 @@ def train(args) -> Path:
         encoder.load_state_dict(st["encoder"]); opt.load_state_dict(st["opt"])
         if D_lat is not None and "D_lat" in st:
             D_lat.load_state_dict(st["D_lat"]); opt_d.load_state_dict(st["opt_d"])
-        gen.set_state(st["gen"]); data_gen.set_state(st["data_gen"].cpu())
+        restore_generator(world, gen, st["gen"], ckpt); restore_generator(world, data_gen, st["data_gen"], ckpt)
         step, t_prev = int(st["step"]), float(st["seconds"])
-        print(f"resumed from {ckpt} at step {step}")
-    if step == 0 or not log.exists():
+        if world.main:
+            print(f"resumed from {ckpt} at step {step}")
+    if world.main and (step == 0 or not log.exists()):
         log.write_text("step,seconds,loss,mse,perceptual,latent,delta,wd,heldout_mse,stage\n")
     t0 = time.time()
     sums = dict.fromkeys(["loss", "mse", "per", "lat", "delta", "wd"], 0.0)
     n_sum = 0
 
     def checkpoint():
-        state = {"encoder": encoder.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                 "data_gen": data_gen.get_state(), "step": torch.tensor(step),
+        gens = generator_states(world, gen), generator_states(world, data_gen)  # a collective: all ranks call this
+        if not world.main:
+            return
+        state = {"encoder": encoder.state_dict(), "opt": opt.state_dict(), "gen": gens[0],
+                 "data_gen": gens[1], "step": torch.tensor(step),
                  "seconds": torch.tensor(t_prev + time.time() - t0), "config": json.dumps(vars(args))}
         if D_lat is not None:
             state["D_lat"], state["opt_d"] = D_lat.state_dict(), opt_d.state_dict()
         atomic_save(state, ckpt)
 
-    bar = tqdm(total=args.steps, initial=step, desc="train W+ encoder", unit="step")
+    bar = tqdm(total=args.steps, initial=step, desc="train W+ encoder", unit="step", disable=not world.main)
     while step < args.steps:
         stage = progressive_stage(step, args.progressive_start, args.progressive_every, G.num_ws)
         encoder.progressive_stage = stage
@@ -146,8 +154,8 @@ def train(args) -> Path:
             if n_syn > 0:
                 ws_syn = training_codes(G, n_syn, args.mixing, gen)
                 parts.append(G.synthesis(ws_syn, noise_mode="const"))
-            if args.batch - n_syn > 0:
-                z = torch.randn(args.batch - n_syn, 100, generator=data_gen, device=device)
+            if batch - n_syn > 0:
+                z = torch.randn(batch - n_syn, 100, generator=data_gen, device=device)
                 parts.append(faces.from_z(z))
             x = torch.cat(parts)
         ws = encoder(x)
@@ -167,11 +175,12 @@ def train(args) -> Path:
             raise RuntimeError(f"W+ encoder loss became {loss.item()} at step {step}; lower --lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        world.average_gradients_(encoder.parameters())
         opt.step()
         if D_lat is not None:  # latent discriminator step: real ws from the mapping network
             D_lat.requires_grad_(True)
             with torch.no_grad():
-                real = G.mapping(torch.randn(args.batch * 4, G.z_dim, generator=gen).to(device))
+                real = G.mapping(torch.randn(batch * 4, G.z_dim, generator=gen).to(device))
             fake = ws.detach().reshape(-1, G.w_dim)
             loss_d = F.softplus(D_lat(fake)).mean() + F.softplus(-D_lat(real)).mean()
             if step % 16 == 0:
@@ -180,6 +189,7 @@ def train(args) -> Path:
                 loss_d = loss_d + args.r1 / 2 * g.square().sum(1).mean() * 16
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            world.average_gradients_(D_lat.parameters())
             opt_d.step()
         step += 1
         for k, v in (("loss", loss), ("mse", mse), ("per", per), ("lat", lat), ("delta", delta), ("wd", wd)):
@@ -187,33 +197,38 @@ def train(args) -> Path:
         n_sum += 1
         bar.update(1)
         bar.set_postfix(mse=f"{mse.item():.4f}", stage=stage)
-        out_of_time = args.max_seconds is not None and time.time() - t0 > args.max_seconds
+        out_of_time = world.any(args.max_seconds is not None and time.time() - t0 > args.max_seconds)
         if step % args.snap == 0 or step == args.steps or out_of_time:
-            h = heldout_mse(encoder, G, heldout) if heldout is not None else math.nan
-            m = {k: v / max(n_sum, 1) for k, v in sums.items()}
-            with open(log, "a") as f:
-                f.write(f"{step},{t_prev + time.time() - t0:.1f},{m['loss']:.6f},{m['mse']:.6f},{m['per']:.6f},"
-                        f"{m['lat']:.6f},{m['delta']:.4f},{m['wd']:.4f},{h:.6f},{stage}\n")
+            m = world.mean({k: v / max(n_sum, 1) for k, v in sums.items()})  # the whole batch's losses
             sums, n_sum = dict.fromkeys(sums, 0.0), 0
             checkpoint()
-            plot_log(log, out / "loss.png", columns=("loss", "heldout_mse"))
-            if heldout is not None:
-                with torch.no_grad():
-                    encoder.eval()
-                    rec = G.synthesis(encoder(heldout[:8]), noise_mode="const")
-                    encoder.train()
-                save_images(torch.cat([heldout[:8], rec]), out / "reconstructions.png", nrow=8)
-            if out_of_time:
+            if world.main:
+                h = heldout_mse(encoder, G, heldout) if heldout is not None else math.nan
+                with open(log, "a") as f:
+                    f.write(f"{step},{t_prev + time.time() - t0:.1f},{m['loss']:.6f},{m['mse']:.6f},{m['per']:.6f},"
+                            f"{m['lat']:.6f},{m['delta']:.4f},{m['wd']:.4f},{h:.6f},{stage}\n")
+                plot_log(log, out / "loss.png", columns=("loss", "heldout_mse"))
+                if heldout is not None:
+                    with torch.no_grad():
+                        encoder.eval()
+                        rec = G.synthesis(encoder(heldout[:8]), noise_mode="const")
+                        encoder.train()
+                    save_images(torch.cat([heldout[:8], rec]), out / "reconstructions.png", nrow=8)
+            if out_of_time and world.main:
                 print(f"stopping after {args.max_seconds:.0f} s at step {step} (continue with --resume)")
+            if out_of_time:
                 break
     bar.close()
     encoder.progressive_stage = stage  # offsets past the last trained stage stay off in the export
     encoder.eval()
-    meta = {"generator": args.generator, "steps": step, "batch": args.batch, "backbone": backbone,
-            "perceptual": getattr(perceptual, "name", "none"), "synthetic_fraction": args.synthetic_fraction,
-            "progressive_stage": encoder.progressive_stage, "trained_by": "experiments.train_wplus_encoder"}
-    save_encoder(encoder, out / "encoder.safetensors", meta=meta, half=args.half)
-    print(f"wrote {out / 'encoder.safetensors'} ({step} steps)")
+    if world.main:
+        meta = {"generator": args.generator, "steps": step, "batch": args.batch, "processes": world.size,
+                "backbone": backbone, "perceptual": getattr(perceptual, "name", "none"),
+                "synthetic_fraction": args.synthetic_fraction, "progressive_stage": encoder.progressive_stage,
+                "trained_by": "experiments.train_wplus_encoder"}
+        save_encoder(encoder, out / "encoder.safetensors", meta=meta, half=args.half)
+        print(f"wrote {out / 'encoder.safetensors'} ({step} steps)")
+    finish_run(world)
     return out
 
 

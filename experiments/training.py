@@ -1,4 +1,5 @@
-"""Helpers shared by the encoder and compensation-head trainers: training codes, perceptual loss, plots."""
+"""Helpers shared by the encoder and compensation-head trainers: training codes, perceptual loss, plots,
+and the pieces of data-parallel training under `torchrun` (experiments/distributed.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,58 @@ from pathlib import Path
 
 import torch
 
+from experiments.distributed import World, close_world, init_world
+
 
 def start_run(args):
-    """(run directory, device, frozen generator) for a trainer's args (--out, --device, --seed, --generator)."""
+    """(run directory, device, frozen generator, world) for a trainer's args (--out, --device, --seed, --generator).
+
+    Under `torchrun` this process joins the process group first and trains on its share of every
+    batch (`rank_batch`, `rank_seed`, `World.average_gradients_`); the device becomes its GPU.
+    """
     import latentspaces as ls
 
+    world, device_name = init_world(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device)
+    device = torch.device(device_name)
     torch.manual_seed(args.seed)
-    return out, device, ls.load_generator(args.generator, device=device).eval().requires_grad_(False)
+    return out, device, ls.load_generator(args.generator, device=device).eval().requires_grad_(False), world
+
+
+def rank_batch(world: World, batch: int) -> int:
+    """This rank's share of a `batch` of images per step (the batch is the total over all ranks)."""
+    if batch % world.size:
+        raise SystemExit(f"--batch {batch} does not split over {world.size} processes; use a multiple of "
+                         f"{world.size}")
+    return batch // world.size
+
+
+def rank_seed(world: World, seed: int) -> int:
+    """The seed of this rank's data stream: `seed` itself on rank 0 (a one-process run is unchanged)."""
+    return seed + 1_000_003 * world.rank
+
+
+def generator_states(world: World, gen: torch.Generator) -> torch.Tensor:
+    """Every rank's state of its data generator, [world size, state bytes] (for the checkpoint)."""
+    return torch.stack([s.cpu() for s in world.gather(gen.get_state())])
+
+
+def restore_generator(world: World, gen: torch.Generator, saved: torch.Tensor, path: Path) -> None:
+    """Set `gen` to this rank's row of `generator_states` from a checkpoint (1-D: one process wrote it)."""
+    saved = saved.cpu()
+    rows = saved.unsqueeze(0) if saved.dim() == 1 else saved
+    if rows.shape[0] != world.size:
+        raise SystemExit(f"{path} was written by {rows.shape[0]} process(es); resume it with as many "
+                         f"(torchrun --nproc_per_node={rows.shape[0]}), not {world.size}")
+    gen.set_state(rows[world.rank].clone())  # a copy: set_state of a row view (storage offset > 0) segfaults
+
+
+def finish_run(world: World) -> None:
+    """Leave the process group at the end of a trainer (every rank)."""
+    world.barrier()
+    if world.size > 1:
+        close_world()
 
 
 def atomic_save(state: dict, path: Path) -> None:
