@@ -7,6 +7,7 @@
     latentspaces invert --space FZPlus --targets face.png --out runs/me
     latentspaces directions --method ganspace --kind z --out runs/dirs
     latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
+    torchrun --standalone --nproc_per_node=4 -m experiments.cli compare --out runs/full --n-targets 64   # sharded
 
 Everything runs offline on the embedded default model unless --generator names a checkpoint.
 `--quick` settings finish both main experiments in minutes on a 2-core CPU; the full settings are

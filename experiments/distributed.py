@@ -7,7 +7,8 @@ Every rank works on its own share of the jobs (an inversion chunk of one space, 
 one space, one compensation method) and writes into the same OUT: per-chunk code files, and rows
 appended to the per-image CSV under an exclusive file lock. Rank 0 claims OUT before the others start
 and writes the tables and plots after all have finished, so a sharded run leaves the same files as a
-single process does, and either one resumes the other's folder.
+single process does, and either one resumes the other's folder. Across machines (torchrun --nnodes)
+OUT must be one folder that every node writes to, on a filesystem with working POSIX locks.
 
 The trainers of the encoders and compensation heads use the same world for data-parallel training
 (`World.average_gradients_`): every rank draws its own share of each batch, rank 0 logs, plots and
