@@ -12,7 +12,9 @@ OUT must be one folder that every node writes to, on a filesystem with working P
 
 The trainers of the encoders and compensation heads use the same world for data-parallel training
 (`World.average_gradients_`): every rank draws its own share of each batch, rank 0 logs, plots and
-checkpoints (experiments/training.py).
+checkpoints (experiments/training.py). BatchNorm layers normalise over each rank's share of the
+batch and keep their own running statistics, as under DistributedDataParallel without
+SyncBatchNorm (which has no CPU kernel); rank 0's statistics are the ones exported.
 
 Without `torchrun` (no WORLD_SIZE in the environment) the world is this one process and every call
 here is a no-op.
@@ -105,7 +107,7 @@ class World:
     def average_gradients_(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Replace every gradient by its mean over the ranks (call between backward and the optimizer step).
 
-        Data-parallel training the way NVlabs' stylegan2-ada-pytorch does it: one all-reduce of the
+        Data-parallel training the way NVlabs' stylegan3 training loop does it: one all-reduce of the
         flattened gradients, instead of the DistributedDataParallel wrapper, which needs every use
         of a module to go through its forward and does not support double backward (the R1 penalty
         of the W+ encoder's latent discriminator). Each rank's loss is a mean over its share of the
