@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from experiments.cli import main
 from experiments.distributed import World
 from experiments.space_comparison import append_rows
+from experiments.training import rank_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -230,7 +231,4 @@ def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
     with pytest.raises(SystemExit, match="written by 2 process"):
         train_f_encoder.main([*flags, "--steps", "4", "--resume"])
     with pytest.raises(SystemExit, match="--batch 3 does not split over 2"):
-        from experiments.distributed import World
-        from experiments.training import rank_batch
-
         rank_batch(World(rank=0, size=2), 3)
