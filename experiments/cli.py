@@ -4,6 +4,7 @@
     latentspaces identity-curves --quick --out runs/quick  # Fig. 6 style identity-vs-step curves
     latentspaces compensation --quick --out runs/comp      # base W+ encoder vs SDIC vs PTI vs F/Z+
     latentspaces paired --out runs/quick --a FZPlus        # wins and Wilcoxon p of F/Z+ against each space
+    latentspaces score-identity --out runs/gpu             # identity of a compare run made with --identity none
     latentspaces invert --space FZPlus --targets face.png --out runs/me
     latentspaces directions --method ganspace --kind z --out runs/dirs
     latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
@@ -140,6 +141,27 @@ def cmd_identity_curves(args) -> None:
               f"mean over alphas: {row['identity_mean']:.4f}")
     print(f"wrote {args.out}/identity_curves.csv, identity_curves.png/.pdf, identity_summary.csv, "
           f"random_directions.png ({time.time() - t:.0f} s)")
+
+
+def cmd_score_identity(args) -> None:
+    import json
+
+    from .space_comparison import SETTINGS_FILE, SPACE_ORDER, fill_identity, read_rows, summarize
+
+    out = Path(args.out)
+    if not (out / SETTINGS_FILE).is_file():
+        raise SystemExit(f"{out / SETTINGS_FILE} not found: score-identity scores a folder written by compare")
+    if args.identity == "none":
+        raise SystemExit("score-identity needs an identity metric (--identity dlib or facenet)")
+    ls, G = _setup(args)
+    n = len(json.loads((out / SETTINGS_FILE).read_text())["targets"])
+    targets = _targets(args, G, n)
+    rows = read_rows(out / "space_comparison_per_image.csv")
+    pn = _pn_stats(ls, G, QUICK if args.quick else FULL) if any(r["space"] == "PN" for r in rows) else None
+    filled = fill_identity(out, G, targets, _identity(args), pn_stats=pn)
+    summarize(out, [s for s in SPACE_ORDER if any(r["space"] == s for r in rows)], n)
+    print((out / "space_comparison.md").read_text())
+    print(f"scored {filled} images; wrote {args.out}/space_comparison_per_image.csv, space_comparison.csv, .md")
 
 
 def cmd_paired(args) -> None:
@@ -303,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pivot-steps", type=int, default=None, help="PTI pivot steps (quick 100, full 450)")
     p.add_argument("--tune-steps", type=int, default=None, help="PTI tuning steps (quick 100, full 350)")
     p.set_defaults(fn=cmd_compensation, sharded=True)
+    p = sub.add_parser("score-identity", help="fill in the identity of a compare folder inverted with --identity none")
+    p.add_argument("--out", required=True, help="a folder written by compare")
+    p.add_argument("--generator", default="default", help="the generator the folder was inverted with")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--targets", default=None, help="the targets the folder was inverted with (as in compare)")
+    p.add_argument("--identity", default="dlib", help="dlib | facenet")
+    p.add_argument("--quick", action="store_true", help="the folder was made with --quick (P_N statistics of 100k samples)")
+    p.set_defaults(fn=cmd_score_identity)
     p = sub.add_parser("paired", help="paired tests of one space against others on the rows already in --out")
     p.add_argument("--out", required=True, help="a folder written by compare and/or identity-curves")
     p.add_argument("--a", default="FZPlus", help="the space compared against the others")

@@ -194,6 +194,64 @@ def invert_missing(
     world.barrier()
 
 
+def fill_identity(
+    out: Path,
+    G,
+    targets: torch.Tensor,                         # [N, 3, R, R] in [-1, 1]: the targets OUT was made with
+    identity: Callable,                            # (images, targets) -> [N] similarities; has .name
+    pn_stats: Optional[ls.PNStats] = None,         # the statistics P_N codes were inverted with
+    progress: bool = True,
+) -> int:
+    """Score the rows of OUT's per-image CSV that have no identity (a run made with identity=None).
+
+    For inversions made where the identity model is not installed (a GPU machine without dlib, say):
+    each chunk's reconstructions are regenerated from its code file, as float images like the ones a
+    run with the metric scores (not the saved uint8 copies), compared with their targets, and the CSV
+    is rewritten atomically. Once no row lacks an identity, the settings record the metric, so that
+    `compare --identity ...` resumes the folder. Returns the number of rows filled.
+    """
+    path = out / SETTINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {out} holds no inversions made by compare")
+    settings = json.loads(path.read_text())
+    name = getattr(identity, "name", type(identity).__name__)
+    if settings.get("identity") not in ("none", name):
+        raise ValueError(f"{out} was scored with identity {settings.get('identity')!r}, not {name!r}; "
+                         "identities of two metrics would mix in one column")
+    claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets)  # same targets?
+    per_image = out / "space_comparison_per_image.csv"
+    rows = read_rows(per_image)
+    chunk = int(settings["chunk"])
+    missing: Dict[tuple, List[dict]] = {}
+    for r in rows:
+        if math.isnan(float(r["identity"])):
+            missing.setdefault((r["space"], int(r["target"]) // chunk * chunk), []).append(r)
+    if any(int(r["target"]) >= targets.shape[0] for group in missing.values() for r in group):
+        raise ValueError(f"{out} has rows for {1 + max(int(r['target']) for r in rows)} targets; "
+                         f"pass at least that many (got {targets.shape[0]})")
+    for (space_name, start), group in tqdm(sorted(missing.items()), desc="identity", unit="chunk",
+                                           disable=not progress or not missing):
+        saved = load_file(str(out / "codes" / f"{space_name}_{start}.safetensors"))
+        space = build_space(space_name, G, pn_stats)
+        code = ls.Code(**{k[5:]: v.to(targets.device) for k, v in saved.items() if k.startswith("code.")})
+        with torch.no_grad():
+            images = space.synthesize(code)
+        # Up to 1/255 off where another device rounds a pixel the other way; more means another model.
+        if (to_uint8(images).int() - saved["images"].int()).abs().max() > 1:
+            raise ValueError(f"the {space_name} codes of chunk {start} in {out} do not regenerate the images saved "
+                             "with them; score with the generator (and P_N statistics) they were inverted with")
+        scores = identity(images, targets[start : start + len(images)])
+        for r in group:
+            r["identity"] = f"{float(scores[int(r['target']) - start]):.6g}"
+    write_rows(per_image, rows, PER_IMAGE_FIELDS)
+    if not any(math.isnan(float(r["identity"])) for r in rows) and settings.get("identity") != name:
+        settings["identity"] = name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(settings, indent=1))
+        tmp.replace(path)
+    return sum(len(group) for group in missing.values())
+
+
 def comparison_settings(G, steps: int, lr: float, lambda_per: float, lambda_reg: float,
                         perceptual: Optional[Callable], identity: Optional[Callable],
                         encoders: Optional[Dict[str, object]], chunk: int, seed: int) -> Dict[str, object]:

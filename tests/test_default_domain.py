@@ -27,9 +27,11 @@ def test_sampler_is_deterministic_and_in_range(sampler):
 
 def test_heldout_images_are_per_seed_and_not_the_training_stream(sampler):
     h = sampler.heldout(3)
-    assert torch.equal(sampler.heldout(1, start=2), h[2:3])
+    # Equal up to float rounding: a convolution over a batch of 3 may sum in another order than over 1
+    # (seen on AMD EPYC: 2e-7 apart), while another seed's image would be ~1 apart.
+    assert torch.allclose(sampler.heldout(1, start=2), h[2:3], rtol=0, atol=1e-5)
     z2 = torch.randn(100, generator=torch.Generator().manual_seed(HELDOUT_BASE + 2))
-    assert torch.allclose(sampler.from_z(z2[None]), h[2:3])
+    assert torch.allclose(sampler.from_z(z2[None]), h[2:3], rtol=0, atol=1e-5)
     train = next(sampler.stream(8, seed=0))
     assert min((train[:, None] - h[None]).abs().flatten(2).amax(2).min().item(), 1.0) > 1e-3
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-
 import json
 
 import pytest
@@ -50,6 +49,40 @@ def test_compare_writes_table_grid_and_resumes(tmp_path, capsys):
     with pytest.raises(ValueError, match="target 1 is not the image inverted as target 1"):
         claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets[[0, 2, 1]])
     claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets[:2])  # a prefix is fine
+
+
+def test_score_identity_fills_what_compare_would_have_written(tmp_path):
+    flags = ["--n", "3", "--steps", "2", "--spaces", "W,FZPlus", "--chunk", "2", "--perceptual", "none",
+             "--device", "cpu"]
+    main(["compare", "--out", str(tmp_path / "with"), "--identity", "dlib", *flags])
+    later = tmp_path / "later"
+    main(["compare", "--out", str(later), "--identity", "none", *flags])
+    assert all(r["identity"] == "nan" for r in _rows(later / "space_comparison_per_image.csv"))
+    main(["score-identity", "--out", str(later), "--device", "cpu"])
+    expected = {(r["space"], r["target"]): r["identity"] for r in _rows(tmp_path / "with" / "space_comparison_per_image.csv")}
+    got = {(r["space"], r["target"]): r["identity"] for r in _rows(later / "space_comparison_per_image.csv")}
+    assert got == expected and len(got) == 6 and "nan" not in got.values()
+    assert json.loads((later / "inversion_settings.json").read_text())["identity"] == "dlib-cosine"
+    main(["compare", "--out", str(later), "--identity", "dlib", *flags])  # the folder now resumes with dlib
+    assert len(_rows(later / "space_comparison_per_image.csv")) == 6
+
+
+def test_score_identity_refuses_codes_that_do_not_match_their_images(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    import latentspaces as ls
+    from experiments.space_comparison import fill_identity
+
+    out = tmp_path / "cmp"
+    main(["compare", "--out", str(out), "--n", "2", "--steps", "2", "--spaces", "W", "--perceptual", "none",
+          "--identity", "none", "--device", "cpu"])
+    path = out / "codes" / "W_0.safetensors"
+    saved = load_file(str(path))
+    saved["code.w"] = saved["code.w"] + 0.5  # as if inverted with another generator
+    save_file(saved, str(path))
+    G = ls.load_generator("default")
+    with pytest.raises(ValueError, match="do not regenerate the images saved"):
+        fill_identity(out, G, assets.heldout_targets(2), lambda x, y: torch.ones(len(x)), progress=False)
 
 
 def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
