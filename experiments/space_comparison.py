@@ -133,8 +133,13 @@ def claim_out_dir(out: Path, settings: Dict[str, object], targets: torch.Tensor)
                                  f"(pixel sha256 {b} vs {a}); choose another output folder")
         if len(prints) <= len(known):
             return
+    write_settings(path, {**settings, "targets": prints})
+
+
+def write_settings(path: Path, settings: Dict[str, object]) -> None:
+    """Write inversion_settings.json atomically (a temporary file, then a rename)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**settings, "targets": prints}, indent=1))
+    tmp.write_text(json.dumps(settings, indent=1))
     tmp.replace(path)
 
 
@@ -245,10 +250,7 @@ def fill_identity(
             r["identity"] = f"{float(scores[int(r['target']) - start]):.6g}"
     write_rows(per_image, rows, PER_IMAGE_FIELDS)
     if not any(math.isnan(float(r["identity"])) for r in rows) and settings.get("identity") != name:
-        settings["identity"] = name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(settings, indent=1))
-        tmp.replace(path)
+        write_settings(path, {**settings, "identity": name})
     return sum(len(group) for group in missing.values())
 
 
