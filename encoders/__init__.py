@@ -1,13 +1,17 @@
-"""Encoders that initialise or compensate inversions: F encoder (BDInvert), W+ encoder (e4e-style), SDIC.
+"""Encoders that initialise inversions (F encoder, e4e-style W+ encoder) and compensation heads (SDIC).
 
     from encoders import load_encoder
     enc = load_encoder("default-f")                       # shipped, for the embedded default generator
     HybridInverter(ls.FZPlus(G), encoder=enc).invert(x)   # f0 = E(x), detail codes at their mean
+
+Initialising encoders implement `latentspaces.interfaces.CodeInitializer` (`init_code(space, targets)`);
+compensation heads implement `latentspaces.interfaces.CompensationHead` (`compensate`, `edit`).
 """
 
 from .f_encoder import FEncoder
+from .io import ENCODER_NAMES, load_encoder, read_encoder_meta, save_encoder
 from .sdic import SDIC, default_sdic_layer
 from .wplus_encoder import WPlusEncoder, load_e4e_encoder
-from .io import ENCODER_NAMES, load_encoder, read_encoder_meta, save_encoder
 
-__all__ = ["ENCODER_NAMES", "FEncoder", "load_encoder", "read_encoder_meta", "save_encoder", "WPlusEncoder", "load_e4e_encoder", "SDIC", "default_sdic_layer"]
+__all__ = ["ENCODER_NAMES", "FEncoder", "load_encoder", "read_encoder_meta", "save_encoder", "WPlusEncoder",
+           "load_e4e_encoder", "SDIC", "default_sdic_layer"]

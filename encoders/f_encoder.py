@@ -3,7 +3,8 @@
 Architecture (BDInvert): the input is resized to 8x the F resolution; three blocks of
 [3 x (conv3x3 + BatchNorm + LeakyReLU 0.2)] + 2x average pooling with 128 -> 256 -> 512
 channels bring it to the F resolution; two 3x3 convs map to the F channels. Trained only on
-generated pairs (seed 002, Eq. 2; see experiments/train_f_encoder.py).
+generated pairs ("Revisiting Latent Space of GAN Inversion", Eq. 2; trained by
+experiments/training/train_f_encoder.py).
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ class FEncoder(nn.Module):
 
     def init_code(self, space: LatentSpace, targets: torch.Tensor) -> Code:
         """HybridInverter initialisation: f0 = E(x) with the space's mean detail codes (F spaces only)."""
-        if not hasattr(space, "from_feature"):
+        if space.feature_layer is None:
             raise ValueError(f"an F encoder initialises F spaces (FWPlus, FZ, FZPlus), not {space.name}")
-        if self.layer and space.layer != self.layer:
-            raise ValueError(f"this encoder predicts {self.layer}, the space's F layer is {space.layer}")
-        if tuple(space.f_shape) != (self.f_channels, self.f_resolution, self.f_resolution):
+        if self.layer and space.feature_layer != self.layer:
+            raise ValueError(f"this encoder predicts {self.layer}, the space's F layer is {space.feature_layer}")
+        expected = space.G.synthesis.feature_shape(space.feature_layer)
+        if tuple(expected) != (self.f_channels, self.f_resolution, self.f_resolution):
             raise ValueError(f"this encoder predicts f of shape {(self.f_channels, self.f_resolution, self.f_resolution)}"
-                             f", the space's base code is {tuple(space.f_shape)}")
+                             f", the space's base code is {tuple(expected)}")
         was_training = self.training
         self.eval()
         try:

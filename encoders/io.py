@@ -1,13 +1,17 @@
-"""The project's encoder format, and loading encoders by name or path.
+"""The encoder and compensation-head file format, and loading them by shipped name or path.
 
-One safetensors file per encoder. Header metadata: {"format": "latentspaces.encoder", "version": "1",
-"class": <class name>, "config": <JSON of the encoder's `config`>, "meta": <JSON, free-form: the
-generator it was trained for, training steps, ...>}. Tensors: the state dict, stored in float16 or
-float32 (BatchNorm step counters stay integer). Reading never unpickles anything.
+One safetensors file per network, written through the storage layer (`latentspaces.io`): header
+{"format": "latentspaces.encoder", "version": "2", "class": <JSON class name>, "config": <JSON of the
+network's `config`>, "meta": <JSON, free-form: the generator it was trained for, training steps, ...>}
+(version 1 stored the class name as a plain string; such files are still read);
+tensors: the state dict, stored in float16 or float32 (BatchNorm step counters stay integer). Reading
+never unpickles anything. Broken or foreign files raise `latentspaces.CheckpointError`.
 
-Shipped encoders for the embedded default generator are loaded by name:
+Shipped networks for the embedded default generator are loaded by their names in the library's one
+asset registry (`latentspaces.assets.ASSETS`, kinds 'encoder' and 'head'):
     enc = load_encoder("default-f")       # FEncoder for G's F layer b8.conv0
     enc = load_encoder("default-wplus")   # e4e-style W+ encoder
+    head = load_encoder("default-sdic")   # SDIC compensation head
 """
 
 from __future__ import annotations
@@ -18,94 +22,79 @@ from pathlib import Path
 from typing import Dict, Union
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from latentspaces import assets
+from latentspaces.errors import CheckpointError
+from latentspaces.io import read_header, read_raw_header, read_tensors, save_tensors
+
+from .f_encoder import FEncoder
+from .sdic import SDIC
+from .wplus_encoder import WPlusEncoder
 
 FORMAT = "latentspaces.encoder"
-VERSION = "1"
-
-# public name -> (file in latentspaces/assets, the command that trains it)
-ENCODER_NAMES: Dict[str, tuple] = {
-    "default-f": ("default_f_encoder.safetensors", "python -m experiments.train_f_encoder"),
-    "default-wplus": ("default_wplus_encoder.safetensors", "python -m experiments.train_wplus_encoder"),
-    "default-sdic": ("default_sdic.safetensors", "python -m experiments.train_sdic"),
-}
-
-
-def _classes() -> dict:
-    from .f_encoder import FEncoder
-    from .sdic import SDIC
-    from .wplus_encoder import WPlusEncoder
-
-    return {"FEncoder": FEncoder, "WPlusEncoder": WPlusEncoder, "SDIC": SDIC}
+VERSION = 2
+VERSIONS = (1, 2)
+CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC)}
+# Shipped names -> asset file (a view of the library's registry, kept under its earlier name).
+ENCODER_NAMES: Dict[str, str] = {n: assets.ASSETS[n].file for n in assets.names("encoder") + assets.names("head")}
 
 
 def save_encoder(encoder: torch.nn.Module, path: Union[str, os.PathLike], meta: dict | None = None,
                  half: bool = False) -> None:
-    """Write `encoder` (config + weights; float16 weights when half=True) to `path`."""
+    """Write `encoder` (config + weights; float16 weights when half=True) to `path`, atomically."""
+    if type(encoder).__name__ not in CLASSES:
+        raise TypeError(f"save_encoder writes {sorted(CLASSES)}, got {type(encoder).__name__}")
     state = {}
     for k, v in encoder.state_dict().items():
-        v = v.detach().to("cpu")
-        if half and v.is_floating_point():
-            v = v.to(torch.float16)
-        state[k] = v.contiguous()
-    header = {"format": FORMAT, "version": VERSION, "class": type(encoder).__name__,
-              "config": json.dumps(encoder.config, sort_keys=True), "meta": json.dumps(meta or {}, sort_keys=True)}
-    tmp = os.fspath(path) + ".tmp"
-    save_file(state, tmp, metadata=header)
-    os.replace(tmp, os.fspath(path))
+        v = v.detach()
+        state[k] = v.to(torch.float16) if half and v.is_floating_point() else v
+    save_tensors(path, state, FORMAT, VERSION, **{"class": type(encoder).__name__}, config=encoder.config,
+                 meta=meta or {})
 
 
 def encoder_path(name: str) -> Path:
-    """File of a shipped encoder; FileNotFoundError saying where it was looked for and how to make it."""
-    from latentspaces.assets import ASSET_DIR
-
+    """File of a shipped encoder or head; KeyError for unknown names, FileNotFoundError naming the file and
+    the command that makes it."""
     if name not in ENCODER_NAMES:
-        raise KeyError(f"unknown encoder name {name!r}; shipped encoders: {sorted(ENCODER_NAMES)} "
+        raise KeyError(f"unknown encoder name {name!r}; shipped encoders and heads: {sorted(ENCODER_NAMES)} "
                        "(or pass the path of a file written by encoders.save_encoder)")
-    file, command = ENCODER_NAMES[name]
-    path = ASSET_DIR / file
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder {name!r} is not installed: expected {path}. Train it with `{command}` "
-                                "and load the exported file by path, or initialise HybridInverter with init='mean'.")
-    return path
+    return assets.asset_path(name)
 
 
 def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
     """The header of an encoder file: {'class', 'config' (dict), 'meta' (dict)}."""
-    path = os.fspath(path)
-    try:
-        with safe_open(path, framework="pt") as f:
-            header = f.metadata() or {}
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); encoder files are written by "
-                         "encoders.save_encoder") from e
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: a safetensors file but not a latentspaces encoder (format="
-                         f"{header.get('format')!r}, expected {FORMAT!r})")
-    if header.get("version") != VERSION:
-        raise ValueError(f"{path}: encoder format version {header.get('version')!r}; this library reads {VERSION}")
-    return {"class": header.get("class"), "config": json.loads(header["config"]), "meta": json.loads(header["meta"])}
+    raw = read_raw_header(path)
+    missing = [k for k in ("class", "config", "meta") if k not in raw]
+    if raw.get("format") == FORMAT and raw.get("version") == "1" and not missing:  # class as a plain string
+        try:
+            return {"class": raw["class"], "config": json.loads(raw["config"]), "meta": json.loads(raw["meta"])}
+        except ValueError as e:
+            raise CheckpointError(f"{os.fspath(path)}: encoder header is not valid JSON ({e})") from e
+    header = read_header(path, FORMAT, VERSIONS)
+    if missing:
+        raise CheckpointError(f"{os.fspath(path)}: encoder header lacks {missing}")
+    return {"class": header["class"], "config": header["config"], "meta": header["meta"]}
 
 
 def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
-    """An encoder (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path."""
-    from safetensors.torch import load_file
-
+    """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path."""
     path = encoder_path(name_or_path) if str(name_or_path) in ENCODER_NAMES else Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"no encoder file at {path}; shipped names: {sorted(ENCODER_NAMES)}")
     head = read_encoder_meta(path)
-    classes = _classes()
-    if head["class"] not in classes:
-        raise ValueError(f"{path}: encoder class {head['class']!r} is unknown; known: {sorted(classes)}")
-    encoder = classes[head["class"]](**head["config"])
-    state = load_file(os.fspath(path))
+    if head["class"] not in CLASSES:
+        raise CheckpointError(f"{path}: encoder class {head['class']!r} is unknown; known: {sorted(CLASSES)}")
+    try:
+        encoder = CLASSES[head["class"]](**head["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid {head['class']} config in the header ({e})") from e
+    state = read_tensors(path)  # the header was checked above
     own = encoder.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match a {head['class']} with its stored config "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    wrong = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: weights do not match a {head['class']} with its stored config "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]})")
     encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     encoder.meta = head["meta"]
     return encoder.to(device).eval()

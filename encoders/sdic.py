@@ -1,6 +1,7 @@
 """SDIC: spatial-contextual discrepancy information compensation (DIPN + DICN) over a frozen W+ encoder.
 
-Inference (seed 000, REFERENCE §3):
+"Spatial-Contextual Discrepancy Information Compensation for GAN Inversion" (SDIC), Sec. 3; a compensation
+head in the sense of `latentspaces.interfaces.CompensationHead`. Inference:
     W   = E(x)                         frozen base W+ encoder, ws [N, num_ws, w_dim]
     x0  = G(W)                         initial reconstruction
     D   = DIPN(x, x0)                  discrepancy map [N, 3, r, r] at the network's input size r
@@ -30,11 +31,14 @@ reconstruction exactly.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+import warnings
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from latentspaces.interfaces import Compensation
 
 
 def default_sdic_layer(G) -> str:
@@ -176,7 +180,8 @@ class DICN(nn.Module):
 class SDIC(nn.Module):
     """DIPN + DICN for a generator with `num_ws` x `w_dim` codes, compensating conv `layer`.
 
-    `compensate(G, x, ws)` needs the frozen base encoder's ws; `forward` is not used on its own.
+    Implements `latentspaces.interfaces.CompensationHead`: `compensate(G, x, ws)` takes the frozen base
+    encoder's ws; `edit(G, comp, delta_ws)` is compensate-and-edit. `forward` is not used on its own.
     """
 
     def __init__(
@@ -197,6 +202,11 @@ class SDIC(nn.Module):
         self.dicn = DICN(input_size, num_ws, w_dim, layer_channels, layer_resolution, width)
 
     @property
+    def layers(self) -> Tuple[str, ...]:
+        """The generator layers this head injects into (one: the latent-map compensation's)."""
+        return (self.layer,)
+
+    @property
     def config(self) -> dict:
         return dict(num_ws=self.num_ws, w_dim=self.w_dim, layer=self.layer, layer_channels=self.layer_channels,
                     layer_resolution=self.layer_resolution, input_size=self.input_size, width=self.width)
@@ -215,9 +225,9 @@ class SDIC(nn.Module):
                              antialias=x.shape[-1] > self.input_size)
 
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,
-                   noise_mode: str = "const") -> Dict[str, torch.Tensor]:
-        """x [N, 3, R, R], base ws [N, num_ws, w_dim] -> {'image', 'ws' (W'), 'residual' (F^ - G_l(W')),
-        'g_l' (G_l(W')), 'f_hat', 'dmap'}."""
+                   noise_mode: str = "const") -> Compensation:
+        """x [N, 3, R, R] in [-1, 1], base ws [N, num_ws, w_dim] (x0 = G(ws) when given) -> Compensation with
+        image y, ws W' and cache {'residual': F^ - G_l(W'), 'g_l': G_l(W'), 'f_hat': F^, 'dmap': D}."""
         if G.num_ws != self.num_ws or G.w_dim != self.w_dim:
             raise ValueError(f"this SDIC head is for {self.num_ws} x {self.w_dim} ws, the generator has "
                              f"{G.num_ws} x {G.w_dim}")
@@ -226,19 +236,26 @@ class SDIC(nn.Module):
         dmap = self.dipn(self._resize(x), self._resize(x0))
         a, b, feat2 = self.dicn(dmap)
         ws_c = ws * (1 + a) + b
-        out: Dict[str, torch.Tensor] = {"dmap": dmap, "ws": ws_c}
+        cache = {"dmap": dmap}
 
         def replace(g_l: torch.Tensor) -> torch.Tensor:
             f_hat = self.dicn.fuse(feat2, g_l)
-            out["g_l"], out["f_hat"], out["residual"] = g_l, f_hat, f_hat - g_l
+            cache["g_l"], cache["f_hat"], cache["residual"] = g_l, f_hat, f_hat - g_l
             return f_hat
 
-        out["image"] = G.synthesis.with_edit(ws_c, self.layer, replace, noise_mode=noise_mode)
-        return out
+        image = G.synthesis.with_edits(ws_c, {self.layer: replace}, noise_mode=noise_mode)
+        return Compensation(image=image, ws=ws_c, cache=cache)
 
-    @staticmethod
-    def edit(G, comp: Dict[str, torch.Tensor], layer: str, delta_ws: torch.Tensor,
-             noise_mode: str = "const") -> torch.Tensor:
-        """Compensate-and-edit: G(W' + delta) with layer l's output G_l(W' + delta) + (F^ - G_l(W'))."""
-        residual = comp["residual"]
-        return G.synthesis.with_edit(comp["ws"] + delta_ws, layer, lambda g: g + residual, noise_mode=noise_mode)
+    def edit(self, G, comp: Compensation, delta_ws: torch.Tensor, *deprecated, noise_mode: str = "const") -> torch.Tensor:
+        """Compensate-and-edit: G(W' + delta) with layer l's output G_l(W' + delta) + (F^ - G_l(W')).
+
+        delta_ws [N, num_ws, w_dim]; delta 0 gives comp.image back exactly.
+        """
+        if isinstance(delta_ws, str):  # the earlier signature edit(G, comp, layer, delta_ws)
+            warnings.warn("SDIC.edit(G, comp, layer, delta_ws) is deprecated: the head knows its layer; call "
+                          "sdic.edit(G, comp, delta_ws)", DeprecationWarning, stacklevel=2)
+            if delta_ws != self.layer or len(deprecated) != 1:
+                raise ValueError(f"this head compensates {self.layer!r}; call sdic.edit(G, comp, delta_ws)")
+            (delta_ws,) = deprecated
+        residual = comp.cache["residual"]
+        return G.synthesis.with_edits(comp.ws + delta_ws, {self.layer: lambda g: g + residual}, noise_mode=noise_mode)

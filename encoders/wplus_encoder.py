@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentspaces.errors import CheckpointError
 from latentspaces.spaces import Code, LatentSpace
 
 # (in_channels, depth, units, stride) per stage
@@ -203,21 +204,18 @@ class WPlusEncoder(nn.Module):
         if space.G.num_ws != self.num_ws or space.G.w_dim != self.w_dim:
             raise ValueError(f"this encoder predicts {self.num_ws} x {self.w_dim} ws; the space's generator has "
                              f"{space.G.num_ws} x {space.G.w_dim}")
+        if space.ws_layout == "none":
+            raise ValueError(f"a W+ encoder cannot initialise {space.name} (its codes are not built from ws); use "
+                             "encoders.FEncoder for F spaces or init='mean' for Z-type spaces")
         was_training = self.training
         self.eval()
         try:
             ws = self(targets)
         finally:
             self.train(was_training)
-        from latentspaces.spaces import PN, W
-
-        if isinstance(space, W) or (isinstance(space, PN) and not space.plus):
+        if space.ws_layout == "shared":
             ws = ws.mean(dim=1)  # one code for all layers: the mean of the per-layer ws
-        try:
-            return space.from_ws(ws)
-        except NotImplementedError as e:
-            raise ValueError(f"a W+ encoder cannot initialise {space.name} (its codes are not built from ws); use "
-                             "encoders.FEncoder for F spaces or init='mean' for Z-type spaces") from e
+        return space.from_ws(ws)
 
 
 def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncoder:
@@ -232,15 +230,15 @@ def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncod
     """
     enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} or dict(state)
     if "input_layer.0.weight" not in enc_state or "styles.0.linear.weight" not in enc_state:
-        raise ValueError("not an e4e Encoder4Editing state dict: expected keys 'encoder.input_layer.0.weight' and "
+        raise CheckpointError("not an e4e Encoder4Editing state dict: expected keys 'encoder.input_layer.0.weight' and "
                          "'encoder.styles.0.linear.weight' (the ResNet/last-layer-into-W backbones are "
                          "different architectures and are not read)")
     n_styles = len({k.split(".")[1] for k in enc_state if k.startswith("styles.")})
     if num_ws is not None and num_ws != n_styles:
-        raise ValueError(f"the e4e encoder predicts {n_styles} ws, the generator needs {num_ws}")
+        raise CheckpointError(f"the e4e encoder predicts {n_styles} ws, the generator needs {num_ws}")
     n_units = len({k.split(".")[1] for k in enc_state if k.startswith("body.")})
     if n_units != 24:
-        raise ValueError(f"the e4e backbone has {n_units} units; only IR-SE50 (24 units) is supported "
+        raise CheckpointError(f"the e4e backbone has {n_units} units; only IR-SE50 (24 units) is supported "
                          "(IR-SE100/152 and the ResNet34 backbone are not)")
     w_dim = enc_state["styles.0.linear.weight"].shape[0]
     enc = WPlusEncoder(n_styles, w_dim, backbone="ir_se50", style_channels=enc_state["styles.0.linear.weight"].shape[1])
@@ -250,15 +248,15 @@ def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncod
     extra = sorted(k for k in enc_state if k not in own)
     wrong = sorted(k for k in own if k in enc_state and tuple(enc_state[k].shape) != tuple(own[k].shape))
     if missing or extra or wrong:
-        raise ValueError(f"the e4e encoder does not match IR-SE50 Encoder4Editing: missing {missing[:4]}, "
+        raise CheckpointError(f"the e4e encoder does not match IR-SE50 Encoder4Editing: missing {missing[:4]}, "
                          f"unexpected {extra[:4]}, wrong shapes {wrong[:4]}")
     enc_state = {k: v.float() for k, v in enc_state.items()}
     if avg is None:
-        raise ValueError("the e4e state has no 'latent_avg'; pass the checkpoint's top-level dict (it stores "
+        raise CheckpointError("the e4e state has no 'latent_avg'; pass the checkpoint's top-level dict (it stores "
                          "latent_avg beside state_dict)")
     avg = avg.float()
     if avg.ndim == 2 and not torch.equal(avg, avg[:1].expand_as(avg)):
-        raise ValueError("the checkpoint's latent_avg has differing rows; e4e's is one w_avg repeated per layer")
+        raise CheckpointError("the checkpoint's latent_avg has differing rows; e4e's is one w_avg repeated per layer")
     enc_state["w_avg"] = avg[0] if avg.ndim == 2 else avg  # e4e stores latent_avg as [w_dim] or [num_ws, w_dim]
     enc.load_state_dict(enc_state)
     return enc.eval()
@@ -269,15 +267,15 @@ def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e}). "
+        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e}). "
                          "e4e checkpoints store tensors and an 'opts' dict of plain values; a file that needs "
                          "arbitrary unpickling is refused.") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not an e4e checkpoint (expected a dict with 'state_dict')")
+        raise CheckpointError(f"{path}: not an e4e checkpoint (expected a dict with 'state_dict')")
     opts = ckpt.get("opts")
     encoder_type = opts.get("encoder_type") if isinstance(opts, dict) else None
     if encoder_type is not None and encoder_type != "Encoder4Editing":
-        raise ValueError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
+        raise CheckpointError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
                          "GradualStyleEncoder has the same weight names but predicts each w row independently, "
                          "not w0 + offsets, so it is not read)")
     state = dict(ckpt["state_dict"])

@@ -5,22 +5,24 @@
     x = G(z, truncation_psi=0.7)                            # [N, 3, R, R] in [-1, 1]
 """
 
-from .checkpoints import CheckpointError, load_generator, save_generator
+from .checkpoints import load_generator, save_generator
 from .directions import Direction
+from .errors import CheckpointError, MissingWeightsError
 from .generator import Generator
-from .spaces import FZ, PN, SPACES, Code, FWPlus, FZPlus, LatentSpace, PNStats, S, W, WPlus, Z, ZPlus
+from .interfaces import Compensation
+from .spaces import (FZ, PN, SPACE_ORDER, SPACES, Code, FWPlus, FZPlus, LatentSpace, PNStats, S, W, WPlus, Z, ZPlus,
+                     build_space)
 
 __version__ = "0.1.0"
 
 
-def load_encoder(name_or_path, device="cpu"):
-    """An encoder or compensation head by shipped name ('default-f', 'default-wplus', 'default-sdic') or
-    file path (see encoders.load_encoder)."""
-    from encoders import load_encoder as _load_encoder
+def __getattr__(name: str):
+    if name == "load_encoder":  # moved up a layer: the library imports nothing of the encoders package
+        raise AttributeError("latentspaces.load_encoder moved to encoders.load_encoder (the library no longer imports "
+                             "the encoders package above it): `from encoders import load_encoder`")
+    raise AttributeError(f"module 'latentspaces' has no attribute {name!r}")
 
-    return _load_encoder(name_or_path, device)
 
-
-__all__ = ["CheckpointError", "Code", "Direction", "Generator", "LatentSpace", "PNStats", "SPACES",
-           "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus",
-           "load_encoder", "load_generator", "save_generator", "__version__"]
+__all__ = ["CheckpointError", "Code", "Compensation", "Direction", "Generator", "LatentSpace", "MissingWeightsError",
+           "PNStats", "SPACES", "SPACE_ORDER", "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus",
+           "build_space", "load_generator", "save_generator", "__version__"]

@@ -9,8 +9,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from .assets import asset_path
+from .errors import CheckpointError
 from .generator.mapping import FullyConnectedLayer
 from .generator.ops import LRELU_GAIN, bias_act, filter2d, setup_filter
+from .io import load_tensors, save_tensors
 
 
 class Conv2dLayer(nn.Module):
@@ -102,6 +105,7 @@ class Discriminator(nn.Module):
         res_list = [2**k for k in range(log2, 2, -1)]  # R ... 8
         channels = {int(k): int(v) for k, v in (channels or {r: min(16384 // r, 512) for r in res_list + [4]}).items()}
         self.resolution, self.channels = resolution, channels
+        self.img_channels, self.mbstd_group = img_channels, mbstd_group
         for r in res_list:
             setattr(self, f"b{r}", DiscriminatorBlock(channels[r], channels[r // 2], r, first=(r == resolution),
                                                       img_channels=img_channels))
@@ -114,7 +118,8 @@ class Discriminator(nn.Module):
 
     @property
     def config(self) -> dict:
-        return {"resolution": self.resolution, "channels": {str(k): v for k, v in self.channels.items()}}
+        return {"resolution": self.resolution, "channels": {str(k): v for k, v in self.channels.items()},
+                "img_channels": self.img_channels, "mbstd_group": self.mbstd_group}
 
     def features(self, img: torch.Tensor) -> List[torch.Tensor]:
         """Block outputs [N, C_r, r/2, r/2] for r = R ... 8 (input to the 4x4 epilogue last)."""
@@ -138,32 +143,23 @@ DISCRIMINATOR_FORMAT = "latentspaces.discriminator"
 
 def save_discriminator(D: Discriminator, path, dtype: torch.dtype = torch.float32) -> None:
     """safetensors + JSON config in the header; `dtype` float16 halves the file (features need no more)."""
-    import json
-    import os
-
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in D.state_dict().items()}
-    save_file(state, os.fspath(path), metadata={"format": DISCRIMINATOR_FORMAT, "version": "1",
-                                                 "config": json.dumps(D.config)})
+    state = {k: v.detach().to(dtype) for k, v in D.state_dict().items()}
+    save_tensors(path, state, DISCRIMINATOR_FORMAT, 1, config=D.config)
 
 
 def load_discriminator(path) -> Discriminator:
     """A discriminator written by `save_discriminator` (float32, eval mode, gradients off)."""
-    import json
-    import os
-
-    from safetensors import safe_open
-
-    from .checkpoints.errors import CheckpointError
-
-    path = os.fspath(path)
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != DISCRIMINATOR_FORMAT:
-            raise CheckpointError(f"{path}: not a latentspaces discriminator file (format {meta.get('format')!r})")
-        cfg = json.loads(meta["config"])
-        state = {k: f.get_tensor(k).float() for k in f.keys()}
-    D = Discriminator(cfg["resolution"], {int(k): v for k, v in cfg["channels"].items()})
-    D.load_state_dict(state)
+    tensors, header = load_tensors(path, DISCRIMINATOR_FORMAT)
+    cfg = header.get("config")
+    try:
+        D = Discriminator(cfg["resolution"], {int(k): v for k, v in cfg["channels"].items()},
+                          img_channels=cfg.get("img_channels", 3), mbstd_group=cfg.get("mbstd_group", 4))
+        D.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: the weights do not match the stored discriminator config ({e})") from e
     return D.eval().requires_grad_(False)
+
+
+def load_default_discriminator() -> Discriminator:
+    """The trained discriminator of the default generator (its features are the default perceptual distance)."""
+    return load_discriminator(asset_path("default-discriminator"))

@@ -9,6 +9,8 @@ from typing import List, Sequence, Union
 import numpy as np
 import torch
 
+from .io import atomic_path, from_uint8, to_uint8
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -46,7 +48,7 @@ def load_images(paths: Sequence[Union[str, os.PathLike]], resolution: int, verbo
             if verbose:
                 print(f"{f}: resized {img.size[0]}x{img.size[1]} to {resolution}x{resolution} (the generator's resolution)")
             img = img.resize((resolution, resolution), Image.LANCZOS)
-        out.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1)
+        out.append(from_uint8(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)))
     return torch.stack(out)
 
 
@@ -54,4 +56,5 @@ def save_images(images: torch.Tensor, path: Union[str, os.PathLike], nrow: int =
     """Save [N, 3, H, W] in [-1, 1] as one PNG grid."""
     from torchvision.utils import save_image
 
-    save_image((images.detach().cpu().clamp(-1, 1) + 1) / 2, str(path), nrow=nrow, padding=1)
+    with atomic_path(path) as tmp:
+        save_image(to_uint8(images).float() / 255, tmp, nrow=nrow, padding=1, format="png")

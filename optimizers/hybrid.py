@@ -1,12 +1,14 @@
-"""HybridInverter: encoder-initialized, projected optimization into any latent space (seed 002, Eq. 1-5).
+"""HybridInverter: encoder-initialized, projected optimization into any latent space.
+
+"Revisiting Latent Space of GAN Inversion", Eqs. 1-5:
 
     L_i = lambda_mse MSE(x_i, G(c_i)) + lambda_per P(x_i, G(c_i)) + lambda_reg mean((f_i - f0_i)^2)
           + the space's own penalties (e.g. P_N),
     total = sum_i L_i  (summed, not averaged: image i's optimization is independent of the batch)
 
 Adam (lr 0.01, 1200 steps in the paper) on the space's code tensors, then `space.project_`
-after every step (hypersphere retraction for Z-type codes). f0 is the initial base code (the
-F encoder's output) of F spaces. The run checks every step that each image's loss is finite and
+after every step (each field onto its manifold: hypersphere retraction for Z-type codes). f0 is the
+initial value of the space's `base_fields` (the F encoder's output f0 in F spaces). The run checks every step that each image's loss is finite and
 has not blown up, and can checkpoint and resume to the same result.
 """
 
@@ -17,11 +19,13 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
 
+from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
+from latentspaces.io import atomic_torch_save
 from latentspaces.spaces import Code, LatentSpace
 
 InitSpec = Union[None, str, Code]
@@ -60,9 +64,9 @@ class HybridInverter:
         lambda_per: float = 10.0,              # weight of the perceptual distance
         lambda_reg: float = 10.0,              # weight of mean((f - f0)^2) for F spaces' base codes
         lambda_mse: float = 1.0,               # weight of the pixel MSE
-        perceptual: Optional[Callable] = None,  # d(x, y) -> [N]; None: no perceptual term
-        encoder=None,                          # object with init_code(space, targets) -> Code
-        identity: Optional[Callable] = None,   # sim(x, y) -> [N], recorded every `identity_every` steps
+        perceptual: Optional[PerceptualDistance] = None,  # d(x, y) -> [N]; None: no perceptual term
+        encoder: Optional[CodeInitializer] = None,        # init_code(space, targets) -> Code
+        identity: Optional[IdentitySimilarity] = None,    # sim(x, y) -> [N], recorded every `identity_every` steps
         identity_every: int = 0,               # 0: never
         divergence_factor: float = 1e3,        # stop when a loss exceeds this times its initial value
         progress: bool = True,                 # tqdm progress bar
@@ -137,12 +141,6 @@ class HybridInverter:
         h.update(repr((self.space, self.steps, self.lr, self.lambda_per, self.lambda_reg, self.lambda_mse)).encode())
         return h.hexdigest()
 
-    @staticmethod
-    def _save(path: str, state: dict) -> None:
-        tmp = f"{path}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written checkpoint
-
     # ------------------------------------------------------------------ main loop
     def invert(
         self,
@@ -158,8 +156,7 @@ class HybridInverter:
         n, space = targets.shape[0], self.space
         code = self.initial_code(targets, init, seed).detach().clone()  # fresh leaf tensors to optimize
         space.project_(code)
-        base_fields = getattr(space, "base_fields", ())
-        f0 = {k: code[k].detach().clone() for k in base_fields}
+        f0 = {k: code[k].detach().clone() for k in space.base_fields}
         fingerprint = self._fingerprint(targets, code)
         params = space.parameters(code)
         for p in params:
@@ -215,11 +212,11 @@ class HybridInverter:
                 bar.set_postfix(loss=f"{loss.mean().item():.4f}", mse=f"{terms['mse'].mean().item():.4f}")
             done = step + 1
             if checkpoint and (done % checkpoint_every == 0 or done == self.steps):
-                self._save(checkpoint, {
+                atomic_torch_save({
                     "fingerprint": fingerprint, "step": done, "seconds": elapsed + time.perf_counter() - t0,
                     "code": code.state_dict(), "optimizer": opt.state_dict(), "first_loss": first_loss,
                     "history": {k: torch.stack(v) for k, v in history.items()},
-                })
+                }, checkpoint)  # atomic: a killed run never leaves a half-written checkpoint
         bar.close()
         with torch.no_grad():
             final = space.synthesize(code)

@@ -23,10 +23,12 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Union
+from typing import List, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
+
+from latentspaces.interfaces import PerceptualDistance
 
 
 @dataclass
@@ -62,7 +64,7 @@ class PTI:
         tune_lr: float = 3e-4,                  # Adam learning rate of the tuning
         lambda_l2: float = 1.0,                 # pixel MSE weight (both phases)
         lambda_per: float = 1.0,                # perceptual weight (both phases)
-        perceptual: Optional[Callable] = None,  # d(x, y) -> [N]; LPIPS in PTI
+        perceptual: Optional[PerceptualDistance] = None,  # d(x, y) -> [N]; LPIPS in PTI
         stop_threshold: Optional[float] = None,  # stop tuning when every image's d <= this (PTI: LPIPS 0.06)
         locality: bool = False,                 # PTI's locality regulariser
         per_image: bool = False,                # one tuned generator per image (PTI's single-image mode)

@@ -27,7 +27,7 @@ class _Payload:
 
 
 def test_missing_file_and_unknown_name(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a registered name"):
+    with pytest.raises(FileNotFoundError, match="not a shipped name"):
         ls.load_generator(tmp_path / "nope.pt")
 
 

@@ -9,6 +9,7 @@ import torch
 
 import latentspaces as ls
 from encoders import SDIC, WPlusEncoder, load_encoder
+from latentspaces.interfaces import CompensationHead
 from optimizers import PTI
 from optimizers.pti import pivot_lr
 
@@ -30,10 +31,11 @@ def test_untrained_sdic_returns_the_base_reconstruction(small_G):
     with torch.no_grad():
         x0 = small_G.synthesis(ws)
         out = sdic.compensate(small_G, x, ws)
-    assert out["dmap"].shape == (2, 3, 32, 32)
-    assert out["g_l"].shape == (2, *small_G.synthesis.feature_shape("b16.conv0"))
-    torch.testing.assert_close(out["image"], x0, rtol=0, atol=0)
-    torch.testing.assert_close(out["ws"], ws, rtol=0, atol=0)
+    assert isinstance(sdic, CompensationHead) and sdic.layers == ("b16.conv0",)
+    assert out.cache["dmap"].shape == (2, 3, 32, 32)
+    assert out.cache["g_l"].shape == (2, *small_G.synthesis.feature_shape("b16.conv0"))
+    torch.testing.assert_close(out.image, x0, rtol=0, atol=0)
+    torch.testing.assert_close(out.ws, ws, rtol=0, atol=0)
 
 
 def test_sdic_compensate_and_edit_rule(small_G):
@@ -44,18 +46,21 @@ def test_sdic_compensate_and_edit_rule(small_G):
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         out = sdic.compensate(small_G, x, ws)
-        assert (out["image"] - small_G.synthesis(ws)).abs().max() > 1e-3  # the head changes the image
-        assert (out["ws"] - ws).abs().max() > 1e-4                          # and the codes: W' = W (1 + A) + B
+        assert (out.image - small_G.synthesis(ws)).abs().max() > 1e-3  # the head changes the image
+        assert (out.ws - ws).abs().max() > 1e-4                          # and the codes: W' = W (1 + A) + B
         # alpha = 0 gives the compensated image back exactly
-        torch.testing.assert_close(SDIC.edit(small_G, out, sdic.layer, torch.zeros_like(ws)), out["image"],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(sdic.edit(small_G, out, torch.zeros_like(ws)), out.image, rtol=0, atol=0)
         # an edit adds the stored residual F^ - G_l(W') to G_l(W' + delta), with the RGB skip kept
         delta = torch.randn_like(ws) * 0.3
-        edited = SDIC.edit(small_G, out, sdic.layer, delta)
-        g_l = small_G.synthesis.features(out["ws"] + delta, sdic.layer)
-        manual = small_G.synthesis.with_edit(out["ws"] + delta, sdic.layer, lambda g: g_l + out["residual"])
+        edited = sdic.edit(small_G, out, delta)
+        g_l = small_G.synthesis.features(out.ws + delta, sdic.layer)
+        manual = small_G.synthesis.with_edit(out.ws + delta, sdic.layer, lambda g: g_l + out.cache["residual"])
         torch.testing.assert_close(edited, manual)
-        torch.testing.assert_close(out["f_hat"], out["g_l"] + out["residual"])
+        torch.testing.assert_close(out.cache["f_hat"], out.cache["g_l"] + out.cache["residual"])
+        # the earlier call edit(G, comp, layer, delta) still works, with a deprecation warning
+        with pytest.warns(DeprecationWarning, match="deprecated"):
+            torch.testing.assert_close(sdic.edit(small_G, out, sdic.layer, delta), edited, rtol=0, atol=0)
+        assert out["image"] is out.image and out["residual"] is out.cache["residual"]  # the dict interface too
 
 
 def test_pti_schedule():
@@ -94,7 +99,7 @@ def test_pti_early_stop_on_threshold(small_G):
 
 def test_trainers_run_resume_and_export(tmp_path):
     """F encoder, W+ encoder and SDIC trainers: a few steps on the default model, killed and resumed."""
-    from experiments import train_f_encoder, train_sdic, train_wplus_encoder
+    from experiments.training import train_f_encoder, train_sdic, train_wplus_encoder
 
     f_out, w_out, s_out = tmp_path / "f", tmp_path / "w", tmp_path / "s"
     common = ["--batch", "2", "--snap", "1", "--device", "cpu"]

@@ -65,7 +65,7 @@ def test_discriminator_shapes_and_input_gradient():
 
 
 def test_d_features_distance_grows_with_blur_and_noise(sampler):
-    from latentspaces.assets import load_default_discriminator
+    from latentspaces.discriminator import load_default_discriminator
 
     d = DiscriminatorFeatures(load_default_discriminator())
     x = sampler.heldout(8)
@@ -94,7 +94,7 @@ def test_default_generator_loads_offline_and_has_the_promised_size():
 
 
 def test_trainer_smoke_and_exact_resume(tmp_path):
-    from experiments.train_stylegan2 import parse_args, train
+    from experiments.training.train_stylegan2 import parse_args, train
 
     common = ["--kimg", "0.032", "--batch", "4", "--resolution", "16", "--device", "cpu", "--snap", "0.016",
               "--g-channels", json.dumps({4: 16, 8: 16, 16: 8}), "--d-channels", json.dumps({16: 8, 8: 16, 4: 16}),

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from experiments.cli import main
 from experiments.distributed import World
-from experiments.space_comparison import append_rows
-from experiments.training import rank_batch
+from experiments.runs import append_rows
+from experiments.training.common import rank_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -126,7 +126,7 @@ def _curves_worker(rank, size, port, out):
                       LOCAL_RANK=str(rank))
     import latentspaces as ls
     from experiments.distributed import close_world, init_world
-    from experiments.identity_curves import run_identity_curves
+    from experiments.studies.identity_curves import run_identity_curves
     from latentspaces import assets
 
     torch.set_num_threads(1)
@@ -140,7 +140,7 @@ def _curves_worker(rank, size, port, out):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_identity_curves_on_two_ranks_match_one_process(tmp_path):
     import latentspaces as ls
-    from experiments.identity_curves import run_identity_curves
+    from experiments.studies.identity_curves import run_identity_curves
     from latentspaces import assets
 
     sharded, single = tmp_path / "sharded", tmp_path / "single"
@@ -210,14 +210,14 @@ def test_collectives_average_gradients_like_one_big_batch():
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
     from encoders import load_encoder
-    from experiments import train_f_encoder
+    from experiments.training import train_f_encoder
 
     out = tmp_path / "f"
     flags = ["--out", str(out), "--batch", "4", "--snap", "1", "--device", "cpu", "--widths", "[8, 8, 8]",
              "--perceptual", "none"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "experiments.train_f_encoder"]
+           "-m", "experiments.training.train_f_encoder"]
     for steps, extra in (("2", []), ("3", ["--resume"])):
         done = subprocess.run([*run, *flags, "--steps", steps, *extra], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=600)

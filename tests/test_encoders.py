@@ -76,10 +76,10 @@ def test_encoder_loading_errors(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"a": torch.zeros(1)}, str(bad), metadata={"format": "latentspaces.generator"})
-    with pytest.raises(ValueError, match="not a latentspaces encoder"):
+    with pytest.raises(ls.CheckpointError, match="not a latentspaces.encoder file"):
         load_encoder(bad)
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
-    with pytest.raises(ValueError, match="not a readable safetensors"):
+    with pytest.raises(ls.CheckpointError, match="not a readable safetensors"):
         load_encoder(tmp_path / "junk.safetensors")
 
 
@@ -88,7 +88,7 @@ def test_shipped_encoder_names_resolve_or_explain(monkeypatch, tmp_path):
 
     for name in ENCODER_NAMES:
         monkeypatch.setattr(assets, "ASSET_DIR", tmp_path)
-        with pytest.raises(FileNotFoundError, match="python -m experiments.train_"):
+        with pytest.raises(FileNotFoundError, match="python -m experiments.training.train_"):
             encoder_path(name)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from experiments.cli import main
-from experiments.space_comparison import claim_out_dir
+from experiments.runs import claim_out_dir
 from latentspaces import assets
 
 
@@ -71,7 +71,7 @@ def test_score_identity_refuses_codes_that_do_not_match_their_images(tmp_path):
     from safetensors.torch import load_file, save_file
 
     import latentspaces as ls
-    from experiments.space_comparison import fill_identity
+    from experiments.studies.inversions import fill_identity
 
     out = tmp_path / "cmp"
     main(["compare", "--out", str(out), "--n", "2", "--steps", "2", "--spaces", "W", "--perceptual", "none",

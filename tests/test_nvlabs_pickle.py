@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentspaces.checkpoints.errors import CheckpointError
+from latentspaces.errors import CheckpointError
 from latentspaces.checkpoints.nvlabs_pickle import (
     CorruptPickleError,
     EasyDict,

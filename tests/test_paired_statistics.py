@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from experiments.cli import main
-from experiments.identity_curves import FIELDS as CURVE_FIELDS
-from experiments.paired_statistics import paired_test, run_paired_statistics
-from experiments.space_comparison import PER_IMAGE_FIELDS, read_rows, write_rows
+from experiments.runs import read_rows, write_rows
+from experiments.studies.identity_curves import FIELDS as CURVE_FIELDS
+from experiments.studies.inversions import PER_IMAGE_FIELDS
+from experiments.studies.paired_statistics import paired_test, run_paired_statistics
 
 
 def test_paired_test_counts_wins_in_the_measure_sense_and_gives_the_exact_p():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.quality_report import frechet_distance, frechet_distance_from_stats, gaussian_stats
+from experiments.tools.quality_report import frechet_distance, frechet_distance_from_stats, gaussian_stats
 
 
 def _closed_form_diagonal(mu1, var1, mu2, var2) -> float:

@@ -1,75 +1,91 @@
-"""Assets shipped inside the package (the embedded default model and its companions).
+"""The one registry of assets shipped inside the package: the embedded default model and its companions.
 
-Everything here is produced by the project's own code (see experiments/) and stored in the
-project's own formats; nothing is downloaded. `NAMES` maps a public name to its file.
+Everything here is produced by the project's own code (the trainers and tools under experiments/) and
+stored in the project's own formats; nothing is downloaded. `ASSETS` maps a public name to its file,
+its kind and the command that makes it; the loaders of each kind take these names:
+
+    ls.load_generator("default")                      # kind 'generator'
+    encoders.load_encoder("default-f")                # kinds 'encoder' and 'head'
+    latentspaces.discriminator.load_default_discriminator()
+    latentspaces.assets.heldout_targets()             # kind 'images'
+
+This module sits at the bottom of the library: it knows paths, not formats (beyond the uint8 target
+images, read through the storage layer).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+from ..io import from_uint8, load_tensors
 
 ASSET_DIR = Path(__file__).resolve().parent
 
-NAMES = {
-    "default": "default_generator.safetensors",  # 64x64 face StyleGAN2 trained by experiments/train_stylegan2.py
+
+@dataclass(frozen=True)
+class Asset:
+    file: str        # file name inside latentspaces/assets
+    kind: str        # 'generator', 'discriminator', 'encoder', 'head' or 'images'
+    made_by: str     # the command that produces it
+
+
+ASSETS: Dict[str, Asset] = {
+    "default": Asset("default_generator.safetensors", "generator", "python -m experiments.training.train_stylegan2"),
+    "default-discriminator": Asset("default_discriminator.safetensors", "discriminator",
+                                   "python -m experiments.training.train_stylegan2 (exported with the generator)"),
+    "default-f": Asset("default_f_encoder.safetensors", "encoder", "python -m experiments.training.train_f_encoder"),
+    "default-wplus": Asset("default_wplus_encoder.safetensors", "encoder",
+                           "python -m experiments.training.train_wplus_encoder"),
+    "default-sdic": Asset("default_sdic.safetensors", "head", "python -m experiments.training.train_sdic"),
+    "heldout-targets": Asset("heldout_targets.safetensors", "images", "python -m experiments.tools.make_heldout_targets"),
 }
-DISCRIMINATOR = "default_discriminator.safetensors"  # the default G's discriminator (float16), for D features
-HELDOUT_TARGETS = "heldout_targets.safetensors"   # 64 held-out DCGAN faces (experiments/make_heldout_targets.py)
 
 
-def asset_path(name: str) -> Path:
-    """Path of a shipped asset by public name; FileNotFoundError saying what is missing and what to use."""
-    if name not in NAMES:
-        raise KeyError(f"unknown asset {name!r}; known: {sorted(NAMES)}")
-    path = ASSET_DIR / NAMES[name]
+def names(kind: Optional[str] = None) -> list:
+    """Public names of the shipped assets (of one kind), sorted."""
+    return sorted(n for n, a in ASSETS.items() if kind is None or a.kind == kind)
+
+
+# The generator names `ls.load_generator` accepts (kept under its earlier name).
+NAMES = {n: ASSETS[n].file for n in names("generator")}
+
+
+def asset_path(name: str, kind: Optional[str] = None) -> Path:
+    """Path of a shipped asset by public name (checked against `kind` when given).
+
+    KeyError for an unknown name, FileNotFoundError saying where it was looked for and how to make it.
+    """
+    if name not in ASSETS or (kind is not None and ASSETS[name].kind != kind):
+        raise KeyError(f"unknown {kind or 'asset'} name {name!r}; shipped: {names(kind)}")
+    asset = ASSETS[name]
+    path = ASSET_DIR / asset.file
     if not path.is_file():
-        raise FileNotFoundError(
-            f"asset {name!r} is not installed: expected {path}. It is produced by the project's trainer "
-            "(python -m experiments.train_stylegan2); until it is shipped, pass a checkpoint path "
-            "(rosinality .pt, NVlabs .pkl or latentspaces .safetensors) to ls.load_generator instead."
-        )
+        raise FileNotFoundError(f"asset {name!r} is not installed: expected {path}. It is made by `{asset.made_by}`; "
+                                "until it is shipped, pass the path of a file you made (or own) instead.")
     return path
 
 
-def load_default_generator(name: str = "default"):
-    """The embedded generator `name`, in eval mode, on CPU."""
-    from ..checkpoints.native import load_native
-
-    return load_native(str(asset_path(name)))
-
-
-def heldout_targets(n: int | None = None):
+def heldout_targets(n: Optional[int] = None) -> torch.Tensor:
     """The shipped held-out faces as float32 [N, 3, 64, 64] in [-1, 1] (all 64, or the first n)."""
-    from safetensors.torch import load_file
-
-    path = ASSET_DIR / HELDOUT_TARGETS
-    if not path.is_file():
-        raise FileNotFoundError(f"held-out targets not installed: expected {path} "
-                                "(made by python -m experiments.make_heldout_targets)")
-    u8 = load_file(str(path))["images"]
-    x = u8.float() / 127.5 - 1
+    tensors, _ = load_tensors(asset_path("heldout-targets"))
+    x = from_uint8(tensors["images"])
     return x if n is None else x[:n]
 
 
-def astronaut_face(size: int = 64):
+def astronaut_face(size: int = 64) -> torch.Tensor:
     """A real photograph's face crop (scikit-image's astronaut, Eileen Collins), [1, 3, size, size] in [-1, 1].
 
     The out-of-domain target: a real photo for a generator trained on DCGAN faces.
     """
-    import torch
     import torch.nn.functional as F
-    from skimage import data
+    from skimage import data  # scikit-image is imported only when the photo is asked for
 
-    img = torch.from_numpy(data.astronaut()[20:220, 140:340].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    img = from_uint8(torch.from_numpy(data.astronaut()[20:220, 140:340].copy()).permute(2, 0, 1)[None])
     return F.interpolate(img, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
 
 
-def load_default_discriminator():
-    """The trained discriminator of the default generator (its features are the default perceptual distance)."""
-    from ..discriminator import load_discriminator
-
-    path = ASSET_DIR / DISCRIMINATOR
-    if not path.is_file():
-        raise FileNotFoundError(f"default discriminator not installed: expected {path} "
-                                "(exported by python -m experiments.train_stylegan2)")
-    return load_discriminator(path)
+__all__ = ["ASSETS", "ASSET_DIR", "Asset", "NAMES", "asset_path", "astronaut_face", "heldout_targets", "names"]

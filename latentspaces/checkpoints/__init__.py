@@ -18,8 +18,9 @@ from typing import Union
 
 import torch
 
+from .. import assets
+from ..errors import CheckpointError
 from ..generator import Generator
-from .errors import CheckpointError
 from .native import load_native, save_generator
 from .nvlabs import load_nvlabs
 from .rosinality import load_rosinality
@@ -28,7 +29,8 @@ from .rosinality import load_rosinality
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 SUPPORTED = ("rosinality .pt (torch.save dict with 'g_ema'), NVlabs stylegan2-ada/stylegan3 .pkl network "
-             "pickles, latentspaces .safetensors (ls.save_generator), or a name from ls.assets.NAMES")
+             "pickles, latentspaces .safetensors (ls.save_generator), or a shipped generator name "
+             f"({', '.join(assets.names('generator'))})")
 
 
 def _last_byte(path: str) -> bytes:
@@ -86,14 +88,12 @@ def load_generator(path_or_name: Union[str, os.PathLike], device: Union[str, tor
 
     path_or_name: a registered asset name ("default") or a checkpoint file path.
     """
-    from .. import assets  # late import: assets imports this module
-
-    if isinstance(path_or_name, str) and path_or_name in assets.NAMES:
-        return assets.load_default_generator(path_or_name).to(device)
+    if isinstance(path_or_name, str) and path_or_name in assets.names("generator"):
+        return load_native(str(assets.asset_path(path_or_name, "generator"))).to(device)
     path = Path(path_or_name)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (and not a registered name; names: "
-                                f"{sorted(assets.NAMES)}). Supported: {SUPPORTED}")
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (and not a shipped name; names: "
+                                f"{assets.names('generator')}). Supported: {SUPPORTED}")
     kind = sniff_format(path)
     if kind in ("torch-zip", "torch-legacy"):
         G = load_rosinality(str(path))

@@ -15,7 +15,7 @@ from typing import Dict
 import torch
 
 from ..generator import Generator
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .nvlabs_pickle import PersistentRecord, load_nvlabs_pickle
 
 

@@ -32,7 +32,7 @@ import torch
 
 from ..generator import Generator
 from ..generator.ops import setup_filter
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 ROSINALITY_LR_MUL = 0.01
 W_AVG_SAMPLES = 10_000  # mapping samples used to estimate w_avg when a file has no latent_avg

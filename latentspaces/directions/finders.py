@@ -1,13 +1,14 @@
 """Direction finders: GANSpace, InterfaceGAN, SeFa, random.
 
-- GANSpace (Harkonen et al.): PCA of W samples; Z-space counterparts by least squares back to Z
-  (seed 002, Eq. 6): with coordinates x_j = V^T (w_j - mu), n_k = argmin_n sum_j ||n x_j^k - z_j||^2
+- GANSpace (Harkonen et al., "GANSpace: Discovering Interpretable GAN Controls"): PCA of W samples; Z-space
+  counterparts by least squares back to Z ("Revisiting Latent Space of GAN Inversion", Eq. 6): with coordinates x_j = V^T (w_j - mu), n_k = argmin_n sum_j ||n x_j^k - z_j||^2
   = sum_j x_j^k z_j / sum_j (x_j^k)^2.
 - InterfaceGAN (Shen et al.): linear SVM separating the top and bottom `fraction` of samples by an
   attribute score; the unit normal of the hyperplane; conditional directions by projecting out others.
 - SeFa (Shen & Zhou): eigenvectors of A A^T, A = the stacked style-affine weights of the chosen layers
   with each style channel's weight vector normalised.
-- Random: n ~ N(0, std^2 I) (std 0.2, i.e. N(0, 0.04 I), for the robustness study of seed 002).
+- Random: n ~ N(0, std^2 I) (std 0.2, i.e. N(0, 0.04 I), the robustness study of
+  "Revisiting Latent Space of GAN Inversion", Fig. 3).
 
 PCA and SVM come from scikit-learn; eigen-decompositions from NumPy.
 """
@@ -41,9 +42,14 @@ def ganspace(
     seed: int = 0,
     kind: str = "w",                  # 'w' (PCA axes) or 'z' (least-squares counterparts, Eq. 6)
     layers: Optional[Sequence[int]] = None,  # ws indices the edits apply to (layer-range edits)
-    scale_by_std: bool = False,       # multiply each axis by its standard deviation (e4e's convention)
+    scale_by_std: bool = False,       # multiply each direction by its axis' standard deviation (e4e's convention)
 ) -> List[Direction]:
-    """Principal directions of W (or their Z counterparts), strongest first, unit norm unless scaled."""
+    """Principal directions of W (or their Z counterparts), strongest first.
+
+    W directions are unit axes; Z directions are the least-squares counterparts n_k (Eq. 6), the Z move
+    that goes with a unit move along axis k. With `scale_by_std` both are multiplied by the axis' standard
+    deviation, so alpha is measured in standard deviations of the PCA coordinate in either space.
+    """
     from sklearn.decomposition import IncrementalPCA, PCA
 
     if kind not in ("w", "z"):
@@ -57,14 +63,18 @@ def ganspace(
     comps, std = pca.components_, np.sqrt(pca.explained_variance_)  # [K, D] unit rows
     if kind == "z":
         x = (wn - pca.mean_) @ comps.T                                   # [M, K] coordinates
-        n = (x.T @ z.double().numpy()) / (x**2).sum(0)[:, None]          # [K, z_dim], Eq. 6 closed form
-        vecs = n
+        vecs = (x.T @ z.double().numpy()) / (x**2).sum(0)[:, None]       # [K, z_dim], Eq. 6 closed form
     else:
-        vecs = comps * (std[:, None] if scale_by_std else 1.0)
-    return [Direction(torch.from_numpy(v).float(), kind, layers=layers, name=f"ganspace_{k}", method="ganspace",
-                      meta={"std": float(std[k]), "explained_variance_ratio": float(pca.explained_variance_ratio_[k]),
-                            "n_samples": n_samples, "seed": seed})
-            for k, v in enumerate(vecs)]
+        vecs = comps
+    out = []
+    for k, v in enumerate(vecs):
+        vec = torch.from_numpy(v).float()
+        if scale_by_std:  # scaled in float32, as the callers that scaled by hand did
+            vec = vec * float(std[k])
+        out.append(Direction(vec, kind, layers=layers, name=f"ganspace_{k}", method="ganspace",
+                             meta={"std": float(std[k]), "explained_variance_ratio": float(pca.explained_variance_ratio_[k]),
+                                   "n_samples": n_samples, "seed": seed, "scaled_by_std": scale_by_std}))
+    return out
 
 
 def interfacegan(
@@ -154,7 +164,8 @@ def sefa(G, layers: Optional[Sequence[str]] = None, n_components: int = 20) -> L
 
 
 def random_directions(n: int, dim: int, kind: str = "z", std: float = 0.2, seed: int = 0) -> List[Direction]:
-    """n directions with i.i.d. N(0, std^2) entries (std 0.2 = N(0, 0.04 I), seed 002's robustness study)."""
+    """n directions with i.i.d. N(0, std^2) entries (std 0.2 = N(0, 0.04 I), the robustness study of
+    "Revisiting Latent Space of GAN Inversion", Fig. 3)."""
     gen = torch.Generator().manual_seed(seed)
     return [Direction(torch.randn(dim, generator=gen) * std, kind, name=f"random_{i}", method="random",
                       meta={"std": std, "seed": seed}) for i in range(n)]

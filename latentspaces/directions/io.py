@@ -1,7 +1,8 @@
 """Direction files: the project's own format, and the direction files users already have (e4e).
 
-Own format: one safetensors file, tensors `direction_{i}`, header metadata
-{"format": "latentspaces.directions", "directions": JSON list of {kind, layers, name, method, meta}}.
+Own format: one safetensors file written through the storage layer (`latentspaces.io`), tensors
+`direction_{i}`, header {"format": "latentspaces.directions", "version": "1", "directions": JSON list of
+{kind, layers, name, method, meta}} (files from before the version field are read too).
 
 Read as well (weights-only torch.load, mapped to CPU, so files saved on a CUDA device load anywhere):
 - a [D] / [1, D] tensor (e4e's InterFaceGAN boundaries, e.g. age.pt): one direction;
@@ -17,20 +18,20 @@ import os
 from typing import List, Optional, Sequence, Union
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ..checkpoints import sniff_format
-from ..checkpoints.errors import CheckpointError
+from ..errors import CheckpointError
+from ..io import load_tensors, read_raw_header, save_tensors
 from .direction import Direction
 
 FORMAT = "latentspaces.directions"
 
 
 def save_directions(path: Union[str, os.PathLike], directions: Sequence[Direction]) -> None:
-    tensors = {f"direction_{i}": d.vector.detach().cpu().float().contiguous() for i, d in enumerate(directions)}
+    """Write directions (float32 vectors and their metadata) to one file, atomically."""
+    tensors = {f"direction_{i}": d.vector.detach().float() for i, d in enumerate(directions)}
     meta = [dict(kind=d.kind, layers=d.layers, name=d.name, method=d.method, meta=d.meta) for d in directions]
-    save_file(tensors, os.fspath(path), metadata={"format": FORMAT, "directions": json.dumps(meta)})
+    save_tensors(path, tensors, FORMAT, 1, directions=meta)
 
 
 def load_directions(path: Union[str, os.PathLike], kind: Optional[str] = None,
@@ -39,12 +40,16 @@ def load_directions(path: Union[str, os.PathLike], kind: Optional[str] = None,
     path = os.fspath(path)
     fmt = sniff_format(path)
     if fmt == "safetensors":
-        with safe_open(path, framework="pt") as f:
-            header = f.metadata() or {}
-            if header.get("format") != FORMAT:
-                raise CheckpointError(f"{path}: a safetensors file, but not a latentspaces direction file")
-            metas = json.loads(header["directions"])
-            return [Direction(f.get_tensor(f"direction_{i}"), **m) for i, m in enumerate(metas)]
+        raw = read_raw_header(path)
+        if raw.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: a safetensors file, but not a latentspaces direction file (format="
+                                  f"{raw.get('format')!r}, expected {FORMAT!r})")
+        tensors, header = load_tensors(path, FORMAT if "version" in raw else None)
+        metas = header["directions"] if "version" in raw else json.loads(raw["directions"])
+        try:
+            return [Direction(tensors[f"direction_{i}"], **m) for i, m in enumerate(metas)]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: directions and their metadata disagree ({e})") from e
     if fmt not in ("torch-zip", "torch-legacy"):
         raise CheckpointError(f"{path}: direction files are latentspaces .safetensors or torch .pt files")
     try:

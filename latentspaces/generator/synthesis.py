@@ -29,6 +29,11 @@ from .mapping import FullyConnectedLayer
 from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upsample2d
 
 NOISE_MODES = ("const", "random", "none")
+# experiments/benchmarks/bench_synthesis.py (BENCHMARKS.md): activation scaling (non-fused) beat the grouped
+# conv (fused) on the 2-core CPU in every inversion step and on an H100 in all four measured cases, so it is
+# the default on every device and for every input.
+DEFAULT_FUSED_MODCONV = False
+LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 
 
 class SynthesisLayer(nn.Module):
@@ -211,13 +216,6 @@ class SynthesisNetwork(nn.Module):
                 f"synthesis expects ws of shape [N, {self.num_ws}, {self.w_dim}] (num_ws, w_dim), got {tuple(ws.shape)}"
             )
 
-    @staticmethod
-    def _default_fused(x: torch.Tensor) -> bool:
-        # experiments/benchmarks/bench_synthesis.py (BENCHMARKS.md): activation scaling (non-fused)
-        # beat the grouped conv (fused) on the 2-core CPU in every inversion step and on an H100 in
-        # all four measured cases, so it is the default on every device.
-        return False
-
     # ------------------------------------------------------------------ styles
     def styles_from_ws(self, ws: torch.Tensor, layers: Optional[Sequence[str]] = None) -> Dict[str, torch.Tensor]:
         """Style vectors (affine outputs) {layer name: [N, style_dims[name]]} for `layers` (default: all)."""
@@ -235,16 +233,17 @@ class SynthesisNetwork(nn.Module):
         start_layer: Optional[str] = None,
         start_feature: Optional[torch.Tensor] = None,
         stop_layer: Optional[str] = None,
-        edit_layer: Optional[str] = None,
-        edit_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        edits: Optional[Dict[str, LayerEdit]] = None,
     ) -> torch.Tensor:
         """Run the network from style vectors.
 
         start_layer/start_feature: begin after `start_layer`, whose output is `start_feature`
         [N, C, H, W]; only the layers above run and the RGB skip from below is zero.
         stop_layer: return the output feature of that conv layer instead of the image.
-        edit_layer/edit_fn: replace the output x of conv `edit_layer` by edit_fn(x) [same shape] and run
-        on (the RGB skip is kept: compensation heads such as SDIC's DICN hook in here).
+        edits: {conv layer name: fn}; the output x of each named conv is replaced by fn(x) [same shape], in
+        layer order, and the network runs on from there (the RGB skip is kept; each fn sees the effect of
+        the edits below it). Compensation heads hook in here (SDIC's DICN at one layer, multi-stage
+        heads at several).
         Returns the image [N, img_channels, R, R] or the feature at `stop_layer`.
         """
         if noise_mode not in NOISE_MODES:
@@ -253,10 +252,9 @@ class SynthesisNetwork(nn.Module):
             raise ValueError("start_layer and start_feature go together")
         if stop_layer is not None:
             self._check_feature_layer(stop_layer)
-        if (edit_layer is None) != (edit_fn is None):
-            raise ValueError("edit_layer and edit_fn go together")
-        if edit_layer is not None:
-            self._check_feature_layer(edit_layer)
+        edits = edits or {}
+        for layer in edits:
+            self._check_feature_layer(layer)
         running = start_layer is None
         x = img = None
         if start_layer is not None:
@@ -273,8 +271,7 @@ class SynthesisNetwork(nn.Module):
         if missing:
             raise KeyError(f"styles missing for layers {missing}")
         n = next(iter(styles.values())).shape[0] if styles else start_feature.shape[0]
-        ref = start_feature if start_feature is not None else next(iter(styles.values()))
-        fused = self._default_fused(ref) if fused_modconv is None else fused_modconv
+        fused = DEFAULT_FUSED_MODCONV if fused_modconv is None else fused_modconv
         kw = dict(noise_mode=noise_mode, fused=fused, noise_generator=noise_generator)
 
         for res in self.resolutions:
@@ -288,10 +285,10 @@ class SynthesisNetwork(nn.Module):
                 if x is None:
                     x = block.const.unsqueeze(0).expand(n, -1, -1, -1)
                 x = getattr(block, lname)(x, styles[name], **kw)
-                if name == edit_layer:
-                    out = edit_fn(x)
+                if name in edits:
+                    out = edits[name](x)
                     if out.shape != x.shape:
-                        raise ValueError(f"edit_fn must keep the shape {tuple(x.shape)} of {name}, got {tuple(out.shape)}")
+                        raise ValueError(f"the edit of {name} must keep its shape {tuple(x.shape)}, got {tuple(out.shape)}")
                     x = out
                 if name == stop_layer:
                     return x
@@ -310,10 +307,14 @@ class SynthesisNetwork(nn.Module):
         return self.synthesize_styles(self.styles_from_ws(ws), noise_mode=noise_mode,
                                       fused_modconv=fused_modconv, noise_generator=noise_generator)
 
-    def with_edit(self, ws: torch.Tensor, layer: str, edit_fn: Callable[[torch.Tensor], torch.Tensor],
-                  **kwargs) -> torch.Tensor:
+    def with_edits(self, ws: torch.Tensor, edits: Dict[str, LayerEdit], **kwargs) -> torch.Tensor:
+        """Image for ws [N, num_ws, w_dim] with the output x of each conv `layer` in `edits` replaced by
+        edits[layer](x), applied in layer order."""
+        return self.synthesize_styles(self.styles_from_ws(ws), edits=edits, **kwargs)
+
+    def with_edit(self, ws: torch.Tensor, layer: str, edit_fn: LayerEdit, **kwargs) -> torch.Tensor:
         """Image for ws [N, num_ws, w_dim] with the output x of conv `layer` replaced by edit_fn(x)."""
-        return self.synthesize_styles(self.styles_from_ws(ws), edit_layer=layer, edit_fn=edit_fn, **kwargs)
+        return self.with_edits(ws, {layer: edit_fn}, **kwargs)
 
     def features(self, ws: torch.Tensor, layer: str, **kwargs) -> torch.Tensor:
         """Output of conv `layer` [N, C, H, W] for ws [N, num_ws, w_dim]; runs only layers up to it."""

@@ -8,7 +8,7 @@ the 5-point landmark model to a 150 px chip, and described. dlib's own same-pers
 Euclidean distance below 0.6 between descriptors; we report cosine similarity, as the papers do.
 
 `FacenetIdentity`: facenet-pytorch's MTCNN + InceptionResnetV1 (VGGFace2), the identity metric of
-seed 002, usable only when its VGGFace2 weights are already on the machine.
+"Revisiting Latent Space of GAN Inversion" (Fig. 6), usable only when its VGGFace2 weights are already on the machine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .perceptual import MissingWeightsError, torch_hub_checkpoints
+from ..errors import MissingWeightsError
+from ..io import from_uint8, to_uint8
+from .perceptual import torch_hub_checkpoints
 
 DLIB_MODELS = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
@@ -40,8 +42,7 @@ def _models_dir() -> Path:
 
 def to_uint8_hwc(images: torch.Tensor) -> List[np.ndarray]:
     """[N, 3, H, W] in [-1, 1] -> list of HxWx3 uint8 RGB arrays."""
-    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [np.ascontiguousarray(a) for a in x.permute(0, 2, 3, 1).cpu().numpy()]
+    return [np.ascontiguousarray(a) for a in to_uint8(images).permute(0, 2, 3, 1).numpy()]
 
 
 class DlibIdentity:
@@ -130,7 +131,7 @@ class FacenetIdentity:
         for img in to_uint8_hwc(images):
             face = self.mtcnn(img)
             crops.append(face if face is not None else
-                         F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1, size=160)[0])
+                         F.interpolate(from_uint8(torch.from_numpy(img).permute(2, 0, 1)[None]), size=160)[0])
         return self.net(torch.stack(crops).to(next(self.net.parameters()).device)).cpu()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

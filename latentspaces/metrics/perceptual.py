@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-PerceptualDistance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from ..errors import MissingWeightsError
+from ..interfaces import PerceptualDistance
 
 # torchvision's file names for the ImageNet backbones lpips uses.
 BACKBONE_FILES = {
@@ -24,10 +25,6 @@ BACKBONE_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",
     "squeeze": "squeezenet1_1-b8a52dc0.pth",
 }
-
-
-class MissingWeightsError(FileNotFoundError):
-    """Optional third-party weights are not on this machine (and are never downloaded)."""
 
 
 def torch_hub_checkpoints() -> Path:

@@ -8,14 +8,13 @@
 """
 
 from .base import LatentSpace, retract_to_sphere_
-from .code import Code
+from .code import Code, CodeFile, read_code_file
 from .f import FWPlus, FZ, FZPlus, default_f_layer
 from .pn import PN, PNStats
+from .registry import SPACE_ORDER, SPACES, build_space
 from .s import S
 from .w import W, WPlus
 from .z import Z, ZPlus
 
-SPACES = {cls.__name__: cls for cls in (Z, ZPlus, W, WPlus, S, PN, FWPlus, FZ, FZPlus)}
-
-__all__ = ["Code", "LatentSpace", "retract_to_sphere_", "default_f_layer", "PNStats", "SPACES",
+__all__ = ["Code", "CodeFile", "read_code_file", "SPACE_ORDER", "build_space", "LatentSpace", "retract_to_sphere_", "default_f_layer", "PNStats", "SPACES",
            "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus"]

@@ -1,29 +1,27 @@
 """`LatentSpace`: the interface every space implements (Z, Z+, W, W+, S, P_N, F/W+, F/Z, F/Z+).
 
 A space is a parameterization of the generator's input: a `Code` of named tensors, a map
-code -> image (`synthesize`), the projection applied after every optimizer step
-(`project_`), edits along directions (`edit`), and the space's own penalty terms.
+code -> image (`synthesize`), the manifold each field lives on (`manifold(field)`: projection after
+every optimizer step with `project_`, retraction in `edit`), edits along directions, the space's own
+penalty terms, and the capabilities callers rely on, declared here rather than probed:
+`base_fields` (fields regularised towards their initial value), `feature_layer` (F spaces: the
+generator layer of the base code, else None) and `ws_layout` (how codes are built from ws).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..directions import Direction
 from ..generator import Generator
 from .code import Code
+from .manifolds import Euclidean, Manifold, Sphere, retract_to_sphere_
 
 DirectionLike = Union[Direction, torch.Tensor]
-
-
-def retract_to_sphere_(z: torch.Tensor, radius: float) -> torch.Tensor:
-    """In place: z_i <- radius * z_i / ||z_i|| over the last dim (Eq. 5); each z_i separately."""
-    with torch.no_grad():
-        z.mul_(radius / z.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-    return z
+WS_LAYOUTS = ("none", "shared", "per_layer")
 
 
 def random_sphere(shape: Sequence[int], radius: float, generator: torch.Generator, device) -> torch.Tensor:
@@ -35,14 +33,24 @@ def random_sphere(shape: Sequence[int], radius: float, generator: torch.Generato
 class LatentSpace:
     """Base class. Subclasses set the class attributes below and implement `to_ws` or `synthesize`.
 
-    kind:        code type of the edited field ('z', 'w' or 's'), matched against Direction.kind.
-    edit_field:  name of the Code field edits move (the detail codes in F spaces).
+    kind:             code type of the edited field ('z', 'w' or 's'), matched against Direction.kind.
+    edit_field:       name of the Code field edits move (the detail codes in F spaces).
+    per_layer:        edit_field is [N, L, D] with one row per entry of code_layers.
+    spherical_fields: fields that live on the sqrt(z_dim) sphere (`Sphere` manifolds); others are Euclidean
+                      unless a subclass sets another manifold in `self.manifolds`.
+    base_fields:      fields the inverter regularises towards their initial value (F spaces' base code f).
+    feature_layer:    F spaces: the conv layer whose output is the base code (codes come `from_feature`); None.
+    ws_layout:        'per_layer' (from_ws takes ws [N, num_ws, w_dim]), 'shared' (one w for every layer:
+                      from_ws takes w [N, w_dim]) or 'none' (codes cannot be built from ws).
     """
 
     kind: str = "w"
     edit_field: str = "w"
-    per_layer: bool = False          # edit_field is [N, L, D] with one row per entry of code_layers
-    spherical_fields: tuple = ()     # fields retracted to the sqrt(z_dim) sphere by project_
+    per_layer: bool = False
+    spherical_fields: Tuple[str, ...] = ()
+    base_fields: Tuple[str, ...] = ()
+    feature_layer: Optional[str] = None
+    ws_layout: str = "none"
 
     def __init__(
         self,
@@ -55,6 +63,7 @@ class LatentSpace:
         self.truncation_psi, self.truncation_cutoff, self.noise_mode = truncation_psi, truncation_cutoff, noise_mode
         self.radius = math.sqrt(G.z_dim)
         self.code_layers: List[int] = list(range(G.num_ws))  # ws indices driven by the edited field
+        self.manifolds: Dict[str, Manifold] = {f: Sphere(self.radius) for f in self.spherical_fields}
 
     # ------------------------------------------------------------------ identity
     @property
@@ -79,8 +88,12 @@ class LatentSpace:
         raise NotImplementedError
 
     def from_ws(self, ws: torch.Tensor) -> Code:
-        """Codes that reproduce the images of ws [N, num_ws, w_dim], where the space can."""
+        """Codes that reproduce the images of ws [N, num_ws, w_dim] (or w [N, w_dim]); see `ws_layout`."""
         raise NotImplementedError(f"{self.name} codes cannot be built from ws")
+
+    def from_feature(self, f: torch.Tensor, detail: Optional[Code] = None) -> Code:
+        """F spaces: a code from a base feature f [N, C, h, w] at `feature_layer` and detail codes."""
+        raise NotImplementedError(f"{self.name} codes have no base feature (feature_layer is None)")
 
     def parameters(self, code: Code) -> List[torch.Tensor]:
         """The tensors an optimizer updates (all fields, in field order)."""
@@ -100,10 +113,14 @@ class LatentSpace:
         return self.G.synthesis(self._truncate(self.to_ws(code)), **kw)
 
     # ------------------------------------------------------------------ projection and penalties
+    def manifold(self, field: str) -> Manifold:
+        """The manifold code field `field` lives on (Euclidean unless declared otherwise)."""
+        return self.manifolds.get(field, Euclidean())
+
     def project_(self, code: Code) -> Code:
-        """In place, after an optimizer step: retract every Z-type field to the sqrt(z_dim) sphere."""
-        for name in self.spherical_fields:
-            retract_to_sphere_(code[name], self.radius)
+        """In place, after an optimizer step: project every constrained field (Z-type codes to the sphere)."""
+        for name, manifold in self.manifolds.items():
+            manifold.projx_(code[name])
         return code
 
     def penalty(self, code: Code) -> Dict[str, torch.Tensor]:
@@ -144,23 +161,28 @@ class LatentSpace:
                 raise ValueError(f"{self.name} has one code for all layers; pass a single [{dim}] direction")
         return vec, positions
 
-    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None) -> Code:
-        """A new code moved by alpha * direction on the edited field (rows `layers` only, as ws indices)."""
-        field = code[self.edit_field].detach()
-        vec, positions = self._direction_rows(direction, layers, field.shape[-1])
-        spherical = self.edit_field in self.spherical_fields
-        new = field.clone()
-        if self.per_layer:
-            rows = list(range(field.shape[1])) if positions is None else positions
-            step = alpha * (vec if vec.ndim == 2 else vec.expand(len(rows), -1))
-            moved = field[:, rows] + step
-            if spherical:  # retract moved rows only: a zero row of a per-layer direction changes nothing
-                moved = torch.where((step == 0).all(-1, keepdim=True), field[:, rows], retract_to_sphere_(moved, self.radius))
-            new[:, rows] = moved
-        else:
-            new = field + alpha * vec
-            if spherical:
-                retract_to_sphere_(new, self.radius)
+    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None,
+             substeps: int = 1) -> Code:
+        """A new code moved by alpha * direction on the edited field (rows `layers` only, as ws indices).
+
+        The move is a retraction on the field's manifold, in `substeps` equal steps (on a sphere, many small
+        steps follow the surface; the official F/Z+ code uses 1000). Rows the edit does not touch stay
+        bit-identical.
+        """
+        if substeps < 1:
+            raise ValueError(f"substeps must be >= 1, got {substeps}")
+        manifold = self.manifold(self.edit_field)
+        new = code[self.edit_field].detach().clone()
+        vec, positions = self._direction_rows(direction, layers, new.shape[-1])
+        for _ in range(substeps):
+            if self.per_layer:
+                rows = list(range(new.shape[1])) if positions is None else positions
+                step = (alpha / substeps) * (vec if vec.ndim == 2 else vec.expand(len(rows), -1))
+                # a zero row of a per-layer direction changes nothing (no re-projection of that row)
+                new[:, rows] = torch.where((step == 0).all(-1, keepdim=True), new[:, rows],
+                                           manifold.retr(new[:, rows], step))
+            else:
+                new = manifold.retr(new, (alpha / substeps) * vec)
         out = code.detach().clone()
-        out[self.edit_field] = new  # rows the edit does not touch stay bit-identical
+        out[self.edit_field] = new
         return out

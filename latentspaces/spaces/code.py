@@ -1,10 +1,24 @@
-"""`Code`: a batch of latent codes as named tensors (e.g. code.f, code.z)."""
+"""`Code`: a batch of latent codes as named tensors (e.g. code.f, code.z), and the code file format.
+
+Code files (`Code.save` / `read_code_file`) are safetensors in the storage layer's convention, format
+"latentspaces.code" version 1: tensors `code.<field>` [N, ...] and optionally `images` (uint8
+[N, 3, R, R], the codes' renderings); header `space` (the space's name) and `meta` (free-form JSON).
+Files of earlier versions (no format in the header: `code.`-prefixed keys from `compare`, plain keys
+from `invert`) are still read.
+"""
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence, Union
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
+
+from ..errors import CheckpointError
+from ..io import load_tensors, read_raw_header, save_tensors
+
+CODE_FORMAT = "latentspaces.code"
 
 
 class Code:
@@ -97,9 +111,59 @@ class Code:
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self._t.items()}
 
+    def save(self, path: Union[str, os.PathLike], space: str = "", images: Optional[torch.Tensor] = None,
+             **meta: object) -> None:
+        """Write the codes (and optionally their uint8 images [N, 3, R, R]) to a code file, atomically."""
+        tensors = {f"code.{k}": v for k, v in self._t.items()}
+        if images is not None:
+            if images.dtype != torch.uint8 or images.shape[0] != len(self):
+                raise ValueError(f"images must be uint8 [{len(self)}, 3, R, R] (latentspaces.io.to_uint8), got "
+                                 f"{images.dtype} {tuple(images.shape)}")
+            tensors["images"] = images
+        save_tensors(path, tensors, CODE_FORMAT, 1, space=space, meta=meta)
+
+    @staticmethod
+    def load(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "Code":
+        """The codes of a code file (see `read_code_file` for its space, images and metadata)."""
+        return read_code_file(path, device).code
+
     @staticmethod
     def cat(codes: Sequence["Code"]) -> "Code":
         fields = codes[0].fields
         if any(c.fields != fields for c in codes):
             raise ValueError("cannot concatenate codes with different fields")
         return Code(**{k: torch.cat([c[k] for c in codes]) for k in fields})
+
+
+@dataclass
+class CodeFile:
+    """The contents of a code file: codes, the space they belong to ('' when unknown), images or None, meta."""
+
+    code: Code
+    space: str = ""
+    images: Optional[torch.Tensor] = None
+    meta: dict = field(default_factory=dict)
+
+
+def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> CodeFile:
+    """Read a code file written by `Code.save`, or by earlier versions of the project (no format header)."""
+    path = os.fspath(path)
+    raw = read_raw_header(path)
+    if raw.get("format") not in (None, CODE_FORMAT):
+        raise CheckpointError(f"{path}: a safetensors file, but not a latentspaces code file (format="
+                              f"{raw.get('format')!r}, expected {CODE_FORMAT!r})")
+    legacy = raw.get("format") is None
+    tensors, header = load_tensors(path, None if legacy else CODE_FORMAT, device=device)
+    images = tensors.pop("images", None)
+    prefixed = {k[5:]: v for k, v in tensors.items() if k.startswith("code.")}
+    fields = prefixed if prefixed or not legacy else tensors  # legacy `invert` files: plain field names
+    if not fields:
+        raise CheckpointError(f"{path}: a code file without codes (tensors: {sorted(tensors)})")
+    try:
+        code = Code(**fields)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the stored codes are inconsistent ({e})") from e
+    if legacy:  # earlier files kept plain strings in the header
+        meta = {k: v for k, v in raw.items() if k != "space"}
+        return CodeFile(code, raw.get("space", ""), images, meta)
+    return CodeFile(code, str(header.get("space", "")), images, dict(header.get("meta") or {}))

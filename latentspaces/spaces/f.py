@@ -19,7 +19,7 @@ from .base import LatentSpace, random_sphere
 from .code import Code
 from .pn import PNStats
 from .w import pn_penalty
-from .z import SphericalEditMixin, mean_z
+from .z import mean_z
 
 
 def default_f_layer(G) -> str:
@@ -31,12 +31,12 @@ def default_f_layer(G) -> str:
 
 
 class _FSpace(LatentSpace):
-    base_fields = ("f",)  # fields the inverter regularizes towards their initial value (Eq. 1)
+    base_fields = ("f",)  # regularised towards the encoder's f0 by the inverter ("Revisiting Latent Space of GAN Inversion", Eq. 1)
 
     def __init__(self, G, layer: Optional[str] = None, **kwargs):
         """layer: conv layer whose output is the base code f (default: default_f_layer(G))."""
         super().__init__(G, **kwargs)
-        self.layer = layer or default_f_layer(G)
+        self.layer = self.feature_layer = layer or default_f_layer(G)
         self.f_shape = G.synthesis.feature_shape(self.layer)
         self.code_layers = G.synthesis.w_indices_after(self.layer)
 
@@ -74,7 +74,7 @@ class FWPlus(_FSpace):
     """f + per-layer w's [N, n_detail, w_dim] for the layers above the F layer; optional P_N penalty."""
 
     kind = edit_field = "w"
-    per_layer = True
+    per_layer, ws_layout = True, "per_layer"
 
     def __init__(self, G, layer: Optional[str] = None, pn: Optional[PNStats] = None, pn_lambda: float = 0.001, **kwargs):
         super().__init__(G, layer, **kwargs)
@@ -98,7 +98,7 @@ class FWPlus(_FSpace):
         return pn_penalty(self.pn, self.pn_lambda, code.w)
 
 
-class FZPlus(SphericalEditMixin, _FSpace):
+class FZPlus(_FSpace):
     """f + per-layer z's [N, n_detail, z_dim] on the sphere, each mapped separately (F/Z+)."""
 
     kind = edit_field = "z"

@@ -15,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .base import DirectionLike, LatentSpace
+from ..io import load_tensors, save_tensors
+from .base import LatentSpace
 from .code import Code
+from .manifolds import WhitenedChart
 
+PN_STATS_FORMAT = "latentspaces.pn_stats"
 P_SLOPE = 5.0  # inverse of the mapping network's leaky ReLU slope 0.2
 IN_MEMORY_PCA_LIMIT = 200_000
 
@@ -77,7 +79,7 @@ class PNStats:
 
         path = cache_dir() / "pn" / f"{mapping_hash(G)}_n{n_samples}_s{seed}.safetensors"
         if use_cache and path.is_file():
-            t = load_file(str(path))
+            t, _ = load_tensors(path)  # also reads caches written before the storage layer's header convention
             return cls(t["mean"], t["components"], t["std"])
         gen = torch.Generator(device="cpu").manual_seed(seed)
         device = G.w_avg.device
@@ -105,17 +107,15 @@ class PNStats:
                     torch.from_numpy(np.sqrt(np.maximum(pca.explained_variance_, 1e-12))).float())
         if use_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file({"mean": stats.mean, "components": stats.components, "std": stats.std}, str(tmp),
-                      metadata={"n_samples": str(n_samples), "seed": str(seed)})
-            os.replace(tmp, path)
+            save_tensors(path, {"mean": stats.mean, "components": stats.components, "std": stats.std},
+                         PN_STATS_FORMAT, 1, n_samples=n_samples, seed=seed)
         return stats
 
 
 class PN(LatentSpace):
     """Whitened P codes v: [N, num_ws, w_dim] (plus=True, default) or [N, w_dim]; v = 0 is the P mean.
 
-    Edits take W directions: v -> w, w + alpha n, -> v (exact, through the inverse whitening).
+    Edits take W directions: v -> w, w + alpha n, -> v (exact, through the inverse whitening: `WhitenedChart`).
     """
 
     kind, edit_field = "w", "v"
@@ -126,6 +126,8 @@ class PN(LatentSpace):
         super().__init__(G, **kwargs)
         self.stats = (stats or PNStats.fit(G, n_samples=n_samples)).to(self.device)
         self.plus, self.per_layer, self.pn_lambda = plus, plus, pn_lambda
+        self.ws_layout = "per_layer" if plus else "shared"
+        self.manifolds["v"] = WhitenedChart(self.stats)  # edits step in W, exactly through the inverse whitening
 
     def _shape(self, n: int) -> tuple:
         return (n, self.G.num_ws, self.G.w_dim) if self.plus else (n, self.G.w_dim)
@@ -152,14 +154,3 @@ class PN(LatentSpace):
 
     def penalty(self, code: Code) -> Dict[str, torch.Tensor]:
         return {"pn": self.pn_lambda * code.v.square().flatten(1).mean(1)}
-
-    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None) -> Code:
-        w = self.stats.unwhiten(code.v.detach())
-        vec, positions = self._direction_rows(direction, layers, w.shape[-1])
-        if self.per_layer:
-            rows = list(range(w.shape[1])) if positions is None else positions
-            w = w.clone()
-            w[:, rows] += alpha * (vec if vec.ndim == 2 else vec.expand(len(rows), -1))
-        else:
-            w = w + alpha * vec
-        return Code(v=self.stats.whiten(w))

@@ -19,6 +19,7 @@ class S(LatentSpace):
     """
 
     kind = edit_field = "s"
+    ws_layout = "per_layer"
 
     def __init__(self, G, **kwargs):
         super().__init__(G, **kwargs)
@@ -64,7 +65,9 @@ class S(LatentSpace):
         d[sl.start + channel] = 1.0
         return d
 
-    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None) -> Code:
+    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None,
+             substeps: int = 1) -> Code:
+        """S codes are Euclidean: sub-steps sum to one step. `layers` masks the style layers that read those ws."""
         vec, _ = self._direction_rows(direction, None, self.dim)
         if vec.ndim != 1:
             raise ValueError(f"S edits take one flat direction [{self.dim}]")

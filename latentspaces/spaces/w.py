@@ -39,6 +39,8 @@ class _WBase(LatentSpace):
 class W(_WBase):
     """One w [N, w_dim] per image, broadcast to every layer; starts at w_avg."""
 
+    ws_layout = "shared"
+
     def random(self, n: int, seed: int = 0) -> Code:
         return Code(w=_mapped(self, (n,), seed))
 
@@ -59,7 +61,7 @@ class W(_WBase):
 class WPlus(_WBase):
     """One w per layer [N, num_ws, w_dim]; `random` maps an independent z per layer."""
 
-    per_layer = True
+    per_layer, ws_layout = True, "per_layer"
 
     def random(self, n: int, seed: int = 0) -> Code:
         return Code(w=_mapped(self, (n, self.G.num_ws), seed))

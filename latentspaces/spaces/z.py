@@ -1,28 +1,15 @@
-"""Z and Z+: mapping-network inputs on the sqrt(z_dim) hypersphere."""
+"""Z and Z+: mapping-network inputs on the sqrt(z_dim) hypersphere (`Sphere` manifolds: projected after every
+optimizer step, retracted after every edit step; `edit(..., substeps=K)` follows the sphere in K steps)."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import torch
 
-from .base import DirectionLike, LatentSpace, random_sphere, retract_to_sphere_
+from .base import LatentSpace, random_sphere
+from .manifolds import retract_to_sphere_
 from .code import Code
 
 MEAN_Z_STEPS = 200  # projected-gradient steps used to find the sphere point that maps to w_avg
-
-
-class SphericalEditMixin:
-    """Edits of Z-type codes: move, then retract; optionally in K sub-steps (the official code uses 1000)."""
-
-    def edit(self, code: Code, direction: DirectionLike, alpha: float, layers: Optional[Sequence[int]] = None,
-             substeps: int = 1) -> Code:
-        if substeps < 1:
-            raise ValueError(f"substeps must be >= 1, got {substeps}")
-        out = code
-        for _ in range(substeps):
-            out = LatentSpace.edit(self, out, direction, alpha / substeps, layers)
-        return out
 
 
 def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torch.Tensor:
@@ -51,7 +38,7 @@ def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torc
     return space._mean_z
 
 
-class Z(SphericalEditMixin, LatentSpace):
+class Z(LatentSpace):
     """One z [N, z_dim] per image on the sqrt(z_dim) sphere, mapped once and broadcast to every layer."""
 
     kind, edit_field, spherical_fields = "z", "z", ("z",)
@@ -67,7 +54,7 @@ class Z(SphericalEditMixin, LatentSpace):
         return self.G.broadcast(self.G.mapping(code.z))
 
 
-class ZPlus(SphericalEditMixin, LatentSpace):
+class ZPlus(LatentSpace):
     """One z per ws layer [N, num_ws, z_dim], each on the sphere and mapped separately.
 
     `random` draws every layer's z independently (the space's prior); `mean` repeats mean_z.

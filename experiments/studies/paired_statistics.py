@@ -19,7 +19,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.stats import wilcoxon
 
-from .space_comparison import SPACE_ORDER, read_rows, write_rows
+from latentspaces.io import atomic_write_text
+from latentspaces.spaces import SPACE_ORDER
+
+from ..runs import read_rows, write_rows
+from .inversions import PER_IMAGE_CSV
 
 HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True}
 FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon"]
@@ -100,7 +104,7 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
 
     n_targets: use only targets 0 .. n_targets-1 (all when None), as the summaries do.
     """
-    recon = read_rows(out / "space_comparison_per_image.csv")
+    recon = read_rows(out / PER_IMAGE_CSV)
     curves = read_rows(out / "identity_curves.csv")
     if not recon and not curves:
         raise ValueError(f"{out} has neither space_comparison_per_image.csv nor identity_curves.csv; "
@@ -127,5 +131,5 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
         measure = r["measure"].replace("|", "\\|")  # a bare | would split the Markdown cell
         lines.append(f"| {r['a']} | {r['b']} | {measure} | {r['n']} | {r['a_better']} | {r['b_better']} | "
                      f"{r['mean_a']:.4g} | {r['mean_b']:.4g} | {r['p_wilcoxon']:.2g} |")
-    (out / "paired_statistics.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "paired_statistics.md", "\n".join(lines) + "\n")
     return results

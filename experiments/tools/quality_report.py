@@ -1,6 +1,6 @@
-"""Quality report of the embedded default generator (issue #5).
+"""Quality report of the embedded default generator.
 
-    python -m experiments.quality_report --out runs/quality_report [--n 500] [--quick]
+    python -m experiments.tools.quality_report --out runs/quality_report [--n 500] [--quick]
 
 Writes into OUT:
   samples_8x8.png       64 samples of the default G (z from seed --grid-seed, noise_mode const)
@@ -41,9 +41,12 @@ from scipy import linalg
 from tqdm.auto import tqdm
 
 import latentspaces as ls
+from experiments.argtypes import int_at_least
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import HELDOUT_BASE, FaceSampler
 from latentspaces.images import save_images
+from latentspaces.io import atomic_write_text
+from latentspaces.metrics.identity import DlibIdentity
 from optimizers import HybridInverter
 
 FULL = dict(n=500, targets=64, steps=200, w_avg_samples=100_000)
@@ -212,8 +215,6 @@ def markdown_report(r: dict) -> str:
 def run_quality_report(out: Path, n: int, quick: bool = False, seed_a: int = 101, seed_b: int = 202,
                        g_seed: int = 0, grid_seed: int = 123, untrained_seed: int = 0) -> dict:
     """Compute everything, write OUT/samples_8x8.png, quality_report.json and .md; return the report dict."""
-    from latentspaces.metrics.identity import DlibIdentity
-
     if seed_a == seed_b:
         raise ValueError(f"the two DCGAN sets need different seeds, got {seed_a} twice")
     cfg = QUICK if quick else FULL
@@ -268,16 +269,15 @@ def run_quality_report(out: Path, n: int, quick: bool = False, seed_a: int = 101
                      "truncation_psi": 1.0, "generator": "default", "generator_config": G.config},
         "seconds": seconds,
     }
-    (out / "quality_report.json").write_text(json.dumps(report, indent=2))
-    md = markdown_report(report)
-    (out / "quality_report.md").write_text(md)
+    atomic_write_text(out / "quality_report.json", json.dumps(report, indent=2))
+    atomic_write_text(out / "quality_report.md", markdown_report(report))
     return report
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--n", type=int, default=None, help=f"images per FD set (default {FULL['n']}, --quick {QUICK['n']})")
+    ap.add_argument("--n", type=int_at_least(2), default=None, help=f"images per FD set (default {FULL['n']}, --quick {QUICK['n']})")
     ap.add_argument("--quick", action="store_true", help="tiny settings for tests")
     ap.add_argument("--seed-a", type=int, default=101, help="DCGAN stream of set A")
     ap.add_argument("--seed-b", type=int, default=202, help="DCGAN stream of set A'")
@@ -289,8 +289,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     n = args.n if args.n is not None else (QUICK if args.quick else FULL)["n"]
-    if n < 2:
-        raise SystemExit(f"--n must be >= 2, got {n}")
     report = run_quality_report(Path(args.out), n, args.quick, args.seed_a, args.seed_b, args.g_seed,
                                 untrained_seed=args.untrained_seed)
     print(markdown_report(report))

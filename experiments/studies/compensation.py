@@ -1,4 +1,5 @@
-"""Compensation comparison (SDIC's Table 2 setting): base W+ encoder, SDIC, PTI and HybridInverter F/Z+.
+"""Compensation comparison (the setting of "Spatial-Contextual Discrepancy Information Compensation for GAN
+Inversion", Table 2): base W+ encoder, SDIC, PTI and HybridInverter F/Z+.
 
 For each method and target: reconstruction metrics (MSE, PSNR, SSIM, MS-SSIM from torchmetrics),
 the perceptual distance, identity similarity to the target, seconds per image, and editing identity:
@@ -25,27 +26,36 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-import latentspaces as ls
+from latentspaces.directions import Direction
+from latentspaces.images import save_images
+from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
+from latentspaces.io import from_uint8
 from latentspaces.metrics.image import reconstruction_metrics
+from latentspaces.spaces import Code, FZPlus, WPlus
+from optimizers import PTI, HybridInverter
 
-from .distributed import World
-from .space_comparison import append_rows, mean_std_rows, plus_minus, read_rows, to_uint8, write_rows
+from ..distributed import World
+from ..runs import append_rows, load_image_file, mean_std_rows, read_rows, save_image_file, write_mean_std_table
 
 METHODS = ["base", "sdic", "pti", "fzplus"]
 FIELDS = ["method", "target", "mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
 SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
+TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("SSIM", "ssim", ".3f", True), ("perceptual", "perceptual", ".3f", True),
+                 ("identity", "identity", ".3f", True), ("edit identity", "edit_identity", ".3f", True),
+                 ("s / image", "seconds_per_image", ".3g", False)]
 
 
-def _wplus_delta(G, ws: torch.Tensor, direction, alpha: float) -> torch.Tensor:
+def _wplus_delta(G: torch.nn.Module, ws: torch.Tensor, direction: Direction, alpha: float) -> torch.Tensor:
     """The change of ws [N, num_ws, w_dim] that editing along a W direction by alpha makes."""
-    space = ls.WPlus(G)
-    return space.edit(ls.Code(w=ws), direction, alpha).w - ws
+    space = WPlus(G)
+    return space.edit(Code(w=ws), direction, alpha).w - ws
 
 
-def _edit_identity(identity: Optional[Callable], targets: torch.Tensor, render: Callable, directions, alphas) -> torch.Tensor:
+def _edit_identity(identity: Optional[IdentitySimilarity], targets: torch.Tensor,
+                   render: Callable[[Direction, float], torch.Tensor], directions: Sequence[Direction],
+                   alphas: Sequence[float]) -> torch.Tensor:
     """Mean over directions x alphas of identity(render(d, a), targets), per image [N]."""
     if identity is None:
         return torch.full((targets.shape[0],), math.nan)
@@ -57,8 +67,9 @@ def _edit_identity(identity: Optional[Callable], targets: torch.Tensor, render: 
     return torch.stack(sims).mean(0)
 
 
-def run_method(method: str, G, targets: torch.Tensor, models: dict, directions: Dict[str, list],
-               alphas: Sequence[float], identity: Optional[Callable], settings: dict):
+def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: dict,
+               directions: Dict[str, List[Direction]], alphas: Sequence[float],
+               identity: Optional[IdentitySimilarity], settings: dict):
     """(images [N, 3, R, R], edit identity [N], seconds per image) for one method."""
     n = targets.shape[0]
     base = models["base"]
@@ -75,15 +86,12 @@ def run_method(method: str, G, targets: torch.Tensor, models: dict, directions: 
             def render(d, a):
                 return G.synthesis(ws + _wplus_delta(G, ws, d, a), noise_mode="const")
         else:
-            images = comp["image"]
-            layer = models["sdic"].layer
+            images = comp.image
 
             def render(d, a):
-                return models["sdic"].edit(G, comp, layer, _wplus_delta(G, comp["ws"], d, a))
+                return models["sdic"].edit(G, comp, _wplus_delta(G, comp.ws, d, a))
         return images, _edit_identity(identity, targets, render, directions["w"], alphas), seconds
     if method == "pti":
-        from optimizers import PTI
-
         res = PTI(G, per_image=True, progress=False, **settings["pti"]).run(targets)
         pivots = [g.broadcast(res.pivots[i:i + 1]) for i, g in enumerate(res.generator)]
 
@@ -92,9 +100,7 @@ def run_method(method: str, G, targets: torch.Tensor, models: dict, directions: 
                               for g, p in zip(res.generator, pivots)])
         return res.images, _edit_identity(identity, targets, render, directions["w"], alphas), res.seconds / n
     if method == "fzplus":
-        from optimizers import HybridInverter
-
-        space = ls.FZPlus(G)
+        space = FZPlus(G)
         res = HybridInverter(space, encoder=models["f"], progress=False, **settings["fzplus"]).invert(targets)
 
         def render(d, a):
@@ -105,16 +111,17 @@ def run_method(method: str, G, targets: torch.Tensor, models: dict, directions: 
 
 def run_compensation_comparison(
     out: Path,
-    G,
+    G: torch.nn.Module,
     targets: torch.Tensor,                  # [N, 3, R, R] in [-1, 1]
     models: dict,                           # 'base' (W+ encoder), 'sdic' (SDIC), 'f' (F encoder)
-    directions: Dict[str, list],            # 'w' and 'z' GANSpace directions (std-scaled)
+    directions: Dict[str, List[Direction]],  # 'w' and 'z' GANSpace directions (std-scaled)
     settings: dict,                         # 'pti': PTI kwargs, 'fzplus': HybridInverter kwargs
-    perceptual: Optional[Callable] = None,
-    identity: Optional[Callable] = None,
+    perceptual: Optional[PerceptualDistance] = None,
+    identity: Optional[IdentitySimilarity] = None,
     methods: Sequence[str] = METHODS,
     edit_alphas: Sequence[float] = (-2.0, 2.0),
 ) -> List[dict]:
+    """Run each method still missing from OUT (sharded over `torchrun` ranks); rank 0 returns the summary rows."""
     world = World.current()
     (out / "images").mkdir(parents=True, exist_ok=True)
     per_image = out / "compensation_per_image.csv"
@@ -127,7 +134,7 @@ def run_compensation_comparison(
             m = reconstruction_metrics(images, targets)
             per = perceptual(images, targets).reshape(-1) if perceptual else torch.full((len(targets),), math.nan)
             ident = identity(images, targets).reshape(-1) if identity else torch.full((len(targets),), math.nan)
-        save_file({"images": to_uint8(images)}, str(out / "images" / f"{method}.safetensors"))
+        save_image_file(out / "images" / f"{method}.safetensors", images, method=method)
         append_rows(per_image, [
             {"method": method, "target": i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
              "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
@@ -142,26 +149,18 @@ def run_compensation_comparison(
 
 
 def summarize(out: Path, methods: Sequence[str]) -> List[dict]:
+    """Mean and std per method -> compensation_comparison.csv and .md; returns the rows."""
     summary = mean_std_rows(read_rows(out / "compensation_per_image.csv"), "method", methods, SUMMARY)
-    write_rows(out / "compensation_comparison.csv", summary, list(summary[0]) if summary else ["method"])
-    lines = ["| method | n | MSE | SSIM | perceptual | identity | edit identity | s / image |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in summary:
-        def pm(k, fmt):
-            return plus_minus(r, k, fmt)
-        lines.append(f"| {r['method']} | {r['n']} | {pm('mse', '.4f')} | {pm('ssim', '.3f')} | {pm('perceptual', '.3f')} | "
-                     f"{pm('identity', '.3f')} | {pm('edit_identity', '.3f')} | {r['seconds_per_image']:.3g} |")
-    (out / "compensation_comparison.md").write_text("\n".join(lines) + "\n")
+    write_mean_std_table(out, "compensation_comparison", summary, "method", TABLE_COLUMNS)
     return summary
 
 
 def grid(out: Path, targets: torch.Tensor, methods: Sequence[str], max_cols: int = 8) -> None:
-    from latentspaces.images import save_images
-
+    """compensation_grid.png: the first `max_cols` targets [N, 3, R, R] and below them each method's images."""
     k = min(max_cols, targets.shape[0])
     rows = [targets[:k].cpu()]
     for method in methods:
         path = out / "images" / f"{method}.safetensors"
         if path.is_file():
-            rows.append(load_file(str(path))["images"][:k].float() / 127.5 - 1)
+            rows.append(from_uint8(load_image_file(path)[:k]))
     save_images(torch.cat(rows), out / "compensation_grid.png", nrow=k)

@@ -1,6 +1,6 @@
 """Does encoder initialisation help? MSE vs step on the held-out targets for four starts.
 
-    python -m experiments.encoder_init [--n 64] [--steps 200] [--out runs/encoder_init]
+    python -m experiments.studies.encoder_init [--n 64] [--steps 200] [--out runs/encoder_init]
 
 Runs HybridInverter (MSE only, lr 0.05, as the quick comparison) from:
   F/Z+ initialised by the F encoder ('default-f'),  F/Z+ from its mean,
@@ -12,35 +12,40 @@ Writes encoder_init.csv (mean MSE per step and run) to --out.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 
-import latentspaces as ls
 from encoders import load_encoder
 from latentspaces.assets import heldout_targets
+from latentspaces.checkpoints import load_generator
+from latentspaces.spaces import build_space
 from optimizers import HybridInverter
+
+from ..argtypes import positive_float, positive_int
+from ..runs import write_rows
 
 RUNS = [("FZPlus", "encoder", "default-f"), ("FZPlus", "mean", None), ("WPlus", "encoder", "default-wplus"),
         ("WPlus", "mean", None)]
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=0.05)
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m experiments.studies.encoder_init", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=positive_int, default=64, help="held-out targets (1 .. 64)")
+    ap.add_argument("--steps", type=positive_int, default=200)
+    ap.add_argument("--lr", type=positive_float, default=0.05)
     ap.add_argument("--out", default="runs/encoder_init")
     args = ap.parse_args(argv)
-    G = ls.load_generator("default")
+    G = load_generator("default")
     targets = heldout_targets(args.n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     marks = sorted({0, 25, 50, 100, args.steps - 1} & set(range(args.steps)))
     curves, lines = {}, []
     for space_name, init, enc_name in RUNS:
-        space = ls.SPACES[space_name](G)
+        space = build_space(space_name, G)
         enc = load_encoder(enc_name) if enc_name else None
         res = HybridInverter(space, steps=args.steps, lr=args.lr, lambda_per=0, lambda_reg=0, encoder=enc,
                              progress=True).invert(targets, init=init)
@@ -55,11 +60,8 @@ def main(argv=None) -> None:
     print(f"| run | {header} | after {args.steps} steps | s / image |")
     print("| --- |" + " ---: |" * (len(marks) + 2))
     print("\n".join(lines))
-    with open(out / "encoder_init.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", *curves])
-        for s in range(args.steps + 1):
-            w.writerow([s, *(f"{float(c[s]):.6g}" for c in curves.values())])
+    rows = [{"step": s, **{label: f"{float(c[s]):.6g}" for label, c in curves.items()}} for s in range(args.steps + 1)]
+    write_rows(out / "encoder_init.csv", rows, ["step", *curves])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Identity-vs-step curves (seed 002, Fig. 6) and the random-direction robustness grid (Fig. 3).
+"""Identity-vs-step curves ("Revisiting Latent Space of GAN Inversion", Fig. 6) and its random-direction
+robustness grid (Fig. 3).
 
 Each inverted target is edited along GANSpace directions with alpha in linspace(-2, 2, 11): Z-type
 spaces along the Z counterparts (Eq. 6), W-type spaces along the W axes, both scaled by the axis'
@@ -9,43 +10,44 @@ and the target is recorded per (space, target, direction, alpha).
 Writes into OUT: identity_curves.csv (rewritten after each space and direction; resumable),
 identity_curves.png / .pdf (light line per target x direction, bold mean per space),
 identity_summary.csv (mean identity at each |alpha| per space), random_directions.png.
-`experiments.paired_statistics` tests the differences between spaces edit by edit.
-Inversions are shared with a space comparison in the same OUT: made once, chunk by chunk, by
-whichever command runs first, and refused when the settings differ (`claim_out_dir`).
+`experiments.studies.paired_statistics` tests the differences between spaces edit by edit.
+Inversions are shared with a space comparison in the same OUT (`experiments.studies.inversions`): made
+once, chunk by chunk, by whichever command runs first, and refused when the settings differ.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-import latentspaces as ls
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
+from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
+from latentspaces.io import to_uint8
+from latentspaces.spaces import Code, PNStats, build_space
 
-from .distributed import World
-from .space_comparison import (build_space, claim_out_dir, comparison_settings, invert_missing, load_codes, read_rows,
-                               to_uint8, write_rows)
+from ..distributed import World
+from ..runs import claim_out_dir, load_codes, read_rows, write_rows, write_summary
+from .inversions import inversion_settings, invert_missing
 
 CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
 FIELDS = ["space", "target", "direction", "alpha", "identity"]
 
 
-def edit_directions(G, out: Path, n_directions: int, n_samples: int, seed: int = 0) -> Dict[str, List[Direction]]:
-    """GANSpace directions for both kinds, std-scaled, cached in OUT."""
+def edit_directions(G: torch.nn.Module, out: Path, n_directions: int, n_samples: int,
+                    seed: int = 0) -> Dict[str, List[Direction]]:
+    """GANSpace directions of both kinds ('z': [z_dim] vectors, 'w': [w_dim]), scaled by the std of their
+    PCA coordinate, cached in OUT as directions_ganspace_{kind}.safetensors."""
     dirs = {}
     for kind in ("z", "w"):
         path = out / f"directions_ganspace_{kind}.safetensors"
         if path.is_file():
             dirs[kind] = load_directions(path)[:n_directions]
             continue
-        found = ganspace(G, n_samples=n_samples, n_components=n_directions, seed=seed, kind=kind)
-        for d in found:
-            d.vector = d.vector * d.meta["std"]
-            d.meta["scaled_by_std"] = True
+        found = ganspace(G, n_samples=n_samples, n_components=n_directions, seed=seed, kind=kind, scale_by_std=True)
         save_directions(path, found)
         dirs[kind] = found
     return dirs
@@ -53,9 +55,9 @@ def edit_directions(G, out: Path, n_directions: int, n_samples: int, seed: int =
 
 def run_identity_curves(
     out: Path,
-    G,
+    G: torch.nn.Module,
     targets: torch.Tensor,                     # [N, 3, R, R] in [-1, 1]
-    identity: Callable,                        # (images, targets) -> [N] similarity in [-1, 1]
+    identity: IdentitySimilarity,              # (images, targets) -> [N] similarity in [-1, 1]
     spaces: Sequence[str] = CURVE_SPACES,
     n_directions: int = 5,
     alphas: Sequence[float] = tuple(torch.linspace(-2, 2, 11).tolist()),
@@ -63,10 +65,10 @@ def run_identity_curves(
     steps: int = 100,                          # inversion settings, as in `run_space_comparison`
     lr: float = 0.05,
     lambda_per: float = 0.0,
-    perceptual: Optional[Callable] = None,
+    perceptual: Optional[PerceptualDistance] = None,
     chunk: int = 8,
     seed: int = 0,
-    pn_stats: Optional[ls.PNStats] = None,
+    pn_stats: Optional[PNStats] = None,
 ) -> List[dict]:
     """Edit every target's inversion along GANSpace directions per space; returns the summary rows.
 
@@ -76,8 +78,8 @@ def run_identity_curves(
     ranks; rank 0 writes every file (the other ranks return no rows).
     """
     world = World.current()
-    world.main_first(lambda: claim_out_dir(out, comparison_settings(G, steps, lr, lambda_per, 0.0, perceptual,
-                                                                    identity, None, chunk, seed), targets))
+    settings = inversion_settings(G, steps, lr, lambda_per, 0.0, perceptual, identity, None, chunk, seed)
+    world.main_first(lambda: claim_out_dir(out, settings, targets))
     invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
                    chunk=chunk, seed=seed)
     path = out / "identity_curves.csv"
@@ -89,7 +91,7 @@ def run_identity_curves(
     dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
     built = {name: build_space(name, G, pn_stats) for name in spaces}
     jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
-    codes: Dict[str, ls.Code] = {}
+    codes: Dict[str, Code] = {}
     bar = tqdm(total=len(jobs), desc="identity curves", unit="direction", disable=not world.main)
     # One job per rank per round; rank 0 gathers the round's rows and rewrites the CSV (resume point).
     for first in range(0, len(jobs), world.size):
@@ -99,7 +101,7 @@ def run_identity_curves(
             name, d = mine
             space = built[name]
             if name not in codes:
-                codes[name] = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, n).items()})
+                codes[name] = load_codes(out, name, n, space.device)
             for alpha in alphas:
                 with torch.no_grad():
                     img = space.synthesize(space.edit(codes[name], d, alpha))
@@ -123,6 +125,7 @@ def run_identity_curves(
 
 
 def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
+    """Per space: the mean identity at each |alpha| and over all alphas -> identity_summary.csv, rows."""
     summary = []
     for name in spaces:
         mine = [r for r in rows if r["space"] == name]
@@ -133,11 +136,12 @@ def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
             by_abs.setdefault(round(abs(float(r["alpha"])), 2), []).append(float(r["identity"]))
         summary.append({"space": name, **{f"identity_at_{a:g}": sum(v) / len(v) for a, v in sorted(by_abs.items())},
                         "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine)})
-    write_rows(out / "identity_summary.csv", summary, list(summary[0]) if summary else ["space"])
+    write_summary(out / "identity_summary.csv", summary, "space")
     return summary
 
 
 def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
+    """identity_curves.png / .pdf: identity vs alpha, a light line per (target, direction), the mean per space bold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,8 +178,8 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
     plt.close(fig)
 
 
-def random_direction_grid(out: Path, G, target: torch.Tensor, spaces: Sequence[str], seed: int = 0,
-                          pn_stats: Optional[ls.PNStats] = None, identity: Optional[Callable] = None,
+def random_direction_grid(out: Path, G: torch.nn.Module, target: torch.Tensor, spaces: Sequence[str], seed: int = 0,
+                          pn_stats: Optional[PNStats] = None, identity: Optional[IdentitySimilarity] = None,
                           alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> None:
     """Fig. 3: one target [1, 3, R, R]; per space a row of edits along one random direction n ~ N(0, 0.04 I).
 
@@ -191,7 +195,7 @@ def random_direction_grid(out: Path, G, target: torch.Tensor, spaces: Sequence[s
     images, sims = [], []
     for name in spaces:
         space = build_space(name, G, pn_stats)
-        code = ls.Code(**{k: v.to(space.device) for k, v in load_codes(out, name, 1).items()})
+        code = load_codes(out, name, 1, space.device)
         (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)
         with torch.no_grad():
             edited = torch.cat([space.synthesize(space.edit(code, d, a)) for a in alphas])

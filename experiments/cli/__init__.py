@@ -1,0 +1,173 @@
+"""The `latentspaces` command: compare, identity-curves, compensation, paired, score-identity, invert, edit, directions.
+
+    latentspaces compare --quick --out runs/quick          # Table 1 style comparison on the default model
+    latentspaces identity-curves --quick --out runs/quick  # Fig. 6 style identity-vs-step curves
+    latentspaces compensation --quick --out runs/comp      # base W+ encoder vs SDIC vs PTI vs F/Z+
+    latentspaces paired --out runs/quick --a FZPlus        # wins and Wilcoxon p of F/Z+ against each space
+    latentspaces score-identity --out runs/gpu             # identity of a compare run made with --identity none
+    latentspaces invert --space FZPlus --targets face.png --out runs/me
+    latentspaces directions --method ganspace --kind z --out runs/dirs
+    latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
+    torchrun --standalone --nproc_per_node=4 -m experiments.cli compare --out runs/full --n-targets 64   # sharded
+
+Also `python -m experiments.cli ...`. Everything runs offline on the embedded default model unless
+--generator names a checkpoint. `--quick` settings finish both main experiments in minutes on a 2-core
+CPU; the full settings are the papers' (1200 steps, all 64 held-out targets). A numeric flag left out
+takes the preset's value (`experiments.cli.settings`); a value given is used as given, 0 included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import List, Optional
+
+import torch
+
+from ..argtypes import (float_list, non_negative_float, non_negative_int, positive_float, positive_int, space_list,
+                        space_name)
+from ..distributed import close_world, init_world
+from .commands import (cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves, cmd_invert,
+                       cmd_paired, cmd_score_identity)
+from .settings import CompareSettings, CompensationSettings, IdentityCurvesSettings, InvertSettings
+
+SHARDED = ("compare", "identity-curves", "compensation")   # the commands that shard over torchrun ranks
+DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _quick_full(field: str, presets) -> str:
+    """'(quick Q, full F)' for a help text."""
+    quick, full = (getattr(p, field) for p in presets)
+    return f"(quick {quick:g}, full {full:g})"
+
+
+def _machine(p: argparse.ArgumentParser, out_help: str = "output folder") -> None:
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--generator", default="default", help="'default' or a checkpoint path (.pt, .pkl, .safetensors)")
+    p.add_argument("--device", default=DEFAULT_DEVICE)
+
+
+def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True) -> None:
+    """The flags of the commands that invert targets; numbers default to None (the preset's)."""
+    _machine(p)
+    p.add_argument("--seed", type=non_negative_int, default=None)
+    if quick:
+        p.add_argument("--quick", action="store_true", help="minutes on a CPU: 8 targets, 100 steps")
+    p.add_argument("--targets", default=None, help="'heldout' (default) or comma-separated image files/folders")
+    # --n-targets, not only --n: torchrun's parser takes --n for an abbreviation of its own --nnodes
+    p.add_argument("--n-targets", "--n", dest="n_targets", type=positive_int, default=None,
+                   help=f"number of held-out targets {_quick_full('n_targets', presets)}")
+    p.add_argument("--steps", type=non_negative_int, default=None,
+                   help=f"optimizer steps; 0 keeps the start {_quick_full('steps', presets)}")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate {_quick_full('lr', presets)}")
+    p.add_argument("--lambda-per", type=non_negative_float, default=None,
+                   help=f"perceptual weight in the loss, D-features scale {_quick_full('lambda_per', presets)}")
+    p.add_argument("--perceptual", default="d-features", choices=["d-features", "lpips-vgg", "lpips-alex", "none"])
+    p.add_argument("--identity", default="dlib", choices=["dlib", "facenet", "none"])
+
+
+def _chunk(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--chunk", type=positive_int, default=None, help=f"{help} (default 8)")
+    p.add_argument("--spaces", type=space_list, default=None, help="comma-separated space names")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="latentspaces", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compare", help="invert targets into every space; table + grid")
+    _inversion(p, (CompareSettings.QUICK, CompareSettings.FULL))
+    _chunk(p, "images inverted together (results saved per chunk)")
+    p.add_argument("--init", choices=["mean", "encoder"], default="mean",
+                   help="start from w_avg (and its counterparts) or from the encoders (F spaces: F encoder; "
+                        "W+, W, S, PN: W+ encoder; Z, Z+: mean)")
+    p.add_argument("--f-encoder", default="default-f", help="F encoder name or file (--init encoder)")
+    p.add_argument("--wplus-encoder", default="default-wplus", help="W+ encoder name or file (--init encoder)")
+    p.add_argument("--lambda-reg", type=non_negative_float, default=None,
+                   help="weight of mean((f - f0)^2) with --init encoder (default 0)")
+    p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("identity-curves", help="identity vs edit step per space; curves + robustness grid")
+    _inversion(p, (IdentityCurvesSettings.QUICK, IdentityCurvesSettings.FULL))
+    _chunk(p, "images inverted together (as in compare; shared codes)")
+    p.set_defaults(fn=cmd_identity_curves)
+
+    p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")
+    presets = (CompensationSettings.QUICK, CompensationSettings.FULL)
+    _inversion(p, presets)
+    p.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file")
+    p.add_argument("--sdic", default="default-sdic", help="SDIC head name or file")
+    p.add_argument("--f-encoder", default="default-f", help="F encoder name or file")
+    p.add_argument("--pivot-steps", type=non_negative_int, default=None,
+                   help=f"PTI pivot steps {_quick_full('pivot_steps', presets)}")
+    p.add_argument("--tune-steps", type=non_negative_int, default=None,
+                   help=f"PTI tuning steps {_quick_full('tune_steps', presets)}")
+    p.set_defaults(fn=cmd_compensation)
+
+    p = sub.add_parser("score-identity", help="fill in the identity of a compare folder inverted with --identity none")
+    _machine(p, "a folder written by compare")
+    p.add_argument("--targets", default=None, help="the targets the folder was inverted with (as in compare)")
+    p.add_argument("--identity", default="dlib", choices=["dlib", "facenet"])
+    p.add_argument("--quick", action="store_true",
+                   help="the folder was made with --quick (P_N statistics of 100k samples)")
+    p.set_defaults(fn=cmd_score_identity)
+
+    p = sub.add_parser("paired", help="paired tests of one space against others on the rows already in --out")
+    p.add_argument("--out", required=True, help="a folder written by compare and/or identity-curves")
+    p.add_argument("--a", type=space_name, default=None, help="the space compared against the others (default FZPlus)")
+    p.add_argument("--b", type=space_list, default=None,
+                   help="comma-separated spaces (default: every other space in --out)")
+    p.add_argument("--alpha", type=non_negative_float, default=None,
+                   help="|alpha| of the edits compared (identity curves; default 2)")
+    p.add_argument("--n-targets", "--n", dest="n_targets", type=positive_int, default=None,
+                   help="use targets 0 .. n-1 only (default: all)")
+    p.set_defaults(fn=cmd_paired, quick=False)
+
+    p = sub.add_parser("invert", help="invert images into one space")
+    _inversion(p, (InvertSettings.QUICK, InvertSettings.FULL), quick=False)
+    p.add_argument("--space", type=space_name, default=None, help="default FZPlus")
+    p.set_defaults(fn=cmd_invert, quick=False)
+
+    p = sub.add_parser("edit", help="edit inverted codes along a direction")
+    _machine(p)
+    p.add_argument("--codes", required=True, help="codes.safetensors written by `invert` (or a compare chunk file)")
+    p.add_argument("--direction", required=True, help="direction file (latentspaces .safetensors or e4e .pt)")
+    p.add_argument("--index", type=non_negative_int, default=None, help="which direction of the file (default 0)")
+    p.add_argument("--kind", choices=["z", "w"], default=None, help="kind of a foreign direction file")
+    p.add_argument("--space", type=space_name, default=None,
+                   help="space of the codes when the file does not say (default FZPlus)")
+    p.add_argument("--alphas", type=float_list, default=None,
+                   help="comma-separated (default -2,-1,0,1,2); write --alphas=-2,0,2 (the = keeps argparse from "
+                        "reading -2 as an option)")
+    p.set_defaults(fn=cmd_edit, quick=False)
+
+    p = sub.add_parser("directions", help="find directions (GANSpace, SeFa, random) and save them")
+    _machine(p)
+    p.add_argument("--method", choices=["ganspace", "sefa", "random"], default=None, help="default ganspace")
+    p.add_argument("--kind", choices=["z", "w"], default=None, help="default w")
+    p.add_argument("--count", type=positive_int, default=None, help="default 10")
+    p.add_argument("--samples", type=positive_int, default=None, help="W samples for GANSpace (default 100000)")
+    p.add_argument("--seed", type=non_negative_int, default=None)
+    p.set_defaults(fn=cmd_directions, quick=False)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run one command (argv: the arguments after `latentspaces`; the process's own when None)."""
+    args = build_parser().parse_args(argv)
+    if args.command not in SHARDED:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SystemExit(f"`{args.command}` runs as one process; only {', '.join(SHARDED)} "
+                             "shard over torchrun ranks")
+        args.fn(args)
+        return
+    world, args.device = init_world(args.device)
+    try:
+        args.fn(args)
+    finally:
+        if world.size > 1:
+            close_world()
+
+
+__all__ = ["build_parser", "main"]

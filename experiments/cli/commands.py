@@ -1,0 +1,242 @@
+"""What each `latentspaces` command does, given its parsed flags (`experiments.cli.build_parser`).
+
+Every command reads its numbers from its settings dataclass (`experiments.cli.settings`), built once
+from the flags and the preset; the flags that pick files, models and devices are read from `args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+import latentspaces as ls
+from encoders import load_encoder
+from latentspaces import assets
+from latentspaces.directions import ganspace, load_directions, random_directions, save_directions, sefa
+from latentspaces.discriminator import load_default_discriminator
+from latentspaces.images import load_images, save_images
+from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
+from latentspaces.metrics.d_features import DiscriminatorFeatures
+from latentspaces.metrics.identity import DlibIdentity, FacenetIdentity
+from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
+from optimizers import HybridInverter
+
+from ..distributed import World
+from ..runs import read_rows, read_settings
+from ..studies.compensation import run_compensation_comparison
+from ..studies.identity_curves import edit_directions, run_identity_curves
+from ..studies.inversions import PER_IMAGE_CSV, fill_identity
+from ..studies.paired_statistics import run_paired_statistics
+from ..studies.space_comparison import run_space_comparison, summarize
+from .settings import (CompareSettings, CompensationSettings, DirectionsSettings, EditSettings, IdentityCurvesSettings,
+                       InvertSettings, PairedSettings, ScoreIdentitySettings)
+
+F_SPACES = ("FWPlus", "FZ", "FZPlus")          # initialised by the F encoder with --init encoder
+WPLUS_INIT_SPACES = ("WPlus", "W", "S", "PN")  # initialised by the W+ encoder; Z and Z+ start from the mean
+
+
+def _generator(args: argparse.Namespace) -> ls.Generator:
+    return ls.load_generator(args.generator, device=args.device)
+
+
+def _targets(args: argparse.Namespace, G: ls.Generator, n: int) -> torch.Tensor:
+    """The targets [n, 3, R, R] in [-1, 1]: the shipped held-out faces, or the image files of --targets."""
+    if args.targets in (None, "heldout"):
+        if G.resolution != 64:
+            raise SystemExit("the shipped held-out targets are 64 px faces; pass --targets FILES for this generator")
+        return assets.heldout_targets(n).to(args.device)
+    return load_images(args.targets.split(","), G.resolution).to(args.device)
+
+
+def _perceptual(args: argparse.Namespace) -> Optional[PerceptualDistance]:
+    """The default model's D-features distance, LPIPS when asked for (and its weights exist), or none."""
+    if args.perceptual == "none":
+        return None
+    if args.perceptual.startswith("lpips"):
+        return make_perceptual(args.perceptual).to(args.device)
+    if args.generator != "default":
+        raise SystemExit("--perceptual d-features is the default model's distance; use lpips-vgg or none")
+    return DiscriminatorFeatures(load_default_discriminator().to(args.device))
+
+
+def _identity(args: argparse.Namespace) -> Optional[IdentitySimilarity]:
+    if args.identity == "none":
+        return None
+    return DlibIdentity() if args.identity == "dlib" else FacenetIdentity(args.device)
+
+
+def _pn_stats(G: ls.Generator, n_samples: int) -> ls.PNStats:
+    """The P_N statistics of G (fitted once and cached; under torchrun rank 0 fits, the others read the cache)."""
+    world = World.current()
+    return world.main_first(lambda: ls.PNStats.fit(G, n_samples=n_samples, progress=world.main))
+
+
+def _pn_if_needed(G: ls.Generator, spaces: Sequence[str], n_samples: int) -> Optional[ls.PNStats]:
+    return _pn_stats(G, n_samples) if "PN" in spaces else None
+
+
+def _init_encoders(args: argparse.Namespace, spaces: Sequence[str]) -> Dict[str, CodeInitializer]:
+    """Space name -> initialising encoder: the F encoder for F spaces, the W+ encoder for W+, W, S, PN."""
+    loaded: Dict[str, CodeInitializer] = {}
+
+    def encoder(name: str) -> CodeInitializer:
+        if name not in loaded:
+            loaded[name] = load_encoder(name, args.device)
+        return loaded[name]
+
+    return {s: encoder(args.f_encoder if s in F_SPACES else args.wplus_encoder)
+            for s in spaces if s in F_SPACES + WPLUS_INIT_SPACES}
+
+
+def _print_table(out: Path, name: str, wrote: str, since: Optional[float] = None) -> None:
+    print((out / f"{name}.md").read_text())
+    print(f"wrote {wrote}" + ("" if since is None else f" ({time.time() - since:.0f} s)"))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    s = CompareSettings.from_args(args)
+    G = _generator(args)
+    targets = _targets(args, G, s.n_targets)
+    encoders = _init_encoders(args, s.spaces) if args.init == "encoder" else None
+    t = time.time()
+    out = Path(args.out)
+    run_space_comparison(out, G, targets, s.spaces, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per,
+                         lambda_reg=s.lambda_reg, perceptual=_perceptual(args), identity=_identity(args),
+                         pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), encoders=encoders, chunk=s.chunk,
+                         seed=s.seed)
+    if World.current().main:
+        _print_table(out, "space_comparison", f"{out}/space_comparison.csv, .md, reconstructions.png", t)
+
+
+def cmd_identity_curves(args: argparse.Namespace) -> None:
+    s = IdentityCurvesSettings.from_args(args)
+    identity = _identity(args)
+    if identity is None:
+        raise SystemExit("identity-curves needs an identity metric (--identity dlib)")
+    G = _generator(args)
+    targets = _targets(args, G, s.n_targets)
+    t = time.time()
+    summary = run_identity_curves(Path(args.out), G, targets, identity, s.spaces, n_directions=s.directions,
+                                  direction_samples=s.direction_samples, steps=s.steps, lr=s.lr,
+                                  lambda_per=s.lambda_per, perceptual=_perceptual(args), chunk=s.chunk, seed=s.seed,
+                                  pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples))
+    if not World.current().main:
+        return
+    for row in summary:
+        print(f"{row['space']:8s} identity at |alpha|=2: {row.get('identity_at_2', float('nan')):.4f}  "
+              f"mean over alphas: {row['identity_mean']:.4f}")
+    print(f"wrote {args.out}/identity_curves.csv, identity_curves.png/.pdf, identity_summary.csv, "
+          f"random_directions.png ({time.time() - t:.0f} s)")
+
+
+def cmd_score_identity(args: argparse.Namespace) -> None:
+    s = ScoreIdentitySettings.from_args(args)
+    out = Path(args.out)
+    try:
+        recorded = read_settings(out)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{e}: score-identity scores a folder written by compare") from None
+    if args.identity == "none":
+        raise SystemExit("score-identity needs an identity metric (--identity dlib or facenet)")
+    G = _generator(args)
+    n = len(recorded["targets"])
+    targets = _targets(args, G, n)
+    present = {r["space"] for r in read_rows(out / PER_IMAGE_CSV)}
+    filled = fill_identity(out, G, targets, _identity(args), pn_stats=_pn_if_needed(G, present, s.pn_samples))
+    summarize(out, [name for name in SPACE_ORDER if name in present], n)
+    _print_table(out, "space_comparison", f"{out}/space_comparison_per_image.csv, space_comparison.csv, .md "
+                                          f"({filled} images scored)")
+
+
+def cmd_paired(args: argparse.Namespace) -> None:
+    s = PairedSettings.from_args(args)
+    out = Path(args.out)
+    run_paired_statistics(out, s.a, s.b, abs_alpha=s.alpha, n_targets=s.n_targets)
+    _print_table(out, "paired_statistics", f"{out}/paired_statistics.csv and .md")
+
+
+def cmd_invert(args: argparse.Namespace) -> None:
+    s = InvertSettings.from_args(args)
+    G = _generator(args)
+    targets = _targets(args, G, s.n_targets)
+    pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if s.space == "PN" else None
+    space = build_space(s.space, G, pn)
+    perceptual = _perceptual(args)
+    res = HybridInverter(space, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per if perceptual else 0.0,
+                         lambda_reg=0.0, perceptual=perceptual).invert(targets, seed=s.seed, init="mean")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res.code.save(out / "codes.safetensors", space=s.space, generator=str(args.generator), steps=s.steps)
+    save_images(torch.cat([targets, res.images]), out / "inversion.png", nrow=len(targets))
+    mse = (res.images - targets).square().mean()  # after the last step (history holds the loss before each)
+    print(f"{s.space}: final MSE {mse:.4f} after {s.steps} steps; wrote {out}/codes.safetensors, inversion.png")
+
+
+def cmd_edit(args: argparse.Namespace) -> None:
+    s = EditSettings.from_args(args)
+    G = _generator(args)
+    saved = read_code_file(args.codes, args.device)
+    space_name = saved.space or s.space
+    pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if space_name == "PN" else None
+    space = build_space(space_name, G, pn)
+    directions = load_directions(args.direction, kind=s.kind)
+    if s.index >= len(directions):
+        raise SystemExit(f"--index {s.index}: {args.direction} holds {len(directions)} directions (0 .. "
+                         f"{len(directions) - 1})")
+    d = directions[s.index]
+    with torch.no_grad():
+        rows = torch.stack([space.synthesize(space.edit(saved.code, d, a)) for a in s.alphas], dim=1)  # [N, A, 3, R, R]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_images(rows.flatten(0, 1), out / f"edit_{d.name}.png", nrow=len(s.alphas))
+    print(f"wrote {out}/edit_{d.name}.png ({len(saved.code)} codes x alphas {list(s.alphas)})")
+
+
+def cmd_directions(args: argparse.Namespace) -> None:
+    s = DirectionsSettings.from_args(args)
+    G = _generator(args)
+    if s.method == "ganspace":
+        dirs = ganspace(G, n_samples=s.samples, n_components=s.count, kind=s.kind, seed=s.seed, scale_by_std=True)
+    elif s.method == "sefa":
+        dirs = sefa(G, n_components=s.count)
+    else:
+        dirs = random_directions(s.count, G.z_dim if s.kind == "z" else G.w_dim, kind=s.kind, seed=s.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{s.method}_{'w' if s.method == 'sefa' else s.kind}.safetensors"
+    save_directions(path, dirs)
+    print(f"wrote {len(dirs)} {s.method} directions to {path}")
+
+
+def cmd_compensation(args: argparse.Namespace) -> None:
+    s = CompensationSettings.from_args(args)
+    G = _generator(args)
+    targets = _targets(args, G, s.n_targets)
+    models = {"base": load_encoder(args.base_encoder, args.device), "sdic": load_encoder(args.sdic, args.device),
+              "f": load_encoder(args.f_encoder, args.device)}
+    perceptual = _perceptual(args)
+    on = perceptual is not None
+    settings = {
+        "pti": dict(pivot_steps=s.pivot_steps, tune_steps=s.tune_steps, perceptual=perceptual,
+                    lambda_per=1.0 if on else 0.0),
+        "fzplus": dict(steps=s.steps, lr=s.lr, lambda_per=s.lambda_per if on else 0.0, lambda_reg=0.0,
+                       perceptual=perceptual),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = World.current()
+    directions = world.main_first(lambda: edit_directions(G, out, s.directions, s.direction_samples, s.seed))
+    t = time.time()
+    run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, _identity(args))
+    if world.main:
+        _print_table(out, "compensation_comparison", f"{out}/compensation_comparison.csv, .md, compensation_grid.png",
+                     t)
+
+
+__all__ = ["cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit", "cmd_identity_curves", "cmd_invert",
+           "cmd_paired", "cmd_score_identity"]

@@ -1,0 +1,97 @@
+"""Space comparison ("Revisiting Latent Space of GAN Inversion", Table 1): invert a target set into every
+latent space and compare the reconstructions.
+
+Writes into OUT, besides the shared inversions (`experiments.studies.inversions`: code files, per-image
+rows, settings):
+  space_comparison.csv            mean and std per space: mse, psnr, ssim, ms_ssim, perceptual, identity, seconds
+  space_comparison.md             the same as a Markdown table
+  reconstructions.png             targets (top row) and each space's reconstruction below
+  reconstructions.json            the rows of that grid, by name
+An interrupted run resumes: chunks whose rows are in the per-image CSV are not redone. A rerun with
+other settings or other targets into the same OUT is refused (`experiments.runs.claim_out_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Mapping, Optional, Sequence
+
+import torch
+
+from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
+from latentspaces.io import atomic_write_text, to_uint8
+from latentspaces.spaces import SPACE_ORDER, PNStats, read_code_file
+
+from ..distributed import World
+from ..runs import chunk_path, claim_out_dir, mean_std_rows, read_rows, write_mean_std_table
+from .inversions import PER_IMAGE_CSV, inversion_settings, invert_missing
+
+SUMMARY_METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
+TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("PSNR", "psnr", ".2f", True), ("SSIM", "ssim", ".3f", True),
+                 ("MS-SSIM", "ms_ssim", ".3f", True), ("perceptual", "perceptual", ".3f", True),
+                 ("identity", "identity", ".3f", True), ("s / image", "seconds_per_image", ".2f", False)]
+
+
+def run_space_comparison(
+    out: Path,
+    G: torch.nn.Module,
+    targets: torch.Tensor,                             # [N, 3, R, R] in [-1, 1]
+    spaces: Sequence[str] = SPACE_ORDER,
+    steps: int = 1200,
+    lr: float = 0.01,
+    lambda_per: float = 10.0,
+    lambda_reg: float = 10.0,
+    perceptual: Optional[PerceptualDistance] = None,   # used in the loss and reported
+    identity: Optional[IdentitySimilarity] = None,     # reported
+    pn_stats: Optional[PNStats] = None,
+    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else init='mean')
+    chunk: int = 8,
+    seed: int = 0,
+) -> List[dict]:
+    """Invert `targets` into each space (resumable per chunk); returns the summary rows.
+
+    Under `torchrun` the chunks are sharded over the ranks, and rank 0 writes the table and the grid
+    (the other ranks return no rows).
+    """
+    world = World.current()
+    settings = inversion_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders, chunk, seed)
+    world.main_first(lambda: claim_out_dir(out, settings, targets))
+    invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
+                   encoders, chunk, seed)
+    if not world.main:
+        return []
+    summary = summarize(out, spaces, targets.shape[0])
+    reconstruction_grid(out, targets, spaces)
+    return summary
+
+
+def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
+    """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows."""
+    rows = read_rows(out / PER_IMAGE_CSV)
+    if n_targets is not None:
+        rows = [r for r in rows if int(r["target"]) < n_targets]
+    summary = mean_std_rows(rows, "space", spaces, SUMMARY_METRICS)
+    write_mean_std_table(out, "space_comparison", summary, "space", TABLE_COLUMNS)
+    return summary
+
+
+def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str], max_cols: int = 8) -> None:
+    """reconstructions.png: the first `max_cols` targets [N, 3, R, R] and below them each space's first chunk."""
+    from torchvision.utils import save_image  # torchvision is imported only when a grid is drawn
+
+    k = min(max_cols, targets.shape[0])
+    rows, names = [to_uint8(targets[:k])], ["targets"]
+    for name in spaces:
+        path = chunk_path(out, name, 0)
+        if path.is_file():
+            images = read_code_file(path).images[:k]
+            if images.shape[0] == k:
+                rows.append(images)
+            names.append(name)
+    grid = torch.cat(rows).float() / 255
+    save_image(grid, str(out / "reconstructions.png"), nrow=k, padding=1)
+    atomic_write_text(out / "reconstructions.json", json.dumps({"rows": names}))
+
+
+__all__ = ["SUMMARY_METRICS", "reconstruction_grid", "run_space_comparison", "summarize"]

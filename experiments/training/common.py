@@ -1,0 +1,136 @@
+"""What the trainers share besides the loop: run setup, flags, per-rank batches and seeds, training codes,
+the perceptual distance by name, and the plot of log.csv.
+
+Under `torchrun` every trainer joins the process group in `open_run` and trains on its share of every
+batch (`rank_batch`, `rank_seed`, `World.average_gradients_` in experiments/distributed.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import torch
+from matplotlib.figure import Figure
+
+import latentspaces as ls
+from experiments.argtypes import positive_float, positive_int
+from experiments.distributed import World, close_world, init_world
+from latentspaces.discriminator import load_default_discriminator
+from latentspaces.interfaces import PerceptualDistance
+from latentspaces.metrics.d_features import DiscriminatorFeatures
+from latentspaces.metrics.perceptual import lpips_available, make_perceptual
+
+PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "lpips-alex", "d-features", "none")
+
+
+# ---------------------------------------------------------------------------------- flags
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1] (a mixing probability, a share of the batch)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not in [0, 1]")
+    return value
+
+
+def add_run_flags(ap: argparse.ArgumentParser, snap: float, snap_type=positive_int,
+                  snap_help: str = "steps between checkpoints / log rows") -> None:
+    """The flags every trainer has: --out, --snap, --max-seconds, --resume, --device, --seed."""
+    ap.add_argument("--out", required=True, help="run directory (checkpoint, log, plots, export)")
+    ap.add_argument("--snap", type=snap_type, default=snap, help=snap_help)
+    ap.add_argument("--max-seconds", type=positive_float, default=None,
+                    help="stop (with a checkpoint, then export) after this long; --resume continues")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--seed", type=int, default=0)
+
+
+# ---------------------------------------------------------------------------------- run setup
+def open_run(args: argparse.Namespace) -> Tuple[Path, torch.device, World]:
+    """(run directory, device, world) for a trainer's --out, --device and --seed.
+
+    Under `torchrun` this process joins the process group first; the device becomes its GPU.
+    """
+    world, device_name = init_world(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    return out, torch.device(device_name), world
+
+
+def start_run(args: argparse.Namespace) -> Tuple[Path, torch.device, ls.Generator, World]:
+    """`open_run`, plus the frozen generator of --generator (eval mode, no gradients) on the device."""
+    out, device, world = open_run(args)
+    return out, device, ls.load_generator(args.generator, device=device).eval().requires_grad_(False), world
+
+
+def finish_run(world: World) -> None:
+    """Leave the process group at the end of a trainer (every rank)."""
+    world.barrier()
+    if world.size > 1:
+        close_world()
+
+
+def rank_batch(world: World, batch: int) -> int:
+    """This rank's share of a `batch` of images per step (the batch is the total over all ranks)."""
+    if batch % world.size:
+        raise SystemExit(f"--batch {batch} does not split over {world.size} processes; use a multiple of "
+                         f"{world.size}")
+    return batch // world.size
+
+
+def rank_seed(world: World, seed: int) -> int:
+    """The seed of this rank's data stream: `seed` itself on rank 0 (a one-process run is unchanged)."""
+    return seed + 1_000_003 * world.rank
+
+
+# ---------------------------------------------------------------------------------- data and losses
+def training_codes(G: ls.Generator, batch: int, mixing: float, gen: torch.Generator) -> torch.Tensor:
+    """ws [B, num_ws, w_dim] of random z's (drawn from `gen`), past a random cutoff those of a second z
+    with probability `mixing` (style mixing)."""
+    device = G.w_avg.device
+    z = torch.randn(batch, G.z_dim, generator=gen, device=gen.device).to(device)
+    ws = G.broadcast(G.mapping(z))
+    if mixing > 0 and torch.rand([], generator=gen, device=gen.device).item() < mixing:
+        cutoff = int(torch.randint(1, G.num_ws, [], generator=gen, device=gen.device))
+        z2 = torch.randn(batch, G.z_dim, generator=gen, device=gen.device).to(device)
+        ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(z2))[:, cutoff:]], dim=1)
+    return ws
+
+
+def resolve_perceptual(name: str, G: ls.Generator, device: torch.device) -> Optional[PerceptualDistance]:
+    """The perceptual distance by name (None for 'none'); 'auto' prefers LPIPS-VGG, else the default
+    model's D-features distance."""
+    if name == "none":
+        return None
+    if name == "auto":
+        name = "lpips-vgg" if lpips_available("vgg") else "d-features"
+    if name == "d-features":
+        if G.resolution != 64:
+            raise SystemExit("the D-features distance belongs to the 64 px default model; pass --perceptual lpips-vgg")
+        return DiscriminatorFeatures(load_default_discriminator()).to(device)
+    return make_perceptual(name).to(device)
+
+
+# ---------------------------------------------------------------------------------- plots
+def plot_log(log: Path, png: Path, columns: Sequence[str] = ("loss", "heldout_mse")) -> None:
+    """One panel per column of log.csv against its first column (step or kimg), log scale."""
+    rows = [line.split(",") for line in log.read_text().splitlines()]
+    head, data = rows[0], rows[1:]
+    if not data:
+        return
+    fig = Figure(figsize=(4.5 * len(columns), 3.2))
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    for ax, col in zip(axes, columns):
+        j = head.index(col)
+        ax.plot([float(r[0]) for r in data], [float(r[j]) for r in data], marker=".")
+        ax.set_xlabel(head[0])
+        ax.set_ylabel(col)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)

@@ -1,0 +1,71 @@
+"""What the trainers of networks over a frozen generator share (the F and W+ encoders, the SDIC head):
+their common flags, their setup and their export through `encoders.save_encoder`.
+
+A subclass of `HeadTrainer` builds its network (`self.network`) and its optimizer, and says what one
+step does; `train_head` loads the generator, builds the trainer and runs it in the shared loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable, Dict
+
+import torch
+
+import latentspaces as ls
+from encoders import save_encoder
+from experiments.argtypes import positive_float, positive_int
+from experiments.distributed import World
+from experiments.training.common import PERCEPTUAL_CHOICES, rank_batch, start_run
+from experiments.training.loop import Trainer, TrainingLoop
+
+
+def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
+    """--generator, --steps, --batch, --lr, --perceptual and --half, with this trainer's defaults."""
+    ap.add_argument("--generator", default="default", help="generator name or checkpoint path")
+    ap.add_argument("--steps", type=positive_int, default=steps)
+    ap.add_argument("--batch", type=positive_int, default=batch, help="images per step, over all processes")
+    ap.add_argument("--lr", type=positive_float, default=lr)
+    ap.add_argument("--perceptual", default="auto", choices=PERCEPTUAL_CHOICES,
+                    help="'auto': LPIPS-VGG when its backbone is installed, else the default model's D features")
+    ap.add_argument("--half", action="store_true", help="export float16 weights")
+
+
+class HeadTrainer(Trainer):
+    """A network trained over a frozen generator, exported as OUT/<export_file> by `encoders.save_encoder`."""
+
+    export_file: str = "encoder.safetensors"   # file name of the export in the run directory
+    trained_by: str = ""                       # the command's module, recorded in the export's metadata
+
+    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+        self.args = args                       # the parsed flags (add_run_flags, add_head_flags, the trainer's own)
+        self.out = out                         # run directory
+        self.G = G                             # the frozen generator (eval mode, no gradients)
+        self.world = world                     # this process among the ranks
+        self.device = device                   # this rank's device
+        self.batch = rank_batch(world, args.batch)   # this rank's images per step
+        self.network: torch.nn.Module          # the trained network: set by the subclass
+        self.perceptual = None                 # its perceptual distance (None: pixels only): set by the subclass
+
+    def export_meta(self, step: int) -> Dict[str, object]:
+        """Metadata of this trainer's export beyond the shared fields."""
+        return {}
+
+    def export(self, step: int) -> None:
+        self.network.eval()
+        meta = {"generator": self.args.generator, "steps": step, "batch": self.args.batch,
+                "processes": self.world.size,
+                "perceptual": "none" if self.perceptual is None else str(self.perceptual.name),
+                "trained_by": self.trained_by, **self.export_meta(step)}
+        save_encoder(self.network, self.out / self.export_file, meta=meta, half=self.args.half)
+        print(f"wrote {self.out / self.export_file} ({step} steps)")
+
+
+def train_head(make: Callable[[argparse.Namespace, Path, ls.Generator, World, torch.device], HeadTrainer],
+               args: argparse.Namespace) -> Path:
+    """Load --generator, build the trainer with `make` and run it for --steps in the shared loop."""
+    out, device, G, world = start_run(args)
+    TrainingLoop(make(args, out, G, world, device), out, world, total=args.steps, snap=args.snap,
+                 resume=args.resume, max_seconds=args.max_seconds, config=vars(args), device=device).run()
+    return out

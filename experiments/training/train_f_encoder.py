@@ -1,0 +1,121 @@
+"""Train an F encoder (BDInvert's base-code encoder) on generated pairs only ("Revisiting Latent Space
+of GAN Inversion", Eq. 2).
+
+    python -m experiments.training.train_f_encoder --out runs/f_encoder                 # default generator
+    python -m experiments.training.train_f_encoder --out runs/f_encoder --resume        # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.training.train_f_encoder --out runs/f_encoder   # --batch split over 4
+
+Each step draws z (with style mixing), w^s = mapping(z), the base code f^s = G's own output of the F
+layer and x = G(f^s, w^s_{M+}) (the F-space image: the coarse RGB skip is dropped). The loss is
+
+    ||G(E(x), w^s_{M+}) - x||^2 + lambda_enc * P(G(E(x), w^s_{M+}), x)
+
+with P the perceptual distance (LPIPS when its backbone is installed, else the default model's
+D-features distance; `--perceptual none` for pixels only). BDInvert: batch 16, Adam 1e-3, 10k steps,
+x0.1 every 2k. Every `--snap` steps (experiments/training/loop.py): an atomic checkpoint, a row in
+log.csv with the held-out initialisation MSE (E(x) with mean detail codes, on the shipped held-out
+faces), the loss plot and a reconstruction grid. At the end: `encoder.safetensors` in the project's format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+import torch
+
+import latentspaces as ls
+from encoders import FEncoder
+from experiments.argtypes import non_negative_float, positive_int
+from experiments.distributed import World
+from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual, training_codes
+from experiments.training.heads import HeadTrainer, add_head_flags, train_head
+from latentspaces.assets import heldout_targets
+from latentspaces.images import save_images
+from latentspaces.spaces.f import default_f_layer
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(ap, snap=250)
+    add_head_flags(ap, steps=10_000, batch=16, lr=1e-3)
+    ap.add_argument("--layer", default=None, help="F layer (default: the F spaces' default for G)")
+    ap.add_argument("--widths", type=json.loads, default=None,
+                    help="JSON list of the three block widths (default [128, 256, 512]; [32, 64, 128] for 'default')")
+    ap.add_argument("--decay-every", type=positive_int, default=2000, help="steps between x0.1 learning-rate decays")
+    ap.add_argument("--lambda-enc", type=non_negative_float, default=1.0, help="weight of the perceptual term")
+    ap.add_argument("--mixing", type=probability, default=0.5, help="style-mixing probability of the training codes")
+    return ap.parse_args(argv)
+
+
+class FEncoderTrainer(HeadTrainer):
+    """BDInvert's encoder loss on generated pairs, over a frozen generator."""
+
+    name = "train F encoder"
+    columns = ("step", "seconds", "loss", "mse", "perceptual", "heldout_mse", "lr")
+    plot_columns = ("loss", "heldout_mse")
+    trained_by = "experiments.training.train_f_encoder"
+
+    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+        super().__init__(args, out, G, world, device)
+        self.layer = args.layer or default_f_layer(G)
+        widths = args.widths or ([32, 64, 128] if args.generator == "default" else [128, 256, 512])
+        self.encoder = self.network = FEncoder.for_generator(G, self.layer, widths).to(device).train()
+        world.broadcast_(self.encoder)
+        self.space = ls.FWPlus(G, layer=self.layer)
+        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=args.decay_every, gamma=0.1)
+        self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
+        self.heldout = heldout_targets(16).to(device) if G.resolution == 64 else None
+
+    def checkpointed(self) -> Dict[str, object]:
+        return {"encoder": self.encoder, "opt": self.opt, "sched": self.sched}
+
+    def generators(self) -> Dict[str, torch.Generator]:
+        return {"gen": self.gen}
+
+    def step(self, step: int) -> Dict[str, torch.Tensor]:
+        G, layer = self.G, self.layer
+        with torch.no_grad():
+            ws = training_codes(G, self.batch, self.args.mixing, self.gen)
+            x = G.synthesis.from_feature(self.space.feature_of(ws), ws, layer, noise_mode="const")
+        y = G.synthesis.from_feature(self.encoder(x), ws, layer, noise_mode="const")
+        mse = (y - x).square().mean()
+        per = self.perceptual(y, x).mean() if self.perceptual is not None else torch.zeros((), device=self.device)
+        loss = mse + self.args.lambda_enc * per
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.world.average_gradients_(self.encoder.parameters())
+        self.opt.step()
+        self.sched.step()
+        return {"loss": loss.detach(), "mse": mse.detach(), "perceptual": per.detach()}
+
+    @torch.no_grad()
+    def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
+        lr = self.sched.get_last_lr()[0]
+        if self.heldout is None:
+            return {"heldout_mse": math.nan, "lr": lr}
+        self.encoder.eval()
+        recon = self.space.synthesize(self.encoder.init_code(self.space, self.heldout))
+        self.encoder.train()
+        save_images(torch.cat([self.heldout[:8], recon[:8]]), self.out / "reconstructions.png", nrow=8)
+        return {"heldout_mse": (recon - self.heldout).square().mean().item(), "lr": lr}
+
+    def export_meta(self, step: int) -> Dict[str, object]:
+        return {"layer": self.layer, "lambda_enc": self.args.lambda_enc}
+
+
+def train(args: argparse.Namespace) -> Path:
+    return train_head(FEncoderTrainer, args)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Train an SDIC compensation head (DIPN + DICN) over a frozen W+ encoder ("Spatial-Contextual
+Discrepancy Information Compensation for GAN Inversion").
+
+    python -m experiments.training.train_sdic --out runs/sdic                    # default generator + 'default-wplus'
+    python -m experiments.training.train_sdic --out runs/sdic --resume           # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.training.train_sdic --out runs/sdic   # data parallel: --batch split over 4
+
+Each step: real domain images x (DCGAN faces), W = E(x) from the frozen base encoder, x0 = G(W),
+then SDIC's compensated image y with W' and F^ (encoders/sdic.py). Loss (SDIC's joint loss):
+
+    l2 * ||y - x||^2 + per * P(y, x) + edit * (0.8 mean((F^ - G_l)^2) + 0.2 mean((W' - W)^2))
+
+P: LPIPS when its backbone is installed, else the default model's D-features distance. The paper's
+0.1 * ID(ArcFace) term needs a differentiable identity network; none ships offline, so it is off
+unless one is added (dlib's descriptor is not differentiable). The paper trains with Ranger at 1e-3,
+batch 2, 200k steps; here Adam 1e-3, batch 8, a few thousand steps on the 64 px default.
+Every `--snap` steps (experiments/training/loop.py): checkpoint, log.csv row (held-out MSE of the base
+and of SDIC), loss plot, reconstruction grid. At the end: sdic.safetensors in the project's encoder format.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+import torch
+
+import latentspaces as ls
+from encoders import SDIC, load_encoder
+from experiments.argtypes import non_negative_float, positive_float, positive_int
+from experiments.distributed import World
+from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
+from experiments.training.heads import HeadTrainer, add_head_flags, train_head
+from latentspaces.assets import heldout_targets
+from latentspaces.datasets import FaceSampler
+from latentspaces.images import save_images
+from latentspaces.interfaces import Compensation, PerceptualDistance
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(ap, snap=100)
+    add_head_flags(ap, steps=2000, batch=8, lr=1e-3)
+    ap.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file (frozen)")
+    ap.add_argument("--layer", default=None, help="compensated layer (default: encoders.sdic.default_sdic_layer)")
+    ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the paper's sizes)")
+    ap.add_argument("--input-size", type=positive_int, default=32, help="side of the network input (paper: 256)")
+    ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
+    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
+    ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of 0.8 map + 0.2 code distances")
+    return ap.parse_args(argv)
+
+
+def sdic_losses(comp: Compensation, x: torch.Tensor, ws: torch.Tensor, perceptual: Optional[PerceptualDistance],
+                args: argparse.Namespace) -> Dict[str, torch.Tensor]:
+    """The joint loss terms (scalars) of one batch: 'loss' (the weighted sum), 'l2', 'perceptual', 'edit'."""
+    l2 = (comp.image - x).square().mean()
+    per = perceptual(comp.image, x).mean() if perceptual is not None else torch.zeros((), device=x.device)
+    edit = 0.8 * comp.cache["residual"].square().mean() + 0.2 * (comp.ws - ws).square().mean()
+    total = args.lambda_l2 * l2 + args.lambda_per * per + args.lambda_edit * edit
+    return {"loss": total, "l2": l2, "perceptual": per, "edit": edit}
+
+
+class SDICTrainer(HeadTrainer):
+    """SDIC's joint loss on DCGAN faces, over a frozen generator and a frozen W+ encoder."""
+
+    name = "train SDIC"
+    columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "heldout_mse_base", "heldout_mse")
+    plot_columns = ("loss", "heldout_mse")
+    export_file = "sdic.safetensors"
+    trained_by = "experiments.training.train_sdic"
+
+    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+        super().__init__(args, out, G, world, device)
+        if G.resolution != 64:
+            raise SystemExit("the SDIC trainer draws real images from the 64 px DCGAN domain (default generator)")
+        self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
+        self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
+        world.broadcast_(self.sdic)
+        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.opt = torch.optim.Adam(self.sdic.parameters(), lr=args.lr)
+        self.faces = FaceSampler(device)
+        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
+        self.heldout = heldout_targets(16).to(device)
+
+    def checkpointed(self) -> Dict[str, object]:
+        return {"sdic": self.sdic, "opt": self.opt}
+
+    def generators(self) -> Dict[str, torch.Generator]:
+        return {"data_gen": self.data_gen}
+
+    def step(self, step: int) -> Dict[str, torch.Tensor]:
+        with torch.no_grad():
+            x = self.faces.from_z(torch.randn(self.batch, 100, generator=self.data_gen, device=self.device))
+            ws = self.base(x)
+            x0 = self.G.synthesis(ws, noise_mode="const")
+        terms = sdic_losses(self.sdic.compensate(self.G, x, ws, x0), x, ws, self.perceptual, self.args)
+        self.opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.world.average_gradients_(self.sdic.parameters())
+        self.opt.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
+        """Held-out MSE of the base reconstruction and of SDIC's; the grid targets / base / SDIC."""
+        self.sdic.eval()
+        ws = self.base(self.heldout)
+        x0 = self.G.synthesis(ws, noise_mode="const")
+        y = self.sdic.compensate(self.G, self.heldout, ws, x0).image
+        self.sdic.train()
+        save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
+        return {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
+                "heldout_mse": (y - self.heldout).square().mean().item()}
+
+    def export_meta(self, step: int) -> Dict[str, object]:
+        return {"base_encoder": str(self.args.base_encoder),
+                "identity_loss": "off (no differentiable identity network offline)"}
+
+
+def train(args: argparse.Namespace) -> Path:
+    return train_head(SDICTrainer, args)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Train an e4e-style W+ encoder for a generator (default: the embedded 64 px model).
+
+    python -m experiments.training.train_wplus_encoder --out runs/wplus_encoder
+    python -m experiments.training.train_wplus_encoder --out runs/wplus_encoder --resume     # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.training.train_wplus_encoder --out runs/wplus_encoder   # data parallel
+
+The recipe of "Designing an Encoder for StyleGAN Image Manipulation" (Tov et al. 2021), scaled to the
+default domain:
+- images: real domain images (the DCGAN faces) and, for `--synthetic-fraction` of each batch,
+  generated images G(w^s) whose codes are known;
+- loss: L2(G(E(x)), x) + lambda_per P(G(E(x)), x) + lambda_latent mean((E(x^s) - w^s)^2) on the
+  generated part (a latent supervision e4e does not have: it shortens CPU training) +
+  delta_reg * sum_i mean ||w_i - w_0||_2 + lambda_wd * softplus(-D_lat(E(x))) (optional);
+- progressive training: only w0 until `--progressive-start`, then one more offset every
+  `--progressive-every` steps (e4e: 20k and 2k);
+- latent discriminator (`--lambda-wd` > 0): a 4-layer MLP on single w rows, real ones from the
+  mapping network, non-saturating loss, R1 (gamma 10) every 16 steps.
+Every `--snap` steps (experiments/training/loop.py): an atomic checkpoint, a log.csv row with the
+held-out MSE of G(E(x)) on the shipped held-out faces, the loss plot and a reconstruction grid.
+At the end: encoder.safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import latentspaces as ls
+from encoders import WPlusEncoder
+from encoders.wplus_encoder import BACKBONES, EqualLinear
+from experiments.argtypes import non_negative_float, non_negative_int, positive_int
+from experiments.distributed import World
+from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual, training_codes
+from experiments.training.heads import HeadTrainer, add_head_flags, train_head
+from latentspaces.assets import heldout_targets
+from latentspaces.datasets import FaceSampler
+from latentspaces.images import save_images
+
+R1_INTERVAL = 16  # steps between R1 penalties of the latent discriminator (lazy regularization)
+
+
+class LatentDiscriminator(nn.Module):
+    """e4e's latent discriminator: w [N, w_dim] -> logit [N] through `layers` EqualLinear + LeakyReLU 0.2."""
+
+    def __init__(self, w_dim: int = 512, layers: int = 4):
+        super().__init__()
+        mods = []
+        for _ in range(layers):
+            mods += [EqualLinear(w_dim, w_dim), nn.LeakyReLU(0.2)]
+        mods.append(EqualLinear(w_dim, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.net(w).squeeze(-1)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(ap, snap=250)
+    add_head_flags(ap, steps=3000, batch=8, lr=5e-4)
+    ap.add_argument("--backbone", default=None, choices=sorted(BACKBONES),
+                    help="'small' (default up to 128 px) or 'ir_se50'")
+    ap.add_argument("--style-channels", type=positive_int, default=64, help="hidden channels of the style blocks")
+    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8, help="perceptual weight (e4e: 0.8 LPIPS)")
+    ap.add_argument("--lambda-latent", type=non_negative_float, default=1.0, help="latent supervision on generated images")
+    ap.add_argument("--synthetic-fraction", type=probability, default=0.5, help="share of each batch drawn from G")
+    ap.add_argument("--delta-reg", type=non_negative_float, default=2e-4, help="weight of the offsets' L2 norms (e4e: 2e-4)")
+    ap.add_argument("--progressive-start", type=non_negative_int, default=300, help="steps of w0-only training")
+    ap.add_argument("--progressive-every", type=positive_int, default=100, help="steps between newly enabled offsets")
+    ap.add_argument("--lambda-wd", type=non_negative_float, default=0.0, help="latent discriminator weight (e4e: 0.1; 0: off)")
+    ap.add_argument("--r1", type=non_negative_float, default=10.0, help="R1 weight of the latent discriminator")
+    ap.add_argument("--mixing", type=probability, default=0.5, help="style mixing of the generated training codes")
+    return ap.parse_args(argv)
+
+
+def progressive_stage(step: int, start: int, every: int, num_ws: int) -> int:
+    """Number of active offsets at `step`: 0 before `start`, then one more every `every` steps."""
+    if step < start:
+        return 0
+    return min(num_ws - 1, 1 + (step - start) // max(every, 1))
+
+
+class WPlusEncoderTrainer(HeadTrainer):
+    """e4e's losses (and optional latent discriminator) over a frozen generator."""
+
+    name = "train W+ encoder"
+    columns = ("step", "seconds", "loss", "mse", "perceptual", "latent", "delta", "wd", "heldout_mse", "stage")
+    plot_columns = ("loss", "heldout_mse")
+    fresh_ok = ("D_lat", "opt_d")  # a run may switch the latent discriminator on when resumed
+    trained_by = "experiments.training.train_wplus_encoder"
+
+    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+        super().__init__(args, out, G, world, device)
+        if G.resolution != 64 and args.synthetic_fraction < 1:
+            raise SystemExit("real training images come from the 64 px DCGAN domain; for other generators pass "
+                             "--synthetic-fraction 1 (generated images only)")
+        self.backbone = args.backbone or ("small" if G.resolution <= 128 else "ir_se50")
+        self.encoder = self.network = WPlusEncoder.for_generator(G, backbone=self.backbone,
+                                                  style_channels=args.style_channels).to(device).train()
+        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.D_lat = LatentDiscriminator(G.w_dim).to(device) if args.lambda_wd > 0 else None
+        world.broadcast_(self.encoder, *([self.D_lat] if self.D_lat is not None else []))
+        self.n_syn = int(round(self.batch * args.synthetic_fraction))
+        self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
+        self.opt_d = torch.optim.Adam(self.D_lat.parameters(), lr=2e-5) if self.D_lat is not None else None
+        self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
+        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 2))
+        self.faces = FaceSampler(device) if args.synthetic_fraction < 1 else None
+        self.heldout = heldout_targets(16).to(device) if G.resolution == 64 else None
+
+    def checkpointed(self) -> Dict[str, object]:
+        if self.D_lat is None:
+            return {"encoder": self.encoder, "opt": self.opt}
+        return {"encoder": self.encoder, "opt": self.opt, "D_lat": self.D_lat, "opt_d": self.opt_d}
+
+    def generators(self) -> Dict[str, torch.Generator]:
+        return {"gen": self.gen, "data_gen": self.data_gen}
+
+    def stage(self, step: int) -> int:
+        return progressive_stage(step, self.args.progressive_start, self.args.progressive_every, self.G.num_ws)
+
+    def batch_images(self):
+        """This rank's images x [B, 3, R, R]: generated ones first (with their codes ws^s), then DCGAN faces."""
+        parts, ws_syn = [], None
+        if self.n_syn > 0:
+            ws_syn = training_codes(self.G, self.n_syn, self.args.mixing, self.gen)
+            parts.append(self.G.synthesis(ws_syn, noise_mode="const"))
+        if self.batch - self.n_syn > 0:
+            parts.append(self.faces.from_z(torch.randn(self.batch - self.n_syn, 100, generator=self.data_gen,
+                                                       device=self.device)))
+        return torch.cat(parts), ws_syn
+
+    def step(self, step: int) -> Dict[str, torch.Tensor]:
+        G, args, zero = self.G, self.args, torch.zeros((), device=self.device)
+        stage = self.encoder.progressive_stage = self.stage(step)
+        with torch.no_grad():
+            x, ws_syn = self.batch_images()
+        ws = self.encoder(x)
+        y = G.synthesis(ws, noise_mode="const")
+        mse = (y - x).square().mean()
+        per = self.perceptual(y, x).mean() if self.perceptual is not None else zero
+        lat = (ws[:self.n_syn] - ws_syn).square().mean() if ws_syn is not None else zero
+        delta = WPlusEncoder.deltas(ws)[:, :stage].norm(dim=2).mean(dim=0).sum() if stage > 0 else zero
+        loss = mse + args.lambda_per * per + args.lambda_latent * lat + args.delta_reg * delta
+        wd = zero
+        if self.D_lat is not None:
+            self.D_lat.requires_grad_(False)
+            wd = F.softplus(-self.D_lat(ws.reshape(-1, G.w_dim))).mean()
+            loss = loss + args.lambda_wd * wd
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.world.average_gradients_(self.encoder.parameters())
+        self.opt.step()
+        if self.D_lat is not None:
+            self.discriminator_step(step, ws.detach())
+        return {"loss": loss.detach(), "mse": mse.detach(), "perceptual": per.detach(), "latent": lat.detach(),
+                "delta": delta.detach(), "wd": wd.detach()}
+
+    def discriminator_step(self, step: int, ws: torch.Tensor) -> None:
+        """Non-saturating loss of the latent discriminator, real ws from the mapping network, lazy R1."""
+        D_lat, G = self.D_lat, self.G
+        D_lat.requires_grad_(True)
+        with torch.no_grad():
+            real = G.mapping(torch.randn(self.batch * 4, G.z_dim, generator=self.gen).to(self.device))
+        loss_d = F.softplus(D_lat(ws.reshape(-1, G.w_dim))).mean() + F.softplus(-D_lat(real)).mean()
+        if step % R1_INTERVAL == 0:
+            real_ = real.requires_grad_(True)
+            (g,) = torch.autograd.grad(D_lat(real_).sum(), real_, create_graph=True)
+            loss_d = loss_d + self.args.r1 / 2 * g.square().sum(1).mean() * R1_INTERVAL
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.world.average_gradients_(D_lat.parameters())
+        self.opt_d.step()
+
+    @torch.no_grad()
+    def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
+        stage = self.encoder.progressive_stage
+        if self.heldout is None:
+            return {"heldout_mse": math.nan, "stage": stage}
+        self.encoder.eval()
+        recon = self.G.synthesis(self.encoder(self.heldout), noise_mode="const")
+        self.encoder.train()
+        save_images(torch.cat([self.heldout[:8], recon[:8]]), self.out / "reconstructions.png", nrow=8)
+        return {"heldout_mse": (recon - self.heldout).square().mean().item(), "stage": stage}
+
+    def export(self, step: int) -> None:
+        self.encoder.progressive_stage = self.stage(max(step - 1, 0))  # offsets past the last trained stage stay off
+        super().export(step)
+
+    def export_meta(self, step: int) -> Dict[str, object]:
+        return {"backbone": self.backbone, "synthetic_fraction": self.args.synthetic_fraction,
+                "progressive_stage": self.encoder.progressive_stage}
+
+
+def train(args: argparse.Namespace) -> Path:
+    return train_head(WPlusEncoderTrainer, args)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The library's error types, one per kind of failure.
+
+- `CheckpointError` (a ValueError): a file is not the object it was asked to be (wrong format, wrong
+  version, broken or hostile content, weights that do not match their stored config). Raised by every
+  reader of files: generators, discriminators, encoders and heads, directions, codes.
+- `MissingWeightsError` (a FileNotFoundError): optional third-party weights are not on this machine;
+  nothing is downloaded, the message names the file, where it was looked for and what to use instead.
+"""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a supported file of the kind asked for, or is broken.
+
+    The message says what the file looks like and what is expected. Raised before any object is
+    returned: nothing half-loaded ever escapes.
+    """
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Optional third-party weights are not on this machine (and are never downloaded)."""
+
+
+__all__ = ["CheckpointError", "MissingWeightsError"]
