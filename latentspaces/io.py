@@ -3,7 +3,8 @@
 Every file the project saves goes through here:
 
 - `atomic_path(path)`: write to a temporary file beside `path`, then rename; a killed process leaves
-  the old file or the new one, never half of one. `atomic_write_text` and `atomic_torch_save` use it.
+  the old file or the new one, never half of one. `atomic_write_text`, `atomic_torch_save` and
+  `save_figure` (matplotlib figures) use it.
 - `save_tensors(path, tensors, format, version, **header)`: one safetensors file whose header metadata
   is {"format": <name>, "version": "<int>", key: JSON of value, ...}. `read_header` / `load_tensors`
   check the format name and version and decode the JSON, raising `CheckpointError` with what the file
@@ -62,6 +63,13 @@ def atomic_torch_save(obj: object, path: PathLike) -> None:
     `torch.load(weights_only=True)`), atomically: training and inversion checkpoints."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def save_figure(figure: object, path: PathLike, **savefig_kwargs: object) -> None:
+    """A matplotlib figure to `path` atomically, in the format its suffix names (png, pdf, ...)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, **savefig_kwargs)
 
 
 # ---------------------------------------------------------------------------------- safetensors + header
@@ -151,4 +159,4 @@ def from_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["IMAGES_FORMAT", "atomic_path", "atomic_torch_save", "atomic_write_text", "from_uint8", "load_tensors", "read_header",
-           "read_raw_header", "read_tensors", "save_tensors", "to_uint8"]
+           "read_raw_header", "read_tensors", "save_figure", "save_tensors", "to_uint8"]

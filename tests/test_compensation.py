@@ -61,6 +61,8 @@ def test_sdic_compensate_and_edit_rule(small_G):
         with pytest.warns(DeprecationWarning, match="deprecated"):
             torch.testing.assert_close(sdic.edit(small_G, out, sdic.layer, delta), edited, rtol=0, atol=0)
         assert out["image"] is out.image and out["residual"] is out.cache["residual"]  # the dict interface too
+        with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="this head compensates 'b16.conv0'"):
+            sdic.edit(small_G, out, "b8.conv0", delta)
 
 
 def test_pti_schedule():

@@ -91,6 +91,8 @@ def test_euclidean_substeps_equal_one_step_and_z_substeps_stay_on_the_sphere(pn_
     zp = ls.FZPlus(G)
     z = zp.edit(zp.random(2, seed=0), Direction(torch.randn(G.z_dim), "z"), 2.0, substeps=10).z
     torch.testing.assert_close(z.norm(dim=-1), torch.full(z.shape[:-1], zp.radius))
+    with pytest.raises(ValueError, match="substeps must be >= 1"):
+        wp.edit(code, d, 2.0, substeps=0)
 
 
 def test_multi_layer_hooks_apply_in_layer_order(small_G):

@@ -144,6 +144,9 @@ def test_code_file_round_trip_and_legacy_formats(tmp_path):
         read_code_file(tmp_path / "e.safetensors")
     with pytest.raises(ValueError, match="uint8"):
         code.save(path, images=images.float())
+    save_tensors(tmp_path / "n.safetensors", {"images": images}, "latentspaces.code")
+    with pytest.raises(ls.CheckpointError, match="a code file without codes"):
+        read_code_file(tmp_path / "n.safetensors")
 
 
 def test_pn_statistics_cache_uses_the_header_convention(small_G, tmp_path, monkeypatch):

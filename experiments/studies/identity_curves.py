@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
-from latentspaces.io import to_uint8
+from latentspaces.io import save_figure, to_uint8
 from latentspaces.spaces import Code, PNStats, build_space
 
 from ..distributed import World
@@ -173,8 +173,8 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "identity_curves.png", dpi=150)
-    fig.savefig(out / "identity_curves.pdf")
+    save_figure(fig, out / "identity_curves.png", dpi=150)
+    save_figure(fig, out / "identity_curves.pdf")
     plt.close(fig)
 
 
@@ -218,5 +218,5 @@ def random_direction_grid(out: Path, G: torch.nn.Module, target: torch.Tensor, s
                 ax.set_xlabel(f"id {sims[i][j - 1]:.3f}", fontsize=7)
     fig.suptitle(f"Edits along a random direction n ~ N(0, 0.04 I) (seed {seed})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "random_directions.png", dpi=150)
+    save_figure(fig, out / "random_directions.png", dpi=150)
     plt.close(fig)

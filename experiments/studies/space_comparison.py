@@ -20,7 +20,8 @@ from typing import List, Mapping, Optional, Sequence
 import torch
 
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
-from latentspaces.io import atomic_write_text, to_uint8
+from latentspaces.images import save_images
+from latentspaces.io import atomic_write_text, from_uint8, to_uint8
 from latentspaces.spaces import SPACE_ORDER, PNStats, read_code_file
 
 from ..distributed import World
@@ -78,8 +79,6 @@ def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None)
 
 def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str], max_cols: int = 8) -> None:
     """reconstructions.png: the first `max_cols` targets [N, 3, R, R] and below them each space's first chunk."""
-    from torchvision.utils import save_image  # torchvision is imported only when a grid is drawn
-
     k = min(max_cols, targets.shape[0])
     rows, names = [to_uint8(targets[:k])], ["targets"]
     for name in spaces:
@@ -88,9 +87,8 @@ def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str],
             images = read_code_file(path).images[:k]
             if images.shape[0] == k:
                 rows.append(images)
-            names.append(name)
-    grid = torch.cat(rows).float() / 255
-    save_image(grid, str(out / "reconstructions.png"), nrow=k, padding=1)
+                names.append(name)
+    save_images(from_uint8(torch.cat(rows)), out / "reconstructions.png", nrow=k)
     atomic_write_text(out / "reconstructions.json", json.dumps({"rows": names}))
 
 

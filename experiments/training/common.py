@@ -21,6 +21,7 @@ from latentspaces.discriminator import load_default_discriminator
 from latentspaces.interfaces import PerceptualDistance
 from latentspaces.metrics.d_features import DiscriminatorFeatures
 from latentspaces.metrics.perceptual import lpips_available, make_perceptual
+from latentspaces.io import save_figure
 
 PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "lpips-alex", "d-features", "none")
 
@@ -133,4 +134,4 @@ def plot_log(log: Path, png: Path, columns: Sequence[str] = ("loss", "heldout_ms
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png, dpi=120)

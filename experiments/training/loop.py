@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from experiments.distributed import World
 from experiments.training.common import finish_run, plot_log
-from latentspaces.io import atomic_torch_save
+from latentspaces.io import atomic_torch_save, atomic_write_text
 
 Scalar = Union[float, int, torch.Tensor]
 
@@ -163,7 +163,7 @@ class TrainingLoop:
         if self.resume and self.ckpt.is_file():
             self.load()
         if world.main and (self.step == 0 or not self.log.exists()):
-            self.log.write_text(",".join(trainer.columns) + "\n")
+            atomic_write_text(self.log, ",".join(trainer.columns) + "\n")
         t0 = t_window = time.time()
         sums: Dict[str, float] = {}
         counts: Dict[str, int] = {}
