@@ -25,7 +25,7 @@ import torch
 
 from latentspaces import assets
 from latentspaces.errors import CheckpointError
-from latentspaces.io import read_header, read_raw_header, read_tensors, save_tensors
+from latentspaces.io import config_is_plausible, load_module, read_header, read_raw_header, save_tensors
 
 from .f_encoder import FEncoder
 from .sdic import SDIC
@@ -68,11 +68,14 @@ def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
     if raw.get("format") == FORMAT and raw.get("version") == "1" and not missing:  # class as a plain string
         try:
             return {"class": raw["class"], "config": json.loads(raw["config"]), "meta": json.loads(raw["meta"])}
-        except ValueError as e:
-            raise CheckpointError(f"{os.fspath(path)}: encoder header is not valid JSON ({e})") from e
+        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands of levels deep
+            raise CheckpointError(f"{os.fspath(path)}: encoder header is not valid JSON ({type(e).__name__}: "
+                                  f"{str(e)[:200]})") from None
     header = read_header(path, FORMAT, VERSIONS)
     if missing:
         raise CheckpointError(f"{os.fspath(path)}: encoder header lacks {missing}")
+    if not isinstance(header["class"], str):
+        raise CheckpointError(f"{os.fspath(path)}: encoder class is a {type(header['class']).__name__}, expected a name")
     return {"class": header["class"], "config": header["config"], "meta": header["meta"]}
 
 
@@ -84,17 +87,10 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
     head = read_encoder_meta(path)
     if head["class"] not in CLASSES:
         raise CheckpointError(f"{path}: encoder class {head['class']!r} is unknown; known: {sorted(CLASSES)}")
-    try:
-        encoder = CLASSES[head["class"]](**head["config"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: invalid {head['class']} config in the header ({e})") from e
-    state = read_tensors(path)  # the header was checked above
-    own = encoder.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    wrong = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"{path}: weights do not match a {head['class']} with its stored config "
-                              f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]})")
-    encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    cls, config = CLASSES[head["class"]], head["config"]
+    config_is_plausible(config, str(path), head["class"])
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: the {head['class']} config is a {type(config).__name__}, expected an object")
+    encoder = load_module(path, lambda: cls(**config), head["class"])
     encoder.meta = head["meta"]
     return encoder.to(device).eval()

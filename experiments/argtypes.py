@@ -2,40 +2,69 @@
 
 A value that fails raises `argparse.ArgumentTypeError`, which argparse reports as
 "argument --steps: ..." and exit status 2. 0 is a value like any other: a flag whose default is
-"the preset's value" defaults to None, never to a falsy number.
+"the preset's value" defaults to None, never to a falsy number. Numbers are finite (no nan, no inf);
+files and folders named on the command line exist when it is parsed.
+
+A command line whose flags are each fine but cannot run together (a flag the other flags make
+ineffective, an --index past the end of the file) raises `UsageError`; `experiments.cli.main` reports
+it like argparse's own errors, one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Tuple
+import math
+from pathlib import Path
+from typing import Callable, Tuple, Union
 
+import torch
+
+from encoders.io import ENCODER_NAMES
+from latentspaces import assets
+from latentspaces.images import image_files
 from latentspaces.spaces import SPACE_ORDER
+
+SEED_MAX = 2**32 - 1   # numpy's limit, and far below torch's
+
+
+class UsageError(Exception):
+    """A command line that cannot run as given (flags fine one by one, not together); exit status 2."""
 
 
 def _number(kind: type, text: str) -> float:
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An integer >= low."""
+def int_in(low: int, high: Union[int, float] = math.inf) -> Callable[[str], int]:
+    """An integer in [low, high]."""
     def parse(text: str) -> int:
         value = _number(int, text)
         if value < low:
             raise argparse.ArgumentTypeError(f"{value} is below {low} (give an integer >= {low})")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{value} is above {high} (give an integer <= {high})")
         return value
     return parse
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An integer >= low."""
+    return int_in(low)
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+seed = int_in(0, SEED_MAX)
 
 
 def positive_float(text: str) -> float:
-    """A number > 0 (a learning rate, a sample count given as 1e5)."""
+    """A finite number > 0 (a learning rate)."""
     value = _number(float, text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value:g} is not > 0")
@@ -43,11 +72,19 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    """A number >= 0 (a loss weight)."""
+    """A finite number >= 0 (a loss weight)."""
     value = _number(float, text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{value:g} is negative (give a number >= 0)")
     return value
+
+
+def _entries(text: str, example: str) -> Tuple[str, ...]:
+    """The comma-separated entries of `text`, stripped; an empty entry ('a,', 'a,,b', '') is refused."""
+    parts = tuple(part.strip() for part in text.split(","))
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; give comma-separated values like {example}")
+    return parts
 
 
 def space_name(text: str) -> str:
@@ -59,19 +96,102 @@ def space_name(text: str) -> str:
 
 def space_list(text: str) -> Tuple[str, ...]:
     """Comma-separated space names, each known, none twice: 'W,FZPlus' -> ('W', 'FZPlus')."""
-    names = tuple(space_name(part.strip()) for part in text.split(","))
+    names = tuple(space_name(part) for part in _entries(text, "W,FZPlus"))
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{text!r} names a space twice")
     return names
 
 
 def float_list(text: str) -> Tuple[float, ...]:
-    """Comma-separated numbers: '-2,0,2' -> (-2.0, 0.0, 2.0) (write --alphas=-2,0,2 for a leading minus)."""
-    parts = [part.strip() for part in text.split(",")]
-    if not all(parts):
-        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; give comma-separated numbers like -2,0,2")
-    return tuple(_number(float, part) for part in parts)
+    """Comma-separated finite numbers: '-2,0,2' -> (-2.0, 0.0, 2.0) (write --alphas=-2,0,2 for a leading minus)."""
+    return tuple(_number(float, part) for part in _entries(text, "-2,0,2"))
 
 
-__all__ = ["float_list", "int_at_least", "non_negative_float", "non_negative_int", "positive_float",
-           "positive_int", "space_list", "space_name"]
+def existing_file(text: str) -> Path:
+    """The path of a file that exists."""
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no file at {text}")
+    return path
+
+
+def existing_dir(text: str) -> Path:
+    """The path of a folder that exists (one a command reads)."""
+    path = Path(text)
+    if not text.strip() or not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder at {text!r}")
+    return path
+
+
+def out_dir(text: str) -> Path:
+    """A folder to write to: it may not exist yet, but no file may stand in its place."""
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    return path
+
+
+def _name_or_file(text: str, names, what: str) -> str:
+    if text in names:
+        return text
+    path = Path(text)
+    if path.is_file():
+        return text
+    said = "is a folder" if path.is_dir() else "is not a file"
+    raise argparse.ArgumentTypeError(f"{text!r} {said} and not a shipped {what} name ({', '.join(sorted(names))})")
+
+
+def generator_spec(text: str) -> str:
+    """A shipped generator name ('default') or the path of a checkpoint file."""
+    return _name_or_file(text, assets.names("generator"), "generator")
+
+
+def encoder_spec(text: str) -> str:
+    """A shipped encoder or head name ('default-f', ...) or the path of an encoder file."""
+    return _name_or_file(text, ENCODER_NAMES, "encoder")
+
+
+def device_name(text: str) -> str:
+    """A torch device this machine has: 'cpu', 'cuda', 'cuda:1', 'mps'."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has no usable CUDA device (use --device cpu)")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s), cuda:0 .. "
+                                             f"cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine (use --device cpu)")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda, cuda:N or mps")
+    return text
+
+
+HELDOUT = "heldout"
+
+
+def target_spec(text: str) -> Union[str, Tuple[Path, ...]]:
+    """'heldout' (the shipped held-out faces), or comma-separated image files and folders -> the image files,
+    folders expanded (sorted); a missing path, an empty entry or a folder without images is refused."""
+    if text == HELDOUT:
+        return HELDOUT
+    try:
+        return tuple(image_files(_entries(text, "a.png,faces/")))
+    except (FileNotFoundError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+__all__ = ["HELDOUT", "SEED_MAX", "UsageError", "device_name", "encoder_spec", "existing_dir", "existing_file",
+           "float_list", "generator_spec", "int_at_least", "int_in", "non_negative_float", "non_negative_int",
+           "out_dir", "positive_float", "positive_int", "seed", "space_list", "space_name", "target_spec"]

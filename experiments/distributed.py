@@ -5,10 +5,12 @@
 
 Every rank works on its own share of the jobs (an inversion chunk of one space, one edit direction of
 one space, one compensation method) and writes into the same OUT: per-chunk code files, and rows
-appended to the per-image CSV under an exclusive file lock. Rank 0 claims OUT before the others start
-and writes the tables and plots after all have finished, so a sharded run leaves the same files as a
-single process does, and either one resumes the other's folder. Across machines (torchrun --nnodes)
-OUT must be one folder that every node writes to, on a filesystem with working POSIX locks.
+appended to the per-image CSV under an exclusive file lock. Rank 0 locks OUT for the whole run (so a
+second run into it is refused, on every rank: `World.from_main`), claims it and plans the missing jobs
+before the others start, and writes the tables and plots after all have finished, so a sharded run
+leaves the same files as a single process does, and either one resumes the other's folder. Across
+machines (torchrun --nnodes) OUT must be one folder that every node writes to, on a filesystem with
+working POSIX locks.
 
 The trainers of the encoders and compensation heads use the same world for data-parallel training
 (`World.average_gradients_`): every rank draws its own share of each batch, rank 0 logs, plots and
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, TypeVar
@@ -126,6 +129,33 @@ class World:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def from_main(self, make: Callable[[], T]) -> T:
+        """`make()` on rank 0 only; every rank returns its value, or raises its error, so all ranks stop together.
+
+        For steps that only rank 0 may take (locking a folder, planning and repairing its rows): the
+        others wait in one collective instead of at a barrier that a failed rank 0 never reaches.
+        Rank 0 raises its own exception; the others raise a copy of it (a RuntimeError with its
+        message when it does not pickle). The value must pickle (rows, lists of jobs, None).
+        """
+        if self.size == 1:
+            return make()
+        value, error, sent = None, None, None
+        if self.main:
+            try:
+                value = make()
+            except Exception as e:
+                error = sent = e
+                try:
+                    pickle.dumps(e)
+                except Exception:
+                    sent = RuntimeError(f"rank 0 failed: {type(e).__name__}: {e}")
+        value, sent = self.gather((value, sent))[0]
+        if error is not None:
+            raise error
+        if sent is not None:
+            raise sent
+        return value
 
     def main_first(self, make: Callable[[], T]) -> T:
         """`make()` on rank 0, then on the others: for steps that fill a cache (P_N statistics,

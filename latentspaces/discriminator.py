@@ -13,7 +13,7 @@ from .assets import asset_path
 from .errors import CheckpointError
 from .generator.mapping import FullyConnectedLayer
 from .generator.ops import LRELU_GAIN, bias_act, filter2d, setup_filter
-from .io import load_tensors, save_tensors
+from .io import config_is_plausible, load_module, read_header, save_tensors
 
 
 class Conv2dLayer(nn.Module):
@@ -149,15 +149,14 @@ def save_discriminator(D: Discriminator, path, dtype: torch.dtype = torch.float3
 
 def load_discriminator(path) -> Discriminator:
     """A discriminator written by `save_discriminator` (float32, eval mode, gradients off)."""
-    tensors, header = load_tensors(path, DISCRIMINATOR_FORMAT)
-    cfg = header.get("config")
-    try:
-        D = Discriminator(cfg["resolution"], {int(k): v for k, v in cfg["channels"].items()},
-                          img_channels=cfg.get("img_channels", 3), mbstd_group=cfg.get("mbstd_group", 4))
-        D.load_state_dict({k: v.float() for k, v in tensors.items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: the weights do not match the stored discriminator config ({e})") from e
-    return D.eval().requires_grad_(False)
+    cfg = read_header(path, DISCRIMINATOR_FORMAT).get("config")
+    config_is_plausible(cfg, str(path), "discriminator")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("channels"), dict):
+        raise CheckpointError(f"{path}: the discriminator config must be an object with a 'channels' object")
+    D = load_module(path, lambda: Discriminator(cfg["resolution"], {int(k): v for k, v in cfg["channels"].items()},
+                                                img_channels=cfg.get("img_channels", 3),
+                                                mbstd_group=cfg.get("mbstd_group", 4)), "discriminator")
+    return D.float().eval().requires_grad_(False)
 
 
 def load_default_discriminator() -> Discriminator:

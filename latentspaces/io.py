@@ -9,6 +9,9 @@ Every file the project saves goes through here:
   is {"format": <name>, "version": "<int>", key: JSON of value, ...}. `read_header` / `load_tensors`
   check the format name and version and decode the JSON, raising `CheckpointError` with what the file
   is and what was expected. Reading never unpickles anything.
+- `check_tensor`, `config_is_plausible`, `load_module`: the rule for reading networks from files that
+  may be broken or hostile: bound the declared config, compare the state dict of a meta-device build
+  with the file's tensor table, check every tensor (floating, finite, no stride tricks), then allocate.
 - `to_uint8` / `from_uint8`: images in [-1, 1] <-> uint8 [0, 255], the one pair of conversions.
 
 Format names in use (see each owner's docstring): latentspaces.generator, latentspaces.discriminator,
@@ -20,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from safetensors import safe_open
@@ -108,8 +112,9 @@ def _decode(path: str, raw: Dict[str, str]) -> Dict[str, object]:
             continue
         try:
             out[key] = json.loads(value)
-        except ValueError as e:
-            raise CheckpointError(f"{path}: header field {key!r} is not valid JSON ({e})") from e
+        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands of levels deep
+            raise CheckpointError(f"{path}: header field {key!r} is not valid JSON ({type(e).__name__}: "
+                                  f"{str(e)[:200]})") from None
     return out
 
 
@@ -134,6 +139,17 @@ def load_tensors(path: PathLike, format: Optional[str] = None, versions: Sequenc
     return read_tensors(path, device), header
 
 
+def tensor_shapes(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+    """{name: (shape, safetensors dtype name such as 'F32')} of a safetensors file, without reading any data."""
+    path = os.fspath(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"{path}: the tensor table cannot be read ({type(e).__name__}: {e}); the file may be "
+                              "truncated or corrupt") from e
+
+
 def read_tensors(path: PathLike, device: Union[str, torch.device] = "cpu") -> Dict[str, torch.Tensor]:
     """The tensors of a safetensors file, header unread (for readers that check the header themselves)."""
     path = os.fspath(path)
@@ -143,6 +159,133 @@ def read_tensors(path: PathLike, device: Union[str, torch.device] = "cpu") -> Di
     except Exception as e:
         raise CheckpointError(f"{path}: the tensors cannot be read ({type(e).__name__}: {e}); the file may be "
                               "truncated or corrupt") from e
+
+
+# ---------------------------------------------------------------------------------- checked tensors
+# Stored network weights (StyleGAN2: O(1) to O(1e3); the mapping stores randn / lr_multiplier) are O(1) to O(1e3) (the mapping stores randn / lr_multiplier); four factors of 1e8
+# still fit in float32, one of 1e38 does not.
+MAX_ABS_WEIGHT = 1e8
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def show(value: object, limit: int = 60) -> str:
+    """A short printable form of any value (huge ints as powers of two, long reprs cut)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"about 2^{abs(value).bit_length() - 1}" if value > 0 else f"about -2^{abs(value).bit_length() - 1}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shape_text(shape) -> str:
+    """[a, b, ...] with huge sizes shortened (for messages)."""
+    return "[" + ", ".join(show(int(s)) for s in shape) + "]"
+
+
+def _backed_by_storage(t: torch.Tensor) -> bool:
+    """True when every element of `t` is a distinct element of its storage (no stride-0 or overlapping views)."""
+    if t.numel() * t.element_size() > t.untyped_storage().nbytes():
+        return False
+    dims = sorted((stride, size) for stride, size in zip(t.stride(), t.shape) if size > 1)
+    span = 1
+    for stride, size in dims:  # non-overlapping iff each stride is at least the extent of the smaller ones
+        if stride < span:
+            return False
+        span = stride * size
+    return True
+
+
+def check_tensor(key: str, value: object, expected_shape: Optional[tuple], path: str,
+                 max_abs: float = MAX_ABS_WEIGHT, dtypes: Sequence[torch.dtype] = FLOAT_DTYPES) -> torch.Tensor:
+    """`value` if it is a dense floating tensor of `expected_shape` (when given) backed by its own stored
+    data (no stride-0 or overlapping view), finite, and no larger than `max_abs` in magnitude;
+    CheckpointError naming the key otherwise. Nothing is cast or expanded. `dtypes`: the accepted
+    dtypes (an integer buffer such as BatchNorm's step counter passes its own dtype)."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"{path}: {key} is a {type(value).__name__}, expected a tensor")
+    if value.is_meta or value.layout != torch.strided:
+        raise CheckpointError(f"{path}: {key} is a {value.layout} / meta tensor; expected a dense tensor with data")
+    if value.numel() and not _backed_by_storage(value):
+        raise CheckpointError(f"{path}: {key} is a view of shape {shape_text(value.shape)} over {value.untyped_storage().nbytes()} "
+                              "stored bytes (stride 0 or overlapping); a checkpoint stores every weight. "
+                              "Refusing to expand it")
+    if expected_shape is not None and tuple(value.shape) != tuple(expected_shape):
+        raise CheckpointError(f"{path}: {key} has shape {shape_text(value.shape)}, but the declared architecture "
+                              f"implies {shape_text(expected_shape)}")
+    if value.dtype not in dtypes:
+        raise CheckpointError(f"{path}: {key} has dtype {value.dtype}; expected "
+                              f"{', '.join(str(d).replace('torch.', '') for d in dtypes)}. Refusing to cast.")
+    if not value.is_floating_point():
+        return value
+    if not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise CheckpointError(f"{path}: {key} holds {bad} non-finite value(s) (NaN or Inf) of {value.numel()}; "
+                              "the checkpoint is damaged")
+    if value.numel() and float(value.abs().max()) > max_abs:
+        raise CheckpointError(f"{path}: {key} holds a value of magnitude {float(value.abs().max()):.3g}, over "
+                              f"{max_abs:.0e}: products of such weights overflow float32; the checkpoint is "
+                              "damaged")
+    return value
+
+
+def config_is_plausible(config: object, path: str, what: str, depth: int = 0) -> None:
+    """CheckpointError unless a JSON config holds only plain values of plausible size.
+
+    The rule for networks built from a header before their weights are read: integers in [-1, 2**16]
+    (channels, layer counts, resolutions), finite floats, nesting at most 6 deep, at most 1,000 entries
+    per container. It bounds what a constructor can be asked to allocate or loop over.
+    """
+    if depth > 6:
+        raise CheckpointError(f"{path}: the {what} config is nested more than 6 levels deep")
+    if isinstance(config, bool) or config is None or isinstance(config, str):
+        return
+    if isinstance(config, int):
+        if not -1 <= config <= 2**16:
+            raise CheckpointError(f"{path}: the {what} config holds the integer {show(config)}; sizes and counts "
+                                  "of these networks lie in [-1, 65536]")
+        return
+    if isinstance(config, float):
+        if not math.isfinite(config):
+            raise CheckpointError(f"{path}: the {what} config holds {config}; expected finite numbers")
+        return
+    if isinstance(config, (list, dict)):
+        if len(config) > 1000:
+            raise CheckpointError(f"{path}: the {what} config has a container of {len(config)} entries")
+        for item in (config.values() if isinstance(config, dict) else config):
+            config_is_plausible(item, path, what, depth + 1)
+        return
+    raise CheckpointError(f"{path}: the {what} config holds a {type(config).__name__}")
+
+
+def load_module(path: PathLike, build: Callable[[], torch.nn.Module], what: str) -> torch.nn.Module:
+    """A network built by `build()` with the weights of the safetensors file `path`, checked first.
+
+    `build` is run on the meta device (nothing allocated) and its state dict compared with the file's
+    tensor table (names, shapes); then every tensor is checked (`check_tensor`) and only then is the
+    network built for real and the weights loaded (cast to its dtypes). CheckpointError names the file
+    and the first mismatch. Call `config_is_plausible` on the header config before.
+    """
+    path = os.fspath(path)
+    try:
+        with torch.device("meta"):
+            shell = build()
+    except RecursionError:
+        raise CheckpointError(f"{path}: the {what} config is nested too deeply") from None
+    except Exception as e:  # whatever the constructor raises on values from a file: the config is invalid
+        raise CheckpointError(f"{path}: invalid {what} config in the header ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
+    own = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    kinds = {k: FLOAT_DTYPES if v.is_floating_point() else (v.dtype,) for k, v in shell.state_dict().items()}
+    table = {k: shape for k, (shape, _) in tensor_shapes(path).items()}
+    missing, unexpected = sorted(set(own) - set(table)), sorted(set(table) - set(own))
+    wrong = sorted(k for k in own if k in table and table[k] != own[k])
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: weights do not match a {what} with its stored config (missing {missing[:5]}, "
+                              f"unexpected {[show(k) for k in unexpected[:5]]}, wrong shapes {wrong[:5]})")
+    state = {k: check_tensor(k, v, own[k], path, dtypes=kinds[k]) for k, v in read_tensors(path).items()}
+    module = build()
+    dtypes = {k: v.dtype for k, v in module.state_dict().items()}
+    module.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()})
+    return module
 
 
 # ---------------------------------------------------------------------------------- images
@@ -158,5 +301,6 @@ def from_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1
 
 
-__all__ = ["IMAGES_FORMAT", "atomic_path", "atomic_torch_save", "atomic_write_text", "from_uint8", "load_tensors", "read_header",
-           "read_raw_header", "read_tensors", "save_figure", "save_tensors", "to_uint8"]
+__all__ = ["FLOAT_DTYPES", "IMAGES_FORMAT", "MAX_ABS_WEIGHT", "check_tensor", "config_is_plausible", "load_module",
+           "shape_text", "show", "atomic_path", "atomic_torch_save", "atomic_write_text", "from_uint8", "load_tensors", "read_header",
+           "read_raw_header", "read_tensors", "tensor_shapes", "save_figure", "save_tensors", "to_uint8"]

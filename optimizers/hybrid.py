@@ -29,6 +29,7 @@ from latentspaces.io import atomic_torch_save
 from latentspaces.spaces import Code, LatentSpace
 
 InitSpec = Union[None, str, Code]
+TARGET_TOLERANCE = 0.1   # targets may reach [-1.1, 1.1]: the overshoot of resampling an image in [-1, 1]
 
 
 class InversionDiverged(RuntimeError):
@@ -81,17 +82,39 @@ class HybridInverter:
 
     # ------------------------------------------------------------------ setup
     def _check_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """Targets as float32 on the space's device, or ValueError saying what is wrong and how to fix it.
+
+        Accepted: a real floating-point tensor [N, 3, R, R], N >= 1, with finite values in
+        [-1 - TARGET_TOLERANCE, 1 + TARGET_TOLERANCE] (the tolerance admits the overshoot of bicubic or
+        Lanczos resampling of an image in [-1, 1]), and at least one value below 0: a batch with no
+        pixel darker than mid-gray is almost surely an image in [0, 1].
+        """
         R = self.space.G.resolution
-        if not isinstance(targets, torch.Tensor) or targets.ndim != 4 or targets.shape[1:] != (3, R, R):
-            raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got "
-                             f"{tuple(getattr(targets, 'shape', ()))}; load files with latentspaces.images")
+        load = "; read image files with latentspaces.images.load_images"
+        if not isinstance(targets, torch.Tensor):
+            raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got a {type(targets).__name__}"
+                             f"{load}")
+        if targets.device.type == "meta" or targets.layout != torch.strided:
+            raise ValueError(f"targets must be a dense tensor holding data, got a {targets.layout} tensor on "
+                             f"{targets.device}")
+        if targets.dtype.is_complex or not targets.dtype.is_floating_point:
+            fix = (" (uint8 images in [0, 255]? convert with x.float() / 127.5 - 1, or latentspaces.io.from_uint8)"
+                   if targets.dtype == torch.uint8 else "")
+            raise ValueError(f"targets must be a real floating-point tensor in [-1, 1], got {targets.dtype}{fix}")
+        if targets.ndim != 4 or targets.shape[1:] != (3, R, R):
+            raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got {tuple(targets.shape)}{load}")
+        if targets.shape[0] == 0:
+            raise ValueError(f"targets is an empty batch [0, 3, {R}, {R}]; give at least one image")
         if not torch.isfinite(targets).all():
             raise ValueError("targets contain NaN or inf")
         lo, hi = targets.min().item(), targets.max().item()
-        if lo < -1.5 or hi > 1.5:
-            raise ValueError(f"targets must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}] "
-                             "(images in [0, 1] or [0, 255]? convert with x * 2 - 1 or x / 127.5 - 1)")
-        return targets.to(self.space.device, torch.float32)
+        if lo < -1 - TARGET_TOLERANCE or hi > 1 + TARGET_TOLERANCE:
+            raise ValueError(f"targets must be in [-1, 1] (tolerance {TARGET_TOLERANCE:g} for resampling), got values "
+                             f"in [{lo:.3g}, {hi:.3g}] (images in [0, 255]? convert with x / 127.5 - 1)")
+        if lo >= 0 and hi > 0:
+            raise ValueError(f"targets have no value below 0 (range [{lo:.3g}, {hi:.3g}]): images in [0, 1]? convert "
+                             "with x * 2 - 1 (targets are in [-1, 1], -1 black, 1 white)")
+        return targets.detach().to(self.space.device, torch.float32)
 
     def initial_code(self, targets: torch.Tensor, init: InitSpec = None, seed: int = 0) -> Code:
         """'encoder' (default when an encoder is set), 'mean' (w_avg or its counterpart), 'random' (seeded,
@@ -132,6 +155,24 @@ class HybridInverter:
             loss = loss + value
         terms["loss"] = loss
         return terms, images
+
+    def _diagnose(self, code: Code, images: torch.Tensor, terms: Dict[str, torch.Tensor], idx: List[int]) -> str:
+        """What to blame for a diverged loss: the generator, the code, one loss term, or the step size."""
+        with torch.no_grad():
+            reference = self.space.synthesize(self.space.mean(1))
+        if not torch.isfinite(reference).all():
+            return ("the generator itself renders NaN/inf for the mean code of this space: the checkpoint is broken or "
+                    "was read wrongly (check the file, its format and its dtype); a lower lr will not help")
+        if not torch.isfinite(images[idx].detach()).all():
+            codes_finite = all(torch.isfinite(t[idx].detach()).all() for t in code.tensors())
+            return ("the generator renders NaN/inf for these images' codes" + (
+                    " (the codes are finite: they left the region the generator handles; lower lr)" if codes_finite
+                    else " (the codes themselves became NaN/inf; lower lr)"))
+        bad = [k for k, v in terms.items() if k != "loss" and not torch.isfinite(v.detach()[idx]).all()]
+        if bad:
+            return (f"the rendered images are finite but the term(s) {bad} are NaN/inf: check that loss "
+                    "(the perceptual distance, the identity model, the space's penalty)")
+        return "the loss grew past divergence_factor times its start: lower lr or check the targets"
 
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, targets: torch.Tensor, code: Code) -> str:
@@ -203,7 +244,7 @@ class HybridInverter:
                 raise InversionDiverged(
                     f"{space.name} inversion diverged at step {step} for images {idx}: loss "
                     f"{[round(float(loss_d[i]), 4) for i in idx]} (start {[round(float(first_loss[i]), 4) for i in idx]}); "
-                    "lower lr or check the targets", step, idx, hist)
+                    + self._diagnose(code, images, terms, idx), step, idx, hist)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()

@@ -119,7 +119,7 @@ def test_native_file_with_mismatched_weights(tmp_path):
     del state["synthesis.b8.conv1.weight"]
     save_file(state, str(path), metadata={"format": "latentspaces.generator", "version": "1",
                                           "config": json.dumps(G.config)})
-    with pytest.raises(CheckpointError, match="do not match the stored config"):
+    with pytest.raises(CheckpointError, match="do not match the declared architecture"):
         ls.load_generator(path)
 
 

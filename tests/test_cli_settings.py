@@ -38,7 +38,7 @@ def test_presets_are_named_frozen_and_picked_by_quick():
     assert _settings(CompareSettings, ["compare", "--out", "o"]) == CompareSettings.FULL
 
 
-def test_zero_is_a_value_not_the_preset():
+def test_zero_is_a_value_not_the_preset(tmp_path):
     s = _settings(CompareSettings, ["compare", "--out", "o", "--quick", "--steps", "0", "--lambda-per", "0",
                                     "--lambda-reg", "0", "--seed", "0"])
     assert (s.steps, s.lambda_per, s.lr, s.n_targets) == (0, 0.0, 0.05, 8)
@@ -49,8 +49,10 @@ def test_zero_is_a_value_not_the_preset():
     comp = _settings(CompensationSettings, ["compensation", "--out", "o", "--quick", "--pivot-steps", "0",
                                             "--tune-steps", "0"])
     assert (comp.pivot_steps, comp.tune_steps, comp.steps) == (0, 0, 100)
-    assert _settings(EditSettings, ["edit", "--out", "o", "--codes", "c", "--direction", "d", "--alphas=-2,0,2.5",
-                                    "--index", "0"]).alphas == (-2.0, 0.0, 2.5)
+    for name in ("c", "d"):
+        (tmp_path / name).write_bytes(b"")  # --codes and --direction must name files that exist
+    assert _settings(EditSettings, ["edit", "--out", "o", "--codes", str(tmp_path / "c"), "--direction",
+                                    str(tmp_path / "d"), "--alphas=-2,0,2.5", "--index", "0"]).alphas == (-2.0, 0.0, 2.5)
     assert _settings(CompareSettings, ["compare", "--out", "o", "--spaces", "W, FZPlus"]).spaces == ("W", "FZPlus")
 
 
@@ -64,13 +66,13 @@ def test_zero_is_a_value_not_the_preset():
     (["compare", "--out", "o", "--steps", "ten"], "--steps"),
     (["identity-curves", "--out", "o", "--perceptual", "lpips"], "--perceptual"),
     (["invert", "--out", "o", "--space", "F"], "--space"),
-    (["edit", "--out", "o", "--codes", "c", "--direction", "d", "--alphas=1,x"], "--alphas"),
+    (["edit", "--out", "o", "--codes", "{tmp}", "--direction", "{tmp}", "--alphas=1,x"], "--codes"),  # a folder
     (["directions", "--out", "o", "--count", "0"], "--count"),
-    (["paired", "--out", "o", "--alpha", "-2"], "--alpha"),
+    (["paired", "--out", "{tmp}", "--alpha", "-2"], "--alpha"),
 ])
-def test_invalid_flag_is_an_argparse_error_naming_the_flag(argv, flag, capsys):
+def test_invalid_flag_is_an_argparse_error_naming_the_flag(argv, flag, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        main(argv)
+        main([a.format(tmp=tmp_path) for a in argv])
     assert e.value.code == 2
     assert f"argument {flag}:" in capsys.readouterr().err
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from experiments.argtypes import UsageError
 from experiments.cli import main
 from experiments.distributed import World
 from experiments.runs import append_rows
@@ -165,8 +166,8 @@ def test_identity_curves_on_two_ranks_match_one_process(tmp_path):
 
 def test_unsharded_command_under_torchrun_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(SystemExit, match="`directions` runs as one process"):
-        main(["directions", "--out", str(tmp_path), "--count", "2", "--samples", "100"])
+    with pytest.raises(UsageError, match="`directions` runs as one process"):
+        main(["directions", "--out", str(tmp_path), "--count", "2", "--samples", "100", "--debug"])
 
 
 def _collectives_worker(rank, size, port):

@@ -43,7 +43,7 @@ def test_compare_writes_table_grid_and_resumes(tmp_path, capsys):
     assert {(r["space"], r["target"]): r["mse"] for r in again[:5]} == before
     # Other settings, or other targets under the same indices, would mix results: refused.
     with pytest.raises(ValueError, match=r"other settings \(steps=3 there, 4 now\)"):
-        main([a if a != "3" else "4" for a in args])
+        main([a if a != "3" else "4" for a in args] + ["--debug"])  # --debug: the exception, not its one-line report
     settings = json.loads((out / "inversion_settings.json").read_text())
     targets = assets.heldout_targets(3)
     with pytest.raises(ValueError, match="target 1 is not the image inverted as target 1"):
@@ -107,7 +107,7 @@ def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
 
 def test_invert_edit_directions_commands(tmp_path):
     main(["invert", "--out", str(tmp_path / "inv"), "--n", "2", "--steps", "3", "--space", "FZPlus",
-          "--perceptual", "none", "--identity", "none", "--device", "cpu"])
+          "--perceptual", "none", "--device", "cpu"])
     main(["directions", "--out", str(tmp_path / "dirs"), "--method", "ganspace", "--kind", "z", "--count", "2",
           "--samples", "2000", "--device", "cpu"])
     main(["edit", "--out", str(tmp_path / "edit"), "--codes", str(tmp_path / "inv" / "codes.safetensors"),
@@ -116,4 +116,4 @@ def test_invert_edit_directions_commands(tmp_path):
     with pytest.raises(ValueError, match="'w'-space direction cannot edit FZPlus"):
         main(["directions", "--out", str(tmp_path / "dirs"), "--method", "sefa", "--count", "2", "--device", "cpu"])
         main(["edit", "--out", str(tmp_path / "edit"), "--codes", str(tmp_path / "inv" / "codes.safetensors"),
-              "--direction", str(tmp_path / "dirs" / "sefa_w.safetensors"), "--device", "cpu"])
+              "--direction", str(tmp_path / "dirs" / "sefa_w.safetensors"), "--device", "cpu", "--debug"])

@@ -118,14 +118,47 @@ def test_divergence_is_reported_with_images_and_step(G, targets):
     assert e.value.images == [1] and e.value.step == 0
 
 
+def test_a_broken_generator_is_blamed_not_the_learning_rate(targets):
+    from conftest import randomize_
+
+    torch.manual_seed(1)
+    broken = randomize_(ls.Generator(z_dim=32, w_dim=32, resolution=16, mapping_layers=2,
+                                     channels={4: 32, 8: 16, 16: 8})).eval().requires_grad_(False)
+    with torch.no_grad():
+        broken.synthesis.layer("b8.conv0").weight[0, 0, 0, 0] = float("inf")
+    with pytest.raises(InversionDiverged, match="the generator itself renders NaN/inf .* a lower lr will not help"):
+        HybridInverter(ls.WPlus(broken), steps=3, lambda_per=0, progress=False).invert(targets[:2])
+
+
+def _ramp(*shape, lo=-1.0, hi=1.0, dtype=torch.float32):
+    return torch.linspace(lo, hi, math.prod(shape)).reshape(shape).to(dtype)
+
+
 @pytest.mark.parametrize("bad, match", [
     (torch.zeros(2, 3, 8, 8), r"\[N, 3, 16, 16\]"),
     (torch.full((1, 3, 16, 16), 200.0), r"\[0, 255\]"),
     (torch.full((1, 3, 16, 16), float("nan")), "NaN"),
+    (_ramp(1, 3, 16, 16, lo=-1.5, hi=1.5), r"values in \[-1.5, 1.5\]"),
+    (_ramp(1, 3, 16, 16, lo=0.0, hi=1.0), r"no value below 0 .* x \* 2 - 1"),
+    (torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8), r"uint8 .* x.float\(\) / 127.5 - 1"),
+    (torch.zeros(1, 3, 16, 16, dtype=torch.int64), "real floating-point tensor .* got torch.int64"),
+    (torch.zeros(1, 3, 16, 16, dtype=torch.bool), "got torch.bool"),
+    (torch.zeros(1, 3, 16, 16, dtype=torch.complex64), "got torch.complex64"),
+    (torch.zeros(1, 3, 16, 16, device="meta"), "holding data"),
+    (torch.zeros(0, 3, 16, 16), "empty batch"),
+    ([[0.0]], "got a list"),
 ])
 def test_bad_targets_are_refused(G, bad, match):
     with pytest.raises(ValueError, match=match):
         HybridInverter(ls.W(G), steps=1, progress=False).invert(bad)
+
+
+def test_targets_within_the_resampling_tolerance_are_accepted(G):
+    from optimizers.hybrid import TARGET_TOLERANCE
+
+    x = _ramp(1, 3, 16, 16, lo=-1 - TARGET_TOLERANCE / 2, hi=1 + TARGET_TOLERANCE / 2, dtype=torch.float64)
+    res = HybridInverter(ls.W(G), steps=1, lambda_per=0, progress=False).invert(x)
+    assert res.images.dtype == torch.float32
 
 
 def test_identity_recorded_every_k_steps(G, targets):

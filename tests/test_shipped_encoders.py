@@ -78,6 +78,14 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     main(args)
     assert (out / "images" / "base.safetensors").stat().st_mtime_ns == before
     assert sum(line.startswith("fzplus") for line in per_image.read_text().splitlines()) == 2
+    # a rerun with other settings would mix rows of two settings in one table: refused, nothing rewritten
+    from experiments.runs import RunFolderError
+    settings = (out / "compensation_settings.json").read_text()
+    other = list(args)
+    other[other.index("--steps") + 1] = "4"
+    with pytest.raises(RunFolderError, match="other settings"):
+        main(other + ["--debug"])
+    assert (out / "compensation_settings.json").read_text() == settings
 
 
 def test_library_no_longer_loads_encoders():

@@ -14,25 +14,57 @@ Also `python -m experiments.cli ...`. Everything runs offline on the embedded de
 --generator names a checkpoint. `--quick` settings finish both main experiments in minutes on a 2-core
 CPU; the full settings are the papers' (1200 steps, all 64 held-out targets). A numeric flag left out
 takes the preset's value (`experiments.cli.settings`); a value given is used as given, 0 included.
+
+Every flag is checked before any work starts: alone when parsed (`experiments.argtypes`), together
+right after (`experiments.cli.checks`). Errors are one line on stderr, `latentspaces <command>: error:
+...`: exit status 2 for a command line that cannot run (usage), 1 for a failure while running (a
+broken file, missing weights, a diverged inversion), 130 for Ctrl-C. `--debug` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from typing import List, Optional
+import sys
+import warnings
+from typing import Iterator, List, NoReturn, Optional
 
 import torch
 
-from ..argtypes import (float_list, non_negative_float, non_negative_int, positive_float, positive_int, space_list,
-                        space_name)
+from latentspaces.errors import CheckpointError, MissingWeightsError
+from optimizers import InversionDiverged
+
+from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, existing_file, float_list,
+                        generator_spec, non_negative_float, non_negative_int, out_dir, positive_float, positive_int,
+                        seed, space_list, space_name, target_spec)
 from ..distributed import close_world, init_world
+from .checks import (check_compare, check_directions, check_identity_curves, check_inversion, check_invert,
+                     check_nothing, check_paired)
 from .commands import (cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves, cmd_invert,
                        cmd_paired, cmd_score_identity)
 from .settings import CompareSettings, CompensationSettings, IdentityCurvesSettings, InvertSettings
 
 SHARDED = ("compare", "identity-curves", "compensation")   # the commands that shard over torchrun ranks
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Failures whose message says all (the library's own errors and the OS's); others also name their type.
+EXPECTED = (CheckpointError, MissingWeightsError, OSError, ValueError, ImportError, InversionDiverged, KeyError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `latentspaces compare: error: argument --steps: ...`, exit status 2."""
+
+    def error(self, message: str, prog: Optional[str] = None) -> NoReturn:
+        prog = prog or self.prog
+        self.exit(2, f"{prog}: error: {_one_line(message)} (see {prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown flag is reported by the command it was given to."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(extras)}", f"{self.prog} {command}" if command else None)
+        return parsed
 
 
 def _quick_full(field: str, presets) -> str:
@@ -41,19 +73,20 @@ def _quick_full(field: str, presets) -> str:
     return f"(quick {quick:g}, full {full:g})"
 
 
-def _machine(p: argparse.ArgumentParser, out_help: str = "output folder") -> None:
-    p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--generator", default="default", help="'default' or a checkpoint path (.pt, .pkl, .safetensors)")
-    p.add_argument("--device", default=DEFAULT_DEVICE)
+def _machine(p: argparse.ArgumentParser, out_help: str = "output folder", out_type=out_dir) -> None:
+    p.add_argument("--out", required=True, type=out_type, help=out_help)
+    p.add_argument("--generator", default="default", type=generator_spec,
+                   help="'default' or a checkpoint path (.pt, .pkl, .safetensors)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, type=device_name, help="cpu, cuda, cuda:N or mps")
 
 
-def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True) -> None:
+def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True, identity: bool = True) -> None:
     """The flags of the commands that invert targets; numbers default to None (the preset's)."""
     _machine(p)
-    p.add_argument("--seed", type=non_negative_int, default=None)
     if quick:
         p.add_argument("--quick", action="store_true", help="minutes on a CPU: 8 targets, 100 steps")
-    p.add_argument("--targets", default=None, help="'heldout' (default) or comma-separated image files/folders")
+    p.add_argument("--targets", type=target_spec, default=None,
+                   help="'heldout' (default) or comma-separated image files/folders")
     # --n-targets, not only --n: torchrun's parser takes --n for an abbreviation of its own --nnodes
     p.add_argument("--n-targets", "--n", dest="n_targets", type=positive_int, default=None,
                    help=f"number of held-out targets {_quick_full('n_targets', presets)}")
@@ -62,8 +95,14 @@ def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate {_quick_full('lr', presets)}")
     p.add_argument("--lambda-per", type=non_negative_float, default=None,
                    help=f"perceptual weight in the loss, D-features scale {_quick_full('lambda_per', presets)}")
-    p.add_argument("--perceptual", default="d-features", choices=["d-features", "lpips-vgg", "lpips-alex", "none"])
-    p.add_argument("--identity", default="dlib", choices=["dlib", "facenet", "none"])
+    p.add_argument("--perceptual", default=None, choices=["d-features", "lpips-vgg", "lpips-alex", "none"],
+                   help="perceptual distance (default d-features, the default model's)")
+    if identity:
+        p.add_argument("--identity", default="dlib", choices=["dlib", "facenet", "none"])
+
+
+def _seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=seed, default=None, help="random seed, 0 .. 2^32 - 1 (default 0)")
 
 
 def _chunk(p: argparse.ArgumentParser, help: str) -> None:
@@ -72,49 +111,55 @@ def _chunk(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="latentspaces", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(prog="latentspaces", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true", help="on an error, show the traceback")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compare", help="invert targets into every space; table + grid")
     _inversion(p, (CompareSettings.QUICK, CompareSettings.FULL))
+    _seed(p)
     _chunk(p, "images inverted together (results saved per chunk)")
     p.add_argument("--init", choices=["mean", "encoder"], default="mean",
                    help="start from w_avg (and its counterparts) or from the encoders (F spaces: F encoder; "
                         "W+, W, S, PN: W+ encoder; Z, Z+: mean)")
-    p.add_argument("--f-encoder", default="default-f", help="F encoder name or file (--init encoder)")
-    p.add_argument("--wplus-encoder", default="default-wplus", help="W+ encoder name or file (--init encoder)")
+    p.add_argument("--f-encoder", type=encoder_spec, default=None,
+                   help="F encoder name or file (--init encoder; default default-f)")
+    p.add_argument("--wplus-encoder", type=encoder_spec, default=None,
+                   help="W+ encoder name or file (--init encoder; default default-wplus)")
     p.add_argument("--lambda-reg", type=non_negative_float, default=None,
                    help="weight of mean((f - f0)^2) with --init encoder (default 0)")
-    p.set_defaults(fn=cmd_compare)
+    p.set_defaults(fn=cmd_compare, check=check_compare)
 
     p = sub.add_parser("identity-curves", help="identity vs edit step per space; curves + robustness grid")
     _inversion(p, (IdentityCurvesSettings.QUICK, IdentityCurvesSettings.FULL))
+    _seed(p)
     _chunk(p, "images inverted together (as in compare; shared codes)")
-    p.set_defaults(fn=cmd_identity_curves)
+    p.set_defaults(fn=cmd_identity_curves, check=check_identity_curves)
 
     p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")
     presets = (CompensationSettings.QUICK, CompensationSettings.FULL)
     _inversion(p, presets)
-    p.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file")
-    p.add_argument("--sdic", default="default-sdic", help="SDIC head name or file")
-    p.add_argument("--f-encoder", default="default-f", help="F encoder name or file")
+    _seed(p)
+    p.add_argument("--base-encoder", type=encoder_spec, default="default-wplus", help="W+ encoder name or file")
+    p.add_argument("--sdic", type=encoder_spec, default="default-sdic", help="SDIC head name or file")
+    p.add_argument("--f-encoder", type=encoder_spec, default="default-f", help="F encoder name or file")
     p.add_argument("--pivot-steps", type=non_negative_int, default=None,
                    help=f"PTI pivot steps {_quick_full('pivot_steps', presets)}")
     p.add_argument("--tune-steps", type=non_negative_int, default=None,
                    help=f"PTI tuning steps {_quick_full('tune_steps', presets)}")
-    p.set_defaults(fn=cmd_compensation)
+    p.set_defaults(fn=cmd_compensation, check=check_inversion)
 
     p = sub.add_parser("score-identity", help="fill in the identity of a compare folder inverted with --identity none")
-    _machine(p, "a folder written by compare")
-    p.add_argument("--targets", default=None, help="the targets the folder was inverted with (as in compare)")
+    _machine(p, "a folder written by compare", existing_dir)
+    p.add_argument("--targets", type=target_spec, default=None,
+                   help="the targets the folder was inverted with (as in compare)")
     p.add_argument("--identity", default="dlib", choices=["dlib", "facenet"])
     p.add_argument("--quick", action="store_true",
                    help="the folder was made with --quick (P_N statistics of 100k samples)")
-    p.set_defaults(fn=cmd_score_identity)
+    p.set_defaults(fn=cmd_score_identity, check=check_nothing)
 
     p = sub.add_parser("paired", help="paired tests of one space against others on the rows already in --out")
-    p.add_argument("--out", required=True, help="a folder written by compare and/or identity-curves")
+    p.add_argument("--out", required=True, type=existing_dir, help="a folder written by compare and/or identity-curves")
     p.add_argument("--a", type=space_name, default=None, help="the space compared against the others (default FZPlus)")
     p.add_argument("--b", type=space_list, default=None,
                    help="comma-separated spaces (default: every other space in --out)")
@@ -122,25 +167,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="|alpha| of the edits compared (identity curves; default 2)")
     p.add_argument("--n-targets", "--n", dest="n_targets", type=positive_int, default=None,
                    help="use targets 0 .. n-1 only (default: all)")
-    p.set_defaults(fn=cmd_paired, quick=False)
+    p.set_defaults(fn=cmd_paired, check=check_paired, quick=False)
 
     p = sub.add_parser("invert", help="invert images into one space")
-    _inversion(p, (InvertSettings.QUICK, InvertSettings.FULL), quick=False)
+    _inversion(p, (InvertSettings.QUICK, InvertSettings.FULL), quick=False, identity=False)
     p.add_argument("--space", type=space_name, default=None, help="default FZPlus")
-    p.set_defaults(fn=cmd_invert, quick=False)
+    p.set_defaults(fn=cmd_invert, check=check_invert, quick=False)
 
     p = sub.add_parser("edit", help="edit inverted codes along a direction")
     _machine(p)
-    p.add_argument("--codes", required=True, help="codes.safetensors written by `invert` (or a compare chunk file)")
-    p.add_argument("--direction", required=True, help="direction file (latentspaces .safetensors or e4e .pt)")
+    p.add_argument("--codes", required=True, type=existing_file,
+                   help="codes.safetensors written by `invert` (or a compare chunk file)")
+    p.add_argument("--direction", required=True, type=existing_file,
+                   help="direction file (latentspaces .safetensors or e4e .pt)")
     p.add_argument("--index", type=non_negative_int, default=None, help="which direction of the file (default 0)")
-    p.add_argument("--kind", choices=["z", "w"], default=None, help="kind of a foreign direction file")
+    p.add_argument("--kind", choices=["z", "w"], default=None,
+                   help="kind of a foreign direction file (.pt); latentspaces files say their own")
     p.add_argument("--space", type=space_name, default=None,
                    help="space of the codes when the file does not say (default FZPlus)")
     p.add_argument("--alphas", type=float_list, default=None,
                    help="comma-separated (default -2,-1,0,1,2); write --alphas=-2,0,2 (the = keeps argparse from "
-                        "reading -2 as an option)")
-    p.set_defaults(fn=cmd_edit, quick=False)
+                        "reading -2 as an option); finite numbers")
+    p.set_defaults(fn=cmd_edit, check=check_nothing, quick=False)
 
     p = sub.add_parser("directions", help="find directions (GANSpace, SeFa, random) and save them")
     _machine(p)
@@ -148,18 +196,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["z", "w"], default=None, help="default w")
     p.add_argument("--count", type=positive_int, default=None, help="default 10")
     p.add_argument("--samples", type=positive_int, default=None, help="W samples for GANSpace (default 100000)")
-    p.add_argument("--seed", type=non_negative_int, default=None)
-    p.set_defaults(fn=cmd_directions, quick=False)
+    _seed(p)
+    p.set_defaults(fn=cmd_directions, check=check_directions, quick=False)
+
+    for p in sub.choices.values():  # --debug after the command too; SUPPRESS keeps the top-level value when absent
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="on an error, show the traceback")
     return ap
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    """Run one command (argv: the arguments after `latentspaces`; the process's own when None)."""
-    args = build_parser().parse_args(argv)
+def _one_line(message: object) -> str:
+    """A message on one line (some libraries' messages span several)."""
+    return " ".join(str(message).split())
+
+
+def _describe(e: BaseException) -> str:
+    """The message of an error for the one-line report; unexpected types are named, with the --debug hint."""
+    text = _one_line(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
+    if isinstance(e, EXPECTED):
+        return text
+    return f"{type(e).__name__}: {text} (unexpected; rerun with --debug for the traceback)"
+
+
+def _fail(prog: str, message: str, status: int) -> NoReturn:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prog: str) -> Iterator[None]:
+    """Warnings as `latentspaces <command>: warning: ...`, one line each (not file:line and the source line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The checks of args.command, then the command (sharded commands inside the torchrun world)."""
+    args.check(args)
     if args.command not in SHARDED:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise SystemExit(f"`{args.command}` runs as one process; only {', '.join(SHARDED)} "
-                             "shard over torchrun ranks")
+            raise UsageError(f"`{args.command}` runs as one process; only {', '.join(SHARDED)} shard over torchrun "
+                             "ranks")
         args.fn(args)
         return
     world, args.device = init_world(args.device)
@@ -170,4 +250,30 @@ def main(argv: Optional[List[str]] = None) -> None:
             close_world()
 
 
-__all__ = ["build_parser", "main"]
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run one command (argv: the arguments after `latentspaces`; the process's own when None).
+
+    Errors end the process through SystemExit after one line on stderr: status 2 for usage (argparse's
+    own errors and `UsageError`), 1 for a failure while running, 130 for Ctrl-C. With --debug the
+    exception propagates instead, traceback and all.
+    """
+    args = build_parser().parse_args(argv)
+    prog = f"latentspaces {args.command}"
+    with _one_line_warnings(prog):
+        try:
+            _run(args)
+        except UsageError as e:
+            if args.debug:
+                raise
+            _fail(prog, f"{_one_line(e)} (see {prog} --help)", 2)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            _fail(prog, "interrupted", 130)
+        except Exception as e:
+            if args.debug:
+                raise
+            _fail(prog, _describe(e), 1)
+
+
+__all__ = ["Parser", "build_parser", "main"]

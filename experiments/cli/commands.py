@@ -18,6 +18,7 @@ from encoders import load_encoder
 from latentspaces import assets
 from latentspaces.directions import ganspace, load_directions, random_directions, save_directions, sefa
 from latentspaces.discriminator import load_default_discriminator
+from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.images import load_images, save_images
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.metrics.d_features import DiscriminatorFeatures
@@ -26,13 +27,15 @@ from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
 from optimizers import HybridInverter
 
+from ..argtypes import HELDOUT, UsageError
 from ..distributed import World
-from ..runs import read_rows, read_settings
+from ..runs import hold_out_dir, read_rows, read_settings
 from ..studies.compensation import run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
 from ..studies.inversions import PER_IMAGE_CSV, fill_identity
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import run_space_comparison, summarize
+from .checks import perceptual_name
 from .settings import (CompareSettings, CompensationSettings, DirectionsSettings, EditSettings, IdentityCurvesSettings,
                        InvertSettings, PairedSettings, ScoreIdentitySettings)
 
@@ -46,21 +49,23 @@ def _generator(args: argparse.Namespace) -> ls.Generator:
 
 def _targets(args: argparse.Namespace, G: ls.Generator, n: int) -> torch.Tensor:
     """The targets [n, 3, R, R] in [-1, 1]: the shipped held-out faces, or the image files of --targets."""
-    if args.targets in (None, "heldout"):
+    if args.targets in (None, HELDOUT):
         if G.resolution != 64:
-            raise SystemExit("the shipped held-out targets are 64 px faces; pass --targets FILES for this generator")
+            raise UsageError(f"the shipped held-out targets are 64 px faces and this generator makes {G.resolution} "
+                             "px images; pass --targets FILES")
         return assets.heldout_targets(n).to(args.device)
-    return load_images(args.targets.split(","), G.resolution).to(args.device)
+    return load_images(args.targets, G.resolution).to(args.device)
 
 
 def _perceptual(args: argparse.Namespace) -> Optional[PerceptualDistance]:
-    """The default model's D-features distance, LPIPS when asked for (and its weights exist), or none."""
-    if args.perceptual == "none":
+    """The default model's D-features distance, LPIPS when asked for (and its weights exist), or none.
+
+    `experiments.cli.checks.check_perceptual` has refused D-features for another generator already."""
+    name = perceptual_name(args)
+    if name == "none":
         return None
-    if args.perceptual.startswith("lpips"):
-        return make_perceptual(args.perceptual).to(args.device)
-    if args.generator != "default":
-        raise SystemExit("--perceptual d-features is the default model's distance; use lpips-vgg or none")
+    if name.startswith("lpips"):
+        return make_perceptual(name).to(args.device)
     return DiscriminatorFeatures(load_default_discriminator().to(args.device))
 
 
@@ -89,8 +94,8 @@ def _init_encoders(args: argparse.Namespace, spaces: Sequence[str]) -> Dict[str,
             loaded[name] = load_encoder(name, args.device)
         return loaded[name]
 
-    return {s: encoder(args.f_encoder if s in F_SPACES else args.wplus_encoder)
-            for s in spaces if s in F_SPACES + WPLUS_INIT_SPACES}
+    f_name, wplus_name = args.f_encoder or "default-f", args.wplus_encoder or "default-wplus"
+    return {s: encoder(f_name if s in F_SPACES else wplus_name) for s in spaces if s in F_SPACES + WPLUS_INIT_SPACES}
 
 
 def _print_table(out: Path, name: str, wrote: str, since: Optional[float] = None) -> None:
@@ -100,13 +105,14 @@ def _print_table(out: Path, name: str, wrote: str, since: Optional[float] = None
 
 def cmd_compare(args: argparse.Namespace) -> None:
     s = CompareSettings.from_args(args)
+    perceptual, identity = _perceptual(args), _identity(args)   # models that may be missing: before the generator
+    encoders = _init_encoders(args, s.spaces) if args.init == "encoder" else None
     G = _generator(args)
     targets = _targets(args, G, s.n_targets)
-    encoders = _init_encoders(args, s.spaces) if args.init == "encoder" else None
     t = time.time()
     out = Path(args.out)
     run_space_comparison(out, G, targets, s.spaces, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per,
-                         lambda_reg=s.lambda_reg, perceptual=_perceptual(args), identity=_identity(args),
+                         lambda_reg=s.lambda_reg, perceptual=perceptual, identity=identity,
                          pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), encoders=encoders, chunk=s.chunk,
                          seed=s.seed)
     if World.current().main:
@@ -115,15 +121,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_identity_curves(args: argparse.Namespace) -> None:
     s = IdentityCurvesSettings.from_args(args)
-    identity = _identity(args)
-    if identity is None:
-        raise SystemExit("identity-curves needs an identity metric (--identity dlib)")
+    perceptual, identity = _perceptual(args), _identity(args)
     G = _generator(args)
     targets = _targets(args, G, s.n_targets)
     t = time.time()
     summary = run_identity_curves(Path(args.out), G, targets, identity, s.spaces, n_directions=s.directions,
                                   direction_samples=s.direction_samples, steps=s.steps, lr=s.lr,
-                                  lambda_per=s.lambda_per, perceptual=_perceptual(args), chunk=s.chunk, seed=s.seed,
+                                  lambda_per=s.lambda_per, perceptual=perceptual, chunk=s.chunk, seed=s.seed,
                                   pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples))
     if not World.current().main:
         return
@@ -140,15 +144,15 @@ def cmd_score_identity(args: argparse.Namespace) -> None:
     try:
         recorded = read_settings(out)
     except FileNotFoundError as e:
-        raise SystemExit(f"{e}: score-identity scores a folder written by compare") from None
-    if args.identity == "none":
-        raise SystemExit("score-identity needs an identity metric (--identity dlib or facenet)")
+        raise UsageError(f"{e}: score-identity scores a folder written by compare") from None
+    identity = _identity(args)
     G = _generator(args)
     n = len(recorded["targets"])
     targets = _targets(args, G, n)
-    present = {r["space"] for r in read_rows(out / PER_IMAGE_CSV)}
-    filled = fill_identity(out, G, targets, _identity(args), pn_stats=_pn_if_needed(G, present, s.pn_samples))
-    summarize(out, [name for name in SPACE_ORDER if name in present], n)
+    with hold_out_dir(out):  # fill_identity holds it too; the summary must be written under the same hold
+        present = {r["space"] for r in read_rows(out / PER_IMAGE_CSV)}
+        filled = fill_identity(out, G, targets, identity, pn_stats=_pn_if_needed(G, present, s.pn_samples))
+        summarize(out, [name for name in SPACE_ORDER if name in present], n)
     _print_table(out, "space_comparison", f"{out}/space_comparison_per_image.csv, space_comparison.csv, .md "
                                           f"({filled} images scored)")
 
@@ -162,16 +166,17 @@ def cmd_paired(args: argparse.Namespace) -> None:
 
 def cmd_invert(args: argparse.Namespace) -> None:
     s = InvertSettings.from_args(args)
+    perceptual = _perceptual(args) if s.lambda_per > 0 else None   # used only in the loss
     G = _generator(args)
     targets = _targets(args, G, s.n_targets)
     pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if s.space == "PN" else None
     space = build_space(s.space, G, pn)
-    perceptual = _perceptual(args)
-    res = HybridInverter(space, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per if perceptual else 0.0,
-                         lambda_reg=0.0, perceptual=perceptual).invert(targets, seed=s.seed, init="mean")
+    res = HybridInverter(space, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per, lambda_reg=0.0,
+                         perceptual=perceptual).invert(targets, init="mean")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res.code.save(out / "codes.safetensors", space=s.space, generator=str(args.generator), steps=s.steps)
+    res.code.save(out / "codes.safetensors", space=s.space, generator_fingerprint=generator_fingerprint(G),
+                  generator=str(args.generator), steps=s.steps)
     save_images(torch.cat([targets, res.images]), out / "inversion.png", nrow=len(targets))
     mse = (res.images - targets).square().mean()  # after the last step (history holds the loss before each)
     print(f"{s.space}: final MSE {mse:.4f} after {s.steps} steps; wrote {out}/codes.safetensors, inversion.png")
@@ -179,16 +184,22 @@ def cmd_invert(args: argparse.Namespace) -> None:
 
 def cmd_edit(args: argparse.Namespace) -> None:
     s = EditSettings.from_args(args)
-    G = _generator(args)
-    saved = read_code_file(args.codes, args.device)
-    space_name = saved.space or s.space
-    pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if space_name == "PN" else None
-    space = build_space(space_name, G, pn)
     directions = load_directions(args.direction, kind=s.kind)
     if s.index >= len(directions):
-        raise SystemExit(f"--index {s.index}: {args.direction} holds {len(directions)} directions (0 .. "
+        raise UsageError(f"--index {s.index}: {args.direction} holds {len(directions)} direction(s) (0 .. "
                          f"{len(directions) - 1})")
     d = directions[s.index]
+    if args.kind is not None and d.kind != args.kind:  # a foreign file takes --kind; an own file says its kind
+        raise UsageError(f"--kind {args.kind}: {args.direction} says its direction {s.index} is a {d.kind!r} "
+                         "direction (--kind describes foreign .pt files)")
+    saved = read_code_file(args.codes, args.device)
+    if args.space is not None and saved.space and args.space != saved.space:
+        raise UsageError(f"--space {args.space}: {args.codes} holds {saved.space} codes")
+    space_name = saved.space or s.space
+    G = _generator(args)
+    saved.check_generator(G)
+    pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if space_name == "PN" else None
+    space = build_space(space_name, G, pn)
     with torch.no_grad():
         rows = torch.stack([space.synthesize(space.edit(saved.code, d, a)) for a in s.alphas], dim=1)  # [N, A, 3, R, R]
     out = Path(args.out)
@@ -200,6 +211,8 @@ def cmd_edit(args: argparse.Namespace) -> None:
 def cmd_directions(args: argparse.Namespace) -> None:
     s = DirectionsSettings.from_args(args)
     G = _generator(args)
+    if s.method in ("ganspace", "sefa") and s.count > G.w_dim:
+        raise UsageError(f"--count {s.count}: {s.method} finds at most w_dim = {G.w_dim} directions of this generator")
     if s.method == "ganspace":
         dirs = ganspace(G, n_samples=s.samples, n_components=s.count, kind=s.kind, seed=s.seed, scale_by_std=True)
     elif s.method == "sefa":
@@ -215,11 +228,11 @@ def cmd_directions(args: argparse.Namespace) -> None:
 
 def cmd_compensation(args: argparse.Namespace) -> None:
     s = CompensationSettings.from_args(args)
-    G = _generator(args)
-    targets = _targets(args, G, s.n_targets)
+    perceptual, identity = _perceptual(args), _identity(args)
     models = {"base": load_encoder(args.base_encoder, args.device), "sdic": load_encoder(args.sdic, args.device),
               "f": load_encoder(args.f_encoder, args.device)}
-    perceptual = _perceptual(args)
+    G = _generator(args)
+    targets = _targets(args, G, s.n_targets)
     on = perceptual is not None
     settings = {
         "pti": dict(pivot_steps=s.pivot_steps, tune_steps=s.tune_steps, perceptual=perceptual,
@@ -230,9 +243,10 @@ def cmd_compensation(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     world = World.current()
-    directions = world.main_first(lambda: edit_directions(G, out, s.directions, s.direction_samples, s.seed))
     t = time.time()
-    run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, _identity(args))
+    with hold_out_dir(out):  # the direction files are written into OUT too
+        directions = world.main_first(lambda: edit_directions(G, out, s.directions, s.direction_samples, s.seed))
+        run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, identity)
     if world.main:
         _print_table(out, "compensation_comparison", f"{out}/compensation_comparison.csv, .md, compensation_grid.png",
                      t)

@@ -136,8 +136,7 @@ class InvertSettings(Settings):
     steps: int = 200
     lr: float = 0.05
     lambda_per: float = 0.0
-    pn_samples: int = 100_000
-    seed: int = 0
+    pn_samples: int = 100_000       # (no seed: invert starts from the mean code, and nothing else is random)
 
 
 InvertSettings.QUICK = InvertSettings.FULL = InvertSettings()

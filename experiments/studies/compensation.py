@@ -12,16 +12,21 @@ alpha in `edit_alphas` (W-kind directions for base / SDIC / PTI, their Z counter
           its time per image is quoted in); edits move the pivot in the tuned generator
 - fzplus: HybridInverter in F/Z+ initialised by the F encoder; edits move the detail z's
 
-Per-image rows are appended to compensation_per_image.csv as each method finishes, and the images
-to images/<method>.safetensors: an interrupted run resumes with the methods still missing. Under
+Per-image rows are appended to compensation_per_image.csv as each method finishes, after the images
+to images/<method>.safetensors, with that file's fingerprint (images_sha256): an interrupted run
+resumes with the methods still missing (`missing_methods`: a method lacking a target's row, or whose
+images file is missing or not the one its rows recorded, is redone and its rows dropped first; one
+row per (method, target)). The run holds OUT's lock throughout (`experiments.runs.hold_out_dir`). Under
 `torchrun` the methods are sharded over the ranks and rank 0 writes the table and the grid.
 Outputs: compensation_comparison.csv / .md and compensation_grid.png (rows: target, then methods).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -29,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction
+from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.images import save_images
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
 from latentspaces.io import from_uint8
@@ -37,11 +43,17 @@ from latentspaces.spaces import Code, FZPlus, WPlus
 from optimizers import PTI, HybridInverter
 
 from ..distributed import World
-from ..runs import append_rows, load_image_file, mean_std_rows, read_rows, save_image_file, write_mean_std_table
+from .inversions import metric_name
+from ..runs import (RowSchema, RunFolderWarning, append_rows, claim_out_dir, file_fingerprint, file_problem,
+                    hold_out_dir, load_image_file, mean_std_rows, read_rows, save_image_file, write_mean_std_table,
+                    write_rows)
 
 METHODS = ["base", "sdic", "pti", "fzplus"]
-FIELDS = ["method", "target", "mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
+PER_IMAGE_CSV = "compensation_per_image.csv"
+SETTINGS_FILE = "compensation_settings.json"
 SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
+FIELDS = ["method", "target", *SUMMARY, "images_sha256"]
+PER_IMAGE = RowSchema(tuple(FIELDS), key=("method", "target"), ints=("target",), floats=tuple(SUMMARY))
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("SSIM", "ssim", ".3f", True), ("perceptual", "perceptual", ".3f", True),
                  ("identity", "identity", ".3f", True), ("edit identity", "edit_identity", ".3f", True),
                  ("s / image", "seconds_per_image", ".3g", False)]
@@ -123,34 +135,98 @@ def run_compensation_comparison(
 ) -> List[dict]:
     """Run each method still missing from OUT (sharded over `torchrun` ranks); rank 0 returns the summary rows."""
     world = World.current()
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    per_image = out / "compensation_per_image.csv"
-    done = {r["method"] for r in read_rows(per_image)}
-    todo = [m for m in methods if m not in done]
-    world.barrier()  # every rank has listed the same methods before any rank adds rows
-    for method in tqdm(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
-        images, edit_id, seconds = run_method(method, G, targets, models, directions, edit_alphas, identity, settings)
-        with torch.no_grad():
-            m = reconstruction_metrics(images, targets)
-            per = perceptual(images, targets).reshape(-1) if perceptual else torch.full((len(targets),), math.nan)
-            ident = identity(images, targets).reshape(-1) if identity else torch.full((len(targets),), math.nan)
-        save_image_file(out / "images" / f"{method}.safetensors", images, method=method)
-        append_rows(per_image, [
-            {"method": method, "target": i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
-             "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
-             "edit_identity": f"{float(edit_id[i]):.6g}", "seconds": f"{seconds:.4g}"}
-            for i in range(len(targets))], FIELDS)
-    world.barrier()
-    if not world.main:
-        return []
-    summary = summarize(out, methods)
-    grid(out, targets, methods)
+    n = len(targets)
+    with hold_out_dir(out):
+        recorded = compensation_settings(G, models, directions, settings, perceptual, identity, edit_alphas)
+        world.from_main(lambda: claim_out_dir(out, recorded, targets, (PER_IMAGE_CSV, "images"), SETTINGS_FILE))
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        todo = world.from_main(lambda: missing_methods(out, methods, n))
+        for method in tqdm(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
+            images, edit_id, seconds = run_method(method, G, targets, models, directions, edit_alphas, identity,
+                                                  settings)
+            with torch.no_grad():
+                m = reconstruction_metrics(images, targets)
+                per = perceptual(images, targets).reshape(-1) if perceptual else torch.full((n,), math.nan)
+                ident = identity(images, targets).reshape(-1) if identity else torch.full((n,), math.nan)
+            path = _images_path(out, method)
+            save_image_file(path, images, method=method)
+            sha = file_fingerprint(path)
+            append_rows(out / PER_IMAGE_CSV, [
+                {"method": method, "target": i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
+                 "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
+                 "edit_identity": f"{float(edit_id[i]):.6g}", "seconds": f"{seconds:.4g}", "images_sha256": sha}
+                for i in range(n)], FIELDS)
+        world.barrier()
+        if not world.main:
+            return []
+        summary = summarize(out, methods, n)
+        grid(out, targets, methods)
     return summary
 
 
-def summarize(out: Path, methods: Sequence[str]) -> List[dict]:
-    """Mean and std per method -> compensation_comparison.csv and .md; returns the rows."""
-    summary = mean_std_rows(read_rows(out / "compensation_per_image.csv"), "method", methods, SUMMARY)
+def compensation_settings(G: torch.nn.Module, models: dict, directions: Dict[str, List[Direction]], settings: dict,
+                          perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity],
+                          edit_alphas: Sequence[float]) -> Dict[str, object]:
+    """What decides the rows of a compensation run (recorded in SETTINGS_FILE by `claim_out_dir`): the
+    generator's, encoders' and directions' fingerprints, every method's settings and the metrics' names."""
+    def plain(kwargs: dict) -> dict:
+        return {k: metric_name(v) if k == "perceptual" else v for k, v in sorted(kwargs.items())}
+
+    return {"generator": generator_fingerprint(G),
+            "models": {name: generator_fingerprint(m) for name, m in sorted(models.items())},
+            "directions": {kind: hashlib.sha256(b"".join(d.vector.detach().float().cpu().numpy().tobytes()
+                                                        for d in dirs)).hexdigest()[:16]
+                           for kind, dirs in sorted(directions.items())},
+            "methods": {name: plain(kwargs) for name, kwargs in sorted(settings.items())},
+            "perceptual": metric_name(perceptual), "identity": metric_name(identity),
+            "edit_alphas": [float(a) for a in edit_alphas]}
+
+
+def _images_path(out: Path, method: str) -> Path:
+    return out / "images" / f"{method}.safetensors"
+
+
+def missing_methods(out: Path, methods: Sequence[str], n: int) -> List[str]:
+    """The methods to (re)run for `n` targets, after repairing OUT's per-image CSV.
+
+    A method is kept when targets 0 .. n-1 all have a row and its images file is the one its rows
+    recorded (rows written before fingerprints were: the file exists, and its fingerprint is recorded);
+    else it is redone and all its rows are dropped (its images file is rewritten for these targets).
+    The CSV is rewritten atomically, only if anything changed, with one row per (method, target).
+    """
+    path = out / PER_IMAGE_CSV
+    rows = read_rows(path, PER_IMAGE)
+    todo = []
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        if {int(r["target"]) for r in mine} >= set(range(n)):
+            recorded = {r["images_sha256"] for r in mine}
+            problem = (f"the rows of {method} record {len(recorded)} different images files" if len(recorded) > 1
+                       else file_problem(_images_path(out, method), recorded.pop()))
+            if problem is None:
+                if not mine[0]["images_sha256"]:  # rows older than fingerprints adopt the file they name
+                    sha = file_fingerprint(_images_path(out, method))
+                    for r in mine:
+                        r["images_sha256"] = sha
+                continue
+            warnings.warn(f"{problem}: redoing {method}", RunFolderWarning)
+        elif mine:
+            warnings.warn(f"{path} has rows for {len(mine)} of the {n} targets of {method}: redoing it",
+                          RunFolderWarning)
+        todo.append(method)
+    kept = [r for r in rows if r["method"] not in todo]
+    if kept or path.exists():
+        write_rows(path, kept, FIELDS)
+    return todo
+
+
+def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
+    """Mean and std per method over the first `n_targets` targets (all when None) -> compensation_comparison.csv
+    and .md; returns the rows."""
+    rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
+    if n_targets is not None:
+        rows = [r for r in rows if int(r["target"]) < n_targets]
+    summary = mean_std_rows(rows, "method", methods, SUMMARY)
     write_mean_std_table(out, "compensation_comparison", summary, "method", TABLE_COLUMNS)
     return summary
 
@@ -160,7 +236,7 @@ def grid(out: Path, targets: torch.Tensor, methods: Sequence[str], max_cols: int
     k = min(max_cols, targets.shape[0])
     rows = [targets[:k].cpu()]
     for method in methods:
-        path = out / "images" / f"{method}.safetensors"
+        path = _images_path(out, method)
         if path.is_file():
             rows.append(from_uint8(load_image_file(path)[:k]))
     save_images(torch.cat(rows), out / "compensation_grid.png", nrow=k)

@@ -7,19 +7,24 @@ standard deviation so that alpha is in the same units (std of the PCA coordinate
 Edits touch only the detail codes in F spaces. The identity similarity between the edited image
 and the target is recorded per (space, target, direction, alpha).
 
-Writes into OUT: identity_curves.csv (rewritten after each space and direction; resumable),
+Writes into OUT: identity_curves.csv (rewritten after each space and direction; resumable; one row
+per (space, target, direction, alpha), with the fingerprint of the code file the edit started from),
 identity_curves.png / .pdf (light line per target x direction, bold mean per space),
 identity_summary.csv (mean identity at each |alpha| per space), random_directions.png.
 `experiments.studies.paired_statistics` tests the differences between spaces edit by edit.
 Inversions are shared with a space comparison in the same OUT (`experiments.studies.inversions`): made
-once, chunk by chunk, by whichever command runs first, and refused when the settings differ.
+once, chunk by chunk, by whichever command runs first, and refused when the settings differ. The run
+holds OUT's lock throughout. Codes are read only when their file is the one their per-image rows
+recorded (a missing or replaced chunk is redone first), and curve rows computed from a code file that
+has since been redone are dropped and recomputed.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -30,11 +35,15 @@ from latentspaces.io import save_figure, to_uint8
 from latentspaces.spaces import Code, PNStats, build_space
 
 from ..distributed import World
-from ..runs import claim_out_dir, load_codes, read_rows, write_rows, write_summary
-from .inversions import inversion_settings, invert_missing
+from ..runs import (RowSchema, RunFolderWarning, claim_out_dir, hold_out_dir, load_codes, read_rows, write_rows,
+                    write_summary)
+from .inversions import INVERSION_RESULTS, chunk_checksums, inversion_settings, invert_missing
 
 CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
-FIELDS = ["space", "target", "direction", "alpha", "identity"]
+CURVES_CSV = "identity_curves.csv"
+FIELDS = ["space", "target", "direction", "alpha", "identity", "codes_sha256"]
+CURVES = RowSchema(tuple(FIELDS), key=("space", "target", "direction", "alpha"), ints=("target",),
+                   floats=("alpha", "identity"))
 
 
 def edit_directions(G: torch.nn.Module, out: Path, n_directions: int, n_samples: int,
@@ -79,49 +88,73 @@ def run_identity_curves(
     """
     world = World.current()
     settings = inversion_settings(G, steps, lr, lambda_per, 0.0, perceptual, identity, None, chunk, seed)
-    world.main_first(lambda: claim_out_dir(out, settings, targets))
-    invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
-                   chunk=chunk, seed=seed)
-    path = out / "identity_curves.csv"
-    rows = read_rows(path)
-    n = targets.shape[0]
-    # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had fewer).
-    counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n)
-    done = {key for key, c in counts.items() if c >= n * len(alphas)}
-    dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
-    built = {name: build_space(name, G, pn_stats) for name in spaces}
-    jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
-    codes: Dict[str, Code] = {}
-    bar = tqdm(total=len(jobs), desc="identity curves", unit="direction", disable=not world.main)
-    # One job per rank per round; rank 0 gathers the round's rows and rewrites the CSV (resume point).
-    for first in range(0, len(jobs), world.size):
-        mine = jobs[first + world.rank] if first + world.rank < len(jobs) else None
-        new = []
-        if mine is not None:
-            name, d = mine
-            space = built[name]
-            if name not in codes:
-                codes[name] = load_codes(out, name, n, space.device)
-            for alpha in alphas:
-                with torch.no_grad():
-                    img = space.synthesize(space.edit(codes[name], d, alpha))
-                sims = identity(img, targets)
-                new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
-                         "identity": f"{float(s):.6g}"} for i, s in enumerate(sims)]
-        gathered = world.gather(new)
-        if world.main:
-            finished = {(r["space"], r["direction"]) for part in gathered for r in part}
-            rows = [r for r in rows if (r["space"], r["direction"]) not in finished] + [r for p in gathered for r in p]
-            write_rows(path, rows, FIELDS)
-        bar.update(sum(1 for p in gathered if p))
-    bar.close()
-    if not world.main:
-        return []
-    rows = [r for r in rows if int(r["target"]) < n]
-    summary = summarize(out, rows, spaces)
-    plot_curves(out, rows, spaces)
-    random_direction_grid(out, G, targets[:1], spaces, seed, pn_stats, identity)
+    with hold_out_dir(out):
+        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
+        invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
+                       chunk=chunk, seed=seed)
+        n = targets.shape[0]
+        rows, sums = world.from_main(lambda: _current_rows(out, n, chunk))
+        # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had
+        # fewer).
+        counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n)
+        done = {key for key, c in counts.items() if c >= n * len(alphas)}
+        dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
+        built = {name: build_space(name, G, pn_stats) for name in spaces}
+        jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
+        codes: Dict[str, Code] = {}
+        bar = tqdm(total=len(jobs), desc="identity curves", unit="direction", disable=not world.main)
+        # One job per rank per round; rank 0 gathers the round's rows and rewrites the CSV (resume point).
+        for first in range(0, len(jobs), world.size):
+            mine = jobs[first + world.rank] if first + world.rank < len(jobs) else None
+            new = []
+            if mine is not None:
+                name, d = mine
+                space = built[name]
+                if name not in codes:
+                    codes[name] = load_codes(out, name, n, space.device, _of_space(sums, name))
+                for alpha in alphas:
+                    with torch.no_grad():
+                        img = space.synthesize(space.edit(codes[name], d, alpha))
+                    sims = identity(img, targets)
+                    new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
+                             "identity": f"{float(s):.6g}", "codes_sha256": sums[(name, i // chunk * chunk)]}
+                            for i, s in enumerate(sims)]
+            gathered = world.gather(new)
+            if world.main:
+                finished = {(r["space"], r["direction"]) for part in gathered for r in part}
+                rows = [r for r in rows if (r["space"], r["direction"]) not in finished] + [r for p in gathered
+                                                                                            for r in p]
+                write_rows(out / CURVES_CSV, rows, FIELDS)
+            bar.update(sum(1 for p in gathered if p))
+        bar.close()
+        if not world.main:
+            return []
+        rows = [r for r in rows if int(r["target"]) < n]
+        summary = summarize(out, rows, spaces)
+        plot_curves(out, rows, spaces)
+        random_direction_grid(out, G, targets[:1], spaces, seed, pn_stats, identity, checksums=sums)
     return summary
+
+
+def _current_rows(out: Path, n: int, chunk: int) -> Tuple[List[dict], Dict[Tuple[str, int], str]]:
+    """(the curve rows still valid, the chunk fingerprints): rows of the first `n` targets whose code file
+    has been redone since they were computed are dropped (rows older than fingerprints are kept)."""
+    sums = chunk_checksums(out, chunk)
+    rows = read_rows(out / CURVES_CSV, CURVES)
+    valid, stale = [], []
+    for r in rows:
+        target = int(r["target"])
+        ok = target >= n or r["codes_sha256"] in ("", sums.get((r["space"], target // chunk * chunk)))
+        (valid if ok else stale).append(r)
+    if stale:
+        warnings.warn(f"{out / CURVES_CSV}: {len(stale)} rows were computed from code files since redone "
+                      f"({', '.join(sorted({r['space'] for r in stale}))}): recomputing them", RunFolderWarning)
+    return valid, sums
+
+
+def _of_space(sums: Mapping[Tuple[str, int], str], name: str) -> Dict[int, str]:
+    """chunk start -> fingerprint, of one space's chunks (for `load_codes`)."""
+    return {start: sha for (space, start), sha in sums.items() if space == name}
 
 
 def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
@@ -180,11 +213,13 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
 
 def random_direction_grid(out: Path, G: torch.nn.Module, target: torch.Tensor, spaces: Sequence[str], seed: int = 0,
                           pn_stats: Optional[PNStats] = None, identity: Optional[IdentitySimilarity] = None,
-                          alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> None:
+                          alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
+                          checksums: Optional[Mapping[Tuple[str, int], str]] = None) -> None:
     """Fig. 3: one target [1, 3, R, R]; per space a row of edits along one random direction n ~ N(0, 0.04 I).
 
     The target is the first column; columns are labelled with alpha, rows with the space, and each
-    edit with its identity similarity to the target when `identity` is given.
+    edit with its identity similarity to the target when `identity` is given. checksums: (space, start)
+    -> code-file fingerprint (`inversions.chunk_checksums`), to read only the files the rows recorded.
     """
     import matplotlib
 
@@ -195,7 +230,7 @@ def random_direction_grid(out: Path, G: torch.nn.Module, target: torch.Tensor, s
     images, sims = [], []
     for name in spaces:
         space = build_space(name, G, pn_stats)
-        code = load_codes(out, name, 1, space.device)
+        code = load_codes(out, name, 1, space.device, None if checksums is None else _of_space(checksums, name))
         (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)
         with torch.no_grad():
             edited = torch.cat([space.synthesize(space.edit(code, d, a)) for a in alphas])

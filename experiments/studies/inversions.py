@@ -4,22 +4,29 @@
 with the same settings; whichever runs first into OUT makes each chunk once:
 
   codes/{Space}_{start}.safetensors  the optimized codes and uint8 reconstructions of each chunk
-  space_comparison_per_image.csv     one row per (space, target), appended as each chunk finishes
+  space_comparison_per_image.csv     one row per (space, target), appended as each chunk finishes, with
+                                     the fingerprint of its chunk's code file (codes_sha256)
   inversion_settings.json            the settings and target fingerprints the codes belong to
 
-A rerun with other settings or other targets into the same OUT is refused (`experiments.runs.claim_out_dir`).
+A rerun with other settings or other targets into the same OUT is refused (`experiments.runs.claim_out_dir`),
+and so is one into an OUT whose settings file is gone or garbled while it holds codes or rows. On resume,
+`missing_chunks` repairs the per-image CSV (torn, malformed and repeated rows dropped, one row per key)
+and redoes every chunk that lacks a row, or whose code file is missing or is not the one its rows
+recorded; the rows of a redone chunk are dropped first, so no (space, target) is ever counted twice.
 `fill_identity` scores the rows of a folder inverted without an identity metric.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
+from latentspaces.errors import CheckpointError
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.io import to_uint8
 from latentspaces.metrics.image import reconstruction_metrics
@@ -27,11 +34,15 @@ from latentspaces.spaces import PNStats, build_space, read_code_file
 from optimizers import HybridInverter
 
 from ..distributed import World
-from ..runs import (SETTINGS_FILE, append_rows, chunk_path, claim_out_dir, generator_fingerprint, read_rows,
-                    read_settings, save_chunk, write_rows, write_settings)
+from ..runs import (SETTINGS_FILE, RowSchema, RunFolderError, RunFolderWarning, append_rows, chunk_path, claim_out_dir,
+                    file_fingerprint, file_problem, generator_fingerprint, hold_out_dir, read_rows, read_settings,
+                    save_chunk, write_rows, write_settings)
 
 PER_IMAGE_CSV = "space_comparison_per_image.csv"
-PER_IMAGE_FIELDS = ["space", "target", "mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
+METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
+PER_IMAGE_FIELDS = ["space", "target", *METRICS, "codes_sha256"]
+PER_IMAGE = RowSchema(tuple(PER_IMAGE_FIELDS), key=("space", "target"), ints=("target",), floats=tuple(METRICS))
+INVERSION_RESULTS = (PER_IMAGE_CSV, "codes")  # what `claim_out_dir` refuses to claim without a settings file
 
 
 def metric_name(metric: Optional[object]) -> str:
@@ -53,6 +64,73 @@ def _nan(n: int) -> torch.Tensor:
     return torch.full((n,), math.nan)
 
 
+def _chunk_problem(out: Path, space: str, start: int, rows: List[dict]) -> Optional[str]:
+    """Why the rows of one complete chunk cannot be kept (its code file missing or not theirs), or None.
+
+    Rows written before fingerprints were recorded (codes_sha256 empty) adopt the chunk file when it
+    reads as a code file of this space and start with one code per row: its fingerprint is written
+    into them.
+    """
+    path = chunk_path(out, space, start)
+    recorded = {r["codes_sha256"] for r in rows}
+    if len(recorded) > 1:
+        return f"the rows of {path} record {len(recorded)} different code files"
+    problem = file_problem(path, recorded.pop())
+    if problem or rows[0]["codes_sha256"]:
+        return problem
+    try:
+        saved = read_code_file(path)
+    except CheckpointError as e:
+        return str(e)
+    said = (saved.space or space, str(saved.meta.get("start", start)), len(saved.code))
+    if said != (space, str(start), len(rows)):
+        return f"{path} holds {said[2]} {said[0]} codes from {said[1]}, not {len(rows)} {space} codes from {start}"
+    sha = file_fingerprint(path)
+    for r in rows:
+        r["codes_sha256"] = sha
+    return None
+
+
+def missing_chunks(out: Path, spaces: Sequence[str], n: int, chunk: int) -> List[Tuple[str, int]]:
+    """The (space, start) chunks of the first `n` targets to (re)make, after repairing the per-image CSV.
+
+    A chunk is kept when every target of it has a row and its code file is the one the rows recorded;
+    else it is redone and its rows are dropped (with a warning saying why, unless it was never begun).
+    The CSV is rewritten (atomically, only if anything changed) with one row per (space, target), so the
+    rows that remain and those appended by the redone chunks never count a target twice. Rows of other
+    spaces, and of targets beyond `n` in chunks not redone, are kept as they are.
+    """
+    path = out / PER_IMAGE_CSV
+    rows = read_rows(path, PER_IMAGE)
+    groups: Dict[Tuple[str, int], List[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["space"], int(r["target"]) // chunk * chunk), []).append(r)
+    jobs = []
+    for name in spaces:
+        for start in range(0, n, chunk):
+            mine = groups.get((name, start), [])
+            if {int(r["target"]) for r in mine} >= set(range(start, min(start + chunk, n))):
+                problem = _chunk_problem(out, name, start, mine)
+                if problem is None:
+                    continue
+                warnings.warn(f"{problem}: redoing the {name} chunk of targets {start}..", RunFolderWarning)
+            elif mine:
+                warnings.warn(f"{path} has rows for {len(mine)} of the targets of the {name} chunk at {start}: "
+                              "redoing the chunk", RunFolderWarning)
+            jobs.append((name, start))
+    redo = set(jobs)
+    kept = [r for r in rows if (r["space"], int(r["target"]) // chunk * chunk) not in redo]
+    if kept or path.exists():
+        write_rows(path, kept, PER_IMAGE_FIELDS)
+    return jobs
+
+
+def chunk_checksums(out: Path, chunk: int) -> Dict[Tuple[str, int], str]:
+    """(space, start) -> the code-file fingerprint the per-image rows of that chunk record ('' for older rows)."""
+    return {(r["space"], int(r["target"]) // chunk * chunk): r["codes_sha256"] for r in read_rows(out / PER_IMAGE_CSV,
+                                                                                                  PER_IMAGE)}
+
+
 def invert_missing(
     out: Path,
     G: torch.nn.Module,
@@ -69,23 +147,22 @@ def invert_missing(
     chunk: int = 8,
     seed: int = 0,
     progress: bool = True,
-) -> None:
-    """Invert every chunk of `targets` that OUT has no rows for, into each space, one chunk at a time.
+) -> List[Tuple[str, int]]:
+    """Invert every chunk of `targets` that OUT lacks (`missing_chunks`), into each space, one chunk at a time.
 
     Each finished chunk leaves codes/{Space}_{start}.safetensors (codes and uint8 reconstructions)
-    and its rows in space_comparison_per_image.csv, in that order, so a killed run loses at most the
-    chunk in progress. Call `claim_out_dir` first. Under `torchrun` each rank inverts its round-robin
-    share of the missing chunks (`experiments.distributed`); all ranks return when all chunks are done.
+    and then its rows, with the file's fingerprint, in space_comparison_per_image.csv, so a killed run
+    loses at most the chunk in progress. Call `claim_out_dir` first, holding OUT (`hold_out_dir`).
+    Under `torchrun` rank 0 plans (and repairs the CSV), each rank inverts its round-robin share of the
+    chunks (`experiments.distributed`); all ranks return, when all chunks are done, the (space, start)
+    chunks made.
     """
     world = World.current()
     (out / "codes").mkdir(parents=True, exist_ok=True)
     per_image = out / PER_IMAGE_CSV
-    done = {(r["space"], int(r["target"])) for r in read_rows(per_image)}
     encoders = encoders or {}
-    n = targets.shape[0]
-    jobs = [(s, start) for s in spaces for start in range(0, n, chunk)
-            if any((s, i) not in done for i in range(start, min(start + chunk, n)))]
-    world.barrier()  # every rank has listed the same missing chunks before any rank adds rows
+    jobs = world.from_main(lambda: missing_chunks(out, spaces, targets.shape[0], chunk))
+    fingerprint = generator_fingerprint(G)
     progress = progress and world.main
     for name, start in tqdm(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
         space = build_space(name, G, pn_stats)
@@ -99,12 +176,13 @@ def invert_missing(
         with torch.no_grad():
             per = perceptual(res.images, x) if perceptual else _nan(len(x))
         ident = identity(res.images, x) if identity else _nan(len(x))
-        save_chunk(out, name, start, res.code, res.images, steps)
+        sha = save_chunk(out, name, start, res.code, res.images, steps, generator=fingerprint)
         rows = [{"space": name, "target": start + i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
                  "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
-                 "seconds": f"{res.seconds / len(x):.4g}"} for i in range(len(x))]
+                 "seconds": f"{res.seconds / len(x):.4g}", "codes_sha256": sha} for i in range(len(x))]
         append_rows(per_image, rows, PER_IMAGE_FIELDS)
     world.barrier()
+    return jobs
 
 
 def fill_identity(
@@ -121,41 +199,53 @@ def fill_identity(
     each chunk's reconstructions are regenerated from its code file, as float images like the ones a
     run with the metric scores (not the saved uint8 copies), compared with their targets, and the CSV
     is rewritten atomically. Once no row lacks an identity, the settings record the metric, so that
-    `compare --identity ...` resumes the folder. Returns the number of rows filled.
+    `compare --identity ...` resumes the folder. Returns the number of rows filled. Holds OUT's lock;
+    a code file that is missing, does not regenerate its saved images, or is not the one its rows
+    recorded is refused (compare redoes it) before any row is rewritten.
     """
-    settings = read_settings(out)
-    name = metric_name(identity)
-    if settings.get("identity") not in ("none", name):
-        raise ValueError(f"{out} was scored with identity {settings.get('identity')!r}, not {name!r}; "
-                         "identities of two metrics would mix in one column")
-    claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets)  # same targets?
-    per_image = out / PER_IMAGE_CSV
-    rows = read_rows(per_image)
-    chunk = int(settings["chunk"])
-    missing: Dict[tuple, List[dict]] = {}
-    for r in rows:
-        if math.isnan(float(r["identity"])):
-            missing.setdefault((r["space"], int(r["target"]) // chunk * chunk), []).append(r)
-    if any(int(r["target"]) >= targets.shape[0] for group in missing.values() for r in group):
-        raise ValueError(f"{out} has rows for {1 + max(int(r['target']) for r in rows)} targets; "
-                         f"pass at least that many (got {targets.shape[0]})")
-    for (space_name, start), group in tqdm(sorted(missing.items()), desc="identity", unit="chunk",
-                                           disable=not progress or not missing):
-        saved = read_code_file(chunk_path(out, space_name, start))
-        space = build_space(space_name, G, pn_stats)
-        with torch.no_grad():
-            images = space.synthesize(saved.code.to(targets.device))
-        # Up to 1/255 off where another device rounds a pixel the other way; more means another model.
-        if (to_uint8(images).int() - saved.images.int()).abs().max() > 1:
-            raise ValueError(f"the {space_name} codes of chunk {start} in {out} do not regenerate the images saved "
-                             "with them; score with the generator (and P_N statistics) they were inverted with")
-        scores = identity(images, targets[start : start + len(images)])
-        for r in group:
-            r["identity"] = f"{float(scores[int(r['target']) - start]):.6g}"
-    write_rows(per_image, rows, PER_IMAGE_FIELDS)
-    if not any(math.isnan(float(r["identity"])) for r in rows) and settings.get("identity") != name:
-        write_settings(out / SETTINGS_FILE, {**settings, "identity": name})
-    return sum(len(group) for group in missing.values())
+    with hold_out_dir(out):
+        settings = read_settings(out)
+        name = metric_name(identity)
+        if settings.get("identity") not in ("none", name):
+            raise RunFolderError(f"{out} was scored with identity {settings.get('identity')!r}, not {name!r}; "
+                                 "identities of two metrics would mix in one column")
+        claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets)  # same targets?
+        per_image = out / PER_IMAGE_CSV
+        rows = read_rows(per_image, PER_IMAGE)
+        chunk = int(settings["chunk"])
+        missing: Dict[tuple, List[dict]] = {}
+        for r in rows:
+            if math.isnan(float(r["identity"])):
+                missing.setdefault((r["space"], int(r["target"]) // chunk * chunk), []).append(r)
+        if any(int(r["target"]) >= targets.shape[0] for group in missing.values() for r in group):
+            raise RunFolderError(f"{out} has rows for {1 + max(int(r['target']) for r in rows)} targets; "
+                                 f"pass at least that many (got {targets.shape[0]})")
+        redo = f"rerun compare into {out} with its settings (it redoes that chunk), then score-identity"
+        for (space_name, start), group in tqdm(sorted(missing.items()), desc="identity", unit="chunk",
+                                               disable=not progress or not missing):
+            path = chunk_path(out, space_name, start)
+            if not path.is_file():
+                raise RunFolderError(f"{path} is missing; {redo}")
+            saved = read_code_file(path)
+            space = build_space(space_name, G, pn_stats)
+            with torch.no_grad():
+                images = space.synthesize(saved.code.to(targets.device))
+            # Up to 1/255 off where another device rounds a pixel the other way; more means another model.
+            if (to_uint8(images).int() - saved.images.int()).abs().max() > 1:
+                raise RunFolderError(f"the {space_name} codes of chunk {start} in {out} do not regenerate the images "
+                                     "saved with them; score with the generator (and P_N statistics) they were "
+                                     "inverted with")
+            problem = file_problem(path, group[0]["codes_sha256"])  # a self-consistent file of another chunk
+            if problem:
+                raise RunFolderError(f"{problem}; {redo}")
+            scores = identity(images, targets[start : start + len(images)])
+            for r in group:
+                r["identity"] = f"{float(scores[int(r['target']) - start]):.6g}"
+        write_rows(per_image, rows, PER_IMAGE_FIELDS)
+        if not any(math.isnan(float(r["identity"])) for r in rows) and settings.get("identity") != name:
+            write_settings(out / SETTINGS_FILE, {**settings, "identity": name})
+        return sum(len(group) for group in missing.values())
 
 
-__all__ = ["PER_IMAGE_CSV", "PER_IMAGE_FIELDS", "fill_identity", "inversion_settings", "invert_missing", "metric_name"]
+__all__ = ["INVERSION_RESULTS", "PER_IMAGE", "PER_IMAGE_CSV", "PER_IMAGE_FIELDS", "chunk_checksums", "fill_identity",
+           "inversion_settings", "invert_missing", "metric_name", "missing_chunks"]

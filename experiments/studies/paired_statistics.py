@@ -23,7 +23,8 @@ from latentspaces.io import atomic_write_text
 from latentspaces.spaces import SPACE_ORDER
 
 from ..runs import read_rows, write_rows
-from .inversions import PER_IMAGE_CSV
+from .identity_curves import CURVES, CURVES_CSV
+from .inversions import PER_IMAGE, PER_IMAGE_CSV
 
 HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True}
 FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon"]
@@ -104,8 +105,8 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
 
     n_targets: use only targets 0 .. n_targets-1 (all when None), as the summaries do.
     """
-    recon = read_rows(out / PER_IMAGE_CSV)
-    curves = read_rows(out / "identity_curves.csv")
+    recon = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
+    curves = read_rows(out / CURVES_CSV, CURVES)
     if not recon and not curves:
         raise ValueError(f"{out} has neither space_comparison_per_image.csv nor identity_curves.csv; "
                          "run `latentspaces compare` or `identity-curves` into it first")

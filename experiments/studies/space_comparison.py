@@ -7,8 +7,11 @@ rows, settings):
   space_comparison.md             the same as a Markdown table
   reconstructions.png             targets (top row) and each space's reconstruction below
   reconstructions.json            the rows of that grid, by name
-An interrupted run resumes: chunks whose rows are in the per-image CSV are not redone. A rerun with
+The run holds OUT's lock throughout (`experiments.runs.hold_out_dir`): a second run into the same OUT
+is refused. An interrupted run resumes: chunks whose rows are in the per-image CSV, and whose code
+files are the ones those rows recorded, are not redone (`inversions.missing_chunks`). A rerun with
 other settings or other targets into the same OUT is refused (`experiments.runs.claim_out_dir`).
+The table counts each (space, target) once.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from latentspaces.io import atomic_write_text, from_uint8, to_uint8
 from latentspaces.spaces import SPACE_ORDER, PNStats, read_code_file
 
 from ..distributed import World
-from ..runs import chunk_path, claim_out_dir, mean_std_rows, read_rows, write_mean_std_table
-from .inversions import PER_IMAGE_CSV, inversion_settings, invert_missing
+from ..runs import chunk_path, claim_out_dir, hold_out_dir, mean_std_rows, read_rows, write_mean_std_table
+from .inversions import INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, inversion_settings, invert_missing
 
 SUMMARY_METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("PSNR", "psnr", ".2f", True), ("SSIM", "ssim", ".3f", True),
@@ -57,19 +60,20 @@ def run_space_comparison(
     """
     world = World.current()
     settings = inversion_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders, chunk, seed)
-    world.main_first(lambda: claim_out_dir(out, settings, targets))
-    invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
-                   encoders, chunk, seed)
-    if not world.main:
-        return []
-    summary = summarize(out, spaces, targets.shape[0])
-    reconstruction_grid(out, targets, spaces)
+    with hold_out_dir(out):
+        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
+        invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
+                       encoders, chunk, seed)
+        if not world.main:
+            return []
+        summary = summarize(out, spaces, targets.shape[0])
+        reconstruction_grid(out, targets, spaces)
     return summary
 
 
 def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
     """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows."""
-    rows = read_rows(out / PER_IMAGE_CSV)
+    rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     if n_targets is not None:
         rows = [r for r in rows if int(r["target"]) < n_targets]
     summary = mean_std_rows(rows, "space", spaces, SUMMARY_METRICS)

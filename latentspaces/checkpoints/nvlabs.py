@@ -5,18 +5,26 @@ runs). The architecture comes from the recorded constructor arguments and per-mo
 attributes (`_init_kwargs`, `conv_clamp`, `use_noise`, `bias_gain`, ...); channel counts
 are read from the weight shapes. State-dict names are already this project's names;
 the per-layer `resample_filter` buffers are configuration here and are checked, not copied.
+Before anything is allocated, the declared architecture is checked against the tensors present and
+every per-layer attribute NVlabs' forward pass reads (gains, clamps, noise flags, activations) is held
+equal to what this project's layers compute with (`validation.build_generator`, `_check_layer_attributes`).
 NVlabs' fp16 layers (num_fp16_res) are run in float32.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+import math
+import numbers
+from typing import Dict, Tuple
 
 import torch
 
-from ..generator import Generator
 from ..errors import CheckpointError
-from .nvlabs_pickle import PersistentRecord, load_nvlabs_pickle
+from ..generator import Generator
+from ..generator.config import show
+from ..generator.ops import setup_filter
+from .nvlabs_pickle import MissingChildError, PersistentRecord, load_nvlabs_pickle
+from .validation import MAX_GENERATOR_BYTES, build_generator, check_tensor, checked_config, finish
 
 
 def _taps_from_filter(f: torch.Tensor) -> list:
@@ -25,74 +33,128 @@ def _taps_from_filter(f: torch.Tensor) -> list:
     return (t / t.sum()).tolist()
 
 
-def convert_nvlabs(G_rec: PersistentRecord, path: str = "<pickle>") -> Generator:
-    """Build a Generator from the `G_ema` (or `G`) record of an NVlabs pickle."""
-    if G_rec.class_name != "Generator":
-        raise CheckpointError(f"{path}: G_ema is a {G_rec.class_name!r}, expected an NVlabs 'Generator'")
-    kw = dict(G_rec.attr("_init_kwargs") or {})
-    if int(kw.get("c_dim", 0) or 0) > 0:
-        raise CheckpointError(f"{path}: conditional generator (c_dim={kw['c_dim']}); only unconditional "
-                              "StyleGAN2 generators (c_dim = 0) are supported")
-    syn = G_rec.child("synthesis")
-    syn_modules = dict(syn.attr("_modules") or {})
-    if "input" in syn_modules or any(name.startswith("L0_") for name in syn_modules):
-        raise CheckpointError(f"{path}: a StyleGAN3 (alias-free) generator; only StyleGAN2 generators "
-                              "(stylegan2-ada, or stylegan3's --cfg=stylegan2) are supported")
-    sk = dict(kw.get("synthesis_kwargs") or {})
-    architecture = sk.get("architecture", "skip")
-    if architecture != "skip":
-        raise CheckpointError(f"{path}: synthesis architecture {architecture!r}; only 'skip' (the StyleGAN2 "
-                              "config-e/f generator and ada's default) is supported")
+def _table(rec: PersistentRecord, name: str, path: str) -> dict:
+    """A dict-valued attribute (``_init_kwargs``, ``mapping_kwargs``), {} when absent, else CheckpointError."""
+    value = rec.attr(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: {rec.class_name}.{name} is a {type(value).__name__}, expected a dict")
+    return dict(value)
 
-    sd: Dict[str, torch.Tensor] = {k: v.to(torch.float32) for k, v in G_rec.state_dict().items()}
-    z_dim, w_dim = int(kw.get("z_dim", 512)), int(kw.get("w_dim", 512))
-    resolution = int(kw.get("img_resolution", 0))
-    img_channels = int(kw.get("img_channels", 3))
+
+def _close(a: object, b: float) -> bool:
+    return isinstance(a, numbers.Real) and not isinstance(a, bool) and math.isclose(float(a), b, rel_tol=1e-5)
+
+
+def _check_layer_attributes(G_rec: PersistentRecord, cfg: dict, path: str) -> None:
+    """Every attribute NVlabs' forward pass reads must be the value this project's layers compute with.
+
+    A file whose per-layer gains, clamps, noise flags or activations differ (NaN included) would render
+    differently here than in NVlabs' code, so it is refused rather than silently 'corrected'.
+    """
+    lr_mul, w_dim, clamp = cfg["mapping_lr_multiplier"], cfg["w_dim"], cfg["conv_clamp"]
+    for where, rec in G_rec.walk():
+        name = rec.class_name
+        expect: Dict[str, object] = {}
+        if name == "FullyConnectedLayer":
+            mapping = where.startswith("mapping.")
+            fan_in = cfg["z_dim"] if where == "mapping.fc0" else w_dim
+            gain = lr_mul if mapping else 1.0
+            expect = {"bias_gain": gain, "weight_gain": gain / math.sqrt(fan_in),
+                      "activation": "lrelu" if mapping else "linear"}
+        elif name == "SynthesisLayer":
+            expect = {"conv_clamp": clamp, "use_noise": cfg["use_noise"], "activation": "lrelu"}
+        elif name == "ToRGBLayer":
+            channels = cfg["channels"][int(where.split(".")[1][1:])]
+            expect = {"conv_clamp": clamp, "weight_gain": 1 / math.sqrt(channels)}
+        for attr, value in expect.items():
+            found = rec.attr(attr)
+            same = (found is None and value is None) or (isinstance(value, str) and found == value) or (
+                isinstance(value, bool) and found in (True, False) and bool(found) == value) or (
+                isinstance(value, float) and _close(found, value))
+            if not same:
+                raise CheckpointError(f"{path}: {where}.{attr} = {show(found)}, but this generator computes with "
+                                      f"{show(value)} (from the recorded architecture); a file whose layers differ "
+                                      "is not supported")
+
+
+def _declared_config(G_rec: PersistentRecord, sd: Dict[str, torch.Tensor], path: str) -> Tuple[dict, dict]:
+    """(Generator config, {field: where it came from}) from the recorded constructor arguments and shapes."""
+    kw = _table(G_rec, "_init_kwargs", path)
     mapping = G_rec.child("mapping")
-    num_layers = int(mapping.attr("num_layers", (kw.get("mapping_kwargs") or {}).get("num_layers", 8)))
-    lr_mul = float(mapping.child("fc0").attr("bias_gain", 0.01))
-    if (mapping.attr("_modules") or {}).get("embed") is not None or "mapping.embed.weight" in sd:
-        raise CheckpointError(f"{path}: mapping network has a label embedding; conditional models are not supported")
-
-    try:
-        channels = {}
-        res = 4
-        while f"synthesis.b{res}.conv1.weight" in sd:
-            channels[res] = sd[f"synthesis.b{res}.conv1.weight"].shape[0]
-            res *= 2
-        b4conv = syn.child("b4").child("conv1")
-    except (KeyError, AttributeError) as e:
-        raise CheckpointError(f"{path}: synthesis network layout not recognised ({e})") from e
-    if resolution and max(channels, default=0) != resolution:
-        raise CheckpointError(f"{path}: img_resolution {resolution} but blocks up to {max(channels, default=0)}")
-    conv_clamp = b4conv.attr("conv_clamp")
-    use_noise = bool(b4conv.attr("use_noise", True))
+    synthesis = G_rec.child("synthesis")
+    num_layers = mapping.attr("num_layers", _table(mapping, "_init_kwargs", path).get("num_layers", 8))
+    sources = {"z_dim": "G._init_kwargs['z_dim']", "w_dim": "G._init_kwargs['w_dim']",
+               "img_channels": "G._init_kwargs['img_channels']", "mapping_layers": "mapping.num_layers",
+               "mapping_lr_multiplier": "mapping.fc0.bias_gain", "conv_clamp": "synthesis.b4.conv1.conv_clamp",
+               "resolution": "G._init_kwargs['img_resolution']"}
+    config = checked_config(dict(z_dim=kw.get("z_dim", 512), w_dim=kw.get("w_dim", 512),
+                                 img_channels=kw.get("img_channels", 3), mapping_layers=num_layers,
+                                 resolution=kw.get("img_resolution", 0)), path, sources)
+    b4conv = synthesis.child("b4").child("conv1")
+    channels, res = {}, 4
+    while f"synthesis.b{res}.conv1.weight" in sd and res <= config["resolution"]:
+        weight = sd[f"synthesis.b{res}.conv1.weight"]
+        if weight.ndim != 4:
+            raise CheckpointError(f"{path}: synthesis.b{res}.conv1.weight has shape {list(weight.shape)}; "
+                                  "expected [out, in, 3, 3]")
+        channels[res] = int(weight.shape[0])
+        res *= 2
+    if max(channels, default=0) != config["resolution"]:
+        raise CheckpointError(f"{path}: img_resolution {config['resolution']} but synthesis blocks up to "
+                              f"{max(channels, default=0)}")
     filt = sd.get("synthesis.b8.resample_filter", sd.get("synthesis.b4.conv1.resample_filter"))
-    taps = _taps_from_filter(filt) if filt is not None else [1.0, 3.0, 3.0, 1.0]
+    taps = [1.0, 3.0, 3.0, 1.0]
+    if filt is not None:
+        filt = check_tensor("resample_filter", filt, None, path)
+        if filt.ndim != 2 or filt.shape[0] != filt.shape[1]:
+            raise CheckpointError(f"{path}: resample_filter has shape {list(filt.shape)}; expected a square [k, k]")
+        taps = _taps_from_filter(filt)
+    config.update(mapping_lr_multiplier=mapping.child("fc0").attr("bias_gain", 0.01), channels=channels,
+                  conv_clamp=b4conv.attr("conv_clamp"), use_noise=b4conv.attr("use_noise", True), resample_taps=taps)
+    sources["resample_taps"] = "synthesis.*.resample_filter"
+    return checked_config(config, path, sources), sources
 
-    G = Generator(z_dim=z_dim, w_dim=w_dim, resolution=max(channels), img_channels=img_channels,
-                  mapping_layers=num_layers, mapping_lr_multiplier=lr_mul, channels=channels,
-                  conv_clamp=None if conv_clamp is None else float(conv_clamp), use_noise=use_noise,
-                  resample_taps=taps)
-    ours = G.state_dict()
+
+def convert_nvlabs(G_rec: PersistentRecord, path: str = "<pickle>", max_bytes: int = MAX_GENERATOR_BYTES,
+                   verify_output: bool = True) -> Generator:
+    """Build a Generator from the `G_ema` (or `G`) record of an NVlabs pickle (checked before allocating)."""
+    if G_rec.class_name != "Generator":
+        raise CheckpointError(f"{path}: G_ema is a {show(G_rec.class_name)}, expected an NVlabs 'Generator'")
+    kw = _table(G_rec, "_init_kwargs", path)
+    c_dim = kw.get("c_dim", 0) or 0
+    if not isinstance(c_dim, numbers.Integral) or c_dim != 0:
+        raise CheckpointError(f"{path}: conditional generator (c_dim={show(c_dim)}); only unconditional "
+                              "StyleGAN2 generators (c_dim = 0) are supported")
+    try:
+        syn = G_rec.child("synthesis")
+        syn_modules = syn._table("_modules")
+        if "input" in syn_modules or any(str(name).startswith("L0_") for name in syn_modules):
+            raise CheckpointError(f"{path}: a StyleGAN3 (alias-free) generator; only StyleGAN2 generators "
+                                  "(stylegan2-ada, or stylegan3's --cfg=stylegan2) are supported")
+        architecture = _table(G_rec, "_init_kwargs", path).get("synthesis_kwargs") or {}
+        architecture = architecture.get("architecture", "skip") if isinstance(architecture, dict) else architecture
+        if architecture != "skip":
+            raise CheckpointError(f"{path}: synthesis architecture {show(architecture)}; only 'skip' (the StyleGAN2 "
+                                  "config-e/f generator and ada's default) is supported")
+        if G_rec.child("mapping")._table("_modules").get("embed") is not None:
+            raise CheckpointError(f"{path}: mapping network has a label embedding; conditional models are not supported")
+        sd = G_rec.state_dict()  # stored dtypes (fp16 layers too): nothing is cast before the checks below
+        config, sources = _declared_config(G_rec, sd, path)
+        _check_layer_attributes(G_rec, config, path)
+    except MissingChildError as e:
+        raise CheckpointError(f"{path}: synthesis network layout not recognised ({e})") from None
+    expected = setup_filter(config["resample_taps"])
     for k in [k for k in sd if k.endswith("resample_filter")]:
-        expected = G.synthesis.b4.conv1.resample_filter
-        if sd[k].shape != expected.shape or not torch.allclose(sd[k], expected, atol=1e-6):
+        filt = check_tensor(k, sd.pop(k), tuple(expected.shape), path)
+        if not torch.allclose(filt.float(), expected, atol=1e-6):
             raise CheckpointError(f"{path}: {k} differs from the other resampling filters; not supported")
-        del sd[k]
-    unexpected = sorted(set(sd) - set(ours))
-    missing = sorted(set(ours) - set(sd))
-    if unexpected or missing:
-        raise CheckpointError(f"{path}: layout differs from a StyleGAN2 'skip' generator "
-                              f"(unexpected keys {unexpected[:6]}, missing {missing[:6]})")
-    bad = [k for k in ours if ours[k].shape != sd[k].shape]
-    if bad:
-        raise CheckpointError(f"{path}: tensor shapes differ from the recorded architecture at {bad[:6]}")
-    G.load_state_dict(sd, strict=True)
-    return G.eval().requires_grad_(False)
+    G = build_generator(config, sd, path, sources=sources, max_bytes=max_bytes)
+    return finish(G, path, verify_output)
 
 
-def load_nvlabs(path: str) -> Generator:
+def load_nvlabs(path: str, max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
     """Read G_ema (else G) from an NVlabs network pickle without executing anything."""
     data = load_nvlabs_pickle(path)
     if not isinstance(data, dict):
@@ -101,4 +163,4 @@ def load_nvlabs(path: str) -> Generator:
     rec = data.get("G_ema") if data.get("G_ema") is not None else data.get("G")
     if not isinstance(rec, PersistentRecord):
         raise CheckpointError(f"{path}: a pickle without a 'G_ema' or 'G' network (keys: {sorted(map(str, data))[:8]})")
-    return convert_nvlabs(rec, path)
+    return convert_nvlabs(rec, path, max_bytes, verify_output)

@@ -32,8 +32,17 @@ class Direction:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"direction kind must be one of {KINDS}, got {self.kind!r}")
-        if not isinstance(self.vector, torch.Tensor) or self.vector.ndim not in (1, 2):
-            raise ValueError(f"direction vector must be a [D] or [L, D] tensor, got "
-                             f"{getattr(self.vector, 'shape', type(self.vector))}")
+        v = self.vector
+        if not isinstance(v, torch.Tensor) or v.ndim not in (1, 2) or 0 in v.shape:
+            raise ValueError(f"direction vector must be a [D] or [L, D] tensor with D, L >= 1, got "
+                             f"{tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__}")
+        if not v.dtype.is_floating_point:
+            raise ValueError(f"direction vector must be floating point, got {v.dtype}")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"direction vector holds NaN or inf ({int((~torch.isfinite(v)).sum())} of {v.numel()} "
+                             "entries)")
         if self.layers is not None:
             self.layers = [int(i) for i in self.layers]
+            if v.ndim == 2 and len(self.layers) != v.shape[0]:
+                raise ValueError(f"a per-layer direction [{v.shape[0]}, {v.shape[1]}] needs one row per entry of layers "
+                                 f"({len(self.layers)} given)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 
@@ -36,8 +36,14 @@ def save_directions(path: Union[str, os.PathLike], directions: Sequence[Directio
 
 def load_directions(path: Union[str, os.PathLike], kind: Optional[str] = None,
                     layers: Optional[Sequence[int]] = None) -> List[Direction]:
-    """Directions from a file. `kind` ('w' by default) and `layers` describe foreign files, which carry no metadata."""
+    """Directions from a file. `kind` ('w' by default) and `layers` describe foreign files, which carry no metadata.
+
+    Every direction is checked as it is built (a [D] or [L, D] float tensor, finite, rows matching its
+    layers): a file holding NaN or inf, or a tensor of another shape, raises CheckpointError naming the file.
+    """
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no direction file at {path}")
     fmt = sniff_format(path)
     if fmt == "safetensors":
         raw = read_raw_header(path)
@@ -46,9 +52,12 @@ def load_directions(path: Union[str, os.PathLike], kind: Optional[str] = None,
                                   f"{raw.get('format')!r}, expected {FORMAT!r})")
         tensors, header = load_tensors(path, FORMAT if "version" in raw else None)
         metas = header["directions"] if "version" in raw else json.loads(raw["directions"])
+        if not isinstance(metas, list) or not metas:
+            raise CheckpointError(f"{path}: a direction file without directions")
         try:
-            return [Direction(tensors[f"direction_{i}"], **m) for i, m in enumerate(metas)]
-        except (KeyError, TypeError, ValueError) as e:
+            return [_checked(path, f"direction {i}", lambda: Direction(tensors[f"direction_{i}"], **m))
+                    for i, m in enumerate(metas)]
+        except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: directions and their metadata disagree ({e})") from e
     if fmt not in ("torch-zip", "torch-legacy"):
         raise CheckpointError(f"{path}: direction files are latentspaces .safetensors or torch .pt files")
@@ -59,18 +68,30 @@ def load_directions(path: Union[str, os.PathLike], kind: Optional[str] = None,
     kind = kind or "w"
     name = os.path.splitext(os.path.basename(path))[0]
     if isinstance(obj, torch.Tensor):
-        v = obj.float()
+        v = obj.float() if obj.dtype.is_floating_point else obj
         if v.ndim == 2 and v.shape[0] == 1:
             v = v[0]
         if v.ndim not in (1, 2):
             raise CheckpointError(f"{path}: a direction tensor must be [D], [1, D] or [L, D], got {tuple(obj.shape)}")
-        return [Direction(v, kind, layers=layers, name=name, method="file")]
-    if isinstance(obj, dict) and "comp" in obj and "std" in obj:
+        return [_checked(path, "the direction", lambda: Direction(v, kind, layers=layers, name=name, method="file"))]
+    if isinstance(obj, dict) and isinstance(obj.get("comp"), torch.Tensor) and isinstance(obj.get("std"), torch.Tensor):
+        if obj["comp"].ndim < 2:
+            raise CheckpointError(f"{path}: GANSpace dict 'comp' must be [K, (1,) D], got {tuple(obj['comp'].shape)}")
         comp = obj["comp"].float().reshape(obj["comp"].shape[0], -1)
         std = obj["std"].float().reshape(-1)
         if std.shape[0] != comp.shape[0]:
             raise CheckpointError(f"{path}: GANSpace dict has {comp.shape[0]} components but {std.shape[0]} stds")
-        return [Direction(comp[k] * std[k], kind, layers=layers, name=f"{name}_{k}", method="ganspace",
-                          meta={"std": float(std[k]), "scaled_by_std": True}) for k in range(comp.shape[0])]
+        return [_checked(path, f"component {k}",
+                         lambda: Direction(comp[k] * std[k], kind, layers=layers, name=f"{name}_{k}", method="ganspace",
+                                           meta={"std": float(std[k]), "scaled_by_std": True}))
+                for k in range(comp.shape[0])]
     raise CheckpointError(f"{path}: unrecognised direction file (a {type(obj).__name__}); expected a tensor "
                           "[D]/[1, D]/[L, D] or a GANSpace dict with 'comp' and 'std'")
+
+
+def _checked(path: str, which: str, build: Callable[[], Direction]) -> Direction:
+    """build(), with the ValueError of a bad vector (NaN, wrong shape or dtype) as a CheckpointError naming the file."""
+    try:
+        return build()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {which}: {e}") from e

@@ -8,6 +8,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from .config import check_config
 from .mapping import MappingNetwork
 from .synthesis import SynthesisNetwork
 
@@ -24,6 +25,7 @@ def default_channels(resolution: int, channel_base: int = 32768, channel_max: in
 class Generator(nn.Module):
     """StyleGAN2 generator ('skip' architecture), pure PyTorch, no custom ops.
 
+    The arguments are checked by `config.check_config` (ConfigError, a ValueError, names the field).
     Reproduces rosinality's stylegan2-pytorch and NVlabs' stylegan2-ada-pytorch to float32
     rounding (see latentspaces.checkpoints for the loaders). Images are float32 NCHW in
     nominally [-1, 1].
@@ -45,9 +47,13 @@ class Generator(nn.Module):
         resample_taps: Sequence[float] = (1, 3, 3, 1),  # FIR taps for up/downsampling
     ):
         super().__init__()
-        if channels is None:
-            channels = default_channels(resolution, channel_base, channel_max)
-        channels = {int(k): int(v) for k, v in channels.items()}
+        c = check_config(dict(z_dim=z_dim, w_dim=w_dim, resolution=resolution, img_channels=img_channels,
+                              mapping_layers=mapping_layers, mapping_lr_multiplier=mapping_lr_multiplier,
+                              channels=channels, channel_base=channel_base, channel_max=channel_max,
+                              conv_clamp=conv_clamp, use_noise=use_noise, resample_taps=resample_taps))
+        z_dim, w_dim, resolution, img_channels = c["z_dim"], c["w_dim"], c["resolution"], c["img_channels"]
+        mapping_layers, mapping_lr_multiplier, channels = c["mapping_layers"], c["mapping_lr_multiplier"], c["channels"]
+        conv_clamp, use_noise, resample_taps = c["conv_clamp"], c["use_noise"], c["resample_taps"]
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_multiplier)
         self.synthesis = SynthesisNetwork(w_dim, resolution, channels, img_channels, use_noise, conv_clamp, resample_taps)

@@ -2,20 +2,27 @@
 
 Code files (`Code.save` / `read_code_file`) are safetensors in the storage layer's convention, format
 "latentspaces.code" version 1: tensors `code.<field>` [N, ...] and optionally `images` (uint8
-[N, 3, R, R], the codes' renderings); header `space` (the space's name) and `meta` (free-form JSON).
-Files of earlier versions (no format in the header: `code.`-prefixed keys from `compare`, plain keys
-from `invert`) are still read.
+[N, 3, R, R], the codes' renderings); header `space` (the space's name), `generator_fingerprint`
+(`latentspaces.fingerprints.generator_fingerprint` of the generator the codes belong to; absent in
+files written before it was recorded) and `meta` (free-form JSON). Files of earlier versions (no
+format in the header: `code.`-prefixed keys from `compare`, plain keys from `invert`) are still read.
+
+A code means something only to the generator it was inverted with: `CodeFile.check_generator(G)`
+refuses another generator (CheckpointError naming the file and both fingerprints) and warns when the
+file does not say. Codes holding NaN or inf are refused when read.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
 from ..errors import CheckpointError
+from ..fingerprints import generator_fingerprint
 from ..io import load_tensors, read_raw_header, save_tensors
 
 CODE_FORMAT = "latentspaces.code"
@@ -112,15 +119,23 @@ class Code:
         return {k: v.detach().cpu() for k, v in self._t.items()}
 
     def save(self, path: Union[str, os.PathLike], space: str = "", images: Optional[torch.Tensor] = None,
-             **meta: object) -> None:
-        """Write the codes (and optionally their uint8 images [N, 3, R, R]) to a code file, atomically."""
+             generator_fingerprint: str = "", **meta: object) -> None:
+        """Write the codes (and optionally their uint8 images [N, 3, R, R]) to a code file, atomically.
+
+        space: the space's name; generator_fingerprint: `latentspaces.fingerprints.generator_fingerprint(G)`
+        of the generator they were inverted with (give it: files without one cannot be checked when read
+        back); meta: free-form JSON-able values (steps, settings, ...).
+        """
         tensors = {f"code.{k}": v for k, v in self._t.items()}
         if images is not None:
             if images.dtype != torch.uint8 or images.shape[0] != len(self):
                 raise ValueError(f"images must be uint8 [{len(self)}, 3, R, R] (latentspaces.io.to_uint8), got "
                                  f"{images.dtype} {tuple(images.shape)}")
             tensors["images"] = images
-        save_tensors(path, tensors, CODE_FORMAT, 1, space=space, meta=meta)
+        header = {"space": space, "meta": meta}
+        if generator_fingerprint:
+            header["generator_fingerprint"] = generator_fingerprint
+        save_tensors(path, tensors, CODE_FORMAT, 1, **header)
 
     @staticmethod
     def load(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "Code":
@@ -137,16 +152,35 @@ class Code:
 
 @dataclass
 class CodeFile:
-    """The contents of a code file: codes, the space they belong to ('' when unknown), images or None, meta."""
+    """The contents of a code file: codes, the space they belong to ('' when unknown), images or None, meta,
+    the fingerprint of their generator ('' when the file does not record it) and the file's path."""
 
     code: Code
     space: str = ""
     images: Optional[torch.Tensor] = None
     meta: dict = field(default_factory=dict)
+    generator_fingerprint: str = ""
+    path: str = ""
+
+    def check_generator(self, G: torch.nn.Module) -> None:
+        """Refuse (CheckpointError) codes inverted with a generator other than G; warn when the file does not say."""
+        if not self.generator_fingerprint:
+            warnings.warn(f"{self.path}: the file does not record which generator its codes were inverted with "
+                          "(written before fingerprints were recorded); they are used as if with this one",
+                          stacklevel=2)
+            return
+        mine = generator_fingerprint(G)
+        if mine != self.generator_fingerprint:
+            raise CheckpointError(f"{self.path}: codes inverted with generator {self.generator_fingerprint}, not with "
+                                  f"this one ({mine}); pass the generator they were inverted with, or invert again")
 
 
-def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> CodeFile:
-    """Read a code file written by `Code.save`, or by earlier versions of the project (no format header)."""
+def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+                   generator: Optional[torch.nn.Module] = None) -> CodeFile:
+    """Read a code file written by `Code.save`, or by earlier versions of the project (no format header).
+
+    With `generator`, also `check_generator(generator)`: codes of another generator are refused.
+    """
     path = os.fspath(path)
     raw = read_raw_header(path)
     if raw.get("format") not in (None, CODE_FORMAT):
@@ -163,7 +197,15 @@ def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.devic
         code = Code(**fields)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the stored codes are inconsistent ({e})") from e
+    bad = [k for k, v in code.items() if not v.dtype.is_floating_point or not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: code field(s) {bad} hold NaN, inf or non-float values")
     if legacy:  # earlier files kept plain strings in the header
         meta = {k: v for k, v in raw.items() if k != "space"}
-        return CodeFile(code, raw.get("space", ""), images, meta)
-    return CodeFile(code, str(header.get("space", "")), images, dict(header.get("meta") or {}))
+        out = CodeFile(code, raw.get("space", ""), images, meta, path=path)
+    else:
+        out = CodeFile(code, str(header.get("space", "")), images, dict(header.get("meta") or {}),
+                       str(header.get("generator_fingerprint") or ""), path)
+    if generator is not None:
+        out.check_generator(generator)
+    return out

@@ -1,0 +1,120 @@
+"""The checks that need several flags at once, run after parsing and before a command does any work.
+
+argparse types (`experiments.argtypes`) check each flag alone: ranges, finite numbers, names, files
+that exist. The checks here refuse what the flags cannot do together, with a `UsageError` that
+`experiments.cli.main` reports as one line and exit status 2:
+
+- a flag that the other flags make ineffective (--n-targets with --targets FILES, --lambda-per with
+  --perceptual none, encoder files without --init encoder, --samples or --seed for SeFa, ...): a flag
+  given is a flag that does something;
+- a value past what the named data hold (--n-targets beyond the held-out set).
+
+Checks that need the generator or a file's contents (--count beyond its w_dim, --index beyond the
+direction file, --space against the code file) are made by the command as soon as it has them, still
+before any work is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from latentspaces import assets
+from latentspaces.io import tensor_shapes
+
+from ..argtypes import HELDOUT, UsageError
+from .settings import InvertSettings, PairedSettings
+
+DEFAULT_PERCEPTUAL = "d-features"
+
+
+def perceptual_name(args: argparse.Namespace) -> str:
+    """--perceptual as given, or the default D-features distance."""
+    return DEFAULT_PERCEPTUAL if args.perceptual is None else args.perceptual
+
+
+def heldout_count() -> int:
+    """How many held-out targets are shipped (read from the file's tensor table, no pixels)."""
+    return tensor_shapes(assets.asset_path("heldout-targets"))["images"][0][0]
+
+
+def check_targets(args: argparse.Namespace) -> None:
+    """--targets and --n-targets: a count only for the held-out set, and no more than it holds."""
+    n = getattr(args, "n_targets", None)
+    if n is None:
+        return
+    if args.targets not in (None, HELDOUT):
+        raise UsageError(f"--n-targets {n} counts held-out targets; with --targets FILES every file is inverted "
+                         "(name fewer files instead)")
+    count = heldout_count()
+    if n > count:
+        raise UsageError(f"--n-targets {n}: the held-out set has {count} targets (give 1 .. {count})")
+
+
+def check_perceptual(args: argparse.Namespace, used: bool = True) -> None:
+    """--perceptual and --lambda-per: a weight needs a distance, and D-features exist for the default model only."""
+    name = perceptual_name(args)
+    if name == "none" and getattr(args, "lambda_per", None):
+        raise UsageError(f"--lambda-per {args.lambda_per:g} weighs the perceptual distance, but --perceptual is none")
+    if used and name == DEFAULT_PERCEPTUAL and args.generator != "default":
+        raise UsageError(f"--perceptual {DEFAULT_PERCEPTUAL} (the default) is the default model's distance; with "
+                         f"--generator {args.generator} use --perceptual lpips-vgg, lpips-alex or none")
+
+
+def check_inversion(args: argparse.Namespace) -> None:
+    """compare, identity-curves, compensation: targets and the perceptual distance (always reported)."""
+    check_targets(args)
+    check_perceptual(args)
+
+
+def check_compare(args: argparse.Namespace) -> None:
+    check_inversion(args)
+    if args.init != "encoder":
+        given = [flag for flag, value in (("--f-encoder", args.f_encoder), ("--wplus-encoder", args.wplus_encoder))
+                 if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} {'matters' if len(given) == 1 else 'matter'} only with --init "
+                             "encoder (this run starts from the mean)")
+
+
+def check_identity_curves(args: argparse.Namespace) -> None:
+    check_inversion(args)
+    if args.identity == "none":
+        raise UsageError("identity-curves measures identity: give --identity dlib or facenet")
+
+
+def check_invert(args: argparse.Namespace) -> None:
+    """invert uses a perceptual distance only in its loss: --perceptual without a weight does nothing."""
+    check_targets(args)
+    weight = InvertSettings.from_args(args).lambda_per
+    if args.perceptual not in (None, "none") and weight == 0:
+        raise UsageError(f"--perceptual {args.perceptual} does nothing with --lambda-per 0 (invert's default); "
+                         "give --lambda-per too")
+    check_perceptual(args, used=weight > 0)
+
+
+def check_paired(args: argparse.Namespace) -> None:
+    s = PairedSettings.from_args(args)
+    if s.b is not None and s.a in s.b:
+        raise UsageError(f"--b {','.join(s.b)} includes --a {s.a}; a space is not compared with itself")
+
+
+def check_directions(args: argparse.Namespace) -> None:
+    method = args.method or "ganspace"
+    if method == "sefa" and args.kind == "z":
+        raise UsageError("--method sefa finds W directions (the eigenvectors of the style weights); drop --kind z")
+    if method != "ganspace" and args.samples is not None:
+        raise UsageError(f"--samples sets GANSpace's W samples; --method {method} draws none")
+    if method == "sefa" and args.seed is not None:
+        raise UsageError("--method sefa is deterministic; drop --seed")
+    if method == "ganspace" and args.samples is not None and args.count is not None and args.count > args.samples:
+        raise UsageError(f"--count {args.count} principal directions need at least as many --samples "
+                         f"(got {args.samples})")
+
+
+def check_nothing(args: argparse.Namespace) -> None:
+    """For the commands whose flags argparse checks completely."""
+
+
+__all__ = ["DEFAULT_PERCEPTUAL", "check_compare", "check_directions", "check_identity_curves", "check_inversion",
+           "check_invert", "check_nothing", "check_paired", "check_perceptual", "check_targets", "heldout_count",
+           "perceptual_name"]
