@@ -79,6 +79,11 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    """A finite number of either sign (a detector threshold)."""
+    return _number(float, text)
+
+
 def _entries(text: str, example: str) -> Tuple[str, ...]:
     """The comma-separated entries of `text`, stripped; an empty entry ('a,', 'a,,b', '') is refused."""
     parts = tuple(part.strip() for part in text.split(","))
@@ -192,6 +197,17 @@ def target_spec(text: str) -> Union[str, Tuple[Path, ...]]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def photo_files(text: str) -> Tuple[Path, ...]:
+    """One photo file, or a folder -> its image files (sorted); a missing path or a folder without images is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    try:
+        return tuple(image_files([text]))
+    except (FileNotFoundError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 __all__ = ["HELDOUT", "SEED_MAX", "UsageError", "device_name", "encoder_spec", "existing_dir", "existing_file",
-           "float_list", "generator_spec", "int_at_least", "int_in", "non_negative_float", "non_negative_int",
-           "out_dir", "positive_float", "positive_int", "seed", "space_list", "space_name", "target_spec"]
+           "finite_float", "float_list", "generator_spec", "int_at_least", "int_in", "non_negative_float",
+           "non_negative_int", "out_dir", "photo_files", "positive_float", "positive_int", "seed", "space_list",
+           "space_name", "target_spec"]

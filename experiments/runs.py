@@ -496,11 +496,11 @@ def plus_minus(row: dict, key: str, fmt: str) -> str:
 
 
 def write_mean_std_table(out: Path, stem: str, summary: List[dict], key: str,
-                         columns: Sequence[Tuple[str, str, str, bool]]) -> None:
+                         columns: Sequence[Tuple[str, str, str, bool]], note: str = "") -> None:
     """{stem}.csv (every field of the `mean_std_rows` rows) and {stem}.md, both atomically.
 
     The Markdown table has a column `key`, then n, then one per (title, field, format, spread): 'mean ± std'
-    when spread, else the mean alone.
+    when spread, else the mean alone; `note` (how to read a column) follows the table.
     """
     write_summary(out / f"{stem}.csv", summary, key)
     lines = ["| " + " | ".join([key, "n", *(c[0] for c in columns)]) + " |",
@@ -508,6 +508,8 @@ def write_mean_std_table(out: Path, stem: str, summary: List[dict], key: str,
     for r in summary:
         cells = [plus_minus(r, field, fmt) if spread else f"{r[field]:{fmt}}" for _, field, fmt, spread in columns]
         lines.append("| " + " | ".join([str(r[key]), str(r["n"]), *cells]) + " |")
+    if note:
+        lines += ["", note]
     atomic_write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
 
 

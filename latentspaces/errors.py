@@ -5,6 +5,8 @@
   reader of files: generators, discriminators, encoders and heads, directions, codes.
 - `MissingWeightsError` (a FileNotFoundError): optional third-party weights are not on this machine;
   nothing is downloaded, the message names the file, where it was looked for and what to use instead.
+- `FaceNotFoundError` (a ValueError): a photograph in which the face detector finds no face; the message
+  names the file and the detector's settings.
 """
 
 
@@ -20,4 +22,8 @@ class MissingWeightsError(FileNotFoundError):
     """Optional third-party weights are not on this machine (and are never downloaded)."""
 
 
-__all__ = ["CheckpointError", "MissingWeightsError"]
+class FaceNotFoundError(ValueError):
+    """No face was found in a photograph (`latentspaces.align`)."""
+
+
+__all__ = ["CheckpointError", "FaceNotFoundError", "MissingWeightsError"]

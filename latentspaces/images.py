@@ -1,8 +1,9 @@
 """Image files <-> tensors: float32 NCHW RGB in [-1, 1] at the generator resolution.
 
 `read_image` is the one reader of image files (the command line and the API both use it, through
-`load_images`). It decodes each file once, with Pillow, and either converts it correctly or refuses it
-with a one-line error naming the file:
+`load_images`; `read_photo` is the same reader returning the full-size 8-bit RGB photo that face
+alignment works on). It decodes each file once, with Pillow, and either converts it correctly or
+refuses it with a one-line error naming the file:
 
 - EXIF orientation is applied (a phone photo stored sideways with orientation 6 is rotated upright).
 - 8-bit modes: 1, L, P, RGB, RGBX, YCbCr, CMYK (Pillow's formula, no colour management; said in a
@@ -91,11 +92,10 @@ def _open(path: Path, resolution: Optional[int], notes: List[str]):
                     notes.append(f"{path}: decoded {size[0]}x{size[1]} at {img.size[0]}x{img.size[1]} (JPEG draft)")
             img.load()
             orientation = img.getexif().get(ORIENTATION, 1)
-            if orientation in range(2, 9):
+            if orientation in range(2, 9):   # a new image: twice the photo in memory while it is made
                 img = ImageOps.exif_transpose(img)
                 notes.append(f"{path}: turned upright (EXIF orientation {orientation})")
-            else:
-                img = img.copy()   # detached from the file, which the `with` closes
+            # no copy otherwise: load() has read the pixels, and leaving the `with` only closes the file
     except UnidentifiedImageError:
         raise CheckpointError(f"{path}: not an image file Pillow can read") from None
     except Image.DecompressionBombError as e:
@@ -113,7 +113,7 @@ def _rgb8(img, path: Path, background: Tuple[int, int, int], notes: List[str]):
     if img.mode == "CMYK":
         notes.append(f"{path}: CMYK converted to RGB with Pillow's formula (no colour profile applied)")
     if not transparent:
-        return img.convert("RGB")
+        return img if img.mode == "RGB" else img.convert("RGB")   # convert("RGB") of RGB would copy it
     rgba = img.convert("RGBA")
     lo, _ = rgba.getchannel("A").getextrema()
     if lo < 255:
@@ -167,6 +167,11 @@ def _square(img, path: Path, resolution: Optional[int], notes: List[str]):
     return img
 
 
+def _check_background(background: Tuple[int, int, int]) -> None:
+    if len(background) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in background):
+        raise ValueError(f"background must be an RGB triple of ints in 0..255, got {background!r}")
+
+
 def read_image(path: PathLike, resolution: Optional[int] = None,
                background: Tuple[int, int, int] = WHITE) -> Tuple[torch.Tensor, List[str]]:
     """One image file -> (float32 [3, H, W] in [-1, 1], notes).
@@ -178,8 +183,7 @@ def read_image(path: PathLike, resolution: Optional[int] = None,
     """
     if resolution is not None and (not isinstance(resolution, int) or resolution < 1):
         raise ValueError(f"resolution must be a positive int or None, got {resolution!r}")
-    if len(background) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in background):
-        raise ValueError(f"background must be an RGB triple of ints in 0..255, got {background!r}")
+    _check_background(background)
     path = Path(os.fspath(path))
     notes: List[str] = []
     img = _open(path, resolution, notes)
@@ -190,6 +194,24 @@ def read_image(path: PathLike, resolution: Optional[int] = None,
     gray = np.asarray(_square(Image.fromarray(gray), path, resolution, notes), dtype=np.float32).clip(0, 1)
     x = torch.from_numpy(gray.copy()) * 2 - 1
     return x.expand(3, *x.shape).contiguous(), notes
+
+
+def read_photo(path: PathLike, background: Tuple[int, int, int] = WHITE) -> Tuple[Image.Image, List[str]]:
+    """One image file at its full size -> (Pillow RGB image, 8 bits per channel, notes).
+
+    The photograph that face alignment and paste-back work on (`latentspaces.align`): decoded, oriented
+    and refused exactly as by `read_image`, but kept as 8-bit RGB (no float copy; 16-bit and float
+    grayscale are rounded to 8 bits, said in a note), neither cropped nor resized.
+    """
+    _check_background(background)
+    path = Path(os.fspath(path))
+    notes: List[str] = []
+    img = _open(path, None, notes)
+    if img.mode in EIGHT_BIT_MODES:
+        return _rgb8(img, path, tuple(background), notes), notes
+    gray = _gray_float(img, path, notes)
+    notes.append(f"{path}: {img.mode} image rounded to 8 bits per channel")
+    return Image.fromarray(np.rint(gray * 255).astype(np.uint8)).convert("RGB"), notes
 
 
 def load_images(paths: Sequence[PathLike], resolution: int, verbose: bool = True,
@@ -217,4 +239,4 @@ def save_images(images: torch.Tensor, path: PathLike, nrow: int = 8) -> None:
         save_image(to_uint8(images).float() / 255, tmp, nrow=nrow, padding=1, format="png")
 
 
-__all__ = ["IMAGE_SUFFIXES", "WHITE", "image_files", "load_images", "read_image", "save_images"]
+__all__ = ["IMAGE_SUFFIXES", "WHITE", "image_files", "load_images", "read_image", "read_photo", "save_images"]

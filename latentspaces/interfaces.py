@@ -2,6 +2,7 @@
 
 - `PerceptualDistance`: d(x, y) -> [N] on images [N, 3, H, W] in [-1, 1], differentiable in x.
 - `IdentitySimilarity`: sim(x, y) -> [N] in [-1, 1] (cosine of face descriptors); has a `name`.
+  `FaceEmbedder`: one that also returns its descriptors, `embed(images) -> [N, D]`.
 - `CodeInitializer`: an encoder that starts an inversion, `init_code(space, targets) -> Code`.
 - `CompensationHead`: a network that puts back what an inversion lost, beside the optimizer:
   `compensate(G, x, ws, x0=None) -> Compensation` and `edit(G, comp, delta_ws) -> images`.
@@ -33,6 +34,15 @@ class IdentitySimilarity(Protocol):
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y [N, 3, H, W] in [-1, 1] -> similarity [N] in [-1, 1] (1: the same face)."""
+
+
+@runtime_checkable
+class FaceEmbedder(IdentitySimilarity, Protocol):
+    """An identity similarity that is the cosine of face descriptors it can return (dlib, facenet);
+    what `latentspaces.metrics.identity_calibration` needs to score every pair of a target set."""
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images [N, 3, H, W] in [-1, 1] -> descriptors [N, D]."""
 
 
 @runtime_checkable
@@ -78,4 +88,5 @@ class CompensationHead(Protocol):
         """Images [N, 3, R, R] of comp.ws + delta_ws with the compensation carried over; delta 0 gives comp.image."""
 
 
-__all__ = ["CodeInitializer", "Compensation", "CompensationHead", "IdentitySimilarity", "PerceptualDistance"]
+__all__ = ["CodeInitializer", "Compensation", "CompensationHead", "FaceEmbedder", "IdentitySimilarity",
+           "PerceptualDistance"]

@@ -40,6 +40,7 @@ def files(tmp_path_factory, G):
     (d / "notes.png").write_text("not an image")
     (d / "other_generator.safetensors").write_bytes(b"")
     Image.new("RGB", (8, 8)).save(d / "face.png")
+    Image.new("RGB", (8, 8)).save(d / "face.bmp")   # the stem of face.png: their aligned files would collide
     ls.W(G).mean(2).save(d / "w_codes.safetensors", space="W", generator_fingerprint=generator_fingerprint(G))
     ls.W(G).mean(2).save(d / "foreign_codes.safetensors", space="W", generator_fingerprint="0123456789abcdef")
     save_tensors(d / "nan_codes.safetensors", {"code.w": torch.full((1, 512), float("nan"))}, "latentspaces.code", 1,
@@ -143,6 +144,32 @@ CASES = [
     ("directions --out {out} --method sefa --kind z", 2, "--method sefa finds W directions"),
     ("directions --out {out} --method random --samples 5", 2, "--samples sets GANSpace's W samples"),
     ("directions --out {out} --method sefa --seed 1", 2, "--method sefa is deterministic"),
+    # align, invert --align, edit --paste-back: photos, sizes, the alignment file
+    ("align {d}/face.png --out {out} --size 4", 2, "argument --size: 4 is below 8"),
+    ("align {d}/face.png --out {out} --size 5000", 2, "argument --size: 5000 is above 4096"),
+    ("align {d}/face.png --out {out} --size 4096 --supersample 5", 2, "= 20480 px per side exceeds 16384"),
+    ("align {d}/face.png --out {out} --supersample 0", 2, "argument --supersample: 0 is below 1"),
+    ("align {d}/face.png --out {out} --upsample 4", 2, "argument --upsample: 4 is above 3"),
+    ("align {d}/face.png --out {out} --min-score nan", 2, "argument --min-score: 'nan' is not a finite number"),
+    ("align {d}/face.png --out {out} --detector mtcnn", 2, "argument --detector: invalid choice: 'mtcnn'"),
+    ("align {d}/missing.png --out {out}", 2, "argument PHOTO: no image file or folder at"),
+    ("align {d}/empty_dir --out {out}", 2, "empty_dir: a folder without image files"),
+    ("align --out {out}", 2, "the following arguments are required: PHOTO"),
+    ("align {d}/face.png {d}/face.bmp --out {out}", 2, "would both write face_0.png"),
+    ("align {d}/face.png {d}/face.png --out {out}", 2, "face.png is named twice"),
+    ("align {d}/face.png --out {d}/a_file", 2, "argument --out: {d}/a_file exists and is not a folder"),
+    ("invert --out {out} --align", 2, "--align finds and aligns the faces of photos: give --targets"),
+    ("invert --out {out} --align --targets {d}/face.png,{d}/face.bmp", 2, "would both write face_0.png"),
+    ("edit --out {out} --codes {d}/w_codes.safetensors --direction {d}/w_dir.safetensors --alignment {d}/a_file", 2,
+     "--alignment matters only with --paste-back"),
+    ("edit --out {out} --codes {d}/w_codes.safetensors --direction {d}/w_dir.safetensors --mask square", 2,
+     "--mask matters only with --paste-back"),
+    ("edit --out {out} --codes {d}/w_codes.safetensors --direction {d}/w_dir.safetensors --paste-back", 2,
+     "--paste-back needs the alignment of the codes' faces: no alignment.json beside"),
+    ("edit --out {out} --codes {d}/w_codes.safetensors --direction {d}/w_dir.safetensors --paste-back --alignment "
+     "{d}/missing.json", 2, "argument --alignment: no file at"),
+    ("edit --out {out} --codes {d}/w_codes.safetensors --direction {d}/w_dir.safetensors --paste-back --alignment "
+     "{d}/a_file", 2, "w_codes.safetensors does not record its target files"),
     # edit: the direction and code files, checked against the flags and each other
     ("edit --out {out} --codes {d}/w_codes.safetensors --direction {d}/w_dir.safetensors --index 1", 2,
      "--index 1: {d}/w_dir.safetensors holds 1 direction(s) (0 .. 0)"),

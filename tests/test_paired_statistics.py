@@ -81,7 +81,21 @@ def test_run_paired_statistics_pairs_by_target_and_edit(tmp_path):
     assert everything["mean_a"] == pytest.approx(0.93)
     assert len(read_rows(out / "paired_statistics.csv")) == len(rows)
     md = (out / "paired_statistics.md").read_text()
-    assert "\\|alpha\\|=2" in md and all(line.count(" | ") == 8 for line in md.splitlines()[2:])
+    assert "\\|alpha\\|=2" in md and all(line.count(" | ") == 10 for line in md.splitlines()[2:])
+    assert everything["mean_a_calibrated"] == ""       # no calibration recorded in this folder
+    # with the folder's identity calibration: identity means also on its scale, the test itself unchanged
+    import json
+
+    from latentspaces.metrics.identity_calibration import IdentityCalibration
+    cal = IdentityCalibration(metric="dlib-cosine", n_targets=3, impostor=0.8, impostor_std=0.02, genuine=0.98,
+                              genuine_std=0.01, threshold=0.9, eer=0.0)
+    (out / "identity_calibration.json").write_text(json.dumps(cal.as_dict()))
+    again = {r["measure"]: r for r in run_paired_statistics(out, "FZPlus")}
+    calibrated = again["edit identity, mean over all alphas, per target"]
+    assert calibrated["mean_a_calibrated"] == pytest.approx((0.93 - 0.8) / 0.2)
+    assert calibrated["mean_diff_calibrated"] == pytest.approx(calibrated["mean_diff"] / 0.2)
+    assert calibrated["p_wilcoxon"] == everything["p_wilcoxon"] and again["mse"]["mean_a_calibrated"] == ""
+    assert "impostor baseline 0.800" in (out / "paired_statistics.md").read_text()
 
 
 def test_paired_refuses_unknown_spaces_and_empty_folders(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""The `latentspaces` command: compare, identity-curves, compensation, paired, score-identity, invert, edit, directions.
+"""The `latentspaces` command: compare, identity-curves, compensation, paired, score-identity, align, invert, edit,
+directions.
 
     latentspaces compare --quick --out runs/quick          # Table 1 style comparison on the default model
     latentspaces identity-curves --quick --out runs/quick  # Fig. 6 style identity-vs-step curves
@@ -8,6 +9,10 @@
     latentspaces invert --space FZPlus --targets face.png --out runs/me
     latentspaces directions --method ganspace --kind z --out runs/dirs
     latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
+    latentspaces align photo.jpg --size 256 --out runs/me  # FFHQ alignment: runs/me/photo_0.png, alignment.json
+    latentspaces invert --align --targets photo.jpg --out runs/me   # align on the fly, then invert every face
+    latentspaces edit --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --paste-back \
+        --out runs/me                                      # runs/me/photo_ganspace_0_+2.png: the whole photo, edited
     torchrun --standalone --nproc_per_node=4 -m experiments.cli compare --out runs/full --n-targets 64   # sharded
 
 Also `python -m experiments.cli ...`. Everything runs offline on the embedded default model unless
@@ -35,15 +40,15 @@ import torch
 from latentspaces.errors import CheckpointError, MissingWeightsError
 from optimizers import InversionDiverged
 
-from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, existing_file, float_list,
-                        generator_spec, non_negative_float, non_negative_int, out_dir, positive_float, positive_int,
-                        seed, space_list, space_name, target_spec)
+from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, existing_file, finite_float, float_list,
+                        generator_spec, int_in, non_negative_float, non_negative_int, out_dir, photo_files,
+                        positive_float, positive_int, seed, space_list, space_name, target_spec)
 from ..distributed import close_world, init_world
-from .checks import (check_compare, check_directions, check_identity_curves, check_inversion, check_invert,
-                     check_nothing, check_paired)
-from .commands import (cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves, cmd_invert,
-                       cmd_paired, cmd_score_identity)
-from .settings import CompareSettings, CompensationSettings, IdentityCurvesSettings, InvertSettings
+from .checks import (check_align, check_compare, check_directions, check_edit, check_identity_curves, check_inversion,
+                     check_invert, check_nothing, check_paired)
+from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves,
+                       cmd_invert, cmd_paired, cmd_score_identity, cmd_tradeoff)
+from .settings import AlignSettings, CompareSettings, CompensationSettings, IdentityCurvesSettings, InvertSettings
 
 SHARDED = ("compare", "identity-curves", "compensation")   # the commands that shard over torchrun ranks
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,9 +174,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use targets 0 .. n-1 only (default: all)")
     p.set_defaults(fn=cmd_paired, check=check_paired, quick=False)
 
+    p = sub.add_parser("tradeoff", help="distortion vs editability figure (tradeoff.png/.pdf) from the rows in folders")
+    p.add_argument("--out", required=True, type=existing_dir, nargs="+",
+                   help="folders written by compare + identity-curves, or by compensation; one figure in each")
+    p.add_argument("--distortion", choices=["mse", "perceptual"], default="mse", help="the distortion axis")
+    p.add_argument("--alpha", type=positive_float, default=2.0,
+                   help="|alpha| of the edits whose identity is the editability axis (identity curves; default 2)")
+    p.set_defaults(fn=cmd_tradeoff, check=check_nothing, quick=False)
+
+    p = sub.add_parser("align", help="find the faces of photos and align them as FFHQ was made")
+    a = AlignSettings()
+    p.add_argument("photos", nargs="+", type=photo_files, metavar="PHOTO",
+                   help="photo files or folders of them; each face is written as OUT/<photo stem>_<face>.png, face 0 "
+                        "the largest, and its transform back to the photo to OUT/alignment.json")
+    p.add_argument("--out", required=True, type=out_dir, help="output folder")
+    p.add_argument("--size", type=int_in(8, 4096), default=None, help=f"side of the aligned images, px (default "
+                                                                      f"{a.size}, FFHQ's; the default model is 64)")
+    p.add_argument("--supersample", type=int_in(1, 8), default=None,
+                   help=f"the square is resampled at size x this first, then reduced (default {a.supersample}, FFHQ's)")
+    p.add_argument("--detector", choices=["hog", "cnn"], default=None,
+                   help="dlib's HOG detector (default) or its CNN detector (slower; better on turned and small faces)")
+    p.add_argument("--upsample", type=int_in(0, 3), default=None,
+                   help=f"times the detector doubles the photo; each finds faces half as large (default {a.upsample})")
+    p.add_argument("--min-score", type=finite_float, default=None,
+                   help=f"drop detections scoring below this (default {a.min_score:g}; dlib's own threshold is 0)")
+    p.add_argument("--no-refine", dest="refine", action="store_const", const=False, default=None,
+                   help="one landmark pass only (default: a second pass on the aligned face, steadier landmarks)")
+    p.set_defaults(fn=cmd_align, check=check_align, quick=False)
+
     p = sub.add_parser("invert", help="invert images into one space")
     _inversion(p, (InvertSettings.QUICK, InvertSettings.FULL), quick=False, identity=False)
     p.add_argument("--space", type=space_name, default=None, help="default FZPlus")
+    p.add_argument("--align", action="store_true",
+                   help="--targets are photos: align every face (as `latentspaces align` at the generator's "
+                        "resolution, into --out) and invert the faces; `edit --paste-back` then finds them")
     p.set_defaults(fn=cmd_invert, check=check_invert, quick=False)
 
     p = sub.add_parser("edit", help="edit inverted codes along a direction")
@@ -188,7 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=float_list, default=None,
                    help="comma-separated (default -2,-1,0,1,2); write --alphas=-2,0,2 (the = keeps argparse from "
                         "reading -2 as an option); finite numbers")
-    p.set_defaults(fn=cmd_edit, check=check_nothing, quick=False)
+    p.add_argument("--paste-back", action="store_true",
+                   help="also write each photo with its edited faces pasted back, OUT/<photo stem>_<direction>_"
+                        "<alpha>.png (codes of aligned photos: `align` then `invert`, or `invert --align`)")
+    p.add_argument("--alignment", type=existing_file, default=None,
+                   help="the alignment file of the codes' faces (--paste-back; default alignment.json beside --codes)")
+    p.add_argument("--mask", choices=["face", "square"], default=None,
+                   help="--paste-back blend: the face (landmark hull and forehead, default) or the whole aligned "
+                        "square")
+    p.set_defaults(fn=cmd_edit, check=check_edit, quick=False)
 
     p = sub.add_parser("directions", help="find directions (GANSpace, SeFa, random) and save them")
     _machine(p)

@@ -7,7 +7,9 @@ that exist. The checks here refuse what the flags cannot do together, with a `Us
 - a flag that the other flags make ineffective (--n-targets with --targets FILES, --lambda-per with
   --perceptual none, encoder files without --init encoder, --samples or --seed for SeFa, ...): a flag
   given is a flag that does something;
-- a value past what the named data hold (--n-targets beyond the held-out set).
+- a value past what the named data hold (--n-targets beyond the held-out set);
+- files the flags imply: the alignment file --paste-back reads, aligned file names two photos (or a
+  photo and an earlier run in --out) would both write.
 
 Checks that need the generator or a file's contents (--count beyond its w_dim, --index beyond the
 direction file, --space against the code file) are made by the command as soon as it has them, still
@@ -19,10 +21,12 @@ from __future__ import annotations
 import argparse
 
 from latentspaces import assets
+from latentspaces.align import MAX_TRANSFORM
 from latentspaces.io import tensor_shapes
 
 from ..argtypes import HELDOUT, UsageError
-from .settings import InvertSettings, PairedSettings
+from ..photos import alignment_for, check_photos
+from .settings import AlignSettings, InvertSettings, PairedSettings
 
 DEFAULT_PERCEPTUAL = "d-features"
 
@@ -82,9 +86,25 @@ def check_identity_curves(args: argparse.Namespace) -> None:
         raise UsageError("identity-curves measures identity: give --identity dlib or facenet")
 
 
+def check_align(args: argparse.Namespace) -> None:
+    """align: the photos (folders expanded; args.photos becomes one flat list), the size of the transform."""
+    args.photos = [f for files in args.photos for f in files]
+    s = AlignSettings.from_args(args)
+    if s.size * s.supersample > MAX_TRANSFORM:
+        raise UsageError(f"--size {s.size} x --supersample {s.supersample} = {s.size * s.supersample} px per side "
+                         f"exceeds {MAX_TRANSFORM}; lower --supersample")
+    check_photos(args.photos, args.out)
+
+
 def check_invert(args: argparse.Namespace) -> None:
-    """invert uses a perceptual distance only in its loss: --perceptual without a weight does nothing."""
+    """invert uses a perceptual distance only in its loss: --perceptual without a weight does nothing;
+    --align aligns photo files."""
     check_targets(args)
+    if args.align:
+        if args.targets in (None, HELDOUT):
+            raise UsageError("--align finds and aligns the faces of photos: give --targets PHOTO,... (the held-out "
+                             "targets are aligned already)")
+        check_photos(args.targets, args.out)
     weight = InvertSettings.from_args(args).lambda_per
     if args.perceptual not in (None, "none") and weight == 0:
         raise UsageError(f"--perceptual {args.perceptual} does nothing with --lambda-per 0 (invert's default); "
@@ -111,10 +131,21 @@ def check_directions(args: argparse.Namespace) -> None:
                          f"(got {args.samples})")
 
 
+def check_edit(args: argparse.Namespace) -> None:
+    """--alignment and --mask serve --paste-back, which needs an alignment file."""
+    if not args.paste_back:
+        given = [flag for flag, value in (("--alignment", args.alignment), ("--mask", args.mask)) if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} {'matters' if len(given) == 1 else 'matter'} only with "
+                             "--paste-back")
+        return
+    alignment_for(args.codes, args.alignment)
+
+
 def check_nothing(args: argparse.Namespace) -> None:
     """For the commands whose flags argparse checks completely."""
 
 
-__all__ = ["DEFAULT_PERCEPTUAL", "check_compare", "check_directions", "check_identity_curves", "check_inversion",
-           "check_invert", "check_nothing", "check_paired", "check_perceptual", "check_targets", "heldout_count",
-           "perceptual_name"]
+__all__ = ["DEFAULT_PERCEPTUAL", "check_align", "check_compare", "check_directions", "check_edit",
+           "check_identity_curves", "check_inversion", "check_invert", "check_nothing", "check_paired",
+           "check_perceptual", "check_targets", "heldout_count", "perceptual_name"]

@@ -16,6 +16,7 @@ import torch
 import latentspaces as ls
 from encoders import load_encoder
 from latentspaces import assets
+from latentspaces.align import FaceAligner
 from latentspaces.directions import ganspace, load_directions, random_directions, save_directions, sefa
 from latentspaces.discriminator import load_default_discriminator
 from latentspaces.fingerprints import generator_fingerprint
@@ -29,15 +30,18 @@ from optimizers import HybridInverter
 
 from ..argtypes import HELDOUT, UsageError
 from ..distributed import World
+from ..photos import align_photos, alignment_for, code_transforms, paste_edits
 from ..runs import hold_out_dir, read_rows, read_settings
+from ..studies.calibration import folder_calibration, read_calibration
 from ..studies.compensation import run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
 from ..studies.inversions import PER_IMAGE_CSV, fill_identity
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import run_space_comparison, summarize
+from ..studies.tradeoff import write_tradeoff
 from .checks import perceptual_name
-from .settings import (CompareSettings, CompensationSettings, DirectionsSettings, EditSettings, IdentityCurvesSettings,
-                       InvertSettings, PairedSettings, ScoreIdentitySettings)
+from .settings import (AlignSettings, CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
+                       IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
 
 F_SPACES = ("FWPlus", "FZ", "FZPlus")          # initialised by the F encoder with --init encoder
 WPLUS_INIT_SPACES = ("WPlus", "W", "S", "PN")  # initialised by the W+ encoder; Z and Z+ start from the mean
@@ -132,10 +136,17 @@ def cmd_identity_curves(args: argparse.Namespace) -> None:
     if not World.current().main:
         return
     for row in summary:
+        calibrated = (f"  calibrated at |alpha|=2: {row['identity_calibrated_at_2']:.3f}  verified: "
+                      f"{row['verified_at_2']:.0%}" if "identity_calibrated_at_2" in row else "")
         print(f"{row['space']:8s} identity at |alpha|=2: {row.get('identity_at_2', float('nan')):.4f}  "
-              f"mean over alphas: {row['identity_mean']:.4f}")
+              f"mean over alphas: {row['identity_mean']:.4f}{calibrated}")
+    calibration = read_calibration(Path(args.out))
+    if calibration is not None and summary:
+        print(calibration.describe())
+    if summary and (Path(args.out) / PER_IMAGE_CSV).is_file():
+        write_tradeoff(Path(args.out))
     print(f"wrote {args.out}/identity_curves.csv, identity_curves.png/.pdf, identity_summary.csv, "
-          f"random_directions.png ({time.time() - t:.0f} s)")
+          f"random_directions.png, tradeoff.png/.pdf ({time.time() - t:.0f} s)")
 
 
 def cmd_score_identity(args: argparse.Namespace) -> None:
@@ -152,7 +163,8 @@ def cmd_score_identity(args: argparse.Namespace) -> None:
     with hold_out_dir(out):  # fill_identity holds it too; the summary must be written under the same hold
         present = {r["space"] for r in read_rows(out / PER_IMAGE_CSV)}
         filled = fill_identity(out, G, targets, identity, pn_stats=_pn_if_needed(G, present, s.pn_samples))
-        summarize(out, [name for name in SPACE_ORDER if name in present], n)
+        summarize(out, [name for name in SPACE_ORDER if name in present], n,
+                  folder_calibration(out, identity, targets))
     _print_table(out, "space_comparison", f"{out}/space_comparison_per_image.csv, space_comparison.csv, .md "
                                           f"({filled} images scored)")
 
@@ -164,19 +176,46 @@ def cmd_paired(args: argparse.Namespace) -> None:
     _print_table(out, "paired_statistics", f"{out}/paired_statistics.csv and .md")
 
 
+def cmd_tradeoff(args: argparse.Namespace) -> None:
+    for out in args.out:
+        path = write_tradeoff(Path(out), args.distortion, args.alpha)
+        print(f"wrote {path} and {path.with_suffix('.pdf').name}")
+
+
+def cmd_align(args: argparse.Namespace) -> None:
+    s = AlignSettings.from_args(args)
+    aligner = FaceAligner(size=s.size, supersample=s.supersample, detector=s.detector, upsample=s.upsample,
+                          min_score=s.min_score, refine=s.refine)
+    out = Path(args.out)
+    t = time.time()
+    names, failures = align_photos(args.photos, out, aligner, keep_going=True)
+    print(f"wrote {len(names)} aligned face{'s' if len(names) != 1 else ''} ({s.size} px) and {out}/alignment.json "
+          f"({time.time() - t:.1f} s)")
+    if failures:
+        raise ValueError(f"{len(failures)} of {len(args.photos)} photos gave no face: {'; '.join(failures)}")
+
+
 def cmd_invert(args: argparse.Namespace) -> None:
     s = InvertSettings.from_args(args)
     perceptual = _perceptual(args) if s.lambda_per > 0 else None   # used only in the loss
     G = _generator(args)
+    out = Path(args.out)
+    meta = {}
+    if args.align:   # the photos' faces, aligned at the generator's resolution into OUT, are the targets
+        aligner = FaceAligner(size=G.resolution)
+        names, _ = align_photos(args.targets, out, aligner)
+        args.targets = tuple(out / name for name in names)
+        meta["alignment"] = "alignment.json"
+    if args.targets not in (None, HELDOUT):
+        meta["targets"] = [str(t) for t in args.targets]   # `edit --paste-back` finds each code's face by name
     targets = _targets(args, G, s.n_targets)
     pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if s.space == "PN" else None
     space = build_space(s.space, G, pn)
     res = HybridInverter(space, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per, lambda_reg=0.0,
                          perceptual=perceptual).invert(targets, init="mean")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res.code.save(out / "codes.safetensors", space=s.space, generator_fingerprint=generator_fingerprint(G),
-                  generator=str(args.generator), steps=s.steps)
+                  generator=str(args.generator), steps=s.steps, **meta)
     save_images(torch.cat([targets, res.images]), out / "inversion.png", nrow=len(targets))
     mse = (res.images - targets).square().mean()  # after the last step (history holds the loss before each)
     print(f"{s.space}: final MSE {mse:.4f} after {s.steps} steps; wrote {out}/codes.safetensors, inversion.png")
@@ -195,6 +234,12 @@ def cmd_edit(args: argparse.Namespace) -> None:
     saved = read_code_file(args.codes, args.device)
     if args.space is not None and saved.space and args.space != saved.space:
         raise UsageError(f"--space {args.space}: {args.codes} holds {saved.space} codes")
+    transforms = None
+    if args.paste_back:   # every code's face and photo found before the generator is loaded
+        alignment = alignment_for(args.codes, args.alignment)
+        transforms = code_transforms(saved.meta.get("targets"), args.codes, alignment)
+        if len(transforms) != len(saved.code):
+            raise UsageError(f"{args.codes} holds {len(saved.code)} codes but records {len(transforms)} targets")
     space_name = saved.space or s.space
     G = _generator(args)
     saved.check_generator(G)
@@ -206,6 +251,10 @@ def cmd_edit(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_images(rows.flatten(0, 1), out / f"edit_{d.name}.png", nrow=len(s.alphas))
     print(f"wrote {out}/edit_{d.name}.png ({len(saved.code)} codes x alphas {list(s.alphas)})")
+    if transforms is not None:
+        written = paste_edits(out, transforms, rows.cpu(), s.alphas, d.name, s.mask)
+        print(f"wrote {len(written)} photo{'s' if len(written) != 1 else ''} with the edits pasted back: "
+              f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
 
 
 def cmd_directions(args: argparse.Namespace) -> None:
@@ -247,10 +296,12 @@ def cmd_compensation(args: argparse.Namespace) -> None:
     with hold_out_dir(out):  # the direction files are written into OUT too
         directions = world.main_first(lambda: edit_directions(G, out, s.directions, s.direction_samples, s.seed))
         run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, identity)
+        if world.main:
+            write_tradeoff(out)
     if world.main:
-        _print_table(out, "compensation_comparison", f"{out}/compensation_comparison.csv, .md, compensation_grid.png",
-                     t)
+        _print_table(out, "compensation_comparison", f"{out}/compensation_comparison.csv, .md, compensation_grid.png, "
+                                                     "tradeoff.png/.pdf", t)
 
 
-__all__ = ["cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit", "cmd_identity_curves", "cmd_invert",
-           "cmd_paired", "cmd_score_identity"]
+__all__ = ["cmd_align", "cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit", "cmd_identity_curves",
+           "cmd_invert", "cmd_paired", "cmd_score_identity", "cmd_tradeoff"]

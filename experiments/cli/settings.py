@@ -143,6 +143,21 @@ InvertSettings.QUICK = InvertSettings.FULL = InvertSettings()
 
 
 @dataclass(frozen=True)
+class AlignSettings(Settings):
+    """`latentspaces align`: every face of the photos, aligned as FFHQ was made (`latentspaces.align.FaceAligner`)."""
+
+    size: int = 1024                      # side of the aligned images, px (FFHQ's 1024)
+    supersample: int = 4                  # the square is resampled at size * supersample px first (FFHQ: 4x)
+    detector: str = "hog"                 # 'hog' or 'cnn' (dlib's detectors)
+    upsample: int = 1                     # times the detector doubles the photo (each finds faces half as large)
+    min_score: float = 0.2                # detections scoring below are dropped
+    refine: bool = True                   # a second landmark pass on the aligned face
+
+
+AlignSettings.QUICK = AlignSettings.FULL = AlignSettings()
+
+
+@dataclass(frozen=True)
 class EditSettings(Settings):
     """`latentspaces edit`: codes along one direction."""
 
@@ -151,6 +166,7 @@ class EditSettings(Settings):
     kind: Optional[str] = None            # kind of a foreign direction file: 'z' or 'w'
     alphas: Tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
     pn_samples: int = 100_000
+    mask: str = "face"                    # --paste-back blend: 'face' (landmark hull + forehead) or 'square'
 
 
 EditSettings.QUICK = EditSettings.FULL = EditSettings()
@@ -170,5 +186,5 @@ class DirectionsSettings(Settings):
 DirectionsSettings.QUICK = DirectionsSettings.FULL = DirectionsSettings()
 
 
-__all__ = ["CompareSettings", "CompensationSettings", "DirectionsSettings", "EditSettings", "IdentityCurvesSettings",
-           "InvertSettings", "PairedSettings", "ScoreIdentitySettings", "Settings"]
+__all__ = ["AlignSettings", "CompareSettings", "CompensationSettings", "DirectionsSettings", "EditSettings",
+           "IdentityCurvesSettings", "InvertSettings", "PairedSettings", "ScoreIdentitySettings", "Settings"]

@@ -35,18 +35,20 @@ from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction
 from latentspaces.fingerprints import generator_fingerprint
-from latentspaces.images import save_images
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
-from latentspaces.io import from_uint8
+from latentspaces.io import to_uint8
+from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.metrics.image import reconstruction_metrics
 from latentspaces.spaces import Code, FZPlus, WPlus
 from optimizers import PTI, HybridInverter
 
 from ..distributed import World
-from .inversions import metric_name
+from ..figures import labelled_grid, tile_caption
 from ..runs import (RowSchema, RunFolderWarning, append_rows, claim_out_dir, file_fingerprint, file_problem,
                     hold_out_dir, load_image_file, mean_std_rows, read_rows, save_image_file, write_mean_std_table,
                     write_rows)
+from .calibration import calibrated_fields, folder_calibration
+from .inversions import metric_name
 
 METHODS = ["base", "sdic", "pti", "fzplus"]
 PER_IMAGE_CSV = "compensation_per_image.csv"
@@ -159,7 +161,7 @@ def run_compensation_comparison(
         world.barrier()
         if not world.main:
             return []
-        summary = summarize(out, methods, n)
+        summary = summarize(out, methods, n, folder_calibration(out, identity, targets))
         grid(out, targets, methods)
     return summary
 
@@ -220,23 +222,39 @@ def missing_methods(out: Path, methods: Sequence[str], n: int) -> List[str]:
     return todo
 
 
-def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
+def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None,
+              calibration: Optional[IdentityCalibration] = None) -> List[dict]:
     """Mean and std per method over the first `n_targets` targets (all when None) -> compensation_comparison.csv
-    and .md; returns the rows."""
+    and .md; returns the rows. With an identity `calibration`, identity and edit identity also on the
+    calibrated scale, the baseline stated under the table."""
     rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     if n_targets is not None:
         rows = [r for r in rows if int(r["target"]) < n_targets]
-    summary = mean_std_rows(rows, "method", methods, SUMMARY)
-    write_mean_std_table(out, "compensation_comparison", summary, "method", TABLE_COLUMNS)
+    metrics, columns, note = list(SUMMARY), list(TABLE_COLUMNS), ""
+    if calibration is not None:
+        rows = [{**r, "identity_calibrated": calibrated_fields(float(r["identity"]), calibration)["identity_calibrated"],
+                 "edit_identity_calibrated": calibrated_fields(float(r["edit_identity"]),
+                                                               calibration)["identity_calibrated"]} for r in rows]
+        metrics += ["identity_calibrated", "edit_identity_calibrated"]
+        columns[-1:-1] = [("identity (cal.)", "identity_calibrated", ".3f", True),
+                          ("edit identity (cal.)", "edit_identity_calibrated", ".3f", True)]
+        note = calibration.describe()
+    summary = mean_std_rows(rows, "method", methods, metrics)
+    write_mean_std_table(out, "compensation_comparison", summary, "method", columns, note)
     return summary
 
 
 def grid(out: Path, targets: torch.Tensor, methods: Sequence[str], max_cols: int = 8) -> None:
-    """compensation_grid.png: the first `max_cols` targets [N, 3, R, R] and below them each method's images."""
+    """compensation_grid.png: the first `max_cols` targets [N, 3, R, R] and below them each method's images,
+    rows labelled with the method, columns with the target index, each image with its MSE and identity."""
     k = min(max_cols, targets.shape[0])
-    rows = [targets[:k].cpu()]
+    scores = {(r["method"], int(r["target"])): r for r in read_rows(out / PER_IMAGE_CSV, PER_IMAGE)}
+    rows, names, captions = [to_uint8(targets[:k])], ["targets"], [None]
     for method in methods:
         path = _images_path(out, method)
         if path.is_file():
-            rows.append(from_uint8(load_image_file(path)[:k]))
-    save_images(torch.cat(rows), out / "compensation_grid.png", nrow=k)
+            rows.append(load_image_file(path)[:k])
+            names.append(method)
+            captions.append([tile_caption(scores.get((method, i))) for i in range(k)])
+    labelled_grid(out / "compensation_grid.png", rows, names, [f"target {i}" for i in range(k)], captions,
+                  title="Reconstructions per method (MSE, identity to the target)")

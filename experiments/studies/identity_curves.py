@@ -32,12 +32,16 @@ from tqdm.auto import tqdm
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
 from latentspaces.io import save_figure, to_uint8
+from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import Code, PNStats, build_space
 
 from ..distributed import World
+from ..figures import labelled_grid
 from ..runs import (RowSchema, RunFolderWarning, claim_out_dir, hold_out_dir, load_codes, read_rows, write_rows,
                     write_summary)
-from .inversions import INVERSION_RESULTS, chunk_checksums, inversion_settings, invert_missing
+from .calibration import folder_calibration
+from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, chunk_checksums, inversion_settings,
+                         invert_missing)
 
 CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
 CURVES_CSV = "identity_curves.csv"
@@ -130,9 +134,9 @@ def run_identity_curves(
         if not world.main:
             return []
         rows = [r for r in rows if int(r["target"]) < n]
-        summary = summarize(out, rows, spaces)
+        summary = summarize(out, rows, spaces, folder_calibration(out, identity, targets))
         plot_curves(out, rows, spaces)
-        random_direction_grid(out, G, targets[:1], spaces, seed, pn_stats, identity, checksums=sums)
+        random_direction_grid(out, G, targets, spaces, seed, pn_stats, identity, checksums=sums)
     return summary
 
 
@@ -157,8 +161,14 @@ def _of_space(sums: Mapping[Tuple[str, int], str], name: str) -> Dict[int, str]:
     return {start: sha for (space, start), sha in sums.items() if space == name}
 
 
-def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
-    """Per space: the mean identity at each |alpha| and over all alphas -> identity_summary.csv, rows."""
+def summarize(out: Path, rows: List[dict], spaces: Sequence[str],
+              calibration: Optional[IdentityCalibration] = None) -> List[dict]:
+    """Per space: the mean identity at each |alpha| and over all alphas -> identity_summary.csv, rows.
+
+    With an identity `calibration` (`studies.calibration`), also the calibrated identity
+    (identity_calibrated_at_{a}, identity_calibrated_mean) and the share verified as the target's face
+    (verified_at_{a}).
+    """
     summary = []
     for name in spaces:
         mine = [r for r in rows if r["space"] == name]
@@ -167,8 +177,15 @@ def summarize(out: Path, rows: List[dict], spaces: Sequence[str]) -> List[dict]:
         by_abs: Dict[float, List[float]] = {}
         for r in mine:
             by_abs.setdefault(round(abs(float(r["alpha"])), 2), []).append(float(r["identity"]))
-        summary.append({"space": name, **{f"identity_at_{a:g}": sum(v) / len(v) for a, v in sorted(by_abs.items())},
-                        "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine)})
+        row = {"space": name, **{f"identity_at_{a:g}": sum(v) / len(v) for a, v in sorted(by_abs.items())},
+               "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine)}
+        if calibration is not None:
+            for a, v in sorted(by_abs.items()):
+                row[f"identity_calibrated_at_{a:g}"] = float(calibration.calibrate(sum(v) / len(v)))
+                row[f"verified_at_{a:g}"] = sum(bool(calibration.verified(s)) for s in v) / len(v)
+            row["identity_calibrated_mean"] = float(calibration.calibrate(row["identity_mean"]))
+            row["impostor_baseline"] = calibration.impostor
+        summary.append(row)
     write_summary(out / "identity_summary.csv", summary, "space")
     return summary
 
@@ -211,47 +228,64 @@ def plot_curves(out: Path, rows: List[dict], spaces: Sequence[str]) -> None:
     plt.close(fig)
 
 
-def random_direction_grid(out: Path, G: torch.nn.Module, target: torch.Tensor, spaces: Sequence[str], seed: int = 0,
+def representative_target(targets: torch.Tensor, recon_rows: Sequence[dict]) -> Tuple[int, str]:
+    """(index, why) of the target closest to the set's median in brightness and in reconstruction error.
+
+    targets [N, 3, R, R]; recon_rows: per-image comparison rows (their MSE, averaged over spaces; without
+    rows for every target, brightness alone decides). Target 0 of the held-out set is nearly black, and
+    every edit of a dark face looks alike: the figure shows a typical face instead.
+    """
+    n = targets.shape[0]
+    brightness = targets.float().mean(dim=(1, 2, 3))
+    errors: Dict[int, List[float]] = {}
+    for r in recon_rows:
+        if int(r["target"]) < n:
+            errors.setdefault(int(r["target"]), []).append(float(r["mse"]))
+
+    def rank(values: torch.Tensor) -> torch.Tensor:  # 0 .. 1
+        return torch.argsort(torch.argsort(values)).double() / max(n - 1, 1)
+
+    score = (rank(brightness) - 0.5).abs()
+    why = f"median brightness of the {n} targets"
+    if len(errors) == n:
+        score = score + (rank(torch.tensor([sum(errors[i]) / len(errors[i]) for i in range(n)])) - 0.5).abs()
+        why = f"median brightness and reconstruction error of the {n} targets"
+    return int(torch.argmin(score)), why
+
+
+def random_direction_grid(out: Path, G: torch.nn.Module, targets: torch.Tensor, spaces: Sequence[str], seed: int = 0,
                           pn_stats: Optional[PNStats] = None, identity: Optional[IdentitySimilarity] = None,
                           alphas: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
-                          checksums: Optional[Mapping[Tuple[str, int], str]] = None) -> None:
-    """Fig. 3: one target [1, 3, R, R]; per space a row of edits along one random direction n ~ N(0, 0.04 I).
+                          checksums: Optional[Mapping[Tuple[str, int], str]] = None,
+                          index: Optional[int] = None) -> int:
+    """Fig. 3: one target; per space a row of edits along one random direction n ~ N(0, 0.04 I).
 
-    The target is the first column; columns are labelled with alpha, rows with the space, and each
-    edit with its identity similarity to the target when `identity` is given. checksums: (space, start)
-    -> code-file fingerprint (`inversions.chunk_checksums`), to read only the files the rows recorded.
+    targets [N, 3, R, R]: the run's targets; `index` picks one (default `representative_target`, and the
+    title says why). The target is the first column; columns are labelled with alpha, rows with the
+    space, and each edit with its identity similarity to the target when `identity` is given.
+    checksums: (space, start) -> code-file fingerprint (`inversions.chunk_checksums`), to read only the
+    files the rows recorded. Returns the index shown.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    assert target.ndim == 4 and target.shape[0] == 1, f"one target [1, 3, R, R] expected, got {tuple(target.shape)}"
-    images, sims = [], []
+    if index is None:
+        index, why = representative_target(targets, read_rows(out / PER_IMAGE_CSV, PER_IMAGE))
+    else:
+        why = "chosen with --index"
+    if not 0 <= index < targets.shape[0]:
+        raise ValueError(f"target index {index} is outside the {targets.shape[0]} targets")
+    target = targets[index:index + 1]
+    rows, captions = [], []
     for name in spaces:
         space = build_space(name, G, pn_stats)
-        code = load_codes(out, name, 1, space.device, None if checksums is None else _of_space(checksums, name))
+        sums = None if checksums is None else _of_space(checksums, name)
+        code = load_codes(out, name, index + 1, space.device, sums).select(slice(index, index + 1))
         (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)
         with torch.no_grad():
             edited = torch.cat([space.synthesize(space.edit(code, d, a)) for a in alphas])
-        images.append(to_uint8(edited))
-        sims.append(identity(edited, target.expand_as(edited).to(edited.device)).tolist() if identity else None)
-    cols = len(alphas) + 1
-    fig, axes = plt.subplots(len(spaces), cols, figsize=(1.3 * cols, 1.3 * len(spaces) + 0.4), squeeze=False)
-    for i, name in enumerate(spaces):
-        row = [to_uint8(target)[0]] + list(images[i])
-        for j, img in enumerate(row):
-            ax = axes[i, j]
-            ax.imshow(img.permute(1, 2, 0).numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title("target" if j == 0 else f"alpha {alphas[j - 1]:g}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(name, fontsize=8)
-            elif sims[i] is not None:
-                ax.set_xlabel(f"id {sims[i][j - 1]:.3f}", fontsize=7)
-    fig.suptitle(f"Edits along a random direction n ~ N(0, 0.04 I) (seed {seed})", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, out / "random_directions.png", dpi=150)
-    plt.close(fig)
+        sims = identity(edited, target.expand_as(edited).to(edited.device)).tolist() if identity else None
+        rows.append(torch.cat([to_uint8(target), to_uint8(edited)]))
+        captions.append([""] + ([f"id {v:.3f}" for v in sims] if sims else [""] * len(alphas)))
+    labelled_grid(out / "random_directions.png", rows, list(spaces), ["target"] + [f"alpha {a:g}" for a in alphas],
+                  captions, title=f"Edits of target {index} ({why})\nalong a random direction n ~ N(0, 0.04 I) "
+                                  f"(seed {seed})")
+    return index
+

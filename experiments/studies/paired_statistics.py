@@ -23,11 +23,13 @@ from latentspaces.io import atomic_write_text
 from latentspaces.spaces import SPACE_ORDER
 
 from ..runs import read_rows, write_rows
+from .calibration import read_calibration
 from .identity_curves import CURVES, CURVES_CSV
 from .inversions import PER_IMAGE, PER_IMAGE_CSV
 
 HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True}
-FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon"]
+FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon",
+          "mean_a_calibrated", "mean_b_calibrated", "mean_diff_calibrated"]
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, higher_is_better: bool) -> Dict[str, float]:
@@ -125,12 +127,21 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
     for b in others:
         results += (reconstruction_pairs(recon, a, b) + edit_identity_pairs(curves, a, b, abs_alpha)
                     + edit_identity_pairs(curves, a, b, None))
+    calibration = read_calibration(out)
+    for r in results:  # identity on the calibrated scale: an affine map, so wins and the Wilcoxon p are unchanged
+        identity = calibration is not None and "identity" in r["measure"]
+        r.update({f"{k}_calibrated": float(calibration.calibrate(r[k])) if identity else "" for k in ("mean_a", "mean_b")})
+        r["mean_diff_calibrated"] = r["mean_diff"] / (1 - calibration.impostor) if identity else ""
     write_rows(out / "paired_statistics.csv", results, FIELDS)
-    lines = ["| a | b | measure | n | a better | b better | mean a | mean b | p (Wilcoxon) |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| a | b | measure | n | a better | b better | mean a | mean b | mean a (cal.) | mean b (cal.) | "
+             "p (Wilcoxon) |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         measure = r["measure"].replace("|", "\\|")  # a bare | would split the Markdown cell
+        cal = [f"{r[k]:.3f}" if r[k] != "" else "" for k in ("mean_a_calibrated", "mean_b_calibrated")]
         lines.append(f"| {r['a']} | {r['b']} | {measure} | {r['n']} | {r['a_better']} | {r['b_better']} | "
-                     f"{r['mean_a']:.4g} | {r['mean_b']:.4g} | {r['p_wilcoxon']:.2g} |")
+                     f"{r['mean_a']:.4g} | {r['mean_b']:.4g} | {cal[0]} | {cal[1]} | {r['p_wilcoxon']:.2g} |")
+    if calibration is not None:
+        lines += ["", calibration.describe() + ". Calibration is the same affine map for both spaces, so the "
+                  "wins and the Wilcoxon p are those of the raw similarity."]
     atomic_write_text(out / "paired_statistics.md", "\n".join(lines) + "\n")
     return results

@@ -23,12 +23,14 @@ from typing import List, Mapping, Optional, Sequence
 import torch
 
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
-from latentspaces.images import save_images
-from latentspaces.io import atomic_write_text, from_uint8, to_uint8
+from latentspaces.io import atomic_write_text, to_uint8
+from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import SPACE_ORDER, PNStats, read_code_file
 
 from ..distributed import World
+from ..figures import labelled_grid, tile_caption
 from ..runs import chunk_path, claim_out_dir, hold_out_dir, mean_std_rows, read_rows, write_mean_std_table
+from .calibration import CALIBRATED_COLUMNS, CALIBRATED_FIELDS, calibrated_fields, folder_calibration
 from .inversions import INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, inversion_settings, invert_missing
 
 SUMMARY_METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
@@ -66,25 +68,39 @@ def run_space_comparison(
                        encoders, chunk, seed)
         if not world.main:
             return []
-        summary = summarize(out, spaces, targets.shape[0])
+        summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets))
         reconstruction_grid(out, targets, spaces)
     return summary
 
 
-def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None) -> List[dict]:
-    """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows."""
+def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None,
+              calibration: Optional[IdentityCalibration] = None) -> List[dict]:
+    """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows.
+
+    With an identity `calibration` (`studies.calibration`), the table adds the calibrated identity and
+    the share of images verified as the target's face, and states the baseline under the table.
+    """
     rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     if n_targets is not None:
         rows = [r for r in rows if int(r["target"]) < n_targets]
-    summary = mean_std_rows(rows, "space", spaces, SUMMARY_METRICS)
-    write_mean_std_table(out, "space_comparison", summary, "space", TABLE_COLUMNS)
+    metrics, columns, note = list(SUMMARY_METRICS), list(TABLE_COLUMNS), ""
+    if calibration is not None:
+        rows = [{**r, **calibrated_fields(float(r["identity"]), calibration)} for r in rows]
+        metrics += list(CALIBRATED_FIELDS)
+        columns[-1:-1] = CALIBRATED_COLUMNS
+        note = calibration.describe()
+    summary = mean_std_rows(rows, "space", spaces, metrics)
+    write_mean_std_table(out, "space_comparison", summary, "space", columns, note)
     return summary
 
 
 def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str], max_cols: int = 8) -> None:
-    """reconstructions.png: the first `max_cols` targets [N, 3, R, R] and below them each space's first chunk."""
+    """reconstructions.png: the first `max_cols` targets [N, 3, R, R] and below them each space's first chunk,
+    rows labelled with the space, columns with the target index, each reconstruction with its MSE and
+    identity (when scored)."""
     k = min(max_cols, targets.shape[0])
-    rows, names = [to_uint8(targets[:k])], ["targets"]
+    scores = {(r["space"], int(r["target"])): r for r in read_rows(out / PER_IMAGE_CSV, PER_IMAGE)}
+    rows, names, captions = [to_uint8(targets[:k])], ["targets"], [None]
     for name in spaces:
         path = chunk_path(out, name, 0)
         if path.is_file():
@@ -92,7 +108,9 @@ def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str],
             if images.shape[0] == k:
                 rows.append(images)
                 names.append(name)
-    save_images(from_uint8(torch.cat(rows)), out / "reconstructions.png", nrow=k)
+                captions.append([tile_caption(scores.get((name, i))) for i in range(k)])
+    labelled_grid(out / "reconstructions.png", rows, names, [f"target {i}" for i in range(k)], captions,
+                  title="Reconstructions of the first targets per space (MSE, identity to the target)")
     atomic_write_text(out / "reconstructions.json", json.dumps({"rows": names}))
 
 

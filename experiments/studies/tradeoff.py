@@ -1,0 +1,99 @@
+"""The distortion-editability trade-off of a run folder, from the rows it already holds.
+
+Every inversion paper argues about one trade-off: how far the reconstruction is from the target
+(distortion) against how well the face survives an edit (editability). `tradeoff_points(out)` reads
+
+- a compare + identity-curves folder: per space, distortion = the mean per-target MSE (or perceptual
+  distance) of space_comparison_per_image.csv, editability = the mean per-target identity after edits
+  at |alpha| = `abs_alpha` (identity_curves.csv);
+- a compensation folder: per method, distortion from compensation_per_image.csv and editability =
+  its `edit_identity` (the identity after the GANSpace edits of the compensation run);
+
+with error bars of one standard deviation over targets, and identity on the calibrated scale of the
+folder (`studies.calibration`; the raw cosine when the folder has none). `write_tradeoff(out)` draws
+tradeoff.png / .pdf (`experiments.figures.tradeoff_plot`, the Pareto front dashed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from latentspaces.spaces import SPACE_ORDER
+
+from ..figures import TradeoffPoint, tradeoff_plot
+from ..runs import read_rows
+from .calibration import read_calibration
+from .compensation import METHODS
+from .compensation import PER_IMAGE as COMPENSATION_ROWS
+from .compensation import PER_IMAGE_CSV as COMPENSATION_CSV
+from .identity_curves import CURVES, CURVES_CSV
+from .inversions import PER_IMAGE, PER_IMAGE_CSV
+
+DISTORTIONS = {"mse": "MSE", "perceptual": "perceptual distance"}
+
+
+def _per_target(rows: Sequence[dict], name_field: str, value: str) -> Dict[str, Dict[int, List[float]]]:
+    out: Dict[str, Dict[int, List[float]]] = {}
+    for r in rows:
+        v = float(r[value])
+        if np.isfinite(v):
+            out.setdefault(r[name_field], {}).setdefault(int(r["target"]), []).append(v)
+    return out
+
+
+def _mean_std(by_target: Dict[int, List[float]], targets: Sequence[int]) -> tuple:
+    values = np.array([np.mean(by_target[t]) for t in targets])
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def tradeoff_points(out: Path, distortion: str = "mse", abs_alpha: float = 2.0) -> tuple:
+    """(points, x label, y label, note, 'spaces' or 'methods') for the folder OUT (see the module docstring)."""
+    if distortion not in DISTORTIONS:
+        raise ValueError(f"distortion must be one of {sorted(DISTORTIONS)}, got {distortion!r}")
+    calibration = read_calibration(out)
+    scale = (lambda s: (s - calibration.impostor) / (1 - calibration.impostor)) if calibration else (lambda s: s)
+    recon = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
+    curves = read_rows(out / CURVES_CSV, CURVES)
+    if recon and curves:
+        dist = _per_target(recon, "space", distortion)
+        near = [r for r in curves if abs(abs(float(r["alpha"])) - abs_alpha) < 1e-6]
+        edit = _per_target(near, "space", "identity")
+        names = [n for n in SPACE_ORDER if n in dist and n in edit]
+        what, kind = f"edit identity, |alpha| = {abs_alpha:g}", "spaces"
+    else:
+        rows = read_rows(out / COMPENSATION_CSV, COMPENSATION_ROWS)
+        if not rows:
+            raise ValueError(f"{out} has neither compare + identity-curves rows nor compensation rows; "
+                             "run those commands into it first")
+        dist = _per_target(rows, "method", distortion)
+        edit = _per_target(rows, "method", "edit_identity")
+        names = [n for n in METHODS if n in dist and n in edit]
+        what, kind = "edit identity (GANSpace edits)", "methods"
+    points = []
+    for name in names:
+        shared = sorted(set(dist[name]) & set(edit[name]))
+        if not shared:
+            continue
+        d, d_err = _mean_std(dist[name], shared)
+        e, e_err = _mean_std({t: [scale(v) for v in vs] for t, vs in edit[name].items()}, shared)
+        points.append(TradeoffPoint(name, d, d_err, e, e_err))
+    y_label = f"{'calibrated ' if calibration else ''}{what}"
+    note = ("Points: mean over targets, bars: one std. " + (calibration.describe() if calibration else
+            "Identity is the raw cosine similarity (no calibration recorded in this folder)."))
+    x_label = f"distortion: {DISTORTIONS[distortion]} (lower is better)"
+    return points, x_label, y_label + " (higher better)", note, kind
+
+
+def write_tradeoff(out: Path, distortion: str = "mse", abs_alpha: float = 2.0,
+                   title: Optional[str] = None) -> Path:
+    """tradeoff.png / .pdf in OUT from its rows; returns the .png path."""
+    points, x_label, y_label, note, kind = tradeoff_points(out, distortion, abs_alpha)
+    path = out / "tradeoff.png"
+    tradeoff_plot(path, points, x_label, y_label, title or f"Distortion vs editability of the {kind} in {out}", note)
+    return path
+
+
+__all__ = ["DISTORTIONS", "tradeoff_points", "write_tradeoff"]
