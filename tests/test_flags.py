@@ -141,6 +141,8 @@ CASES = [
      "--perceptual d-features (the default) is the default model's distance"),
     ("compare --out {out} --wplus-encoder default-wplus", 2, "--wplus-encoder matters only with --init encoder"),
     ("identity-curves --out {out} --identity none", 2, "identity-curves measures identity"),
+    ("identity-curves --out {out} --quick --index 8", 2, "--index 8: the run has 8 targets (give 0 .. 7)"),
+    ("identity-curves --out {out} --index -1", 2, "argument --index: -1 is below 0"),
     ("directions --out {out} --method sefa --kind z", 2, "--method sefa finds W directions"),
     ("directions --out {out} --method random --samples 5", 2, "--samples sets GANSpace's W samples"),
     ("directions --out {out} --method sefa --seed 1", 2, "--method sefa is deterministic"),

@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     _inversion(p, (IdentityCurvesSettings.QUICK, IdentityCurvesSettings.FULL))
     _seed(p)
     _chunk(p, "images inverted together (as in compare; shared codes)")
+    p.add_argument("--index", type=non_negative_int, default=None,
+                   help="target shown in random_directions.png (default: the one closest to the set's median "
+                        "brightness and reconstruction error)")
     p.set_defaults(fn=cmd_identity_curves, check=check_identity_curves)
 
     p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")

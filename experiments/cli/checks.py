@@ -26,7 +26,7 @@ from latentspaces.io import tensor_shapes
 
 from ..argtypes import HELDOUT, UsageError
 from ..photos import alignment_for, check_photos
-from .settings import AlignSettings, InvertSettings, PairedSettings
+from .settings import AlignSettings, IdentityCurvesSettings, InvertSettings, PairedSettings
 
 DEFAULT_PERCEPTUAL = "d-features"
 
@@ -84,6 +84,9 @@ def check_identity_curves(args: argparse.Namespace) -> None:
     check_inversion(args)
     if args.identity == "none":
         raise UsageError("identity-curves measures identity: give --identity dlib or facenet")
+    s = IdentityCurvesSettings.from_args(args)
+    if s.index is not None and args.targets in (None, HELDOUT) and s.index >= s.n_targets:  # held-out: known count
+        raise UsageError(f"--index {s.index}: the run has {s.n_targets} targets (give 0 .. {s.n_targets - 1})")
 
 
 def check_align(args: argparse.Namespace) -> None:

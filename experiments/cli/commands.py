@@ -132,7 +132,7 @@ def cmd_identity_curves(args: argparse.Namespace) -> None:
     summary = run_identity_curves(Path(args.out), G, targets, identity, s.spaces, n_directions=s.directions,
                                   direction_samples=s.direction_samples, steps=s.steps, lr=s.lr,
                                   lambda_per=s.lambda_per, perceptual=perceptual, chunk=s.chunk, seed=s.seed,
-                                  pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples))
+                                  pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), figure_index=s.index)
     if not World.current().main:
         return
     for row in summary:

@@ -74,6 +74,7 @@ class IdentityCurvesSettings(Settings):
     chunk: int = 8
     seed: int = 0
     spaces: Tuple[str, ...] = tuple(CURVE_SPACES)
+    index: Optional[int] = None     # target of the random-direction figure (None: the set's median face)
 
 
 IdentityCurvesSettings.QUICK = IdentityCurvesSettings(n_targets=8, steps=100, lr=0.05, lambda_per=0.0,

@@ -82,6 +82,7 @@ def run_identity_curves(
     chunk: int = 8,
     seed: int = 0,
     pn_stats: Optional[PNStats] = None,
+    figure_index: Optional[int] = None,        # target of random_directions.png (None: `representative_target`)
 ) -> List[dict]:
     """Edit every target's inversion along GANSpace directions per space; returns the summary rows.
 
@@ -136,7 +137,7 @@ def run_identity_curves(
         rows = [r for r in rows if int(r["target"]) < n]
         summary = summarize(out, rows, spaces, folder_calibration(out, identity, targets))
         plot_curves(out, rows, spaces)
-        random_direction_grid(out, G, targets, spaces, seed, pn_stats, identity, checksums=sums)
+        random_direction_grid(out, G, targets, spaces, seed, pn_stats, identity, checksums=sums, index=figure_index)
     return summary
 
 
