@@ -191,6 +191,10 @@ CASES = [
      "{d}/notes.png: not a readable safetensors file"),
     ("edit --out {out} --codes {d}/foreign_codes.safetensors --direction {d}/w_dir.safetensors", 1,
      "{d}/foreign_codes.safetensors: codes inverted with generator 0123456789abcdef, not with this one", NEEDS_G),
+    ("tradeoff --out {d}/missing_dir", 2, "argument --out: no folder at '{d}/missing_dir'"),
+    ("tradeoff --out {d} --distortion psnr", 2, "argument --distortion: invalid choice: 'psnr'"),
+    ("tradeoff --out {d} --alpha 0", 2, "argument --alpha: 0 is not > 0"),
+    ("tradeoff --out {d}", 1, "{d} has neither compare + identity-curves rows nor compensation rows"),
 ]
 
 

@@ -53,6 +53,8 @@ from unittest import mock
 import torch
 from safetensors.torch import save_file
 
+from latentspaces.io import atomic_write_text
+
 FORMATS = ("native", "rosinality", "rosinality-legacy", "e4e", "nvlabs")
 OUTCOMES = ("loaded", "refused", "safety-net", "non-finite", "other", "hang", "memory")
 FAILURES = ("safety-net", "non-finite", "other", "hang", "memory")
@@ -718,8 +720,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for f in report.failures[:20]:
         print(f"FAIL {f['mutant']}: {f['outcome']}: {f['detail']}  [{f['mutations']}]")
     if args.out:
-        args.out.write_text(json.dumps({"seed": args.seed, "counts": report.counts, "by_format": report.by_format,
-                                        "failures": report.failures}, indent=1))
+        record = {"seed": args.seed, "counts": report.counts, "by_format": report.by_format, "failures": report.failures}
+        atomic_write_text(args.out, json.dumps(record, indent=1))
     print(report.summary() + f" ({time.time() - t0:.0f} s)")
     return 1 if any(report.counts[k] for k in FAILURES) else 0
 
