@@ -12,6 +12,7 @@ asset registry (`latentspaces.assets.ASSETS`, kinds 'encoder' and 'head'):
     enc = load_encoder("default-f")       # FEncoder for G's F layer b8.conv0
     enc = load_encoder("default-wplus")   # e4e-style W+ encoder
     head = load_encoder("default-sdic")   # SDIC compensation head
+    head = load_encoder("default-hfgi")   # HFGI compensation head
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ from latentspaces.errors import CheckpointError
 from latentspaces.io import config_is_plausible, load_module, read_header, read_raw_header, save_tensors
 
 from .f_encoder import FEncoder
+from .gradstyle import GradStyle
+from .hfgi import HFGI
+from .reganie import ReGANIE
 from .sdic import SDIC
 from .wplus_encoder import WPlusEncoder
 
 FORMAT = "latentspaces.encoder"
 VERSION = 2
 VERSIONS = (1, 2)
-CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC)}
+CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC, HFGI, ReGANIE, GradStyle)}
+# The compensation heads by method name; the shipped network of head h is 'default-h'.
+COMPENSATION_HEADS = ("sdic", "hfgi", "gradstyle", "reganie")
 # Shipped names -> asset file (a view of the library's registry, kept under its earlier name).
 ENCODER_NAMES: Dict[str, str] = {n: assets.ASSETS[n].file for n in assets.names("encoder") + assets.names("head")}
 

@@ -22,7 +22,8 @@ Sizes (the `width` multiplier scales every channel count; 1.0 is the paper's net
   8 -> 16 -> 32 -> 48 channels, downsampling by 2 in space only (the depth axis has size 2), and
   transposed-conv ups. Spatial-attention fusion of the original image's pyramid features at 1/2,
   1/4, 1/8 (att = sigmoid(conv3d(feat + cv)), cv = att * feat + cv); a head to 3 channels at r.
-- Compensated layer, by generator resolution R (`default_sdic_layer`): b64.conv0 for R >= 128
+- Compensated layer, by generator resolution R (`default_sdic_layer`, the shared rule of
+  `encoders.single_layer.default_compensated_layer`): b64.conv0 for R >= 128
   (the paper's G7 = 64x64 block's first conv at 1024 px), b{R/2}.conv0 below (b32.conv0 at 64 px).
 The last layers of both DICN branches start at zero, so an untrained head returns the base
 reconstruction exactly.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +41,10 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
+from .single_layer import SingleLayerHead, default_compensated_layer
 
-def default_sdic_layer(G) -> str:
-    """The generator layer whose output the latent-map branch compensates."""
-    return "b64.conv0" if G.resolution >= 128 else f"b{G.resolution // 2}.conv0"
+
+default_sdic_layer = default_compensated_layer
 
 
 def _ch(c: int, width: float) -> int:
@@ -177,7 +178,7 @@ class DICN(nn.Module):
         return torch.sigmoid(self.att(feat2 + g_l)) * feat2 + g_l
 
 
-class SDIC(nn.Module):
+class SDIC(SingleLayerHead):
     """DIPN + DICN for a generator with `num_ws` x `w_dim` codes, compensating conv `layer`.
 
     Implements `latentspaces.interfaces.CompensationHead`: `compensate(G, x, ws)` takes the frozen base
@@ -194,46 +195,18 @@ class SDIC(nn.Module):
         input_size: int = 64,           # side r of the network input (the paper: 256)
         width: float = 1.0,             # channel multiplier of DIPN and DICN (1.0: the paper's sizes)
     ):
-        super().__init__()
-        self.num_ws, self.w_dim, self.layer = num_ws, w_dim, layer
-        self.layer_channels, self.layer_resolution = layer_channels, layer_resolution
-        self.input_size, self.width = input_size, width
+        super().__init__(num_ws, w_dim, layer, layer_channels, layer_resolution, input_size, width)
         self.dipn = DIPN(width)
         self.dicn = DICN(input_size, num_ws, w_dim, layer_channels, layer_resolution, width)
-
-    @property
-    def layers(self) -> Tuple[str, ...]:
-        """The generator layers this head injects into (one: the latent-map compensation's)."""
-        return (self.layer,)
-
-    @property
-    def config(self) -> dict:
-        return dict(num_ws=self.num_ws, w_dim=self.w_dim, layer=self.layer, layer_channels=self.layer_channels,
-                    layer_resolution=self.layer_resolution, input_size=self.input_size, width=self.width)
-
-    @classmethod
-    def for_generator(cls, G, layer: Optional[str] = None, input_size: Optional[int] = None,
-                      width: float = 1.0) -> "SDIC":
-        layer = layer or default_sdic_layer(G)
-        c, h, _ = G.synthesis.feature_shape(layer)
-        return cls(G.num_ws, G.w_dim, layer, c, h, input_size or min(G.resolution, 256), width)
-
-    def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] == self.input_size:
-            return x
-        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                             antialias=x.shape[-1] > self.input_size)
 
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,
                    noise_mode: str = "const") -> Compensation:
         """x [N, 3, R, R] in [-1, 1], base ws [N, num_ws, w_dim] (x0 = G(ws) when given) -> Compensation with
         image y, ws W' and cache {'residual': F^ - G_l(W'), 'g_l': G_l(W'), 'f_hat': F^, 'dmap': D}."""
-        if G.num_ws != self.num_ws or G.w_dim != self.w_dim:
-            raise ValueError(f"this SDIC head is for {self.num_ws} x {self.w_dim} ws, the generator has "
-                             f"{G.num_ws} x {G.w_dim}")
+        self.check_codes(G, ws)
         if x0 is None:
             x0 = G.synthesis(ws, noise_mode=noise_mode)
-        dmap = self.dipn(self._resize(x), self._resize(x0))
+        dmap = self.dipn(self.resize(x), self.resize(x0))
         a, b, feat2 = self.dicn(dmap)
         ws_c = ws * (1 + a) + b
         cache = {"dmap": dmap}

@@ -173,22 +173,40 @@ class WPlusEncoder(nn.Module):
                 feats.append(x)
         return tuple(feats)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1, c2, c3 = self.features(x)
+    def _fpn(self, c1: torch.Tensor, c2: torch.Tensor, c3: torch.Tensor):
+        """The feature pyramid (c3, p2, p1) from the backbone maps: p2 = up(c3) + lat1(c2), p1 = up(p2) + lat2(c1)."""
+        p2 = F.interpolate(c3, size=c2.shape[-2:], mode="bilinear", align_corners=True) + self.latlayer1(c2)
+        p1 = F.interpolate(p2, size=c1.shape[-2:], mode="bilinear", align_corners=True) + self.latlayer2(c1)
+        return c3, p2, p1
+
+    def pyramid(self, x: torch.Tensor):
+        """The FPN maps the style blocks read, coarse to fine: (c3, p2, p1).
+
+        x [N, 3, H, W] in [-1, 1] -> [N, C, s, s] each, s = input_size / 8, / 4, / 2 (C = the last stage's
+        channels: 128 x 8/16/32 px for the 'small' 64 px backbone, 512 x 16/32/64 px for ir_se50). These are
+        e4e's three pyramid levels, the T_m of GradStyle's residual modules.
+        """
+        return self._fpn(*self.features(x))
+
+    def forward_with_pyramid(self, x: torch.Tensor):
+        """(ws [N, num_ws, w_dim], pyramid (c3, p2, p1)) from one pass of the backbone."""
+        maps = self.pyramid(x)
+        return self._styles(maps), maps
+
+    def _styles(self, maps) -> torch.Tensor:
+        c3, p2, p1 = maps
         w0 = self.styles[0](c3)
         ws = [w0]
-        p2 = p1 = None
         for i in range(1, self.num_ws):
             if i > self.progressive_stage:
                 ws.append(w0)
                 continue
-            if i == self.coarse_ind or (i > self.coarse_ind and p2 is None):
-                p2 = F.interpolate(c3, size=c2.shape[-2:], mode="bilinear", align_corners=True) + self.latlayer1(c2)
-            if i == self.middle_ind or (i > self.middle_ind and p1 is None):
-                p1 = F.interpolate(p2, size=c1.shape[-2:], mode="bilinear", align_corners=True) + self.latlayer2(c1)
             src = c3 if i < self.coarse_ind else p2 if i < self.middle_ind else p1
             ws.append(w0 + self.styles[i](src))
         return torch.stack(ws, dim=1) + self.w_avg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_pyramid(x)[0]
 
     @staticmethod
     def deltas(ws: torch.Tensor) -> torch.Tensor:

@@ -107,6 +107,19 @@ def space_list(text: str) -> Tuple[str, ...]:
     return names
 
 
+def name_list(choices: Tuple[str, ...], what: str) -> Callable[[str], Tuple[str, ...]]:
+    """argparse type: comma-separated names from `choices`, none twice ('base,hfgi,pti' for methods)."""
+    def parse(text: str) -> Tuple[str, ...]:
+        names = tuple(_entries(text, ",".join(choices[:2])))
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{text!r} names a {what} twice")
+        return names
+    return parse
+
+
 def float_list(text: str) -> Tuple[float, ...]:
     """Comma-separated finite numbers: '-2,0,2' -> (-2.0, 0.0, 2.0) (write --alphas=-2,0,2 for a leading minus)."""
     return tuple(_number(float, part) for part in _entries(text, "-2,0,2"))

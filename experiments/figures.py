@@ -81,7 +81,7 @@ class TradeoffPoint:
     distortion_err: float
     editability: float
     editability_err: float
-    size: Optional[float] = None   # edit strength, drawn as marker area (None: the default size)
+    size: Optional[float] = None   # edit strength, drawn as marker area and printed beside the name (None: neither)
 
 
 def pareto_front(points: Sequence[TradeoffPoint]) -> List[TradeoffPoint]:
@@ -108,7 +108,9 @@ def tradeoff_plot(path: Path, points: Sequence[TradeoffPoint], x_label: str, y_l
                     ecolor=color, alpha=0.6, capsize=3, zorder=2)
         ax.scatter([p.distortion], [p.editability], s=40 if p.size is None else max(20.0, p.size * scale),
                    color=color, edgecolor="black", linewidth=0.6, zorder=3, label=p.name)
-        ax.annotate(p.name, (p.distortion, p.editability), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        label = p.name if p.size is None else f"{p.name} ({p.size:.2f})"
+        ax.annotate(label, (p.distortion, p.editability), textcoords="offset points", fontsize=8,
+                    xytext=(6, 5) if k % 2 == 0 else (6, -12))   # alternate sides: close points stay legible
     front = pareto_front(points)
     ax.plot([p.distortion for p in front], [p.editability for p in front], color="gray", linestyle="--",
             linewidth=1.2, zorder=1, label="Pareto front")
@@ -116,7 +118,10 @@ def tradeoff_plot(path: Path, points: Sequence[TradeoffPoint], x_label: str, y_l
     ax.set_ylabel(y_label)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    legend = ax.legend(fontsize=7, loc="best")
+    for handle in legend.legend_handles:   # one marker size in the legend, whatever the points' sizes
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([40])
     if note:
         fig.text(0.01, 0.01, note, fontsize=6.5, wrap=True)
         fig.tight_layout(rect=(0, 0.07, 1, 1))

@@ -5,7 +5,8 @@
   `FaceEmbedder`: one that also returns its descriptors, `embed(images) -> [N, D]`.
 - `CodeInitializer`: an encoder that starts an inversion, `init_code(space, targets) -> Code`.
 - `CompensationHead`: a network that puts back what an inversion lost, beside the optimizer:
-  `compensate(G, x, ws, x0=None) -> Compensation` and `edit(G, comp, delta_ws) -> images`.
+  `compensate(G, x, ws, x0=None) -> Compensation` and `edit(G, comp, delta_ws) -> images`, after
+  `bind(base)` to the frozen base encoder that made ws (heads that read its features keep it).
   Heads that inject into the generator use the synthesis network's layer hooks
   (`SynthesisNetwork.with_edits`); heads that re-render return their image directly.
 """
@@ -79,6 +80,11 @@ class CompensationHead(Protocol):
     @property
     def config(self) -> dict:
         """JSON-serialisable constructor arguments (saved in the file header)."""
+
+    def bind(self, base: torch.nn.Module) -> "CompensationHead":
+        """Attach the frozen base encoder (x [N, 3, R, R] -> ws) whose codes `compensate` receives; returns the
+        head. Heads that read the encoder's features (GradStyle's pyramid) keep a reference, not saved with
+        the head; heads that need only ws and images return themselves unchanged."""
 
     def compensate(self, G: "Generator", x: torch.Tensor, ws: torch.Tensor,
                    x0: Optional[torch.Tensor] = None) -> Compensation:

@@ -134,3 +134,31 @@ def test_sdic_paper_configuration_shapes():
     assert a.shape == b.shape == (1, 18, 512) and feat2.shape == (1, 512, 64, 64)
     with pytest.raises(ValueError, match="power-of-two multiple"):
         SDIC(num_ws=18, w_dim=512, layer="b64.conv0", layer_channels=512, layer_resolution=64, input_size=96)
+
+
+def test_edit_strength_is_each_targets_edit_change_over_the_base_encoders(tmp_path):
+    from experiments.runs import append_rows
+    from experiments.studies.compensation import FIELDS, summarize
+
+    changes = {"base": [0.10, 0.20, 0.40], "hfgi": [0.05, 0.20, 0.60]}
+    rows = [{"method": m, "target": i, **{k: "0.5" for k in FIELDS[2:-1]}, "edit_change": f"{c:g}",
+             "images_sha256": "x"} for m, cs in changes.items() for i, c in enumerate(cs)]
+    append_rows(tmp_path / "compensation_per_image.csv", rows, FIELDS)
+    summary = {r["method"]: r for r in summarize(tmp_path, ["base", "hfgi"])}
+    assert summary["base"]["edit_strength"] == pytest.approx(1.0)
+    assert summary["hfgi"]["edit_strength"] == pytest.approx((0.5 + 1.0 + 1.5) / 3)   # per-target ratios, averaged
+    assert summary["hfgi"]["edit_strength_std"] == pytest.approx(0.5)
+    assert "edit strength" in (tmp_path / "compensation_comparison.md").read_text().splitlines()[0]
+
+
+def test_a_head_named_by_methods_must_exist(monkeypatch, tmp_path, capsys):
+    from experiments.cli import main
+    from latentspaces import assets
+
+    real = assets.installed
+    monkeypatch.setattr(assets, "installed", lambda name: name != "default-gradstyle" and real(name))
+    with pytest.raises(SystemExit) as e:
+        main(["compensation", "--quick", "--out", str(tmp_path / "out"), "--methods", "base,gradstyle"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--methods names gradstyle, but default-gradstyle is not installed" in err
+    assert "python -m experiments.training.train_gradstyle" in err and not (tmp_path / "out").exists()

@@ -96,7 +96,9 @@ def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
     assert sorted((r["space"], r["target"]) for r in per_image) == [("FZPlus", "0"), ("FZPlus", "1"),
                                                                    ("WPlus", "0"), ("WPlus", "1")]
     rows = _rows(out / "identity_curves.csv")
-    assert {"space", "target", "direction", "alpha", "identity"} <= set(rows[0])
+    assert {"space", "target", "direction", "alpha", "identity", "edit_change"} <= set(rows[0])
+    assert all(float(r["edit_change"]) < 1e-4 for r in rows if float(r["alpha"]) == 0.0)   # no edit: no change (rounding)
+    assert all(float(r["edit_change"]) > 0 for r in rows if abs(float(r["alpha"])) == 2.0)
     assert len(rows) == 2 * 3 * 11 * 2  # spaces x directions x alphas x targets
     assert {float(r["alpha"]) for r in rows} == {round(a, 2) for a in torch.linspace(-2, 2, 11).tolist()}
     zero = [float(r["identity"]) for r in rows if float(r["alpha"]) == 0.0]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from experiments.figures import TradeoffPoint, labelled_grid, pareto_front, tile_caption
-from experiments.runs import append_rows, write_rows
+from experiments.runs import append_rows, read_rows, write_rows
 from experiments.studies.identity_curves import CURVES, CURVES_CSV, representative_target
 from experiments.studies.inversions import PER_IMAGE, PER_IMAGE_CSV
 from experiments.studies.tradeoff import tradeoff_points, write_tradeoff
@@ -75,3 +75,17 @@ def test_representative_target_is_the_median_face_not_target_zero():
     assert index == 2 and "brightness and reconstruction error" in why
     index, why = representative_target(targets, [])
     assert index == 2 and why == "median brightness of the 5 targets"
+
+
+def test_curve_rows_written_before_edit_sizes_still_summarise(tmp_path):
+    """identity_curves.csv of an earlier version has no edit_change column: read, summarised without edit sizes."""
+    from experiments.studies.identity_curves import summarize
+
+    old_fields = [f for f in CURVES.fields if f != "edit_change"]
+    rows = [{"space": "WPlus", "target": "0", "direction": "d0", "alpha": a, "identity": "0.9", "codes_sha256": ""}
+            for a in ("-2.00", "0.00", "2.00")]
+    write_rows(tmp_path / CURVES_CSV, rows, old_fields)
+    read = read_rows(tmp_path / CURVES_CSV, CURVES)
+    assert len(read) == 3 and read[0]["edit_change"] == ""
+    (row,) = summarize(tmp_path, read, ["WPlus"])
+    assert row["identity_at_2"] == pytest.approx(0.9) and not any(k.startswith("edit_change") for k in row)

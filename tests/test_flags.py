@@ -191,6 +191,12 @@ CASES = [
      "{d}/notes.png: not a readable safetensors file"),
     ("edit --out {out} --codes {d}/foreign_codes.safetensors --direction {d}/w_dir.safetensors", 1,
      "{d}/foreign_codes.safetensors: codes inverted with generator 0123456789abcdef, not with this one", NEEDS_G),
+    ("compensation --quick --out {out} --methods base,hfgi,base", 2, "'base,hfgi,base' names a method twice"),
+    ("compensation --quick --out {out} --methods base,e4e", 2, "unknown method(s) e4e; choose from base, sdic, hfgi"),
+    ("compensation --quick --out {out} --methods base,pti --sdic default-sdic", 2,
+     "--sdic given but --methods leaves it out"),
+    ("compensation --quick --out {out} --hfgi {d}/missing.safetensors", 2, "argument --hfgi: '{d}/missing.safetensors' "
+     "is not a file and not a shipped encoder name"),
     ("tradeoff --out {d}/missing_dir", 2, "argument --out: no folder at '{d}/missing_dir'"),
     ("tradeoff --out {d} --distortion psnr", 2, "argument --distortion: invalid choice: 'psnr'"),
     ("tradeoff --out {d} --alpha 0", 2, "argument --alpha: 0 is not > 0"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import latentspaces as ls
-from encoders import SDIC, FEncoder, WPlusEncoder
+from encoders import HFGI, SDIC, FEncoder, GradStyle, ReGANIE, WPlusEncoder
 from latentspaces import Direction
 from latentspaces.directions import ganspace
 from latentspaces.generator import synthesis
@@ -126,8 +126,12 @@ def test_shipped_classes_implement_the_protocols(small_G):
 
     assert isinstance(FEncoder.for_generator(small_G, "b8.conv0", (8, 8, 8)), CodeInitializer)
     assert isinstance(WPlusEncoder.for_generator(small_G, style_channels=8), CodeInitializer)
-    head = SDIC.for_generator(small_G, width=0.25)
-    assert isinstance(head, CompensationHead) and head.layers == (head.layer,)
+    base = WPlusEncoder.for_generator(small_G, style_channels=8)
+    for head in (SDIC.for_generator(small_G, width=0.25), HFGI.for_generator(small_G, width=0.25),
+                 GradStyle.for_generator(small_G, base), ReGANIE.for_generator(small_G, channels={32: 8, 16: 8, 8: 8})):
+        assert isinstance(head, CompensationHead) and head.bind(base) is head, type(head).__name__
+        assert all(layer in small_G.synthesis.feature_layers for layer in head.layers)
+    assert head.layers == ()    # the last, ReGANIE, re-renders: it injects nowhere
     d = DiscriminatorFeatures(Discriminator(32, {32: 8, 16: 8, 8: 8, 4: 8}))
     assert isinstance(d, PerceptualDistance) and isinstance(d, IdentitySimilarity)  # both: a named (x, y) -> [N]
 

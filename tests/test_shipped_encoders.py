@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import latentspaces as ls
-from encoders import SDIC, FEncoder, WPlusEncoder, load_encoder
+from encoders import COMPENSATION_HEADS, SDIC, FEncoder, WPlusEncoder, load_encoder
 from latentspaces.assets import heldout_targets
+from latentspaces.interfaces import CompensationHead
 from latentspaces.metrics.image import ssim
 from optimizers import HybridInverter
 
@@ -43,17 +44,27 @@ def test_encoder_initialised_fzplus_beats_wavg_wplus(G, targets):
 
 
 @torch.no_grad()
-def test_wplus_encoder_and_sdic_improve_on_their_starts(G, targets):
-    base = load_encoder("default-wplus")
-    sdic = load_encoder("default-sdic")
-    ws = base(targets)
+def test_wplus_encoder_improves_on_the_mean(G, targets):
+    ws = load_encoder("default-wplus")(targets)
     x0 = G.synthesis(ws)
     x_avg = G.synthesis(G.broadcast(G.w_avg.expand(len(targets), -1)))
     mse = lambda y: (y - targets).square().mean().item()  # noqa: E731
     assert mse(x0) < 0.7 * mse(x_avg)                      # the encoder beats w_avg
-    y = sdic.compensate(G, targets, ws, x0)["image"]
-    assert mse(y) < mse(x0)                                # SDIC beats its base encoder on MSE
-    assert ssim(y, targets).mean() > ssim(x0, targets).mean()   # and on SSIM
+
+
+@pytest.mark.parametrize("name", COMPENSATION_HEADS)
+@torch.no_grad()
+def test_shipped_heads_beat_their_base_encoder_and_edit_from_their_reconstruction(G, targets, name):
+    base = load_encoder("default-wplus")
+    head = load_encoder(f"default-{name}").bind(base)
+    assert isinstance(head, CompensationHead)
+    ws = base(targets)
+    x0 = G.synthesis(ws)
+    comp = head.compensate(G, targets, ws, x0)
+    mse = lambda y: (y - targets).square().mean().item()  # noqa: E731
+    assert mse(comp.image) < 0.5 * mse(x0)                            # the head beats its base encoder on MSE
+    assert ssim(comp.image, targets).mean() > ssim(x0, targets).mean()   # and on SSIM
+    torch.testing.assert_close(head.edit(G, comp, torch.zeros_like(comp.ws)), comp.image, rtol=0, atol=1e-6)
 
 
 def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
@@ -67,8 +78,9 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     main(args)
     with open(out / "compensation_comparison.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["method"] for r in rows] == ["base", "sdic", "pti", "fzplus"]
-    assert {"mse", "ssim", "identity", "edit_identity", "seconds_per_image"} <= set(rows[0])
+    assert [r["method"] for r in rows] == ["base", *COMPENSATION_HEADS, "pti", "fzplus"]
+    assert {"mse", "ssim", "identity", "edit_identity", "edit_strength", "seconds_per_image"} <= set(rows[0])
+    assert float(rows[0]["edit_strength"]) == pytest.approx(1.0)     # the base encoder's edits are the unit
     assert (out / "compensation_grid.png").is_file() and "| sdic |" in (out / "compensation_comparison.md").read_text()
     # an interrupted run: drop the last method's rows; the rerun redoes only that method
     per_image = out / "compensation_per_image.csv"

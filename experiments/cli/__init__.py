@@ -38,16 +38,18 @@ from typing import Iterator, List, NoReturn, Optional
 import torch
 
 from latentspaces.errors import CheckpointError, MissingWeightsError
+from encoders import COMPENSATION_HEADS
 from optimizers import InversionDiverged
 
 from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, existing_file, finite_float, float_list,
-                        generator_spec, int_in, non_negative_float, non_negative_int, out_dir, photo_files,
+                        generator_spec, int_in, name_list, non_negative_float, non_negative_int, out_dir, photo_files,
                         positive_float, positive_int, seed, space_list, space_name, target_spec)
 from ..distributed import close_world, init_world
-from .checks import (check_align, check_compare, check_directions, check_edit, check_identity_curves, check_inversion,
+from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit, check_identity_curves,
                      check_invert, check_nothing, check_paired)
 from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves,
                        cmd_invert, cmd_paired, cmd_score_identity, cmd_tradeoff)
+from ..studies.compensation import METHODS
 from .settings import AlignSettings, CompareSettings, CompensationSettings, IdentityCurvesSettings, InvertSettings
 
 SHARDED = ("compare", "identity-curves", "compensation")   # the commands that shard over torchrun ranks
@@ -144,18 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "brightness and reconstruction error)")
     p.set_defaults(fn=cmd_identity_curves, check=check_identity_curves)
 
-    p = sub.add_parser("compensation", help="base W+ encoder vs SDIC vs PTI vs F/Z+ (SDIC's Table 2)")
+    p = sub.add_parser("compensation", help="base W+ encoder vs the compensation heads vs PTI vs F/Z+ (SDIC's Table 2)")
     presets = (CompensationSettings.QUICK, CompensationSettings.FULL)
     _inversion(p, presets)
     _seed(p)
     p.add_argument("--base-encoder", type=encoder_spec, default="default-wplus", help="W+ encoder name or file")
-    p.add_argument("--sdic", type=encoder_spec, default="default-sdic", help="SDIC head name or file")
+    for head in COMPENSATION_HEADS:
+        p.add_argument(f"--{head}", type=encoder_spec, default=None,
+                       help=f"{head} head name or file (default: default-{head} when it is installed)")
+    p.add_argument("--methods", type=name_list(tuple(METHODS), "method"), default=None,
+                   help=f"methods to run, comma-separated from {','.join(METHODS)} (default: base, every head "
+                        "given or installed, pti, fzplus)")
     p.add_argument("--f-encoder", type=encoder_spec, default="default-f", help="F encoder name or file")
     p.add_argument("--pivot-steps", type=non_negative_int, default=None,
                    help=f"PTI pivot steps {_quick_full('pivot_steps', presets)}")
     p.add_argument("--tune-steps", type=non_negative_int, default=None,
                    help=f"PTI tuning steps {_quick_full('tune_steps', presets)}")
-    p.set_defaults(fn=cmd_compensation, check=check_inversion)
+    p.set_defaults(fn=cmd_compensation, check=check_compensation)
 
     p = sub.add_parser("score-identity", help="fill in the identity of a compare folder inverted with --identity none")
     _machine(p, "a folder written by compare", existing_dir)

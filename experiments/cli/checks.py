@@ -19,7 +19,9 @@ before any work is done.
 from __future__ import annotations
 
 import argparse
+from typing import Dict, Tuple
 
+from encoders import COMPENSATION_HEADS
 from latentspaces import assets
 from latentspaces.align import MAX_TRANSFORM
 from latentspaces.io import tensor_shapes
@@ -68,6 +70,35 @@ def check_inversion(args: argparse.Namespace) -> None:
     """compare, identity-curves, compensation: targets and the perceptual distance (always reported)."""
     check_targets(args)
     check_perceptual(args)
+
+
+def compensation_plan(args: argparse.Namespace) -> Tuple[Tuple[str, ...], Dict[str, str]]:
+    """(methods, head name -> name or file) of a compensation run: --methods, or base, every head given by
+    its flag or installed as default-<head>, pti and fzplus."""
+    heads = {}
+    for head in COMPENSATION_HEADS:
+        given = getattr(args, head)
+        if given is not None:
+            heads[head] = given
+        elif assets.installed(f"default-{head}") and (args.methods is None or head in args.methods):
+            heads[head] = f"default-{head}"
+    methods = args.methods or ("base", *heads, "pti", "fzplus")
+    return tuple(methods), {h: spec for h, spec in heads.items() if h in methods}
+
+
+def check_compensation(args: argparse.Namespace) -> None:
+    """compensation: the inversion flags, and a network for every head --methods names; a head flag is used."""
+    check_inversion(args)
+    methods, heads = compensation_plan(args)
+    missing = [m for m in methods if m in COMPENSATION_HEADS and m not in heads]
+    if missing:
+        m = missing[0]
+        raise UsageError(f"--methods names {m}, but default-{m} is not installed "
+                         f"({assets.ASSET_DIR / assets.ASSETS['default-' + m].file}); train one with "
+                         f"`{assets.ASSETS['default-' + m].made_by}` and pass --{m} FILE")
+    unused = [f"--{h}" for h in COMPENSATION_HEADS if getattr(args, h) is not None and h not in methods]
+    if unused:
+        raise UsageError(f"{', '.join(unused)} given but --methods leaves {'it' if len(unused) == 1 else 'them'} out")
 
 
 def check_compare(args: argparse.Namespace) -> None:

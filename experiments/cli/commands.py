@@ -39,7 +39,7 @@ from ..studies.inversions import PER_IMAGE_CSV, fill_identity
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
-from .checks import perceptual_name
+from .checks import compensation_plan, perceptual_name
 from .settings import (AlignSettings, CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
                        IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
 
@@ -138,8 +138,9 @@ def cmd_identity_curves(args: argparse.Namespace) -> None:
     for row in summary:
         calibrated = (f"  calibrated at |alpha|=2: {row['identity_calibrated_at_2']:.3f}  verified: "
                       f"{row['verified_at_2']:.0%}" if "identity_calibrated_at_2" in row else "")
+        change = f"  edit change at |alpha|=2: {row['edit_change_at_2']:.4f}" if "edit_change_at_2" in row else ""
         print(f"{row['space']:8s} identity at |alpha|=2: {row.get('identity_at_2', float('nan')):.4f}  "
-              f"mean over alphas: {row['identity_mean']:.4f}{calibrated}")
+              f"mean over alphas: {row['identity_mean']:.4f}{calibrated}{change}")
     calibration = read_calibration(Path(args.out))
     if calibration is not None and summary:
         print(calibration.describe())
@@ -278,8 +279,9 @@ def cmd_directions(args: argparse.Namespace) -> None:
 def cmd_compensation(args: argparse.Namespace) -> None:
     s = CompensationSettings.from_args(args)
     perceptual, identity = _perceptual(args), _identity(args)
-    models = {"base": load_encoder(args.base_encoder, args.device), "sdic": load_encoder(args.sdic, args.device),
-              "f": load_encoder(args.f_encoder, args.device)}
+    methods, heads = compensation_plan(args)
+    models = {"base": load_encoder(args.base_encoder, args.device), "f": load_encoder(args.f_encoder, args.device),
+              **{head: load_encoder(spec, args.device) for head, spec in heads.items()}}
     G = _generator(args)
     targets = _targets(args, G, s.n_targets)
     on = perceptual is not None
@@ -295,7 +297,8 @@ def cmd_compensation(args: argparse.Namespace) -> None:
     t = time.time()
     with hold_out_dir(out):  # the direction files are written into OUT too
         directions = world.main_first(lambda: edit_directions(G, out, s.directions, s.direction_samples, s.seed))
-        run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, identity)
+        run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, identity,
+                                    methods)
         if world.main:
             write_tradeoff(out)
     if world.main:

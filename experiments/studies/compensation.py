@@ -1,16 +1,21 @@
 """Compensation comparison (the setting of "Spatial-Contextual Discrepancy Information Compensation for GAN
-Inversion", Table 2): base W+ encoder, SDIC, PTI and HybridInverter F/Z+.
+Inversion", Table 2): the base W+ encoder, the compensation heads, PTI and HybridInverter F/Z+.
 
 For each method and target: reconstruction metrics (MSE, PSNR, SSIM, MS-SSIM from torchmetrics),
-the perceptual distance, identity similarity to the target, seconds per image, and editing identity:
-the mean identity similarity between the target and its edits along GANSpace directions at
-alpha in `edit_alphas` (W-kind directions for base / SDIC / PTI, their Z counterparts for F/Z+).
+the perceptual distance, identity similarity to the target, seconds per image, and editing: along
+GANSpace directions at alpha in `edit_alphas` (W-kind directions for the base, the heads and PTI,
+their Z counterparts for F/Z+),
+- edit identity: the mean identity similarity between the target and its edits;
+- edit change: the mean absolute pixel change an edit makes to the method's own unedited output;
+  the table's edit strength is a method's edit change divided by the base encoder's for the same
+  target (so base = 1.0): a head that reconstructs well by suppressing edits shows it here.
 
-- base:   W = E(x), G(W)
-- sdic:   SDIC's compensated reconstruction; edits by compensate-and-edit
-- pti:    PTI pivot + generator tuning, one generator per image (PTI's single-image mode, the setting
-          its time per image is quoted in); edits move the pivot in the tuned generator
-- fzplus: HybridInverter in F/Z+ initialised by the F encoder; edits move the detail z's
+- base:      W = E(x), G(W)
+- heads:     any `latentspaces.interfaces.CompensationHead` over the base encoder's W, by name
+             (`HEADS`: sdic, hfgi, gradstyle, reganie): head.compensate(G, x, W); edits by head.edit
+- pti:       PTI pivot + generator tuning, one generator per image (PTI's single-image mode, the setting
+             its time per image is quoted in); edits move the pivot in the tuned generator
+- fzplus:    HybridInverter in F/Z+ initialised by the F encoder; edits move the detail z's
 
 Per-image rows are appended to compensation_per_image.csv as each method finishes, after the images
 to images/<method>.safetensors, with that file's fingerprint (images_sha256): an interrupted run
@@ -28,11 +33,12 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
+from encoders import COMPENSATION_HEADS
 from latentspaces.directions import Direction
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
@@ -50,15 +56,18 @@ from ..runs import (RowSchema, RunFolderWarning, append_rows, claim_out_dir, fil
 from .calibration import calibrated_fields, folder_calibration
 from .inversions import metric_name
 
-METHODS = ["base", "sdic", "pti", "fzplus"]
+HEADS = COMPENSATION_HEADS    # compensation heads by method name, in the order of the table
+METHODS = ["base", *HEADS, "pti", "fzplus"]
 PER_IMAGE_CSV = "compensation_per_image.csv"
 SETTINGS_FILE = "compensation_settings.json"
-SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "seconds"]
+SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "edit_change", "seconds"]
 FIELDS = ["method", "target", *SUMMARY, "images_sha256"]
-PER_IMAGE = RowSchema(tuple(FIELDS), key=("method", "target"), ints=("target",), floats=tuple(SUMMARY))
+# edit_change is optional: rows written before it existed read '' (NaN edit strength), never refused.
+PER_IMAGE = RowSchema(tuple(FIELDS), key=("method", "target"), ints=("target",),
+                      floats=tuple(k for k in SUMMARY if k != "edit_change"))
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("SSIM", "ssim", ".3f", True), ("perceptual", "perceptual", ".3f", True),
                  ("identity", "identity", ".3f", True), ("edit identity", "edit_identity", ".3f", True),
-                 ("s / image", "seconds_per_image", ".3g", False)]
+                 ("edit strength", "edit_strength", ".2f", True), ("s / image", "seconds_per_image", ".3g", False)]
 
 
 def _wplus_delta(G: torch.nn.Module, ws: torch.Tensor, direction: Direction, alpha: float) -> torch.Tensor:
@@ -67,34 +76,40 @@ def _wplus_delta(G: torch.nn.Module, ws: torch.Tensor, direction: Direction, alp
     return space.edit(Code(w=ws), direction, alpha).w - ws
 
 
-def _edit_identity(identity: Optional[IdentitySimilarity], targets: torch.Tensor,
-                   render: Callable[[Direction, float], torch.Tensor], directions: Sequence[Direction],
-                   alphas: Sequence[float]) -> torch.Tensor:
-    """Mean over directions x alphas of identity(render(d, a), targets), per image [N]."""
-    if identity is None:
-        return torch.full((targets.shape[0],), math.nan)
-    sims = []
+def _edit_scores(identity: Optional[IdentitySimilarity], targets: torch.Tensor, images: torch.Tensor,
+                 render: Callable[[Direction, float], torch.Tensor], directions: Sequence[Direction],
+                 alphas: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(edit identity [N], edit change [N]): over directions x alphas, the mean identity(render(d, a), targets)
+    (NaN without an identity metric) and the mean absolute pixel change |render(d, a) - images|."""
+    sims, changes = [], []
     for d in directions:
         for a in alphas:
             with torch.no_grad():
-                sims.append(identity(render(d, a), targets).reshape(-1).cpu())
-    return torch.stack(sims).mean(0)
+                edited = render(d, a)
+                changes.append((edited - images).abs().flatten(1).mean(1).cpu())
+                if identity is not None:
+                    sims.append(identity(edited, targets).reshape(-1).cpu())
+    n = targets.shape[0]
+    return (torch.stack(sims).mean(0) if sims else torch.full((n,), math.nan)), torch.stack(changes).mean(0)
 
 
 def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: dict,
                directions: Dict[str, List[Direction]], alphas: Sequence[float],
                identity: Optional[IdentitySimilarity], settings: dict):
-    """(images [N, 3, R, R], edit identity [N], seconds per image) for one method."""
+    """(images [N, 3, R, R], edit identity [N], edit change [N], seconds per image) for one method."""
     n = targets.shape[0]
     base = models["base"]
-    if method in ("base", "sdic"):
+    if method == "base" or method in HEADS:
+        if method not in models:
+            raise KeyError(f"no {method} head was given (models has {sorted(models)})")
+        head = models[method].bind(base) if method in HEADS else None
         t0 = time.perf_counter()
         with torch.no_grad():
             ws = base(targets)
             x0 = G.synthesis(ws, noise_mode="const")
-            comp = models["sdic"].compensate(G, targets, ws, x0) if method == "sdic" else None
+            comp = head.compensate(G, targets, ws, x0) if head is not None else None
         seconds = (time.perf_counter() - t0) / n
-        if method == "base":
+        if head is None:
             images = x0
 
             def render(d, a):
@@ -103,8 +118,8 @@ def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: d
             images = comp.image
 
             def render(d, a):
-                return models["sdic"].edit(G, comp, _wplus_delta(G, comp.ws, d, a))
-        return images, _edit_identity(identity, targets, render, directions["w"], alphas), seconds
+                return head.edit(G, comp, _wplus_delta(G, comp.ws, d, a))
+        return (images, *_edit_scores(identity, targets, images, render, directions["w"], alphas), seconds)
     if method == "pti":
         res = PTI(G, per_image=True, progress=False, **settings["pti"]).run(targets)
         pivots = [g.broadcast(res.pivots[i:i + 1]) for i, g in enumerate(res.generator)]
@@ -112,14 +127,16 @@ def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: d
         def render(d, a):
             return torch.cat([g.synthesis(p + _wplus_delta(g, p, d, a), noise_mode="const")
                               for g, p in zip(res.generator, pivots)])
-        return res.images, _edit_identity(identity, targets, render, directions["w"], alphas), res.seconds / n
+        return (res.images, *_edit_scores(identity, targets, res.images, render, directions["w"], alphas),
+                res.seconds / n)
     if method == "fzplus":
         space = FZPlus(G)
         res = HybridInverter(space, encoder=models["f"], progress=False, **settings["fzplus"]).invert(targets)
 
         def render(d, a):
             return space.synthesize(space.edit(res.code, d, a))
-        return res.images, _edit_identity(identity, targets, render, directions["z"], alphas), res.seconds / n
+        return (res.images, *_edit_scores(identity, targets, res.images, render, directions["z"], alphas),
+                res.seconds / n)
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
 
 
@@ -127,24 +144,26 @@ def run_compensation_comparison(
     out: Path,
     G: torch.nn.Module,
     targets: torch.Tensor,                  # [N, 3, R, R] in [-1, 1]
-    models: dict,                           # 'base' (W+ encoder), 'sdic' (SDIC), 'f' (F encoder)
+    models: dict,                           # 'base' (W+ encoder), 'f' (F encoder), one entry per head in HEADS run
     directions: Dict[str, List[Direction]],  # 'w' and 'z' GANSpace directions (std-scaled)
     settings: dict,                         # 'pti': PTI kwargs, 'fzplus': HybridInverter kwargs
     perceptual: Optional[PerceptualDistance] = None,
     identity: Optional[IdentitySimilarity] = None,
-    methods: Sequence[str] = METHODS,
+    methods: Optional[Sequence[str]] = None,  # default: base, the heads in `models`, pti, fzplus
     edit_alphas: Sequence[float] = (-2.0, 2.0),
 ) -> List[dict]:
     """Run each method still missing from OUT (sharded over `torchrun` ranks); rank 0 returns the summary rows."""
     world = World.current()
     n = len(targets)
+    if methods is None:
+        methods = ["base", *[h for h in HEADS if h in models], "pti", "fzplus"]
     with hold_out_dir(out):
         recorded = compensation_settings(G, models, directions, settings, perceptual, identity, edit_alphas)
         world.from_main(lambda: claim_out_dir(out, recorded, targets, (PER_IMAGE_CSV, "images"), SETTINGS_FILE))
         (out / "images").mkdir(parents=True, exist_ok=True)
         todo = world.from_main(lambda: missing_methods(out, methods, n))
         for method in tqdm(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
-            images, edit_id, seconds = run_method(method, G, targets, models, directions, edit_alphas, identity,
+            images, edit_id, edit_change, seconds = run_method(method, G, targets, models, directions, edit_alphas, identity,
                                                   settings)
             with torch.no_grad():
                 m = reconstruction_metrics(images, targets)
@@ -156,7 +175,8 @@ def run_compensation_comparison(
             append_rows(out / PER_IMAGE_CSV, [
                 {"method": method, "target": i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
                  "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
-                 "edit_identity": f"{float(edit_id[i]):.6g}", "seconds": f"{seconds:.4g}", "images_sha256": sha}
+                 "edit_identity": f"{float(edit_id[i]):.6g}", "edit_change": f"{float(edit_change[i]):.6g}",
+                 "seconds": f"{seconds:.4g}", "images_sha256": sha}
                 for i in range(n)], FIELDS)
         world.barrier()
         if not world.main:
@@ -225,12 +245,17 @@ def missing_methods(out: Path, methods: Sequence[str], n: int) -> List[str]:
 def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None,
               calibration: Optional[IdentityCalibration] = None) -> List[dict]:
     """Mean and std per method over the first `n_targets` targets (all when None) -> compensation_comparison.csv
-    and .md; returns the rows. With an identity `calibration`, identity and edit identity also on the
+    and .md; returns the rows. Edit strength: per target, a method's edit change over the base encoder's
+    (NaN without base rows). With an identity `calibration`, identity and edit identity also on the
     calibrated scale, the baseline stated under the table."""
     rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     if n_targets is not None:
         rows = [r for r in rows if int(r["target"]) < n_targets]
-    metrics, columns, note = list(SUMMARY), list(TABLE_COLUMNS), ""
+    rows = [{**r, "edit_change": r["edit_change"] or "nan"} for r in rows]
+    base_change = {int(r["target"]): float(r["edit_change"]) for r in rows if r["method"] == "base"}
+    rows = [{**r, "edit_strength": float(r["edit_change"]) / base_change[int(r["target"])]
+             if base_change.get(int(r["target"]), 0) > 0 else math.nan} for r in rows]
+    metrics, columns, note = [*SUMMARY, "edit_strength"], list(TABLE_COLUMNS), ""
     if calibration is not None:
         rows = [{**r, "identity_calibrated": calibrated_fields(float(r["identity"]), calibration)["identity_calibrated"],
                  "edit_identity_calibrated": calibrated_fields(float(r["edit_identity"]),

@@ -5,7 +5,10 @@ Each inverted target is edited along GANSpace directions with alpha in linspace(
 spaces along the Z counterparts (Eq. 6), W-type spaces along the W axes, both scaled by the axis'
 standard deviation so that alpha is in the same units (std of the PCA coordinate) for every space.
 Edits touch only the detail codes in F spaces. The identity similarity between the edited image
-and the target is recorded per (space, target, direction, alpha).
+and the target is recorded per (space, target, direction, alpha), with the edit's size: the mean
+absolute pixel change from the unedited inversion (`edit_change`). The same alpha moves the image by
+different amounts in different spaces (an F/Z+ edit touches only the detail codes above F, and a Z
+step is a different size than a W step), so compare identities at a matched edit size too.
 
 Writes into OUT: identity_curves.csv (rewritten after each space and direction; resumable; one row
 per (space, target, direction, alpha), with the fingerprint of the code file the edit started from),
@@ -45,7 +48,8 @@ from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, chunk_chec
 
 CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
 CURVES_CSV = "identity_curves.csv"
-FIELDS = ["space", "target", "direction", "alpha", "identity", "codes_sha256"]
+FIELDS = ["space", "target", "direction", "alpha", "identity", "edit_change", "codes_sha256"]
+# edit_change is optional: rows written before it existed read '' (no edit size in the summary), never refused.
 CURVES = RowSchema(tuple(FIELDS), key=("space", "target", "direction", "alpha"), ints=("target",),
                    floats=("alpha", "identity"))
 
@@ -100,13 +104,14 @@ def run_identity_curves(
         n = targets.shape[0]
         rows, sums = world.from_main(lambda: _current_rows(out, n, chunk))
         # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had
-        # fewer).
-        counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n)
+        # fewer) and record the edit size (rows older than edit_change are redone: edits only, codes are kept).
+        counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n and r["edit_change"])
         done = {key for key, c in counts.items() if c >= n * len(alphas)}
         dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
         built = {name: build_space(name, G, pn_stats) for name in spaces}
         jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
         codes: Dict[str, Code] = {}
+        unedited: Dict[str, torch.Tensor] = {}   # G(code) per space: what an edit's pixel change is measured from
         bar = tqdm(total=len(jobs), desc="identity curves", unit="direction", disable=not world.main)
         # One job per rank per round; rank 0 gathers the round's rows and rewrites the CSV (resume point).
         for first in range(0, len(jobs), world.size):
@@ -117,13 +122,17 @@ def run_identity_curves(
                 space = built[name]
                 if name not in codes:
                     codes[name] = load_codes(out, name, n, space.device, _of_space(sums, name))
+                    with torch.no_grad():
+                        unedited[name] = space.synthesize(codes[name])
                 for alpha in alphas:
                     with torch.no_grad():
                         img = space.synthesize(space.edit(codes[name], d, alpha))
                     sims = identity(img, targets)
+                    change = (img - unedited[name]).abs().flatten(1).mean(1)
                     new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
-                             "identity": f"{float(s):.6g}", "codes_sha256": sums[(name, i // chunk * chunk)]}
-                            for i, s in enumerate(sims)]
+                             "identity": f"{float(s):.6g}", "edit_change": f"{float(c):.6g}",
+                             "codes_sha256": sums[(name, i // chunk * chunk)]}
+                            for i, (s, c) in enumerate(zip(sims, change))]
             gathered = world.gather(new)
             if world.main:
                 finished = {(r["space"], r["direction"]) for part in gathered for r in part}
@@ -164,7 +173,8 @@ def _of_space(sums: Mapping[Tuple[str, int], str], name: str) -> Dict[int, str]:
 
 def summarize(out: Path, rows: List[dict], spaces: Sequence[str],
               calibration: Optional[IdentityCalibration] = None) -> List[dict]:
-    """Per space: the mean identity at each |alpha| and over all alphas -> identity_summary.csv, rows.
+    """Per space: the mean identity at each |alpha| and over all alphas, and the mean edit change (pixel
+    change from the unedited inversion) at each |alpha| > 0 -> identity_summary.csv, rows.
 
     With an identity `calibration` (`studies.calibration`), also the calibrated identity
     (identity_calibrated_at_{a}, identity_calibrated_mean) and the share verified as the target's face
@@ -178,8 +188,13 @@ def summarize(out: Path, rows: List[dict], spaces: Sequence[str],
         by_abs: Dict[float, List[float]] = {}
         for r in mine:
             by_abs.setdefault(round(abs(float(r["alpha"])), 2), []).append(float(r["identity"]))
+        change: Dict[float, List[float]] = {}
+        for r in mine:
+            if r["edit_change"]:
+                change.setdefault(round(abs(float(r["alpha"])), 2), []).append(float(r["edit_change"]))
         row = {"space": name, **{f"identity_at_{a:g}": sum(v) / len(v) for a, v in sorted(by_abs.items())},
-               "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine)}
+               "identity_mean": sum(float(r["identity"]) for r in mine) / len(mine),
+               **{f"edit_change_at_{a:g}": sum(v) / len(v) for a, v in sorted(change.items()) if a > 0}}
         if calibration is not None:
             for a, v in sorted(by_abs.items()):
                 row[f"identity_calibrated_at_{a:g}"] = float(calibration.calibrate(sum(v) / len(v)))

@@ -7,7 +7,8 @@ Every inversion paper argues about one trade-off: how far the reconstruction is 
   distance) of space_comparison_per_image.csv, editability = the mean per-target identity after edits
   at |alpha| = `abs_alpha` (identity_curves.csv);
 - a compensation folder: per method, distortion from compensation_per_image.csv and editability =
-  its `edit_identity` (the identity after the GANSpace edits of the compensation run);
+  its `edit_identity` (the identity after the GANSpace edits of the compensation run), with its edit
+  strength (the edits' pixel change over the base encoder's) as the marker size;
 
 with error bars of one standard deviation over targets, and identity on the calibrated scale of the
 folder (`studies.calibration`; the raw cosine when the folder has none). `write_tradeoff(out)` draws
@@ -70,6 +71,11 @@ def tradeoff_points(out: Path, distortion: str = "mse", abs_alpha: float = 2.0) 
                              "run those commands into it first")
         dist = _per_target(rows, "method", distortion)
         edit = _per_target(rows, "method", "edit_identity")
+        base_change = {int(r["target"]): float(r["edit_change"]) for r in rows if r["method"] == "base"
+                       and r["edit_change"]}
+        strength = _per_target([{**r, "edit_strength": float(r["edit_change"]) / base_change[int(r["target"])]}
+                                for r in rows if r["edit_change"] and base_change.get(int(r["target"]), 0) > 0],
+                               "method", "edit_strength")
         names = [n for n in METHODS if n in dist and n in edit]
         what, kind = "edit identity (GANSpace edits)", "methods"
     points = []
@@ -79,9 +85,14 @@ def tradeoff_points(out: Path, distortion: str = "mse", abs_alpha: float = 2.0) 
             continue
         d, d_err = _mean_std(dist[name], shared)
         e, e_err = _mean_std({t: [scale(v) for v in vs] for t, vs in edit[name].items()}, shared)
-        points.append(TradeoffPoint(name, d, d_err, e, e_err))
+        mine = strength.get(name, {}) if kind == "methods" else {}
+        size = float(np.mean([np.mean(mine[t]) for t in shared if t in mine])) if mine else None
+        points.append(TradeoffPoint(name, d, d_err, e, e_err, size))
     y_label = f"{'calibrated ' if calibration else ''}{what}"
-    note = ("Points: mean over targets, bars: one std. " + (calibration.describe() if calibration else
+    sized = any(p.size is not None for p in points)
+    note = ("Points: mean over targets, bars: one std. " + ("Marker area and the number beside the name: edit "
+            "strength, the pixel change of the edits relative to the base encoder's (base = 1). " if sized else "")
+            + (calibration.describe() if calibration else
             "Identity is the raw cosine similarity (no calibration recorded in this folder)."))
     x_label = f"distortion: {DISTORTIONS[distortion]} (lower is better)"
     return points, x_label, y_label + " (higher better)", note, kind

@@ -6,6 +6,10 @@
     train_f_encoder.py       BDInvert's F-space encoder
     train_wplus_encoder.py   the e4e-style W+ encoder
     train_sdic.py            the SDIC compensation head
+    train_gradstyle.py       the GradStyle compensation head
+    train_reganie.py         ReGANIE's rectifying network (a re-rendering head)
+    gan_losses.py            non-saturating G loss, logistic D loss, lazy R1 (StyleGAN2, ReGANIE)
+    editing.py               random edits along W directions (GANSpace), for the ReGANIE and GradStyle trainers
 
 Run one with `python -m experiments.training.train_<name> --help`.
 """

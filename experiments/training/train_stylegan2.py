@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.training.common import add_run_flags, open_run, probability, training_codes
+from experiments.training.gan_losses import R1_INTERVAL, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.loop import Trainer, TrainingLoop
 from latentspaces import Generator, save_generator
 from latentspaces.datasets import FaceSampler
@@ -38,7 +39,6 @@ from latentspaces.images import save_images
 
 DEFAULT_G_CHANNELS = {4: 256, 8: 256, 16: 128, 32: 48, 64: 16}
 DEFAULT_D_CHANNELS = {64: 32, 32: 64, 16: 128, 8: 256, 4: 256}
-R1_INTERVAL = 16  # D steps between R1 penalties (lazy regularization)
 GRID_SEED = 123   # z stream of the snapshot grids
 
 
@@ -118,7 +118,7 @@ class StyleGAN2Trainer(Trainer):
             real = F.adaptive_avg_pool2d(real, self.args.resolution)
         # G step: non-saturating loss.
         G.requires_grad_(True); D.requires_grad_(False)
-        loss_G = F.softplus(-D(self.fakes())).mean()
+        loss_G = generator_loss(D(self.fakes()))
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -126,13 +126,11 @@ class StyleGAN2Trainer(Trainer):
         G.requires_grad_(False); D.requires_grad_(True)
         with torch.no_grad():
             fake = self.fakes()
-        loss_D = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        loss_D = discriminator_loss(D(fake), D(real))
         losses = {"loss_G": loss_G.detach()}
         if step % R1_INTERVAL == 0:
-            real_ = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(real_).sum(), real_, create_graph=True)
-            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
-            loss_D = loss_D + r1 * (self.gamma / 2) * R1_INTERVAL
+            r1 = r1_penalty(D, real)
+            loss_D = loss_D + lazy_r1_term(r1, self.gamma, R1_INTERVAL)
             losses["r1"] = r1.detach()
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()

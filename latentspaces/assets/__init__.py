@@ -41,6 +41,11 @@ ASSETS: Dict[str, Asset] = {
     "default-wplus": Asset("default_wplus_encoder.safetensors", "encoder",
                            "python -m experiments.training.train_wplus_encoder"),
     "default-sdic": Asset("default_sdic.safetensors", "head", "python -m experiments.training.train_sdic"),
+    "default-hfgi": Asset("default_hfgi.safetensors", "head", "python -m experiments.training.train_hfgi"),
+    "default-gradstyle": Asset("default_gradstyle.safetensors", "head",
+                               "python -m experiments.training.train_gradstyle (then --init-from its checkpoint "
+                               "with --lambda-edit-consistency 1; encoders/gradstyle.py)"),
+    "default-reganie": Asset("default_reganie.safetensors", "head", "python -m experiments.training.train_reganie"),
     "heldout-targets": Asset("heldout_targets.safetensors", "images", "python -m experiments.tools.make_heldout_targets"),
 }
 
@@ -52,6 +57,11 @@ def names(kind: Optional[str] = None) -> list:
 
 # The generator names `ls.load_generator` accepts (kept under its earlier name).
 NAMES = {n: ASSETS[n].file for n in names("generator")}
+
+
+def installed(name: str) -> bool:
+    """Whether the shipped asset `name` is on disk (a registered name whose file exists)."""
+    return name in ASSETS and (ASSET_DIR / ASSETS[name].file).is_file()
 
 
 def asset_path(name: str, kind: Optional[str] = None) -> Path:

@@ -1,0 +1,37 @@
+"""The GAN loss pieces of "Analyzing and Improving the Image Quality of StyleGAN" (Karras et al. 2020),
+shared by the StyleGAN2 trainer and the ReGANIE trainer: the non-saturating generator loss, the
+logistic discriminator loss and the lazy R1 penalty on reals ("Which Training Methods for GANs do
+actually Converge?", Mescheder et al. 2018, Eq. 9; lazy regularization: StyleGAN2 Sec. 3.1).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+R1_INTERVAL = 16  # D steps between R1 penalties (lazy regularization)
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating G loss, a scalar: mean softplus(-D(fake)); fake_logits [N] or [N, 1]."""
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """Logistic D loss, a scalar: mean softplus(D(fake)) + mean softplus(-D(real))."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1, a scalar: mean over the batch of ||grad_x D(x)||^2 at the reals x [N, C, H, W] (graph kept for
+    backpropagation into D)."""
+    real_ = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(real_).sum(), real_, create_graph=True)
+    return grad.square().sum(dim=[1, 2, 3]).mean()
+
+
+def lazy_r1_term(r1: torch.Tensor, gamma: float, interval: int = R1_INTERVAL) -> torch.Tensor:
+    """The R1 term added to the D loss on the steps that compute it: r1 * gamma / 2 * interval."""
+    return r1 * (gamma / 2) * interval

@@ -1,0 +1,280 @@
+"""Train a GradStyle compensation head (gradual residual modules + global alignment) over a frozen W+ encoder
+("Gradual Residuals Alignment: A Dual-Stream Framework for GAN Inversion and Image Attribute Editing").
+
+    python -m experiments.training.train_gradstyle --out runs/gradstyle            # default generator + 'default-wplus'
+    python -m experiments.training.train_gradstyle --out runs/gradstyle --resume   # continue a killed run
+    python -m experiments.training.train_gradstyle --out runs/gs_ft --init-from runs/gradstyle/checkpoint.pt
+
+Each step: real domain images x (DCGAN faces); W = E(x) and the pyramid T_m from one pass of the frozen
+base encoder (`WPlusEncoder.forward_with_pyramid`); the reconstruction stream y (Eqs. 2-4) with residuals
+F_m; the editing stream at alpha = 0 on perspective-warped residuals warp(F_m) (one random homography per
+image, shared by the stages), whose GAM output F'_m is pulled to F_m (Eq. 10); see encoders/gradstyle.py.
+Loss (Eq. 15, offline):
+
+    l2 ||y - x||^2 + per P(y, x) + edit (l2 ||y' - x||^2 + per P(y', x)) + f L_f + aligner L_aligner
+      + consistency L_ec  [+ adv (softplus(-D(y)) + softplus(-D(y')))]
+
+y' the editing stream's image, L_f = sum_m mean |g_m F_m| (Eq. 5), L_aligner = sum_m mean |F'_m - F_m|
+(Eq. 10, F_m detached: the target). P: LPIPS when its backbone is installed, else the default model's
+D-features distance. ID is off (no differentiable identity network offline). The adversarial term is off
+unless --lambda-adv > 0; it uses the default model's discriminator, frozen (not in the paper: our choice;
+no discriminator is trained here).
+Edit consistency L_ec (not in the paper: our choice; --lambda-edit-consistency, 0 turns it off). Trained
+with Eq. 15 alone, the head reconstructs very well but its residuals dominate the features, so edits barely
+move its image: the shipped head of the first run (2493 steps, no L_ec) had an edit strength of 0.26 in
+`latentspaces compensation --quick` (its mean pixel change under GANSpace edits at alpha +-2 over the base
+encoder's), and dropping stages of its residuals at test time traded reconstruction for edit strength
+without reaching 0.7 at a useful MSE (measured on 8 held-out targets, 5 GANSpace directions at alpha +-2,
+where the full head scored 0.29 at MSE 0.0022: without the coarsest stage 0.53 at MSE 0.027; with only the
+finest stage 0.75 at MSE 0.057, the base's MSE 0.063). L_ec asks the head's edit to move the image as the generator's edit
+moves the base's: for an edit delta drawn like a real one (the editor of experiments/training/editing.py,
+shared with the ReGANIE trainer: 1-3 of the 10 strongest GANSpace W directions at strengths uniform in
++-3 stds),
+    L_ec = mean | (edit(W+ + delta) - y) - (G(W+ + delta) - G(W+)) |_1
+on the first --edit-batch images, `edit` the anchored editing stream of `GradStyle.edit` on this step's
+residuals and reconstruction features (gradients through both streams; the generator's difference is the
+target). It is 0 for an untrained head (its edits are the base's exactly). The default weight is the
+shipped head's (see encoders/gradstyle.py).
+--init-from starts the head from an earlier run's checkpoint.pt or export (a fresh optimizer, step 0 in
+--out): the shipped head was fine-tuned this way from the first run; the export's metadata records it.
+Not in the paper (its appendix is not public), our choice: the weights l2 1, per 0.8, edit 0.5, f 0.01,
+aligner 1; Adam at 5e-4, batch 8, gradients clipped to norm 1 (at 1e-3 without clipping a first run
+diverged after ~350 steps: the residuals grew through the three stages); the warped residuals enter the
+editing stream detached (it trains the GAMs and the shared gate, not E_res); the warp strength 0.1 (corner-scale perturbation of the homography);
+the editing stream on the first --edit-batch = 2 images of each batch (it is ~10x the cost of the
+reconstruction stream on a CPU). Every `--snap` steps (experiments/training/loop.py): checkpoint, log.csv
+row (held-out MSE of the base and of GradStyle), loss plot, reconstruction grid. At the end:
+gradstyle.safetensors in the project's encoder format.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+import latentspaces as ls
+from encoders import GradStyle, load_encoder
+from experiments.argtypes import (encoder_spec, existing_file, non_negative_float, non_negative_int, positive_float,
+                                  positive_int)
+from experiments.distributed import World
+from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
+from experiments.training.editing import Editor, add_editor_flags
+from experiments.training.heads import HeadTrainer, add_head_flags, train_head
+from latentspaces.assets import heldout_targets
+from latentspaces.datasets import FaceSampler
+from latentspaces.discriminator import load_default_discriminator
+from latentspaces.images import save_images
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(ap, snap=100)
+    add_head_flags(ap, steps=2000, batch=8, lr=5e-4)
+    ap.add_argument("--base-encoder", type=encoder_spec, default="default-wplus", help="W+ encoder name or file (frozen)")
+    ap.add_argument("--hidden", type=positive_int, nargs=3, default=[32, 48, 64], help="E_res width per stage")
+    ap.add_argument("--gate-rank", type=non_negative_int, default=16, help="rank of W_g (0: full)")
+    ap.add_argument("--heads", type=positive_int, default=2)
+    ap.add_argument("--head-dim", type=positive_int, default=16, help="d_k (paper: 64)")
+    ap.add_argument("--top-mu", type=positive_float, default=0.25, help="fraction of attention scores kept per query")
+    ap.add_argument("--gam-blocks", type=positive_int, default=1)
+    ap.add_argument("--edit-batch", type=positive_int, default=2, help="images per step through the editing stream")
+    ap.add_argument("--warp", type=non_negative_float, default=0.1, help="perspective-warp strength")
+    ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
+    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
+    ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of the editing stream's image loss")
+    ap.add_argument("--lambda-f", type=non_negative_float, default=0.01, help="L_f (Eq. 5)")
+    ap.add_argument("--lambda-aligner", type=non_negative_float, default=1.0, help="L_aligner (Eq. 10)")
+    ap.add_argument("--clip", type=positive_float, default=1.0, help="gradient-norm clip")
+    ap.add_argument("--lambda-adv", type=non_negative_float, default=0.0, help="adversarial term (frozen default D)")
+    ap.add_argument("--lambda-edit-consistency", type=non_negative_float, default=1.0,
+                    help="edit-consistency loss (not in the paper: our choice; 0 turns it off)")
+    ap.add_argument("--init-from", type=existing_file, default=None,
+                    help="start the head's weights from a GradStyle run's checkpoint.pt or exported .safetensors "
+                         "(fresh optimizer, step 0 in --out); the sizes must match")
+    add_editor_flags(ap)
+    args = ap.parse_args(argv)
+    for key in ("init_from", "directions"):       # kept as text: the settings are stored as JSON
+        if getattr(args, key) is not None:
+            setattr(args, key, str(getattr(args, key)))
+    if args.top_mu > 1:
+        ap.error(f"--top-mu is the fraction of scores kept per query, in (0, 1]; got {args.top_mu}")
+    return args
+
+
+def random_homographies(n: int, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """[n, 3, 3] homographies near the identity in normalized coordinates: affine entries perturbed by
+    U(-strength, strength), perspective entries by U(-strength/2, strength/2)."""
+    u = torch.rand(n, 8, generator=gen, device=gen.device) * 2 - 1
+    h = torch.eye(3, device=gen.device).repeat(n, 1, 1)
+    h[:, 0, :] += strength * u[:, 0:3]
+    h[:, 1, :] += strength * u[:, 3:6]
+    h[:, 2, :2] += 0.5 * strength * u[:, 6:8]
+    return h
+
+
+def perspective_warp(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """x [N, C, H, W] sampled at h (p) for each output position p in [-1, 1]^2 (bilinear, zeros outside)."""
+    n, _, hh, ww = x.shape
+    ys = (torch.arange(hh, device=x.device, dtype=x.dtype) + 0.5) / hh * 2 - 1
+    xs = (torch.arange(ww, device=x.device, dtype=x.dtype) + 0.5) / ww * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    p = torch.stack([gx, gy, torch.ones_like(gx)], -1).reshape(1, -1, 3)          # [1, HW, 3]
+    q = p @ h.to(x.dtype).transpose(1, 2)                                         # [N, HW, 3]
+    grid = (q[..., :2] / q[..., 2:].clamp_min(1e-3)).reshape(n, hh, ww, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def edit_consistency_loss(head: GradStyle, G: ls.Generator, ws: torch.Tensor, image: torch.Tensor,
+                          residuals: Sequence[torch.Tensor], features: Sequence[torch.Tensor],
+                          delta: torch.Tensor) -> torch.Tensor:
+    """Edit consistency (not in the paper: our choice): the head's edit should move its image as the
+    generator's own edit moves the base's,
+
+        mean | (edit(ws + delta) - image) - (G(ws + delta) - G(ws)) |_1,
+
+    edit: the editing stream with anchored alignment (`GradStyle.edit`: residuals F_m and anchors f_m^rec
+    from the reconstruction stream whose image is `image`). ws [N, num_ws, w_dim], delta alike; gradients
+    reach the head through both its edit and its reconstruction; the generator's difference is the target.
+    An untrained head (zero residuals) gives exactly 0."""
+    with torch.no_grad():
+        target = G.synthesis(ws + delta, noise_mode="const") - G.synthesis(ws, noise_mode="const")
+    edited = head.edit_stream(G, ws + delta, residuals, features)[0]
+    return ((edited - image) - target).abs().mean()
+
+
+def init_head(head: GradStyle, path: Path, device: torch.device) -> Dict[str, object]:
+    """Load `path` (a GradStyle trainer's checkpoint.pt, or an exported .safetensors) into `head`; returns
+    {'init_from': path, 'init_steps': the steps it was trained} for the export's metadata."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        st = torch.load(path, map_location=device, weights_only=True)
+        if "gradstyle" not in st:
+            raise SystemExit(f"{path} is no GradStyle trainer's checkpoint (no 'gradstyle' entry)")
+        state, steps = st["gradstyle"], int(st["step"]) if "step" in st else None
+    else:
+        src = load_encoder(path, device=device)
+        if not isinstance(src, GradStyle):
+            raise SystemExit(f"{path} holds a {type(src).__name__}, not a GradStyle head")
+        if src.config != head.config:
+            raise SystemExit(f"{path} has the sizes {src.config}; this run builds {head.config}")
+        state, steps = src.state_dict(), (src.meta or {}).get("steps")
+    head.load_state_dict({k: v.float() for k, v in state.items()})
+    return {"init_from": str(path), "init_steps": steps}
+
+
+class GradStyleTrainer(HeadTrainer):
+    """GradStyle's two streams on DCGAN faces, over a frozen generator and a frozen W+ encoder."""
+
+    name = "train GradStyle"
+    columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "l_f", "aligner", "adv", "edit_consistency",
+               "heldout_mse_base", "heldout_mse")
+    plot_columns = ("loss", "heldout_mse")
+    export_file = "gradstyle.safetensors"
+    trained_by = "experiments.training.train_gradstyle"
+
+    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+        super().__init__(args, out, G, world, device)
+        if G.resolution != 64:
+            raise SystemExit("the GradStyle trainer draws real images from the 64 px DCGAN domain (default generator)")
+        self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
+        self.head = self.network = GradStyle.for_generator(
+            G, self.base, base_encoder=str(args.base_encoder), hidden=tuple(args.hidden), gate_rank=args.gate_rank,
+            heads=args.heads, head_dim=args.head_dim, top_mu=args.top_mu, gam_blocks=args.gam_blocks).to(device).train()
+        self.init_meta = init_head(self.head, args.init_from, device) if args.init_from is not None else {}
+        world.broadcast_(self.head)
+        self.editor = Editor(G, args, device) if args.lambda_edit_consistency > 0 else None
+        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.D = (load_default_discriminator().to(device).eval().requires_grad_(False) if args.lambda_adv > 0
+                  else None)
+        self.opt = torch.optim.Adam(self.head.parameters(), lr=args.lr)
+        self.faces = FaceSampler(device)
+        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
+        self.heldout = heldout_targets(16).to(device)
+
+    def checkpointed(self) -> Dict[str, object]:
+        return {"gradstyle": self.head, "opt": self.opt}
+
+    def generators(self) -> Dict[str, torch.Generator]:
+        return {"data_gen": self.data_gen}
+
+    def _image_terms(self, y: torch.Tensor, x: torch.Tensor) -> Sequence[torch.Tensor]:
+        l2 = (y - x).square().mean()
+        per = self.perceptual(y, x).mean() if self.perceptual is not None else torch.zeros((), device=x.device)
+        adv = F.softplus(-self.D(y)).mean() if self.D is not None else torch.zeros((), device=x.device)
+        return l2, per, adv
+
+    def edit_consistency(self, ws: torch.Tensor, y: torch.Tensor, residuals: Sequence[torch.Tensor],
+                         cache: Mapping[str, torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
+        """mean |(edit(ws + delta) - y) - (G(ws + delta) - G(ws))| for the first k = len(ws) images (see
+        `edit_consistency_loss`); residuals and cache from `reconstruct` of the whole batch."""
+        k = ws.shape[0]
+        return edit_consistency_loss(self.head, self.G, ws, y, [r[:k] for r in residuals],
+                                     [cache[f"feature.{n}"][:k] for n in self.head.layers], delta)
+
+    def step(self, step: int) -> Dict[str, torch.Tensor]:
+        a, head = self.args, self.head
+        with torch.no_grad():
+            x = self.faces.from_z(torch.randn(self.batch, 100, generator=self.data_gen, device=self.device))
+            ws, pyramid = self.base.forward_with_pyramid(x)
+        maps = head._resize(pyramid)
+        y, cache = head.reconstruct(self.G, ws, maps)
+        residuals = [cache[f"residual.{n}"] for n in head.layers]
+        l_f = sum(cache[f"gated.{n}"].abs().mean() for n in head.layers)
+        # Editing stream at alpha = 0 on warped residuals, F_m the aligner's target (Eq. 10).
+        k = min(a.edit_batch, self.batch)
+        hom = random_homographies(k, a.warp, self.data_gen)
+        warped = [perspective_warp(r[:k].detach(), hom) for r in residuals]
+        y_edit, aligned = head.edit_stream(self.G, ws[:k], warped)
+        aligner = sum((f - r[:k].detach()).abs().mean() for f, r in zip(aligned, residuals))
+        l2, per, adv = self._image_terms(y, x)
+        l2_e, per_e, adv_e = self._image_terms(y_edit, x[:k])
+        edit = a.lambda_l2 * l2_e + a.lambda_per * per_e
+        consistency = (self.edit_consistency(ws[:k], y[:k], residuals, cache, self.editor(k, self.data_gen))
+                       if self.editor is not None else torch.zeros((), device=x.device))
+        total = (a.lambda_l2 * l2 + a.lambda_per * per + a.lambda_edit * edit + a.lambda_f * l_f
+                 + a.lambda_aligner * aligner + a.lambda_adv * (adv + adv_e)
+                 + a.lambda_edit_consistency * consistency)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.world.average_gradients_(self.head.parameters())
+        torch.nn.utils.clip_grad_norm_(self.head.parameters(), a.clip)
+        self.opt.step()
+        terms = {"loss": total, "l2": l2, "perceptual": per, "edit": edit, "l_f": l_f, "aligner": aligner,
+                 "adv": adv + adv_e, "edit_consistency": consistency}
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
+        """Held-out MSE of the base reconstruction and of GradStyle's; the grid targets / base / GradStyle."""
+        self.head.eval()
+        ws, pyramid = self.base.forward_with_pyramid(self.heldout)
+        x0 = self.G.synthesis(ws, noise_mode="const")
+        y = self.head.compensate(self.G, self.heldout, ws, x0, pyramid=pyramid).image
+        self.head.train()
+        save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
+        return {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
+                "heldout_mse": (y - self.heldout).square().mean().item()}
+
+    def export_meta(self, step: int) -> Dict[str, object]:
+        return {"base_encoder": str(self.args.base_encoder),
+                "identity_loss": "off (no differentiable identity network offline)",
+                "adversarial": "off" if self.D is None else f"frozen default discriminator, weight {self.args.lambda_adv}",
+                "edit_consistency": ({"weight": self.args.lambda_edit_consistency, "editor": self.editor.meta()}
+                                     if self.editor is not None else "off"),
+                **self.init_meta}
+
+
+def train(args: argparse.Namespace) -> Path:
+    return train_head(GradStyleTrainer, args)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
