@@ -169,3 +169,20 @@ def test_edit_consistency_zero_untrained_positive_perturbed(G, base, x):
     with torch.no_grad():                                             # a residual output layer made non-zero
         head.grm[1].out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(5))
     assert _consistency(head, G, base, x).item() > 1e-4
+
+
+def test_gradstyle_trainer_runs_resumes_and_exports(tmp_path):
+    from encoders import load_encoder
+    from experiments.training import train_gradstyle
+
+    out = tmp_path / "gs"
+    common = ["--out", str(out), "--batch", "2", "--edit-batch", "1", "--snap", "1", "--device", "cpu",
+              "--perceptual", "none", "--lambda-adv", "0.1", "--ganspace-samples", "2000"]
+    train_gradstyle.main([*common, "--steps", "1"])
+    train_gradstyle.main([*common, "--steps", "2", "--resume", "--half"])
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].split(",")[-3:] == ["loss_D", "heldout_mse_base", "heldout_mse"]
+    assert all(v != "nan" for v in rows[2].split(","))        # a discriminator step every step
+    head = load_encoder(out / "gradstyle.safetensors")
+    assert isinstance(head, GradStyle) and head.meta["steps"] == 2
+    assert head.meta["adversarial"]["weight"] == 0.1 and head.meta["edit_consistency"]["weight"] == 1.0

@@ -17,8 +17,8 @@ Loss (Eq. 15, offline):
 y' the editing stream's image, L_f = sum_m mean |g_m F_m| (Eq. 5), L_aligner = sum_m mean |F'_m - F_m|
 (Eq. 10, F_m detached: the target). P: LPIPS when its backbone is installed, else the default model's
 D-features distance. ID is off (no differentiable identity network offline). The adversarial term is off
-unless --lambda-adv > 0; it uses the default model's discriminator, frozen (not in the paper: our choice;
-no discriminator is trained here).
+unless --lambda-adv > 0: a discriminator started from the default model's is trained beside the head
+(non-saturating loss, lazy R1 on the real images: experiments/training/gan_losses.py).
 Edit consistency L_ec (not in the paper: our choice; --lambda-edit-consistency, 0 turns it off). Trained
 with Eq. 15 alone, the head reconstructs very well but its residuals dominate the features, so edits barely
 move its image: the shipped head of the first run (2493 steps, no L_ec) had an edit strength of 0.26 in
@@ -63,6 +63,7 @@ from experiments.argtypes import (encoder_spec, existing_file, non_negative_floa
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
 from experiments.training.editing import Editor, add_editor_flags
+from experiments.training.gan_losses import R1_INTERVAL, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import FaceSampler
@@ -89,7 +90,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lambda-f", type=non_negative_float, default=0.01, help="L_f (Eq. 5)")
     ap.add_argument("--lambda-aligner", type=non_negative_float, default=1.0, help="L_aligner (Eq. 10)")
     ap.add_argument("--clip", type=positive_float, default=1.0, help="gradient-norm clip")
-    ap.add_argument("--lambda-adv", type=non_negative_float, default=0.0, help="adversarial term (frozen default D)")
+    ap.add_argument("--lambda-adv", type=non_negative_float, default=0.0,
+                    help="adversarial term with a trained discriminator (0: off)")
     ap.add_argument("--lambda-edit-consistency", type=non_negative_float, default=1.0,
                     help="edit-consistency loss (not in the paper: our choice; 0 turns it off)")
     ap.add_argument("--init-from", type=existing_file, default=None,
@@ -171,7 +173,7 @@ class GradStyleTrainer(HeadTrainer):
 
     name = "train GradStyle"
     columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "l_f", "aligner", "adv", "edit_consistency",
-               "heldout_mse_base", "heldout_mse")
+               "loss_D", "heldout_mse_base", "heldout_mse")
     plot_columns = ("loss", "heldout_mse")
     export_file = "gradstyle.safetensors"
     trained_by = "experiments.training.train_gradstyle"
@@ -188,15 +190,21 @@ class GradStyleTrainer(HeadTrainer):
         world.broadcast_(self.head)
         self.editor = Editor(G, args, device) if args.lambda_edit_consistency > 0 else None
         self.perceptual = resolve_perceptual(args.perceptual, G, device)
-        self.D = (load_default_discriminator().to(device).eval().requires_grad_(False) if args.lambda_adv > 0
-                  else None)
+        self.D = self.opt_D = None
+        if args.lambda_adv > 0:
+            self.D = load_default_discriminator().to(device).train()
+            world.broadcast_(self.D)
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.0, 0.99))
         self.opt = torch.optim.Adam(self.head.parameters(), lr=args.lr)
         self.faces = FaceSampler(device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
         self.heldout = heldout_targets(16).to(device)
 
     def checkpointed(self) -> Dict[str, object]:
-        return {"gradstyle": self.head, "opt": self.opt}
+        nets = {"gradstyle": self.head, "opt": self.opt}
+        if self.D is not None:
+            nets.update(D=self.D, opt_D=self.opt_D)
+        return nets
 
     def generators(self) -> Dict[str, torch.Generator]:
         return {"data_gen": self.data_gen}
@@ -204,7 +212,7 @@ class GradStyleTrainer(HeadTrainer):
     def _image_terms(self, y: torch.Tensor, x: torch.Tensor) -> Sequence[torch.Tensor]:
         l2 = (y - x).square().mean()
         per = self.perceptual(y, x).mean() if self.perceptual is not None else torch.zeros((), device=x.device)
-        adv = F.softplus(-self.D(y)).mean() if self.D is not None else torch.zeros((), device=x.device)
+        adv = generator_loss(self.D(y)) if self.D is not None else torch.zeros((), device=x.device)
         return l2, per, adv
 
     def edit_consistency(self, ws: torch.Tensor, y: torch.Tensor, residuals: Sequence[torch.Tensor],
@@ -230,6 +238,8 @@ class GradStyleTrainer(HeadTrainer):
         warped = [perspective_warp(r[:k].detach(), hom) for r in residuals]
         y_edit, aligned = head.edit_stream(self.G, ws[:k], warped)
         aligner = sum((f - r[:k].detach()).abs().mean() for f, r in zip(aligned, residuals))
+        if self.D is not None:
+            self.D.requires_grad_(False)
         l2, per, adv = self._image_terms(y, x)
         l2_e, per_e, adv_e = self._image_terms(y_edit, x[:k])
         edit = a.lambda_l2 * l2_e + a.lambda_per * per_e
@@ -245,6 +255,16 @@ class GradStyleTrainer(HeadTrainer):
         self.opt.step()
         terms = {"loss": total, "l2": l2, "perceptual": per, "edit": edit, "l_f": l_f, "aligner": aligner,
                  "adv": adv + adv_e, "edit_consistency": consistency}
+        if self.D is not None:  # the discriminator's step: both streams' images are fakes, the batch the reals
+            self.D.requires_grad_(True)
+            loss_D = discriminator_loss(self.D(torch.cat([y, y_edit]).detach()), self.D(x))
+            if step % R1_INTERVAL == 0:  # StyleGAN2's gamma heuristic, 0.0002 R^2 / batch
+                loss_D = loss_D + lazy_r1_term(r1_penalty(self.D, x), 0.0002 * x.shape[-1] ** 2 / a.batch)
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            self.world.average_gradients_(self.D.parameters())
+            self.opt_D.step()
+            terms["loss_D"] = loss_D
         return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
@@ -257,12 +277,14 @@ class GradStyleTrainer(HeadTrainer):
         self.head.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
         return {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
-                "heldout_mse": (y - self.heldout).square().mean().item()}
+                "heldout_mse": (y - self.heldout).square().mean().item(),
+                **({} if "loss_D" in values else {"loss_D": float("nan")})}
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder),
                 "identity_loss": "off (no differentiable identity network offline)",
-                "adversarial": "off" if self.D is None else f"frozen default discriminator, weight {self.args.lambda_adv}",
+                "adversarial": "off" if self.D is None else {"weight": self.args.lambda_adv,
+                                                             "discriminator": "trained from the default model's"},
                 "edit_consistency": ({"weight": self.args.lambda_edit_consistency, "editor": self.editor.meta()}
                                      if self.editor is not None else "off"),
                 **self.init_meta}
