@@ -1,12 +1,12 @@
 """The GAN loss pieces of "Analyzing and Improving the Image Quality of StyleGAN" (Karras et al. 2020),
-shared by the StyleGAN2 trainer and the ReGANIE trainer: the non-saturating generator loss, the
+shared by the StyleGAN2 trainer and the heads' trainers (ReGANIE, and HFGI and GradStyle with --lambda-adv): the non-saturating generator loss, the
 logistic discriminator loss and the lazy R1 penalty on reals ("Which Training Methods for GANs do
 actually Converge?", Mescheder et al. 2018, Eq. 9; lazy regularization: StyleGAN2 Sec. 3.1).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -35,3 +35,25 @@ def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) ->
 def lazy_r1_term(r1: torch.Tensor, gamma: float, interval: int = R1_INTERVAL) -> torch.Tensor:
     """The R1 term added to the D loss on the steps that compute it: r1 * gamma / 2 * interval."""
     return r1 * (gamma / 2) * interval
+
+
+def default_r1_gamma(resolution: int, batch: int) -> float:
+    """StyleGAN2's R1 weight heuristic ('auto' config): 0.0002 R^2 / batch."""
+    return 0.0002 * resolution ** 2 / batch
+
+
+def discriminator_step(D: torch.nn.Module, opt: torch.optim.Optimizer, fake: torch.Tensor, real: torch.Tensor,
+                       step: int, gamma: float, average_gradients: Callable[[Iterable[torch.nn.Parameter]], None]
+                       ) -> torch.Tensor:
+    """One update of D beside a trained head: the logistic loss on fake (detached) vs real [N, 3, R, R], plus
+    the lazy R1 term on the reals every R1_INTERVAL steps; gradients averaged over the ranks by
+    `average_gradients` before the step. Returns D's loss (a scalar, detached). D is left trainable."""
+    D.requires_grad_(True)
+    loss = discriminator_loss(D(fake.detach()), D(real))
+    if step % R1_INTERVAL == 0:
+        loss = loss + lazy_r1_term(r1_penalty(D, real), gamma)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(D.parameters())
+    opt.step()
+    return loss.detach()

@@ -63,7 +63,7 @@ from experiments.argtypes import (encoder_spec, existing_file, non_negative_floa
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
 from experiments.training.editing import Editor, add_editor_flags
-from experiments.training.gan_losses import R1_INTERVAL, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from experiments.training.gan_losses import default_r1_gamma, discriminator_step, generator_loss
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import FaceSampler
@@ -256,15 +256,8 @@ class GradStyleTrainer(HeadTrainer):
         terms = {"loss": total, "l2": l2, "perceptual": per, "edit": edit, "l_f": l_f, "aligner": aligner,
                  "adv": adv + adv_e, "edit_consistency": consistency}
         if self.D is not None:  # the discriminator's step: both streams' images are fakes, the batch the reals
-            self.D.requires_grad_(True)
-            loss_D = discriminator_loss(self.D(torch.cat([y, y_edit]).detach()), self.D(x))
-            if step % R1_INTERVAL == 0:  # StyleGAN2's gamma heuristic, 0.0002 R^2 / batch
-                loss_D = loss_D + lazy_r1_term(r1_penalty(self.D, x), 0.0002 * x.shape[-1] ** 2 / a.batch)
-            self.opt_D.zero_grad(set_to_none=True)
-            loss_D.backward()
-            self.world.average_gradients_(self.D.parameters())
-            self.opt_D.step()
-            terms["loss_D"] = loss_D
+            terms["loss_D"] = discriminator_step(self.D, self.opt_D, torch.cat([y, y_edit]), x, step,
+                                                 default_r1_gamma(x.shape[-1], a.batch), self.world.average_gradients_)
         return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()

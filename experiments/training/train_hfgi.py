@@ -34,7 +34,7 @@ from encoders import HFGI, load_encoder
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual
-from experiments.training.gan_losses import R1_INTERVAL, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from experiments.training.gan_losses import default_r1_gamma, discriminator_step, generator_loss
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.warps import random_perspective
 from latentspaces.assets import heldout_targets
@@ -124,15 +124,8 @@ class HFGITrainer(HeadTrainer):
         self.opt.step()
         terms = {"loss": total, "l2": l2, "perceptual": per, "align": align, "adv": adv}
         if self.disc is not None:
-            self.disc.requires_grad_(True)
-            loss_D = discriminator_loss(self.disc(y.detach()), self.disc(x))
-            if step % R1_INTERVAL == 0:  # StyleGAN2's gamma heuristic, 0.0002 R^2 / batch
-                loss_D = loss_D + lazy_r1_term(r1_penalty(self.disc, x), 0.0002 * x.shape[-1] ** 2 / args.batch)
-            self.opt_D.zero_grad(set_to_none=True)
-            loss_D.backward()
-            self.world.average_gradients_(self.disc.parameters())
-            self.opt_D.step()
-            terms["loss_D"] = loss_D
+            terms["loss_D"] = discriminator_step(self.disc, self.opt_D, y, x, step,
+                                                 default_r1_gamma(x.shape[-1], args.batch), self.world.average_gradients_)
         return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
