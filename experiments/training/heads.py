@@ -1,4 +1,4 @@
-"""What the trainers of networks over a frozen generator share (the F and W+ encoders, the SDIC head):
+"""What the trainers of networks over a frozen generator share (the F and W+ encoders and the heads):
 their common flags, their setup and their export through `encoders.save_encoder`.
 
 A subclass of `HeadTrainer` builds its network (`self.network`) and its optimizer, and says what one

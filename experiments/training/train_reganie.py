@@ -57,7 +57,7 @@ from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual
 from experiments.training.editing import Editor, add_editor_flags
-from experiments.training.gan_losses import R1_INTERVAL, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from experiments.training.gan_losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from latentspaces.assets import heldout_targets
 from latentspaces.discriminator import load_default_discriminator
@@ -112,7 +112,7 @@ class ReGANIETrainer(HeadTrainer):
         ratio = R1_INTERVAL / (R1_INTERVAL + 1)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=args.lr, betas=(args.adam_beta1, 0.99), eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-        self.gamma = args.gamma if args.gamma is not None else 0.0002 * G.resolution**2 / args.batch
+        self.gamma = args.gamma if args.gamma is not None else default_r1_gamma(G.resolution, args.batch)
         self.editor = Editor(G, args, device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
         self.heldout = heldout_targets(16).to(device)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.training.common import add_run_flags, open_run, probability, training_codes
-from experiments.training.gan_losses import R1_INTERVAL, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from experiments.training.gan_losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.loop import Trainer, TrainingLoop
 from latentspaces import Generator, save_generator
 from latentspaces.datasets import FaceSampler
@@ -90,7 +90,7 @@ class StyleGAN2Trainer(Trainer):
         ratio = R1_INTERVAL / (R1_INTERVAL + 1)
         self.opt_G = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.0, 0.99), eps=1e-8)
         self.opt_D = torch.optim.Adam(D.parameters(), lr=args.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-        self.gamma = args.gamma if args.gamma is not None else 0.0002 * args.resolution**2 / args.batch
+        self.gamma = args.gamma if args.gamma is not None else default_r1_gamma(args.resolution, args.batch)
         self.ema_nimg = 10 * args.batch / 32 * 1000
         self.data_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
         self.train_gen = torch.Generator(device=device).manual_seed(args.seed + 2)

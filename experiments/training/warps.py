@@ -1,4 +1,4 @@
-"""Random geometric warps that training of alignment modules needs (HFGI's ADA, GradStyle's aligner).
+"""Random geometric warps for training alignment modules (HFGI's ADA alignment loss).
 
 `random_perspective` draws the corner offsets of torchvision's `RandomPerspective` (each corner moves
 inwards by up to distortion * side / 2) from a seeded generator, one warp per sample, and applies them
