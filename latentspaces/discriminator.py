@@ -121,13 +121,18 @@ class Discriminator(nn.Module):
         return {"resolution": self.resolution, "channels": {str(k): v for k, v in self.channels.items()},
                 "img_channels": self.img_channels, "mbstd_group": self.mbstd_group}
 
-    def features(self, img: torch.Tensor) -> List[torch.Tensor]:
-        """Block outputs [N, C_r, r/2, r/2] for r = R ... 8 (input to the 4x4 epilogue last)."""
+    def features(self, img: torch.Tensor, depth: Optional[int] = None) -> List[torch.Tensor]:
+        """Block outputs [N, C_r, r/2, r/2] for r = R ... 8 (input to the 4x4 epilogue last).
+
+        depth: only the first `depth` blocks are run and returned (None: all); the later blocks' cost
+        is skipped, not just their output.
+        """
         if img.ndim != 4 or img.shape[-1] != self.resolution or img.shape[-2] != self.resolution:
             raise ValueError(f"discriminator expects images [N, 3, {self.resolution}, {self.resolution}], "
                              f"got {tuple(img.shape)}")
+        names = self.block_names if depth is None else self.block_names[:depth]
         feats, x = [], None
-        for name in self.block_names:
+        for name in names:
             x = getattr(self, name)(x, img)
             feats.append(x)
         return feats

@@ -10,6 +10,16 @@ Adam (lr 0.01, 1200 steps in the paper) on the space's code tensors, then `space
 after every step (each field onto its manifold: hypersphere retraction for Z-type codes). f0 is the
 initial value of the space's `base_fields` (the F encoder's output f0 in F spaces). The run checks every step that each image's loss is finite and
 has not blown up, and can checkpoint and resume to the same result.
+
+Speed switches (measured side by side by `python -m experiments.benchmarks.bench_inversion_step`):
+- `compile`: the per-step loss (synthesis, perceptual term, losses; forward and backward) through
+  `torch.compile`. Off by default: on the 2-core CPU it measured 0.95-1.00x of eager after a 17-46 s
+  compile, so it never pays for itself there; on a GPU try `compile="reduce-overhead"` (CUDA graphs)
+  and measure. Results agree with eager to float rounding, amplified by the optimization (the
+  benchmark prints the image difference after 100 steps; tests/test_hybrid_inverter.py bounds it).
+- `autocast`: 'bfloat16' (or 'float16' on CUDA) runs the loss in reduced precision; codes, Adam and
+  the returned images stay float32. Not equal to eager: its effect on the final MSE after the full
+  schedule is measured in BENCHMARKS.md before anyone should use it for a table.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -30,6 +40,8 @@ from latentspaces.spaces import Code, LatentSpace
 
 InitSpec = Union[None, str, Code]
 TARGET_TOLERANCE = 0.1   # targets may reach [-1.1, 1.1]: the overshoot of resampling an image in [-1, 1]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class InversionDiverged(RuntimeError):
@@ -71,9 +83,19 @@ class HybridInverter:
         identity_every: int = 0,               # 0: never
         divergence_factor: float = 1e3,        # stop when a loss exceeds this times its initial value
         progress: bool = True,                 # tqdm progress bar
+        compile: Union[bool, str] = False,     # torch.compile the step's loss: True / a mode in COMPILE_MODES
+        autocast: Optional[str] = None,        # None (float32) or 'bfloat16' / 'float16' for the loss
     ):
         if steps < 0 or lr <= 0:
             raise ValueError(f"steps must be >= 0 and lr > 0, got steps={steps}, lr={lr}")
+        if not (isinstance(compile, bool) or compile in COMPILE_MODES):
+            raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
+        if autocast is not None and autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be None or one of {sorted(AUTOCAST_DTYPES)}, got {autocast!r}")
+        if autocast == "float16" and space.device.type != "cuda":
+            raise ValueError("autocast='float16' needs a CUDA device; on a CPU use 'bfloat16' or None")
+        self.compile, self.autocast = compile, autocast
+        self._compiled: Optional[Callable] = None
         self.space, self.steps, self.lr = space, steps, lr
         self.lambda_per, self.lambda_reg, self.lambda_mse = lambda_per, lambda_reg, lambda_mse
         self.perceptual, self.encoder = perceptual, encoder
@@ -156,6 +178,21 @@ class HybridInverter:
         terms["loss"] = loss
         return terms, images
 
+    def step_losses(self, code: Code, targets: torch.Tensor, f0: Dict[str, torch.Tensor]) -> tuple:
+        """`losses` as the inversion loop runs it: compiled and / or under autocast when asked, terms in float32."""
+        fn = self.losses
+        if self.compile:
+            if self._compiled is None:
+                mode = None if self.compile is True else self.compile
+                # dynamic=False: one graph per batch shape; an inversion keeps its shape for every step.
+                self._compiled = torch.compile(self.losses, mode=mode, dynamic=False)
+            fn = self._compiled
+        if self.autocast is None:
+            return fn(code, targets, f0)
+        with torch.autocast(self.space.device.type, dtype=AUTOCAST_DTYPES[self.autocast]):
+            terms, images = fn(code, targets, f0)
+        return {k: v.float() for k, v in terms.items()}, images.float()
+
     def _diagnose(self, code: Code, images: torch.Tensor, terms: Dict[str, torch.Tensor], idx: List[int]) -> str:
         """What to blame for a diverged loss: the generator, the code, one loss term, or the step size."""
         with torch.no_grad():
@@ -180,6 +217,8 @@ class HybridInverter:
         for _, t in code.items():
             h.update(t.detach().cpu().numpy().tobytes())
         h.update(repr((self.space, self.steps, self.lr, self.lambda_per, self.lambda_reg, self.lambda_mse)).encode())
+        if self.autocast is not None:   # a reduced-precision run is another run; compile is not (equal to rounding)
+            h.update(self.autocast.encode())
         return h.hexdigest()
 
     # ------------------------------------------------------------------ main loop
@@ -223,7 +262,7 @@ class HybridInverter:
         bar = tqdm(range(start, self.steps), initial=start, total=self.steps, desc=f"invert {space.name}",
                    disable=not self.progress, leave=False)
         for step in bar:
-            terms, images = self.losses(code, targets, f0)
+            terms, images = self.step_losses(code, targets, f0)
             loss = terms["loss"]
             loss_d = loss.detach()
             if first_loss is None:

@@ -113,3 +113,25 @@ def test_trainer_smoke_and_exact_resume(tmp_path):
     G = ls.load_generator(full / "generator.safetensors")
     assert G.resolution == 16 and (full / "discriminator.safetensors").is_file()
     assert len(list(full.glob("samples_*.png"))) >= 1 and (full / "log.csv").read_text().count("\n") >= 2
+
+
+def test_d_features_caches_target_units_and_runs_only_the_blocks_it_sums():
+    from latentspaces.assets import heldout_targets
+    from latentspaces.discriminator import load_default_discriminator
+    from latentspaces.metrics.d_features import _unit
+
+    D = load_default_discriminator()
+    x, y = heldout_targets(4)[:2], heldout_targets(4)[2:].clone()
+    assert all(torch.equal(a, b) for a, b in zip(D.features(x, 2), D.features(x)[:2]))
+    d = DiscriminatorFeatures(D, blocks=[1, 0])
+    assert d.depth == 2 and d.blocks == [0, 1]
+    fx, fy = D.features(x), D.features(y)
+    manual = sum((_unit(fx[i]) - _unit(fy[i])).square().sum(1).mean(dim=[1, 2]) for i in (0, 1))
+    torch.testing.assert_close(d(x, y), manual)
+    torch.testing.assert_close(d(x, y), manual)               # second call: from the cache
+    y.mul_(0.5)                                               # the same tensor changed in place: recomputed
+    fy = D.features(y)
+    manual = sum((_unit(fx[i]) - _unit(fy[i])).square().sum(1).mean(dim=[1, 2]) for i in (0, 1))
+    torch.testing.assert_close(d(x, y), manual)
+    with pytest.raises(ValueError, match="blocks must be indices"):
+        DiscriminatorFeatures(D, blocks=[len(D.block_names)])

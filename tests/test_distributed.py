@@ -233,3 +233,31 @@ def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
         train_f_encoder.main([*flags, "--steps", "4", "--resume"])
     with pytest.raises(SystemExit, match="--batch 3 does not split over 2"):
         rank_batch(World(rank=0, size=2), 3)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
+def test_workers_flag_starts_local_ranks_that_match_one_process(tmp_path, monkeypatch):
+    """`compare --workers 2` is torchrun without typing it: same rows and codes as one process."""
+    monkeypatch.setenv("PYTHONPATH", REPO)
+    flags = ["--n-targets", "2", "--steps", "2", "--chunk", "1", "--spaces", "W", "--perceptual", "none",
+             "--identity", "none", "--device", "cpu", "--quick"]
+    main(["compare", "--out", str(tmp_path / "workers"), "--workers", "2", *flags])
+    with _OneThread():
+        main(["compare", "--out", str(tmp_path / "single"), *flags])
+    a, b = (_keyed(_rows(tmp_path / d / "space_comparison_per_image.csv"), ("space", "target"))
+            for d in ("workers", "single"))
+    assert a.keys() == b.keys() == {("W", "0"), ("W", "1")}
+    _assert_same_codes(tmp_path / "workers", tmp_path / "single", ("W",), range(2))
+
+
+def test_workers_flag_under_torchrun_is_refused(monkeypatch, tmp_path):
+    from experiments.cli.workers import LAUNCHED, check_workers
+
+    monkeypatch.delenv(LAUNCHED, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match="under torchrun leave it out"):
+        main(["compare", "--out", str(tmp_path), "--workers", "2", "--debug"])
+    monkeypatch.setenv(LAUNCHED, "1")          # a rank that --workers started: it just runs
+    assert check_workers(2) is False
+    monkeypatch.delenv("WORLD_SIZE")
+    assert check_workers(2) is True and check_workers(1) is False

@@ -172,3 +172,57 @@ def test_identity_recorded_every_k_steps(G, targets):
     h = res.history["identity"]
     assert h.shape == (6, 2) and len(calls) == 2
     assert torch.isnan(h[1]).all() and (h[3] == 1).all()
+
+
+def _d_features(G):
+    from latentspaces.discriminator import Discriminator
+    from latentspaces.metrics.d_features import DiscriminatorFeatures
+
+    torch.manual_seed(3)   # random weights (unit normal, equalised lr): features enough for a distance
+    return DiscriminatorFeatures(Discriminator(G.resolution, {16: 8, 8: 8, 4: 8}))
+
+
+def test_compiled_step_equals_eager_to_rounding(G, targets):
+    """compile=True: the first step's loss terms and gradients equal eager's to float rounding; after a few
+    steps the images stay close (Adam amplifies rounding only in near-zero gradient components)."""
+    kw = dict(steps=4, lr=0.01, lambda_per=1.0, lambda_reg=0.0, perceptual=_d_features(G), progress=False)
+    eager, compiled = (HybridInverter(ls.FZPlus(G), compile=c, **kw) for c in (False, True))
+    code = eager.initial_code(targets, "mean")
+    grads = []
+    for inv in (eager, compiled):
+        c = code.clone()
+        params = inv.space.parameters(c)
+        for p in params:
+            p.requires_grad_(True)
+        terms, _ = inv.step_losses(c, targets, {})
+        terms["loss"].sum().backward()
+        grads.append(([p.grad for p in params], terms))
+    (ge, te), (gc, tc) = grads
+    for k in te:
+        torch.testing.assert_close(tc[k], te[k], rtol=1e-5, atol=1e-7)
+    for a, b in zip(gc, ge):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item())
+    a, b = (inv.invert(targets, init="mean") for inv in (eager, compiled))
+    assert (a.images - b.images).abs().max() < 0.05
+    torch.testing.assert_close(a.history["loss"], b.history["loss"], rtol=1e-3, atol=1e-5)
+
+
+def test_autocast_bfloat16_runs_in_float32_out_and_is_another_run(G, targets, tmp_path):
+    kw = dict(steps=6, lr=0.05, lambda_per=0.0, progress=False)
+    full = HybridInverter(ls.WPlus(G), **kw).invert(targets, init="mean")
+    inv = HybridInverter(ls.WPlus(G), autocast="bfloat16", **kw)
+    half = inv.invert(targets, init="mean", checkpoint=str(tmp_path / "bf16.pt"))
+    assert half.images.dtype == torch.float32 and all(v.dtype == torch.float32 for v in half.history.values())
+    assert not torch.equal(half.images, full.images)   # it is not float32 arithmetic...
+    mse = lambda r: (r.images - targets).square().mean().item()
+    assert mse(half) == pytest.approx(mse(full), rel=0.2)   # ...but the same optimization
+    with pytest.raises(ValueError, match="another run"):   # a float32 run does not resume a bfloat16 checkpoint
+        HybridInverter(ls.WPlus(G), **kw).invert(targets, init="mean", checkpoint=str(tmp_path / "bf16.pt"))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(compile="fast"), "compile must be"), (dict(autocast="float64"), "autocast must be"),
+    (dict(autocast="float16"), "needs a CUDA device")])
+def test_speed_switches_reject_unknown_values(G, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HybridInverter(ls.WPlus(G), **kwargs)

@@ -45,6 +45,7 @@ from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, exi
                         generator_spec, int_in, name_list, non_negative_float, non_negative_int, out_dir, photo_files,
                         positive_float, positive_int, seed, space_list, space_name, target_spec)
 from ..distributed import close_world, init_world
+from .workers import check_workers, run_as_ranks
 from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit, check_identity_curves,
                      check_invert, check_nothing, check_paired)
 from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves,
@@ -112,6 +113,16 @@ def _seed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, default=None, help="random seed, 0 .. 2^32 - 1 (default 0)")
 
 
+def _workers(p: argparse.ArgumentParser, compile: bool = True) -> None:
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="local processes sharing the jobs (torchrun ranks with cores/N threads each; default 1); "
+                        "2 on a 2-core CPU did 1.3x the work of 1 (BENCHMARKS.md)")
+    if compile:
+        p.add_argument("--compile", action="store_true",
+                       help="torch.compile each inversion step (equal to float rounding; no faster on the 2-core CPU "
+                            "measured, BENCHMARKS.md; try it on a GPU)")
+
+
 def _chunk(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--chunk", type=positive_int, default=None, help=f"{help} (default 8)")
     p.add_argument("--spaces", type=space_list, default=None, help="comma-separated space names")
@@ -126,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inversion(p, (CompareSettings.QUICK, CompareSettings.FULL))
     _seed(p)
     _chunk(p, "images inverted together (results saved per chunk)")
+    _workers(p)
     p.add_argument("--init", choices=["mean", "encoder"], default="mean",
                    help="start from w_avg (and its counterparts) or from the encoders (F spaces: F encoder; "
                         "W+, W, S, PN: W+ encoder; Z, Z+: mean)")
@@ -141,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inversion(p, (IdentityCurvesSettings.QUICK, IdentityCurvesSettings.FULL))
     _seed(p)
     _chunk(p, "images inverted together (as in compare; shared codes)")
+    _workers(p)
     p.add_argument("--index", type=non_negative_int, default=None,
                    help="target shown in random_directions.png (default: the one closest to the set's median "
                         "brightness and reconstruction error)")
@@ -162,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"PTI pivot steps {_quick_full('pivot_steps', presets)}")
     p.add_argument("--tune-steps", type=non_negative_int, default=None,
                    help=f"PTI tuning steps {_quick_full('tune_steps', presets)}")
+    _workers(p, compile=False)
     p.set_defaults(fn=cmd_compensation, check=check_compensation)
 
     p = sub.add_parser("score-identity", help="fill in the identity of a compare folder inverted with --identity none")
@@ -287,7 +301,7 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
         yield
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, argv: List[str]) -> None:
     """The checks of args.command, then the command (sharded commands inside the torchrun world)."""
     args.check(args)
     if args.command not in SHARDED:
@@ -295,6 +309,11 @@ def _run(args: argparse.Namespace) -> None:
             raise UsageError(f"`{args.command}` runs as one process; only {', '.join(SHARDED)} shard over torchrun "
                              "ranks")
         args.fn(args)
+        return
+    if check_workers(args.workers):
+        status = run_as_ranks(argv, args.workers)
+        if status:
+            raise SystemExit(status)   # the ranks have printed their own errors
         return
     world, args.device = init_world(args.device)
     try:
@@ -315,7 +334,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     prog = f"latentspaces {args.command}"
     with _one_line_warnings(prog):
         try:
-            _run(args)
+            _run(args, sys.argv[1:] if argv is None else list(argv))
         except UsageError as e:
             if args.debug:
                 raise

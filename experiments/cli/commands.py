@@ -118,7 +118,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     run_space_comparison(out, G, targets, s.spaces, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per,
                          lambda_reg=s.lambda_reg, perceptual=perceptual, identity=identity,
                          pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), encoders=encoders, chunk=s.chunk,
-                         seed=s.seed)
+                         seed=s.seed, compile=args.compile)
     if World.current().main:
         _print_table(out, "space_comparison", f"{out}/space_comparison.csv, .md, reconstructions.png", t)
 
@@ -132,7 +132,8 @@ def cmd_identity_curves(args: argparse.Namespace) -> None:
     summary = run_identity_curves(Path(args.out), G, targets, identity, s.spaces, n_directions=s.directions,
                                   direction_samples=s.direction_samples, steps=s.steps, lr=s.lr,
                                   lambda_per=s.lambda_per, perceptual=perceptual, chunk=s.chunk, seed=s.seed,
-                                  pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), figure_index=s.index)
+                                  pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), figure_index=s.index,
+                                  compile=args.compile)
     if not World.current().main:
         return
     for row in summary:

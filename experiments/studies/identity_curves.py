@@ -87,6 +87,7 @@ def run_identity_curves(
     seed: int = 0,
     pn_stats: Optional[PNStats] = None,
     figure_index: Optional[int] = None,        # target of random_directions.png (None: `representative_target`)
+    compile: bool = False,                     # torch.compile the inversion steps (HybridInverter)
 ) -> List[dict]:
     """Edit every target's inversion along GANSpace directions per space; returns the summary rows.
 
@@ -100,7 +101,7 @@ def run_identity_curves(
     with hold_out_dir(out):
         world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
         invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
-                       chunk=chunk, seed=seed)
+                       chunk=chunk, seed=seed, compile=compile)
         n = targets.shape[0]
         rows, sums = world.from_main(lambda: _current_rows(out, n, chunk))
         # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had

@@ -147,6 +147,7 @@ def invert_missing(
     chunk: int = 8,
     seed: int = 0,
     progress: bool = True,
+    compile: bool = False,                             # HybridInverter(compile=...): equal to float rounding
 ) -> List[Tuple[str, int]]:
     """Invert every chunk of `targets` that OUT lacks (`missing_chunks`), into each space, one chunk at a time.
 
@@ -169,7 +170,7 @@ def invert_missing(
         enc = encoders.get(name)
         inv = HybridInverter(space, steps=steps, lr=lr, lambda_per=lambda_per if perceptual else 0.0,
                              lambda_reg=lambda_reg if enc is not None else 0.0, perceptual=perceptual, encoder=enc,
-                             progress=progress)
+                             progress=progress, compile=compile)
         x = targets[start : start + chunk]
         res = inv.invert(x, seed=seed, init="encoder" if enc is not None else "mean")
         m = reconstruction_metrics(res.images, x)

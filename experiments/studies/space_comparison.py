@@ -54,6 +54,7 @@ def run_space_comparison(
     encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else init='mean')
     chunk: int = 8,
     seed: int = 0,
+    compile: bool = False,                             # torch.compile the inversion steps (HybridInverter)
 ) -> List[dict]:
     """Invert `targets` into each space (resumable per chunk); returns the summary rows.
 
@@ -65,7 +66,7 @@ def run_space_comparison(
     with hold_out_dir(out):
         world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
         invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
-                       encoders, chunk, seed)
+                       encoders, chunk, seed, compile=compile)
         if not world.main:
             return []
         summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets))

@@ -1,0 +1,44 @@
+"""`--workers N`: run a sharded command as N local ranks without typing `torchrun`.
+
+On a CPU, N one-thread processes use the cores better than one process with N threads: the inversion
+step's convolutions are small, and its hundreds of other operations each pay a thread-synchronisation
+cost (BENCHMARKS.md, "Faster inversion": 2 x 1 thread did 1.3x the image-steps of 1 x 2 threads at the
+full settings). `--workers N` starts `python -m torch.distributed.run --standalone --nproc_per_node N`
+on the same command line, every rank with cores // N threads, and waits for it: the ranks shard the
+jobs exactly as a `torchrun` the user starts (experiments.distributed), so the folder, the tables and
+resuming are the same as with one process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import List
+
+from ..argtypes import UsageError
+
+LAUNCHED = "LATENTSPACES_WORKERS_LAUNCHED"   # set in the ranks' environment by `run_as_ranks`
+
+
+def check_workers(workers: int) -> bool:
+    """Whether this process must start the ranks itself (True) or is already one of them / alone (False)."""
+    in_world = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if workers > 1 and in_world and not os.environ.get(LAUNCHED):
+        raise UsageError("--workers starts its own ranks; under torchrun leave it out (torchrun's --nproc_per_node "
+                         "sets the number of processes)")
+    return workers > 1 and not in_world
+
+
+def run_as_ranks(argv: List[str], workers: int) -> int:
+    """Run `latentspaces ARGV` as `workers` local ranks; the exit status of the launch (0: all ranks done)."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    env = {**os.environ, LAUNCHED: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}",
+           "-m", "experiments.cli", *argv]
+    print(f"latentspaces: running as {workers} local ranks of {env['OMP_NUM_THREADS']} thread(s) each (torchrun)",
+          file=sys.stderr, flush=True)
+    try:
+        return subprocess.run(cmd, env=env).returncode
+    except KeyboardInterrupt:   # torchrun forwards the interrupt to the ranks; a rerun resumes the folder
+        return 130
