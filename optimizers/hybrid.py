@@ -13,7 +13,7 @@ has not blown up, and can checkpoint and resume to the same result.
 
 Speed switches (measured side by side by `python -m experiments.benchmarks.bench_inversion_step`):
 - `compile`: the per-step loss (synthesis, perceptual term, losses; forward and backward) through
-  `torch.compile`. Off by default: on the 2-core CPU it measured 0.95-1.00x of eager after a 17-46 s
+  `torch.compile`. Off by default: on the 2-core CPU it measured 0.95-1.04x of eager after a 17-46 s
   compile, so it never pays for itself there; on a GPU try `compile="reduce-overhead"` (CUDA graphs)
   and measure. Results agree with eager to float rounding, amplified by the optimization (the
   benchmark prints the image difference after 100 steps; tests/test_hybrid_inverter.py bounds it).

@@ -318,3 +318,14 @@ def test_the_command_prints_one_line_and_exits_2_or_1(files, tmp_path):
     assert status == 1 and len(err.splitlines()) == 1, err
     assert err.startswith("latentspaces edit: error: ") and "holds NaN" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_command_starts_without_its_heavy_libraries():
+    """Parsing flags must not import torchmetrics (which pulls torchvision and torch._dynamo), scikit-learn or
+    scipy.stats: together they made every command, even a usage error, take about 4 s more to start."""
+    heavy = ["torchmetrics", "sklearn", "scipy.stats", "torch._dynamo", "torchvision", "matplotlib.pyplot"]
+    code = ("import sys, experiments.cli as c; c.build_parser().parse_args(['compare', '--out', 'x']); "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"imported at start-up: {done.stdout.strip()}"

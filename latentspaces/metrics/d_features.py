@@ -13,12 +13,15 @@ are run. Its share of an inversion step is printed by `experiments.benchmarks.be
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ..discriminator import Discriminator
+
+
+_EAGER: Dict[str, Callable] = {}   # functions wrapped by torch.compiler.disable on first use
 
 
 def _unit(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -45,7 +48,6 @@ class DiscriminatorFeatures(nn.Module):
         self.name = "d-features"
         self._cache_key, self._cache_units = None, None
 
-    @torch.compiler.disable   # a cache lookup by object identity: run it eagerly inside a compiled step
     def _target_units(self, y: torch.Tensor) -> List[torch.Tensor]:
         # The targets of an inversion stay the same tensor for every step: reuse their unit features.
         # Keyed by the tensor object itself (kept alive, so its memory cannot be reused), its version,
@@ -62,7 +64,11 @@ class DiscriminatorFeatures(nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"perceptual distance compares images of equal shape, got {tuple(x.shape)}, {tuple(y.shape)}")
         fx = self.D.features(x, self.depth)
+        if "target_units" not in _EAGER:
+            # A cache lookup by object identity: run eagerly inside a compiled step (else every call recompiles).
+            # Wrapped on first use, so that importing this module does not import torch._dynamo (~1.7 s).
+            _EAGER["target_units"] = torch.compiler.disable(DiscriminatorFeatures._target_units)
         total = x.new_zeros(x.shape[0])
-        for i, uy in zip(self.blocks, self._target_units(y)):
+        for i, uy in zip(self.blocks, _EAGER["target_units"](self, y)):
             total = total + (_unit(fx[i]) - uy).square().sum(1).mean(dim=[1, 2])
         return total

@@ -3,6 +3,9 @@
 MSE is computed here (one line); PSNR, SSIM and MS-SSIM come from torchmetrics with data_range 2
 (the width of [-1, 1]). MS-SSIM uses the standard 5 scales from 176 px up and the first 3
 scales (weights renormalised) with a 7 px window below, where 5 scales do not fit.
+
+torchmetrics is imported on first use, not with this module: it pulls in torchvision and
+torch._dynamo (about 3.7 s), which every `latentspaces` command paid before parsing its flags.
 """
 
 from __future__ import annotations
@@ -10,8 +13,6 @@ from __future__ import annotations
 from typing import Dict
 
 import torch
-from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
-                                           peak_signal_noise_ratio, structural_similarity_index_measure)
 
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -28,16 +29,22 @@ def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _check(x, y)
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     return peak_signal_noise_ratio(x.float(), y.float(), data_range=2.0, reduction="none", dim=(1, 2, 3))
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _check(x, y)
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(x.float(), y.float(), data_range=2.0, reduction="none")
 
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _check(x, y)
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
     if x.shape[-1] >= 176:
         return multiscale_structural_similarity_index_measure(x.float(), y.float(), data_range=2.0, reduction="none")
     betas = MS_SSIM_BETAS[:3]
