@@ -261,3 +261,17 @@ def test_workers_flag_under_torchrun_is_refused(monkeypatch, tmp_path):
     assert check_workers(2) is False
     monkeypatch.delenv("WORLD_SIZE")
     assert check_workers(2) is True and check_workers(1) is False
+
+
+def test_workers_and_compile_flags_are_checked_before_any_work(monkeypatch, tmp_path):
+    from experiments.cli import workers
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UsageError, match="needs one GPU per rank; this machine has 1"):
+        workers.check_workers(2, "cuda")
+    monkeypatch.setattr(workers.shutil, "which", lambda name: None)
+    with pytest.raises(UsageError, match="--compile on a CPU needs a C\\+\\+ compiler"):
+        main(["compare", "--out", str(tmp_path / "c"), "--compile", "--device", "cpu", "--quick", "--debug"])
+    assert not (tmp_path / "c").exists()   # refused before the folder was made
+    workers.check_compile(False, "cpu")     # no --compile: nothing to check

@@ -45,7 +45,7 @@ from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, exi
                         generator_spec, int_in, name_list, non_negative_float, non_negative_int, out_dir, photo_files,
                         positive_float, positive_int, seed, space_list, space_name, target_spec)
 from ..distributed import close_world, init_world
-from .workers import check_workers, run_as_ranks
+from .workers import check_compile, check_workers, run_as_ranks
 from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit, check_identity_curves,
                      check_invert, check_nothing, check_paired)
 from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves,
@@ -116,7 +116,7 @@ def _seed(p: argparse.ArgumentParser) -> None:
 def _workers(p: argparse.ArgumentParser, compile: bool = True) -> None:
     p.add_argument("--workers", type=positive_int, default=1,
                    help="local processes sharing the jobs (torchrun ranks with cores/N threads each; default 1); "
-                        "2 on a 2-core CPU did 1.3x the work of 1 (BENCHMARKS.md)")
+                        "2 on a 2-core CPU did 1.22x the work of 1 (BENCHMARKS.md)")
     if compile:
         p.add_argument("--compile", action="store_true",
                        help="torch.compile each inversion step (equal to float rounding; no faster on the 2-core CPU "
@@ -310,7 +310,8 @@ def _run(args: argparse.Namespace, argv: List[str]) -> None:
                              "ranks")
         args.fn(args)
         return
-    if check_workers(args.workers):
+    check_compile(getattr(args, "compile", False), args.device)
+    if check_workers(args.workers, args.device):
         status = run_as_ranks(argv, args.workers)
         if status:
             raise SystemExit(status)   # the ranks have printed their own errors

@@ -12,22 +12,39 @@ resuming are the same as with one process.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from typing import List
+
+import torch
 
 from ..argtypes import UsageError
 
 LAUNCHED = "LATENTSPACES_WORKERS_LAUNCHED"   # set in the ranks' environment by `run_as_ranks`
 
 
-def check_workers(workers: int) -> bool:
-    """Whether this process must start the ranks itself (True) or is already one of them / alone (False)."""
+def check_workers(workers: int, device: str = "cpu") -> bool:
+    """Whether this process must start the ranks itself (True) or is already one of them / alone (False).
+
+    UsageError, before anything starts, for --workers under a user's own torchrun and for more ranks than
+    GPUs with a CUDA device (each rank takes GPU LOCAL_RANK).
+    """
     in_world = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if workers > 1 and in_world and not os.environ.get(LAUNCHED):
         raise UsageError("--workers starts its own ranks; under torchrun leave it out (torchrun's --nproc_per_node "
                          "sets the number of processes)")
+    if workers > 1 and not in_world and device.startswith("cuda") and workers > torch.cuda.device_count():
+        raise UsageError(f"--workers {workers} with --device {device} needs one GPU per rank; this machine has "
+                         f"{torch.cuda.device_count()}")
     return workers > 1 and not in_world
+
+
+def check_compile(compile: bool, device: str) -> None:
+    """--compile on a CPU needs a C++ compiler for torch.compile's inductor: UsageError before any work if none."""
+    if compile and device == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise UsageError("--compile on a CPU needs a C++ compiler (g++, c++ or clang++) on PATH for torch.compile; "
+                         "none was found: install one or leave --compile out (it measured no faster on a 2-core CPU)")
 
 
 def run_as_ranks(argv: List[str], workers: int) -> int:
