@@ -12,7 +12,7 @@ from torch import nn
 from .assets import asset_path
 from .errors import CheckpointError
 from .generator.mapping import FullyConnectedLayer
-from .generator.ops import LRELU_GAIN, bias_act, filter2d, setup_filter
+from .generator.ops import LRELU_GAIN, bias_act, conv2d, filter2d, folded_epilogues, lrelu_, setup_filter
 from .io import config_is_plausible, load_module, read_header, save_tensors
 
 
@@ -30,6 +30,8 @@ class Conv2dLayer(nn.Module):
         resample_taps: Sequence[float] = (1, 3, 3, 1),
     ):
         super().__init__()
+        if activation not in ("linear", "lrelu"):
+            raise ValueError(f"unknown activation {activation!r}; expected 'linear' or 'lrelu'")
         self.activation, self.down, self.kernel_size = activation, down, kernel_size
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -37,17 +39,26 @@ class Conv2dLayer(nn.Module):
         self.register_buffer("resample_filter", setup_filter(resample_taps), persistent=False)
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight * self.weight_gain
+        """x [N, I, H, W] -> [N, O, H/down, W/down]; `gain` (> 0) scales the output."""
+        if gain <= 0:
+            raise ValueError(f"Conv2dLayer gain must be positive, got {gain}")
+        g = (LRELU_GAIN if self.activation == "lrelu" else 1.0) * gain
+        folded = folded_epilogues()
+        # bias_act(conv(x, w * weight_gain), bias, act, gain=g), or the same with g folded into the conv's
+        # weight and bias: lrelu(a) * g == lrelu(a * g) for g > 0, so the output needs one more pass, not three.
+        w = self.weight * (self.weight_gain * (g if folded else 1.0))
+        b = None if self.bias is None or not folded else self.bias * g
         k = self.kernel_size
         if self.down == 2:
             # Blur, then a stride-2 'valid' conv: padding (f-2)/2 + (k-1)/2 per side gives exactly half the size.
             pad = (self.resample_filter.shape[0] - 2) // 2 + (k - 1) // 2
             x = filter2d(x, self.resample_filter, (pad,) * 4)
-            x = nn.functional.conv2d(x, w, stride=2) if k > 1 else nn.functional.conv2d(x[:, :, ::2, ::2], w)
+            x = conv2d(x, w, b, stride=2) if k > 1 else conv2d(x[:, :, ::2, ::2], w, b)
         else:
-            x = nn.functional.conv2d(x, w, padding=k // 2)
-        act_gain = (LRELU_GAIN if self.activation == "lrelu" else 1.0) * gain
-        return bias_act(x, self.bias, self.activation, gain=act_gain)
+            x = conv2d(x, w, b, padding=k // 2)
+        if not folded:
+            return bias_act(x, self.bias, self.activation, gain=g)
+        return lrelu_(x) if self.activation == "lrelu" else x
 
 
 class DiscriminatorBlock(nn.Module):
@@ -127,6 +138,12 @@ class Discriminator(nn.Module):
         depth: only the first `depth` blocks are run and returned (None: all); the later blocks' cost
         is skipped, not just their output.
         """
+        return [f.contiguous() for f in self.block_outputs(img, depth)]
+
+    def block_outputs(self, img: torch.Tensor, depth: Optional[int] = None) -> List[torch.Tensor]:
+        """`features` in the layout the convolutions ran in (channels-last on CPU, see
+        generator.ops.layer_options): the same values without the copies back to NCHW, for callers
+        that only reduce them (the D-features distance)."""
         if img.ndim != 4 or img.shape[-1] != self.resolution or img.shape[-2] != self.resolution:
             raise ValueError(f"discriminator expects images [N, 3, {self.resolution}, {self.resolution}], "
                              f"got {tuple(img.shape)}")
@@ -138,7 +155,7 @@ class Discriminator(nn.Module):
         return feats
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        x = self.features(img)[-1]
+        x = self.block_outputs(img)[-1]
         x = self.conv(self.mbstd(x))
         return self.out(self.fc(x.flatten(1)))
 

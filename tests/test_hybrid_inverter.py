@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -29,12 +30,15 @@ def targets(G):
 
 @pytest.mark.parametrize("name", ["ZPlus", "WPlus", "FZPlus", "FWPlus", "Z"])
 def test_batch_equals_single_image_runs(G, targets, name):
-    space = ls.SPACES[name](G)
-    inv = HybridInverter(space, steps=25, lr=0.05, lambda_per=0.0, progress=False)
+    # In float64: in float32, Adam grows the rounding of convolution kernels chosen per batch size into
+    # differences of 1e-3 after 25 steps (Z), which would hide small cross-talk; in float64 they are 1e-15.
+    G64 = copy.deepcopy(G).double()
+    targets = targets.double()
+    inv = HybridInverter(ls.SPACES[name](G64), steps=25, lr=0.05, lambda_per=0.0, progress=False)
     batch = inv.invert(targets, seed=3, init="random")
     for i in range(len(targets)):
         single = inv.invert(targets[i : i + 1], seed=3, init="random")
-        assert (single.images - batch.images[i : i + 1]).abs().max() <= 1e-3
+        assert (single.images - batch.images[i : i + 1]).abs().max() <= 1e-10
     assert batch.history["mse"].shape == (25, 4)
     assert (batch.history["mse"][-1] < batch.history["mse"][0]).all()
 

@@ -7,14 +7,19 @@ Default mode: the full settings of `latentspaces compare` (lr 0.01, lambda_per 1
 distance, mean initialisation) on the default model and its shipped held-out targets. Every variant
 runs `invert` for `--steps` steps, the variants interleaved round-robin `--repeats` times after one
 untimed warm-up each (which is where `torch.compile` compiles; its seconds are printed), and the
-median seconds per step is compared with eager's. Each variant then runs `--diff-steps` (100) steps from
-the same start and its images are compared with eager's (max |difference|, images in [-1, 1]), and its
-MSE to the targets printed (`--diff-steps 1200`: after the full schedule). Adam divides by
-the gradients' running magnitude, so float rounding in near-zero gradient components grows over the
-steps, and two eager runs with another thread count differ too (printed as the reference row). The
-perceptual term's share of the eager step is measured as 1 - (step without it) / (step with it).
-The last line is `optimized/eager speedup: N.NNx; max image diff after 100 steps: E`, the optimized
-variant being `--optimized` (default: compile, the switch that keeps results equal).
+median seconds per step is compared with the baseline's. Variants (`--variants`, see VARIANTS):
+"plain" is the baseline, the layers as they were before the speed-ups (NCHW convolutions; bias,
+activation and gain as three passes); "channels-last" and "folded" switch on one speed-up each
+(`latentspaces.generator.ops.layer_options`); "fast" is both, the library's default; "fast+compile"
+and "fast+bf16" add HybridInverter's compile / autocast switches. Each variant then runs
+`--diff-steps` (100) steps from the same start and its images are compared with plain's (max
+|difference|, images in [-1, 1]), and its MSE to the targets printed (`--diff-steps 1200`: after the
+full schedule). Adam divides by the gradients' running magnitude, so float rounding in near-zero
+gradient components grows over the steps, and two plain runs with another thread count differ too
+(printed as the reference row). The perceptual term's share of the fast step is measured as
+1 - (step without it) / (step with it). The last line is
+`optimized/eager speedup: N.NNx; max image diff after 100 steps: E`, where eager is "plain" and the
+optimized variant is `--optimized` (default: "fast").
 
 --cost-table: seconds per image-step (synthesis + D-features perceptual term + MSE, forward and
 backward to W+ codes, Adam step; an invert of 0 steps subtracted) and peak memory per image against
@@ -42,14 +47,19 @@ import torch
 import latentspaces as ls
 from latentspaces.assets import heldout_targets
 from latentspaces.discriminator import Discriminator, load_default_discriminator
+from latentspaces.generator.ops import layer_options
 from latentspaces.metrics.d_features import DiscriminatorFeatures
 from optimizers import HybridInverter
 
-VARIANTS: Dict[str, dict] = {
-    "eager": {},
-    "compile": {"compile": True},
-    "autocast-bf16": {"autocast": "bfloat16"},
-    "compile+bf16": {"compile": True, "autocast": "bfloat16"},
+# variant -> (generator.ops.layer_options, HybridInverter switches). "plain" is the baseline of the ratios:
+# the layers as they were before the speed-ups (NCHW convolutions; bias, activation and gain as three passes).
+VARIANTS: Dict[str, tuple] = {
+    "plain": ({"channels_last": False, "folded_epilogues": False}, {}),
+    "channels-last": ({"channels_last": True, "folded_epilogues": False}, {}),
+    "folded": ({"channels_last": False, "folded_epilogues": True}, {}),
+    "fast": ({"channels_last": True, "folded_epilogues": True}, {}),
+    "fast+compile": ({"channels_last": True, "folded_epilogues": True}, {"compile": True}),
+    "fast+bf16": ({"channels_last": True, "folded_epilogues": True}, {"autocast": "bfloat16"}),
 }
 COST_CONFIGS = {
     64: None,  # the default model
@@ -70,57 +80,63 @@ def step_comparison(args) -> None:
     targets = heldout_targets(args.batch).to(device)
     names = [v for v in args.variants.split(",")]
     unknown = [v for v in names if v not in VARIANTS]
-    if unknown or args.optimized not in names or "eager" not in names:
-        raise SystemExit(f"--variants must name 'eager' and --optimized among {sorted(VARIANTS)}, got {names}")
+    if unknown or args.optimized not in names or "plain" not in names:
+        raise SystemExit(f"--variants must name 'plain' and --optimized among {sorted(VARIANTS)}, got {names}")
 
     def inverter(variant: str, steps: int, lambda_per: float = 1.0) -> HybridInverter:
         return HybridInverter(ls.SPACES[args.space](G), steps=steps, lr=0.01, lambda_per=lambda_per,
-                              lambda_reg=0.0, perceptual=per, progress=False, **VARIANTS[variant])
+                              lambda_reg=0.0, perceptual=per, progress=False, **VARIANTS[variant][1])
+
+    def run(variant: str, inv: HybridInverter) -> torch.Tensor:
+        with layer_options(device_type=device.type, **VARIANTS[variant][0]):
+            return inv.invert(targets, init="mean").images
 
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; space {args.space}, "
           f"batch {args.batch}, full settings; {args.steps} steps per timing, median of {args.repeats}")
-    timed = {v: inverter(v, args.steps) for v in names}
-    timed["eager, no perceptual"] = inverter("eager", args.steps, lambda_per=0.0)
+    print(f"eager = 'plain' (NCHW convolutions; bias, activation and gain as separate passes: the layers before "
+          f"the speed-ups); optimized = {args.optimized!r}")
+    timed = {v: (v, inverter(v, args.steps)) for v in names}
+    timed["fast, no perceptual"] = ("fast", inverter("fast", args.steps, lambda_per=0.0))
+    timed["fast, perceptual"] = ("fast", inverter("fast", args.steps))
     warmup = {}
-    for v, inv in timed.items():
+    for name, (v, inv) in timed.items():
         t = time.perf_counter()
-        inv.invert(targets, init="mean")
+        run(v, inv)
         _sync(device)
-        warmup[v] = time.perf_counter() - t
-    times = {v: [] for v in timed}
+        warmup[name] = time.perf_counter() - t
+    times = {name: [] for name in timed}
     for _ in range(args.repeats):
-        for v, inv in timed.items():
+        for name, (v, inv) in timed.items():
             _sync(device)
             t = time.perf_counter()
-            inv.invert(targets, init="mean")
+            run(v, inv)
             _sync(device)
-            times[v].append((time.perf_counter() - t) / args.steps)
-    per_step = {v: statistics.median(ts) for v, ts in times.items()}
+            times[name].append((time.perf_counter() - t) / args.steps)
+    per_step = {name: statistics.median(ts) for name, ts in times.items()}
 
-    final = {v: inverter(v, args.diff_steps).invert(targets, init="mean").images for v in names}
+    final = {v: run(v, inverter(v, args.diff_steps)) for v in names}
     threads = torch.get_num_threads()
-    torch.set_num_threads(1 if threads > 1 else 2)   # the reference: eager with another summation order
-    other_threads = inverter("eager", args.diff_steps).invert(targets, init="mean").images
+    torch.set_num_threads(1 if threads > 1 else 2)   # the reference: plain with another summation order
+    final["other threads"] = run("plain", inverter("plain", args.diff_steps))
     torch.set_num_threads(threads)
-    final["other threads"] = other_threads
-    diff = {v: (final[v] - final["eager"]).abs().max().item() for v in final}
+    diff = {v: (final[v] - final["plain"]).abs().max().item() for v in final}
     mse = {v: (final[v] - targets).square().mean().item() for v in final}
 
     k = args.diff_steps
-    print(f"| variant | s / step | eager / variant | first call s | max image diff after {k} steps | MSE after {k} steps |")
+    print(f"| variant | s / step | plain / variant | first call s | max image diff after {k} steps | MSE after {k} steps |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for v in names:
-        print(f"| {v} | {per_step[v]:.4f} | {per_step['eager'] / per_step[v]:.2f}x | {warmup[v]:.1f} | {diff[v]:.2e} | "
+        print(f"| {v} | {per_step[v]:.4f} | {per_step['plain'] / per_step[v]:.2f}x | {warmup[v]:.1f} | {diff[v]:.2e} | "
               f"{mse[v]:.6f} |")
-    print(f"| eager, {2 if threads == 1 else 1} thread(s) instead of {threads} (reference) | | | | "
+    print(f"| plain, {2 if threads == 1 else 1} thread(s) instead of {threads} (reference) | | | | "
           f"{diff['other threads']:.2e} | {mse['other threads']:.6f} |")
-    share = 1 - per_step["eager, no perceptual"] / per_step["eager"]
-    print(f"perceptual term (D-features, forward + backward): {share:.0%} of the eager step "
-          f"({per_step['eager'] - per_step['eager, no perceptual']:.4f} of {per_step['eager']:.4f} s)")
+    with_per, without = per_step["fast, perceptual"], per_step["fast, no perceptual"]
+    print(f"perceptual term (D-features, forward + backward): {1 - without / with_per:.0%} of the fast step "
+          f"({with_per - without:.4f} of {with_per:.4f} s)")
     o = args.optimized
-    print(f"MSE after {k} steps relative to eager's: " + ", ".join(f"{v} {mse[v] / mse['eager'] - 1:+.2%}" for v in final
-                                                                   if v != "eager"))
-    print(f"optimized/eager speedup: {per_step['eager'] / per_step[o]:.2f}x; max image diff after {k} steps: {diff[o]:.2e}")
+    print(f"MSE after {k} steps relative to plain's: " + ", ".join(f"{v} {mse[v] / mse['plain'] - 1:+.2%}" for v in final
+                                                                   if v != "plain"))
+    print(f"optimized/eager speedup: {per_step['plain'] / per_step[o]:.2f}x; max image diff after {k} steps: {diff[o]:.2e}")
 
 
 def _cost_generator(resolution: int) -> tuple:
@@ -200,8 +216,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=20, help="steps per timing")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--variants", default="eager,compile,autocast-bf16", help=f"among {sorted(VARIANTS)}")
-    ap.add_argument("--optimized", default="compile", help="the variant of the last line")
+    ap.add_argument("--variants", default="plain,channels-last,folded,fast", help=f"among {sorted(VARIANTS)}")
+    ap.add_argument("--optimized", default="fast", help="the variant of the last line (default: the library's default)")
     ap.add_argument("--diff-steps", type=int, default=100, help="steps before images and MSE are compared")
     ap.add_argument("--cost-table", action="store_true")
     ap.add_argument("--resolutions", default="64,256,1024")

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .ops import LRELU_GAIN, bias_act
+from .ops import LRELU_GAIN, bias_act, folded_epilogues, lrelu_
 
 
 class FullyConnectedLayer(nn.Module):
@@ -29,6 +29,8 @@ class FullyConnectedLayer(nn.Module):
         bias_init: float = 0.0,           # initial bias (1 for the style affines)
     ):
         super().__init__()
+        if activation not in ("linear", "lrelu"):
+            raise ValueError(f"unknown activation {activation!r}; expected 'linear' or 'lrelu'")
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
@@ -40,11 +42,15 @@ class FullyConnectedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, in_features] -> [N, out_features]."""
-        w = self.weight * self.weight_gain
-        b = self.bias * self.bias_gain if self.bias is not None else None
-        if self.activation == "linear":
-            return torch.addmm(b[None], x, w.t()) if b is not None else x.matmul(w.t())
-        return bias_act(x.matmul(w.t()), b, self.activation, gain=LRELU_GAIN)
+        # lrelu(a) * sqrt 2 == lrelu(a * sqrt 2): with folded epilogues the activation's gain goes into
+        # weight and bias, and the bias into the matmul.
+        g = LRELU_GAIN if self.activation == "lrelu" and folded_epilogues() else 1.0
+        w = self.weight * (self.weight_gain * g)
+        b = self.bias * (self.bias_gain * g) if self.bias is not None else None
+        if self.activation == "lrelu" and g == 1.0:
+            return bias_act(x.matmul(w.t()), b, "lrelu", gain=LRELU_GAIN)
+        x = torch.addmm(b[None], x, w.t()) if b is not None else x.matmul(w.t())
+        return lrelu_(x) if self.activation == "lrelu" else x
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, act={self.activation}, lr_mul={self.lr_multiplier}"

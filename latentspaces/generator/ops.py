@@ -10,18 +10,78 @@ Conventions (shared by the NVlabs and rosinality implementations):
 - "Filtering" means convolution in the signal-processing sense (the kernel is flipped),
   which is what upfirdn2d does. All filters used by StyleGAN2 are symmetric, so the flip
   only matters for asymmetric user filters, and we keep it to be exact.
+
+Two speed-ups of the layers, each equal to the plain arrangement to float32 rounding and chosen by
+measurement (BENCHMARKS.md "Faster inversion"; `layer_options` switches them, for side-by-side runs):
+- Channels-last convolutions: on CPU the convolutions run on channels-last tensors ([N, C, H, W]
+  shape, C-fastest strides), where oneDNN needs no reorder and has faster kernels. Shapes and values
+  do not change, only strides; modules return contiguous NCHW at their public boundaries. CUDA keeps
+  NCHW (not measured there).
+- Folded epilogues: a layer's bias, leaky ReLU and gain run as one pass after the convolution, the
+  gain folded into what comes before (lrelu(a) * g == lrelu(a * g) for g > 0) instead of `bias_act`'s
+  three passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
+
+# Device type -> run convolutions channels-last (CUDA fp32: not measured, so off).
+_CHANNELS_LAST: Dict[str, bool] = {"cpu": True}
+_FOLDED_EPILOGUES = {"on": True}
+
+
+@contextlib.contextmanager
+def layer_options(*, channels_last: Optional[bool] = None, folded_epilogues: Optional[bool] = None,
+                  device_type: str = "cpu") -> Iterator[None]:
+    """Within the block, switch the layers' speed-ups (None keeps the current setting).
+
+    channels_last: convolutions on `device_type` ('cpu', 'cuda') run channels-last.
+    folded_epilogues: bias, activation and gain in one pass after each conv, or as `bias_act` does them.
+    Results are equal to float32 rounding either way; this exists for side-by-side measurement and tests.
+    """
+    before = (_CHANNELS_LAST.get(device_type, False), _FOLDED_EPILOGUES["on"])
+    if channels_last is not None:
+        _CHANNELS_LAST[device_type] = bool(channels_last)
+    if folded_epilogues is not None:
+        _FOLDED_EPILOGUES["on"] = bool(folded_epilogues)
+    try:
+        yield
+    finally:
+        _CHANNELS_LAST[device_type], _FOLDED_EPILOGUES["on"] = before
+
+
+def folded_epilogues() -> bool:
+    """Whether layers fold bias, activation and gain into one pass (see `layer_options`)."""
+    return _FOLDED_EPILOGUES["on"]
+
+
+def to_conv_layout(t: torch.Tensor) -> torch.Tensor:
+    """t [N, C, H, W] in the layout convolutions on its device run in (no copy if it already is)."""
+    if t.ndim == 4 and _CHANNELS_LAST.get(t.device.type, False):
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: int = 1,
+           padding=0, groups: int = 1) -> torch.Tensor:
+    """F.conv2d (cross-correlation) with input and weight in the device's conv layout."""
+    return F.conv2d(to_conv_layout(x), to_conv_layout(weight), bias, stride=stride, padding=padding, groups=groups)
+
+
+def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
+                     groups: int = 1) -> torch.Tensor:
+    """F.conv_transpose2d (no bias) with input and weight in the device's conv layout."""
+    return F.conv_transpose2d(to_conv_layout(x), to_conv_layout(weight), stride=stride, padding=padding,
+                              groups=groups)
 
 
 def setup_filter(taps: Sequence[float]) -> torch.Tensor:
@@ -59,15 +119,27 @@ def bias_act(
     return x
 
 
-def _depthwise_filter(x: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
-    """Convolve every channel of x [N, C, H, W] with the 2-D kernel f (no padding)."""
+def lrelu_(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU (slope 0.2) in place, for a fresh tensor no autograd node has saved.
+
+    Callers fold the layer's gain g into what comes before, as lrelu(a) * g == lrelu(a * g) for g > 0:
+    one pass over the activations instead of three (bias, activation, gain), the same values to rounding.
+    """
+    return F.leaky_relu_(x, LRELU_SLOPE)
+
+
+def _depthwise_filter(x: torch.Tensor, f: torch.Tensor, gain: float, padding=0) -> torch.Tensor:
+    """Convolve every channel of x [N, C, H, W] with the 2-D kernel f; `padding` zeros per side (int or (h, w))."""
     c = x.shape[1]
     k = (f.flip([0, 1]) * gain).to(x.dtype)[None, None].expand(c, 1, *f.shape)
-    return F.conv2d(x, k, groups=c)
+    return conv2d(x, k, padding=padding, groups=c)
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor, padding: Sequence[int], gain: float = 1.0) -> torch.Tensor:
     """Pad x [N, C, H, W] by (left, right, top, bottom) zeros, then filter with f."""
+    pl, pr, pt, pb = padding
+    if pl == pr >= 0 and pt == pb >= 0:   # symmetric: the conv pads itself, one pass over x fewer
+        return _depthwise_filter(x, f, gain, padding=(pt, pl))
     x = F.pad(x, list(padding))
     return _depthwise_filter(x, f, gain)
 
@@ -85,7 +157,7 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     w = (f * 4.0).to(x.dtype)[None, None].expand(c, 1, k, k)
     # conv_transpose2d correlates with the kernel flipped, i.e. convolves with f: as upfirdn2d.
-    return F.conv_transpose2d(x, w, stride=2, padding=k // 2 - 1, groups=c)
+    return conv_transpose2d(x, w, stride=2, padding=k // 2 - 1, groups=c)
 
 
 def upfirdn2d_reference(
@@ -108,7 +180,8 @@ def upfirdn2d_reference(
         x = z
     pl, pr, pt, pb = padding
     x = F.pad(x, [pl, pr, pt, pb])
-    return _depthwise_filter(x, f, gain)
+    k = (f.flip([0, 1]) * gain).to(x.dtype)[None, None].expand(c, 1, *f.shape)
+    return F.conv2d(x, k, groups=c)
 
 
 def _conv_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, groups: int) -> torch.Tensor:
@@ -121,7 +194,7 @@ def _conv_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, groups: in
     o, i_per_group, kh, kw = weight.shape
     w = weight.reshape(groups, o // groups, i_per_group, kh, kw).transpose(1, 2)
     w = w.reshape(groups * i_per_group, o // groups, kh, kw)
-    x = F.conv_transpose2d(x, w, stride=2, groups=groups)
+    x = conv_transpose2d(x, w, stride=2, groups=groups)
     fk = f.shape[0]
     p0 = (fk + 2 - 1) // 2 + kw // 2 - (kw - 1)  # = 1 for k=3 and a 4-tap filter
     p1 = (fk - 2) // 2 + kw // 2 - (kw - 2)
@@ -133,7 +206,7 @@ def conv2d_resample(
 ) -> torch.Tensor:
     """conv2d (cross-correlation, as in both reference codebases) with optional 2x upsampling."""
     if up == 1:
-        return F.conv2d(x, weight, padding=padding, groups=groups)
+        return conv2d(x, weight, padding=padding, groups=groups)
     if up == 2:
         if padding != weight.shape[-1] // 2:
             raise ValueError("upsampling convolution expects 'same' padding (kernel_size // 2)")
@@ -151,9 +224,11 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: Optional[torch.Tensor] = None,
     noise: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    gain: float = 1.0,
     fused: bool = True,
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution (+ noise, added after demodulation).
+    """StyleGAN2's modulated convolution, then (+ noise + bias) * gain.
 
     Args:
         x:       input features [N, I, H, W].
@@ -162,7 +237,9 @@ def modulated_conv2d(
         styles:  per-sample input-channel scales [N, I].
         demodulate: normalise every output filter to unit L2 norm (eps 1e-8).
         up:      1, or 2 for the upsampling convolution (then padding must be k // 2).
-        noise:   tensor broadcastable to the output [N, O, H', W'], or None.
+        noise:   tensor broadcastable to the output [N, O, H', W'], or None (added after demodulation).
+        bias:    per-output-channel bias [O], or None (added after the noise).
+        gain:    multiplies the result (> 0 lets a leaky ReLU's gain be folded in here, see `lrelu_`).
         fused:   True: one grouped conv with per-sample weights; False: scale the
                  activations instead (x * s, shared conv, * dcoefs). Equal to ~1e-6.
     Returns: [N, O, H * up, W * up] (for 'same' padding).
@@ -182,24 +259,41 @@ def modulated_conv2d(
     if demodulate:
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
+    # The terms added after the convolution, scaled by the gain: [1 or N, O, H', W'] (noise and bias
+    # broadcast, at most the output's size), or None.
+    offset = None
+    if noise is not None:
+        offset = noise
+    if bias is not None:
+        b = bias.to(x.dtype).reshape(1, o, 1, 1)
+        offset = b if offset is None else offset + b
+    if offset is not None and gain != 1:
+        offset = offset * gain
+
     if not fused:
         x = x * styles.reshape(n, i, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up, padding)
-        if dcoefs is not None:
-            x = x * dcoefs.reshape(n, o, 1, 1)
-        if noise is not None:
-            x = x + noise
-        return x
+        scale = dcoefs * gain if dcoefs is not None else (None if gain == 1 else x.new_full((n, o), gain))
+        if scale is None:
+            return x if offset is None else x + offset
+        if offset is None or not folded_epilogues():
+            x = x * scale.reshape(n, o, 1, 1)
+            return x if offset is None else x + offset
+        # One pass: x * scale + offset. addcmul's result takes its first argument's layout: give it x's.
+        offset = offset.reshape((1,) * (4 - offset.ndim) + tuple(offset.shape)).expand(-1, o, -1, -1)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            offset = offset.contiguous(memory_format=torch.channels_last)
+        return torch.addcmul(offset, x, scale.reshape(n, o, 1, 1))
 
     scale = styles.reshape(n, 1, i) if dcoefs is None else styles.reshape(n, 1, i) * dcoefs.reshape(n, o, 1)
+    if gain != 1:
+        scale = scale * gain
     w = weight.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)  # per-sample weights [N, O, I, k, k]
     h, wd = x.shape[2], x.shape[3]
     x = x.reshape(1, n * i, h, wd)
     x = conv2d_resample(x, w.reshape(n * o, i, kh, kw), resample_filter, up, padding, groups=n)
     x = x.reshape(n, o, x.shape[2], x.shape[3])
-    if noise is not None:
-        x = x + noise
-    return x
+    return x if offset is None else x + offset
 
 
 def modulated_conv2d_reference(
@@ -212,6 +306,8 @@ def modulated_conv2d_reference(
     padding: int = 0,
     resample_filter: Optional[torch.Tensor] = None,
     noise: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    gain: float = 1.0,
 ) -> torch.Tensor:
     """Per-sample loop, explicit weights, upsampling as zero insertion + flipped-kernel conv.
 
@@ -238,4 +334,6 @@ def modulated_conv2d_reference(
     out = torch.cat(outs)
     if noise is not None:
         out = out + noise
-    return out
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out * gain

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .mapping import FullyConnectedLayer
-from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upsample2d
+from .ops import LRELU_GAIN, bias_act, folded_epilogues, lrelu_, modulated_conv2d, setup_filter, upsample2d
 
 NOISE_MODES = ("const", "random", "none")
 # experiments/benchmarks/bench_synthesis.py (BENCHMARKS.md): activation scaling (non-fused) beat the grouped
@@ -78,12 +78,15 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn(shape, device=x.device, dtype=x.dtype, generator=noise_generator) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(
-            x, self.weight, style, demodulate=True, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, noise=noise, fused=fused,
-        )
+        conv = dict(demodulate=True, up=self.up, padding=self.padding, resample_filter=self.resample_filter,
+                    noise=noise, fused=fused)
         clamp = self.conv_clamp  # NVlabs scales the clamp by the layer gain, which is 1 here
-        return bias_act(x, self.bias, "lrelu", gain=LRELU_GAIN, clamp=clamp)
+        if not folded_epilogues():
+            x = modulated_conv2d(x, self.weight, style, **conv)
+            return bias_act(x, self.bias, "lrelu", gain=LRELU_GAIN, clamp=clamp)
+        # The same with bias and gain in the conv's one-pass epilogue, then the activation in place.
+        x = lrelu_(modulated_conv2d(x, self.weight, style, bias=self.bias, gain=LRELU_GAIN, **conv))
+        return x if clamp is None else x.clamp(-clamp, clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -105,8 +108,11 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool = True) -> torch.Tensor:
         """x [N, I, R, R], style [N, I] -> [N, out_channels, R, R]."""
-        x = modulated_conv2d(x, self.weight, style * self.weight_gain, demodulate=False, fused=fused)
-        return bias_act(x, self.bias, "linear", clamp=self.conv_clamp)
+        if not folded_epilogues():
+            x = modulated_conv2d(x, self.weight, style * self.weight_gain, demodulate=False, fused=fused)
+            return bias_act(x, self.bias, "linear", clamp=self.conv_clamp)
+        x = modulated_conv2d(x, self.weight, style * self.weight_gain, demodulate=False, bias=self.bias, fused=fused)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -291,14 +297,14 @@ class SynthesisNetwork(nn.Module):
                         raise ValueError(f"the edit of {name} must keep its shape {tuple(x.shape)}, got {tuple(out.shape)}")
                     x = out
                 if name == stop_layer:
-                    return x
+                    return x.contiguous()   # public boundary: NCHW, whatever layout the convs ran in
             if not running or stop_layer is not None:
                 continue
             if img is not None:
                 img = upsample2d(img, block.resample_filter)
             y = block.torgb(x, styles[f"b{res}.torgb"], fused=fused)
             img = y if img is None else img + y
-        return img
+        return img.contiguous()
 
     # ------------------------------------------------------------------ ws entry points
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: Optional[bool] = None,

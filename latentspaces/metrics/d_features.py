@@ -55,7 +55,7 @@ class DiscriminatorFeatures(nn.Module):
         key = (y, y._version, next(self.D.parameters()).device, next(self.D.parameters()).dtype)
         if self._cache_key is None or self._cache_key[0] is not y or self._cache_key[1:] != key[1:]:
             with torch.no_grad():
-                feats = self.D.features(y, self.depth)
+                feats = self.D.block_outputs(y, self.depth)
                 self._cache_units = [_unit(feats[i]) for i in self.blocks]
             self._cache_key = key
         return self._cache_units
@@ -63,7 +63,7 @@ class DiscriminatorFeatures(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape:
             raise ValueError(f"perceptual distance compares images of equal shape, got {tuple(x.shape)}, {tuple(y.shape)}")
-        fx = self.D.features(x, self.depth)
+        fx = self.D.block_outputs(x, self.depth)
         if "target_units" not in _EAGER:
             # A cache lookup by object identity: run eagerly inside a compiled step (else every call recompiles).
             # Wrapped on first use, so that importing this module does not import torch._dynamo (~1.7 s).
