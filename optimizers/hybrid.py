@@ -11,9 +11,11 @@ after every step (each field onto its manifold: hypersphere retraction for Z-typ
 initial value of the space's `base_fields` (the F encoder's output f0 in F spaces). The run checks every step that each image's loss is finite and
 has not blown up, and can checkpoint and resume to the same result.
 
-Speed switches (measured side by side by `python -m experiments.benchmarks.bench_inversion_step`):
+Speed (measured side by side by `python -m experiments.benchmarks.bench_inversion_step`): the step's
+layers are already fast by default (channels-last convolutions on CPU, folded epilogues:
+`latentspaces.generator.ops.layer_options`, 1.33-1.36x on the 2-core CPU, equal to rounding). Switches:
 - `compile`: the per-step loss (synthesis, perceptual term, losses; forward and backward) through
-  `torch.compile`. Off by default: on the 2-core CPU it measured 0.95-1.04x of eager after a 17-46 s
+  `torch.compile`. Off by default: on the 2-core CPU it measured 0.95-1.06x of eager after a 17-46 s
   compile, so it never pays for itself there; on a GPU try `compile="reduce-overhead"` (CUDA graphs)
   and measure. Results agree with eager to float rounding, amplified by the optimization (the
   benchmark prints the image difference after 100 steps; tests/test_hybrid_inverter.py bounds it).

@@ -128,3 +128,20 @@ def test_unknown_activations_and_gains_are_refused():
         Conv2dLayer(4, 4, 3, activation="relu")
     with pytest.raises(ValueError, match="gain must be positive"):
         Conv2dLayer(4, 4, 3, activation="lrelu")(torch.zeros(1, 4, 8, 8), gain=-1.0)
+
+
+def test_with_layers_runs_the_command_under_the_named_layers(monkeypatch):
+    """The benchmarks' wrapper turns the speed-ups off for 'plain' around the command, and back after."""
+    import experiments.cli
+    from experiments.benchmarks import with_layers
+    from latentspaces.generator import ops
+
+    seen = []
+    monkeypatch.setattr(experiments.cli, "main",
+                        lambda argv: seen.append((argv, ops._CHANNELS_LAST["cpu"], ops.folded_epilogues())))
+    with_layers.main(["plain", "compare", "--quick"])
+    with_layers.main(["fast", "compare"])
+    assert seen == [(["compare", "--quick"], False, False), (["compare"], True, True)]
+    assert ops._CHANNELS_LAST["cpu"] and ops.folded_epilogues()
+    with pytest.raises(SystemExit, match="usage"):
+        with_layers.main(["slow", "compare"])

@@ -9,7 +9,9 @@ single / sharded. The single process uses all `--threads` (default: every core);
 include starting Python and loading the model (once per process), as a user's run does. The
 per-image MSE of the two ways is compared too (they invert the same chunks with the same seed).
 Default work: 8 held-out targets in chunks of 2, spaces W and F/Z+, quick settings (100 steps),
-no identity or perceptual metric: 8 chunk jobs to share. Results go in BENCHMARKS.md.
+no identity or perceptual metric: 8 chunk jobs to share. `--single-layers plain` runs the single
+process with the layers' speed-ups off (`experiments.benchmarks.with_layers`), so the ratio is the
+sharded fast run against the one-process run as it was before them. Results go in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -48,12 +50,16 @@ def main(argv=None) -> None:
     ap.add_argument("--ranks", type=int, default=2, help="torchrun processes")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads in all (split over the ranks)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--single-layers", choices=["fast", "plain"], default="fast",
+                    help="the single process's layers: the default (fast) or without the speed-ups (plain)")
     ap.add_argument("flags", nargs="*", help="compare flags (after --), replacing the defaults")
     args = ap.parse_args(argv)
     if args.threads % args.ranks:
         raise SystemExit(f"--threads {args.threads} does not split over {args.ranks} ranks")
     flags = args.flags or DEFAULT_FLAGS
     single = [sys.executable, "-m", "experiments.cli", "compare", *flags]
+    if args.single_layers == "plain":
+        single = [sys.executable, "-m", "experiments.benchmarks.with_layers", "plain", "compare", *flags]
     sharded = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.ranks}",
                "-m", "experiments.cli", "compare", *flags]
     times = {"single": [], "sharded": []}
@@ -69,7 +75,7 @@ def main(argv=None) -> None:
     print(f"{os.cpu_count()} cores; compare {' '.join(flags)}")
     print("| way | processes x threads | wall s (median of %d) | all runs |" % args.repeats)
     print("| --- | --- | ---: | --- |")
-    print(f"| single | 1 x {args.threads} | {s:.1f} | {', '.join(f'{t:.1f}' for t in times['single'])} |")
+    print(f"| single ({args.single_layers} layers) | 1 x {args.threads} | {s:.1f} | {', '.join(f'{t:.1f}' for t in times['single'])} |")
     print(f"| torchrun | {args.ranks} x {args.threads // args.ranks} | {d:.1f} | "
           f"{', '.join(f'{t:.1f}' for t in times['sharded'])} |")
     print(f"single / sharded: {s / d:.2f}x; {len(a)} rows, max |MSE difference| {diff:.2e}")
