@@ -44,10 +44,11 @@ class FullyConnectedLayer(nn.Module):
         """x [N, in_features] -> [N, out_features]."""
         # lrelu(a) * sqrt 2 == lrelu(a * sqrt 2): with folded epilogues the activation's gain goes into
         # weight and bias, and the bias into the matmul.
-        g = LRELU_GAIN if self.activation == "lrelu" and folded_epilogues() else 1.0
+        folded = folded_epilogues()
+        g = LRELU_GAIN if self.activation == "lrelu" and folded else 1.0
         w = self.weight * (self.weight_gain * g)
         b = self.bias * (self.bias_gain * g) if self.bias is not None else None
-        if self.activation == "lrelu" and g == 1.0:
+        if self.activation == "lrelu" and not folded:
             return bias_act(x.matmul(w.t()), b, "lrelu", gain=LRELU_GAIN)
         x = torch.addmm(b[None], x, w.t()) if b is not None else x.matmul(w.t())
         return lrelu_(x) if self.activation == "lrelu" else x
