@@ -116,7 +116,7 @@ def _seed(p: argparse.ArgumentParser) -> None:
 def _workers(p: argparse.ArgumentParser, compile: bool = True) -> None:
     p.add_argument("--workers", type=positive_int, default=1,
                    help="local processes sharing the jobs (torchrun ranks with cores/N threads each; default 1); "
-                        "2 on a 2-core CPU did 1.22x the work of 1 (BENCHMARKS.md)")
+                        "2 on a 2-core CPU did 1.22x the work of 1 (BENCHMARKS.md; measured before the layers' speed-ups)")
     if compile:
         p.add_argument("--compile", action="store_true",
                        help="torch.compile each inversion step (equal to float rounding; no faster on the 2-core CPU "
