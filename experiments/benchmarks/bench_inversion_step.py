@@ -96,8 +96,9 @@ def step_comparison(args) -> None:
     print(f"eager = 'plain' (NCHW convolutions; bias, activation and gain as separate passes: the layers before "
           f"the speed-ups); optimized = {args.optimized!r}")
     timed = {v: (v, inverter(v, args.steps)) for v in names}
+    if "fast" not in timed:   # the perceptual term's share is measured on the fast step
+        timed["fast"] = ("fast", inverter("fast", args.steps))
     timed["fast, no perceptual"] = ("fast", inverter("fast", args.steps, lambda_per=0.0))
-    timed["fast, perceptual"] = ("fast", inverter("fast", args.steps))
     warmup = {}
     for name, (v, inv) in timed.items():
         t = time.perf_counter()
@@ -130,7 +131,7 @@ def step_comparison(args) -> None:
               f"{mse[v]:.6f} |")
     print(f"| plain, {2 if threads == 1 else 1} thread(s) instead of {threads} (reference) | | | | "
           f"{diff['other threads']:.2e} | {mse['other threads']:.6f} |")
-    with_per, without = per_step["fast, perceptual"], per_step["fast, no perceptual"]
+    with_per, without = per_step["fast"], per_step["fast, no perceptual"]
     print(f"perceptual term (D-features, forward + backward): {1 - without / with_per:.0%} of the fast step "
           f"({with_per - without:.4f} of {with_per:.4f} s)")
     o = args.optimized

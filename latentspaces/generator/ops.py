@@ -273,17 +273,18 @@ def modulated_conv2d(
     if not fused:
         x = x * styles.reshape(n, i, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up, padding)
-        scale = dcoefs * gain if dcoefs is not None else (None if gain == 1 else x.new_full((n, o), gain))
-        if scale is None:
+        if dcoefs is None:   # toRGB: no per-channel scale to fold the offset into
+            x = x if gain == 1 else x * gain
             return x if offset is None else x + offset
+        scale = (dcoefs * gain).reshape(n, o, 1, 1)
         if offset is None or not folded_epilogues():
-            x = x * scale.reshape(n, o, 1, 1)
+            x = x * scale
             return x if offset is None else x + offset
         # One pass: x * scale + offset. addcmul's result takes its first argument's layout: give it x's.
         offset = offset.reshape((1,) * (4 - offset.ndim) + tuple(offset.shape)).expand(-1, o, -1, -1)
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             offset = offset.contiguous(memory_format=torch.channels_last)
-        return torch.addcmul(offset, x, scale.reshape(n, o, 1, 1))
+        return torch.addcmul(offset, x, scale)
 
     scale = styles.reshape(n, 1, i) if dcoefs is None else styles.reshape(n, 1, i) * dcoefs.reshape(n, o, 1)
     if gain != 1:
