@@ -40,7 +40,7 @@ def test_presets_are_named_frozen_and_picked_by_quick():
 
 def test_zero_is_a_value_not_the_preset(tmp_path):
     s = _settings(CompareSettings, ["compare", "--out", "o", "--quick", "--steps", "0", "--lambda-per", "0",
-                                    "--lambda-reg", "0", "--seed", "0"])
+                                    "--lambda-reg", "0", "--init", "random", "--seed", "0"])
     assert (s.steps, s.lambda_per, s.lr, s.n_targets) == (0, 0.0, 0.05, 8)
     full = _settings(CompareSettings, ["compare", "--out", "o", "--lambda-per", "0"])
     assert (full.lambda_per, full.steps) == (0.0, 1200)  # FULL's 1.0 is not brought back by a falsy 0

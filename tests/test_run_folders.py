@@ -333,6 +333,30 @@ def test_garbled_or_missing_settings_are_refused_not_claimed(tmp_path, G):
     claim_out_dir(fresh, {"steps": 2}, assets.heldout_targets(1), (PER_IMAGE_CSV, "codes"))
 
 
+def test_random_starts_are_drawn_with_the_seed_and_recorded(tmp_path, G):
+    targets = assets.heldout_targets(2)
+
+    def compare(out, seed, init="random"):
+        return run_space_comparison(out, G, targets, spaces=["W", "ZPlus"], steps=0, lr=0.05, lambda_per=0.0,
+                                    chunk=1, seed=seed, init=init)
+
+    compare(tmp_path / "s1", 1)
+    compare(tmp_path / "s2", 2)
+    compare(tmp_path / "mean", 0, init="mean")
+    for space in ("W", "ZPlus"):
+        drawn = ls.build_space(space, G).random(1, seed=1)
+        codes = {d: load_codes(tmp_path / d, space, 2) for d in ("s1", "s2", "mean")}
+        for field, value in drawn.items():  # steps=0 keeps the start: the seed's code for every target
+            torch.testing.assert_close(codes["s1"][field], value.expand_as(codes["s1"][field]))
+            assert not torch.allclose(codes["s2"][field], codes["s1"][field])
+            assert not torch.allclose(codes["mean"][field], codes["s1"][field])
+    assert (read_settings(tmp_path / "s1")["init"], read_settings(tmp_path / "s1")["seed"]) == ("random", 1)
+    with pytest.raises(RunFolderError, match="seed"):  # another seed's start is another run
+        compare(tmp_path / "s1", 2)
+    with pytest.raises(ValueError, match="init must be 'mean' or 'random'"):
+        compare(tmp_path / "bad", 0, init="encoder")
+
+
 def test_files_that_are_not_code_files_are_one_line_errors_naming_them(tmp_path):
     png = tmp_path / "face.png"
     save_images(assets.heldout_targets(1), png)

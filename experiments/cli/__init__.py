@@ -109,8 +109,8 @@ def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True, identity
         p.add_argument("--identity", default="dlib", choices=["dlib", "facenet", "none"])
 
 
-def _seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=seed, default=None, help="random seed, 0 .. 2^32 - 1 (default 0)")
+def _seed(p: argparse.ArgumentParser, help: str = "random seed, 0 .. 2^32 - 1 (default 0)") -> None:
+    p.add_argument("--seed", type=seed, default=None, help=help)
 
 
 def _workers(p: argparse.ArgumentParser, compile: bool = True) -> None:
@@ -135,12 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="invert targets into every space; table + grid")
     _inversion(p, (CompareSettings.QUICK, CompareSettings.FULL))
-    _seed(p)
+    _seed(p, "the start of --init random, 0 .. 2^32 - 1 (default 0; nothing else in compare is random)")
     _chunk(p, "images inverted together (results saved per chunk)")
     _workers(p)
-    p.add_argument("--init", choices=["mean", "encoder"], default="mean",
-                   help="start from w_avg (and its counterparts) or from the encoders (F spaces: F encoder; "
-                        "W+, W, S, PN: W+ encoder; Z, Z+: mean)")
+    p.add_argument("--init", choices=["mean", "encoder", "random"], default="mean",
+                   help="start from w_avg (and its counterparts), from the encoders (F spaces: F encoder; "
+                        "W+, W, S, PN: W+ encoder; Z, Z+: mean), or from one code of each space's prior drawn "
+                        "with --seed (the same for every target)")
     p.add_argument("--f-encoder", type=encoder_spec, default=None,
                    help="F encoder name or file (--init encoder; default default-f)")
     p.add_argument("--wplus-encoder", type=encoder_spec, default=None,

@@ -103,12 +103,15 @@ def check_compensation(args: argparse.Namespace) -> None:
 
 def check_compare(args: argparse.Namespace) -> None:
     check_inversion(args)
+    if args.seed is not None and args.init != "random":
+        raise UsageError(f"--seed matters only with --init random: with --init {args.init} nothing in compare is "
+                         "random (leave --seed out, or start from random codes with --init random)")
     if args.init != "encoder":
         given = [flag for flag, value in (("--f-encoder", args.f_encoder), ("--wplus-encoder", args.wplus_encoder))
                  if value is not None]
         if given:
             raise UsageError(f"{' and '.join(given)} {'matters' if len(given) == 1 else 'matter'} only with --init "
-                             "encoder (this run starts from the mean)")
+                             f"encoder (this run starts from {'the mean' if args.init == 'mean' else 'random codes'})")
 
 
 def check_identity_curves(args: argparse.Namespace) -> None:

@@ -118,7 +118,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     run_space_comparison(out, G, targets, s.spaces, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per,
                          lambda_reg=s.lambda_reg, perceptual=perceptual, identity=identity,
                          pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), encoders=encoders, chunk=s.chunk,
-                         seed=s.seed, compile=args.compile)
+                         seed=s.seed, compile=args.compile, init="random" if args.init == "random" else "mean")
     if World.current().main:
         _print_table(out, "space_comparison", f"{out}/space_comparison.csv, .md, reconstructions.png", t)
 

@@ -52,11 +52,15 @@ def metric_name(metric: Optional[object]) -> str:
 
 def inversion_settings(G: torch.nn.Module, steps: int, lr: float, lambda_per: float, lambda_reg: float,
                        perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity],
-                       encoders: Optional[Mapping[str, CodeInitializer]], chunk: int, seed: int) -> Dict[str, object]:
-    """What decides the codes and the per-image rows of a run (recorded by `claim_out_dir`)."""
+                       encoders: Optional[Mapping[str, CodeInitializer]], chunk: int, seed: int,
+                       init: str = "mean") -> Dict[str, object]:
+    """What decides the codes and the per-image rows of a run (recorded by `claim_out_dir`).
+
+    `init` is the start of the spaces without an encoder: 'mean', or 'random' (drawn with `seed`).
+    """
     return {"generator": generator_fingerprint(G), "steps": steps, "lr": lr,
             "lambda_per": lambda_per if perceptual is not None else 0.0,
-            "lambda_reg": lambda_reg if encoders else 0.0, "init": "encoder" if encoders else "mean",
+            "lambda_reg": lambda_reg if encoders else 0.0, "init": "encoder" if encoders else init,
             "perceptual": metric_name(perceptual), "identity": metric_name(identity), "chunk": chunk, "seed": seed}
 
 
@@ -143,11 +147,12 @@ def invert_missing(
     perceptual: Optional[PerceptualDistance] = None,   # used in the loss (lambda_per > 0) and reported
     identity: Optional[IdentitySimilarity] = None,     # reported
     pn_stats: Optional[PNStats] = None,
-    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else init='mean')
+    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else `init`)
     chunk: int = 8,
     seed: int = 0,
     progress: bool = True,
     compile: bool = False,                             # HybridInverter(compile=...): equal to float rounding
+    init: str = "mean",                                # start without an encoder: 'mean' or 'random' (seed)
 ) -> List[Tuple[str, int]]:
     """Invert every chunk of `targets` that OUT lacks (`missing_chunks`), into each space, one chunk at a time.
 
@@ -172,7 +177,7 @@ def invert_missing(
                              lambda_reg=lambda_reg if enc is not None else 0.0, perceptual=perceptual, encoder=enc,
                              progress=progress, compile=compile)
         x = targets[start : start + chunk]
-        res = inv.invert(x, seed=seed, init="encoder" if enc is not None else "mean")
+        res = inv.invert(x, seed=seed, init="encoder" if enc is not None else init)
         m = reconstruction_metrics(res.images, x)
         with torch.no_grad():
             per = perceptual(res.images, x) if perceptual else _nan(len(x))

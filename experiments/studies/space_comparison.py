@@ -51,22 +51,27 @@ def run_space_comparison(
     perceptual: Optional[PerceptualDistance] = None,   # used in the loss and reported
     identity: Optional[IdentitySimilarity] = None,     # reported
     pn_stats: Optional[PNStats] = None,
-    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else init='mean')
+    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else `init`)
     chunk: int = 8,
-    seed: int = 0,
+    seed: int = 0,                                     # draws the start with init='random' (nothing else is random)
     compile: bool = False,                             # torch.compile the inversion steps (HybridInverter)
+    init: str = "mean",                                # start without an encoder: 'mean' (w_avg or its counterpart)
+                                                       # or 'random' (one code of the space's prior for every image)
 ) -> List[dict]:
     """Invert `targets` into each space (resumable per chunk); returns the summary rows.
 
     Under `torchrun` the chunks are sharded over the ranks, and rank 0 writes the table and the grid
     (the other ranks return no rows).
     """
+    if init not in ("mean", "random"):
+        raise ValueError(f"init must be 'mean' or 'random' (encoders are given with `encoders`), got {init!r}")
     world = World.current()
-    settings = inversion_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders, chunk, seed)
+    settings = inversion_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders, chunk, seed,
+                                  init)
     with hold_out_dir(out):
         world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
         invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
-                       encoders, chunk, seed, compile=compile)
+                       encoders, chunk, seed, compile=compile, init=init)
         if not world.main:
             return []
         summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets))
