@@ -200,6 +200,33 @@ def _collectives_worker(rank, size, port):
     close_world()
 
 
+def _leaving_worker(rank, size, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    from experiments.distributed import close_world, init_world
+
+    init_world("cpu")
+    if rank == 0:
+        close_world(wait=False)   # as a rank that stopped on an error leaves
+        return
+    try:
+        close_world()             # finished: waits for the others, and rank 0 never comes
+    except RuntimeError as e:
+        (out / "said.txt").write_text(str(e))
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
+def test_a_finished_rank_whose_peer_left_on_an_error_says_so_instead_of_hanging(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_leaving_worker, args=(2, port, tmp_path), nprocs=2, join=True)
+    said = (tmp_path / "said.txt").read_text()
+    assert said.startswith("rank 1 finished its share, but another rank stopped on an error before the end")
+    assert "\n" not in said
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_collectives_average_gradients_like_one_big_batch():
     with socket.socket() as s:

@@ -320,9 +320,12 @@ def _run(args: argparse.Namespace, argv: List[str]) -> None:
     world, args.device = init_world(args.device)
     try:
         args.fn(args)
-    finally:
+    except BaseException:
         if world.size > 1:
-            close_world()
+            close_world(wait=False)   # the other ranks may never reach a barrier
+        raise
+    if world.size > 1:
+        close_world()
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -70,8 +70,7 @@ def start_run(args: argparse.Namespace) -> Tuple[Path, torch.device, ls.Generato
 
 
 def finish_run(world: World) -> None:
-    """Leave the process group at the end of a trainer (every rank)."""
-    world.barrier()
+    """Leave the process group at the end of a trainer (every rank, together)."""
     if world.size > 1:
         close_world()
 
