@@ -31,7 +31,7 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from .errors import CheckpointError
 
@@ -86,15 +86,28 @@ def save_figure(figure: object, path: PathLike, **savefig_kwargs: object) -> Non
 # ---------------------------------------------------------------------------------- safetensors + header
 def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], format: str, version: int = 1, /,
                  **header: object) -> None:
-    """Write `tensors` (moved to CPU, made contiguous) and a header {format, version, **JSON(header)}."""
+    """Write `tensors` (moved to CPU, made contiguous) and a header {format, version, **JSON(header)}.
+
+    The header's keys are sorted, so equal tensors and header always give the same bytes.
+    """
     meta = {"format": format, "version": str(int(version))}
     for key, value in header.items():
         if key in meta:
             raise ValueError(f"header key {key!r} is reserved")
         meta[key] = json.dumps(value, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(state, tmp, metadata=meta)
+    blob = safetensors_bytes(state, metadata=meta)
+    # safetensors writes the header's metadata in a hash map's order, which changes from one save to the
+    # next: equal tensors and header gave files with different bytes, and the run folders record files'
+    # sha256. Its keys are sorted here; no value changes (data offsets count from the end of the header).
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"),
+                        ensure_ascii=False).encode("utf-8")
+    header += b" " * (-len(header) % 8)   # the data stays 8-byte aligned, as safetensors pads it
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(len(header).to_bytes(8, "little"))
+        f.write(header)
+        f.write(memoryview(blob)[8 + n :])
 
 
 def read_raw_header(path: PathLike) -> Dict[str, str]:

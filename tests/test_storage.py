@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 import latentspaces as ls
@@ -47,6 +48,28 @@ def test_header_convention_round_trip_and_refusals(tmp_path):
     junk.write_bytes(path.read_bytes()[:40])  # truncated
     with pytest.raises(ls.CheckpointError, match="not a readable safetensors file"):
         read_header(junk)
+
+
+def test_equal_tensors_and_header_always_give_the_same_bytes(tmp_path):
+    # safetensors itself writes the header's metadata in a hash map's order: six saves, six byte strings.
+    tensors = {"w": torch.randn(2, 3, dtype=torch.float64), "images": torch.arange(6, dtype=torch.uint8),
+               "b": torch.ones(1)}
+    header = {name: {"value": i, "text": "é ✓ \n"} for i, name in enumerate("qwertyuiop")}
+    blobs = set()
+    for i in range(6):
+        save_tensors(tmp_path / f"{i}.safetensors", tensors, "latentspaces.test", 1, **header)
+        blobs.add((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    n = int.from_bytes(blob[:8], "little")
+    assert n % 8 == 0  # the data stays 8-byte aligned
+    raw = json.loads(blob[8 : 8 + n])
+    assert list(raw) == sorted(raw) and list(raw["__metadata__"]) == sorted(raw["__metadata__"])
+    with safe_open(str(tmp_path / "0.safetensors"), framework="pt") as f:  # safetensors' own reader
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+    loaded, read = load_tensors(tmp_path / "0.safetensors", "latentspaces.test", (1,))
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    assert read == {"format": "latentspaces.test", "version": "1", **header}
 
 
 def test_uint8_conversions():

@@ -30,9 +30,9 @@ from .ops import LRELU_GAIN, bias_act, folded_epilogues, lrelu_, modulated_conv2
 
 NOISE_MODES = ("const", "random", "none")
 # experiments/benchmarks/bench_synthesis.py (BENCHMARKS.md): activation scaling (non-fused) beat the grouped
-# conv (fused) on the 2-core CPU in every inversion step and on an H100 in all four measured cases, so it is
-# the default on every device and for every input. (Measured with NCHW layers, before channels-last convolutions
-# and folded epilogues; not re-measured since.)
+# conv (fused) in all four measured cases on an H100 (NCHW layers) and, with the channels-last convolutions and
+# folded epilogues, in all four on the 2-core CPU (0.23-0.60x the fused time), so it is the default on every
+# device and for every input.
 DEFAULT_FUSED_MODCONV = False
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 
