@@ -145,3 +145,22 @@ def test_with_layers_runs_the_command_under_the_named_layers(monkeypatch):
     assert ops._CHANNELS_LAST["cpu"] and ops.folded_epilogues()
     with pytest.raises(SystemExit, match="usage"):
         with_layers.main(["slow", "compare"])
+
+
+def test_the_prepared_gpu_checks_name_only_existing_variants_and_flags():
+    """experiments/benchmarks/gpu_checks.sh runs on a lent GPU, not here: its variants and flags are checked
+    against the benchmark's own, and CUDA-only variants are refused on a CPU before any work."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from experiments.benchmarks import bench_inversion_step
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "gpu_checks.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    lists = re.findall(r"--variants (\S+)", text) + re.findall(r"--optimized (\S+)", text)
+    assert lists and all(v in bench_inversion_step.VARIANTS for names in lists for v in names.split(","))
+    assert set(bench_inversion_step.CUDA_ONLY) <= set(bench_inversion_step.VARIANTS)
+    with pytest.raises(SystemExit, match="folded\\+fp16 need --device cuda"):
+        bench_inversion_step.main(["--device", "cpu", "--variants", "plain,fast,folded+fp16"])

@@ -10,8 +10,10 @@ untimed warm-up each (which is where `torch.compile` compiles; its seconds are p
 median seconds per step is compared with the baseline's. Variants (`--variants`, see VARIANTS):
 "plain" is the baseline, the layers as they were before the speed-ups (NCHW convolutions; bias,
 activation and gain as three passes); "channels-last" and "folded" switch on one speed-up each
-(`latentspaces.generator.ops.layer_options`); "fast" is both, the library's default; "fast+compile"
-and "fast+bf16" add HybridInverter's compile / autocast switches. Each variant then runs
+(`latentspaces.generator.ops.layer_options`); "fast" is both, the library's default on CPU (on CUDA
+the default is "folded": channels-last is not on there); "fast+compile" and "fast+bf16" add
+HybridInverter's compile / autocast switches; on CUDA only, "folded+reduce-overhead" and
+"fast+reduce-overhead" (torch.compile's CUDA graphs) and "folded+fp16". Each variant then runs
 `--diff-steps` (100) steps from the same start and its images are compared with plain's (max
 |difference|, images in [-1, 1]), and its MSE to the targets printed (`--diff-steps 1200`: after the
 full schedule). Adam divides by the gradients' running magnitude, so float rounding in near-zero
@@ -60,7 +62,13 @@ VARIANTS: Dict[str, tuple] = {
     "fast": ({"channels_last": True, "folded_epilogues": True}, {}),
     "fast+compile": ({"channels_last": True, "folded_epilogues": True}, {"compile": True}),
     "fast+bf16": ({"channels_last": True, "folded_epilogues": True}, {"autocast": "bfloat16"}),
+    # GPU only: CUDA graphs through torch.compile, float16 autocast; "folded" is the library's CUDA default
+    # (channels-last is on by default on CPU only).
+    "folded+reduce-overhead": ({"channels_last": False, "folded_epilogues": True}, {"compile": "reduce-overhead"}),
+    "fast+reduce-overhead": ({"channels_last": True, "folded_epilogues": True}, {"compile": "reduce-overhead"}),
+    "folded+fp16": ({"channels_last": False, "folded_epilogues": True}, {"autocast": "float16"}),
 }
+CUDA_ONLY = ("folded+reduce-overhead", "fast+reduce-overhead", "folded+fp16")
 COST_CONFIGS = {
     64: None,  # the default model
     256: dict(resolution=256, channel_base=32768, channel_max=512),
@@ -82,6 +90,9 @@ def step_comparison(args) -> None:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or args.optimized not in names or "plain" not in names:
         raise SystemExit(f"--variants must name 'plain' and --optimized among {sorted(VARIANTS)}, got {names}")
+    if device.type != "cuda" and any(v in CUDA_ONLY for v in names):
+        raise SystemExit(f"--variants {','.join(v for v in names if v in CUDA_ONLY)} need --device cuda "
+                         "(CUDA graphs, float16 autocast)")
 
     def inverter(variant: str, steps: int, lambda_per: float = 1.0) -> HybridInverter:
         return HybridInverter(ls.SPACES[args.space](G), steps=steps, lr=0.01, lambda_per=lambda_per,
