@@ -6,9 +6,10 @@ Every file the project saves goes through here:
   the old file or the new one, never half of one. `atomic_write_text`, `atomic_torch_save` and
   `save_figure` (matplotlib figures) use it.
 - `save_tensors(path, tensors, format, version, **header)`: one safetensors file whose header metadata
-  is {"format": <name>, "version": "<int>", key: JSON of value, ...}. `read_header` / `load_tensors`
-  check the format name and version and decode the JSON, raising `CheckpointError` with what the file
-  is and what was expected. Reading never unpickles anything.
+  is {"format": <name>, "version": "<int>", key: JSON of value, ...}, its keys sorted (equal contents,
+  equal bytes). `read_header` / `load_tensors` check the format name and version and decode the JSON,
+  raising `CheckpointError` with what the file is and what was expected. Reading never unpickles
+  anything.
 - `check_tensor`, `config_is_plausible`, `load_module`: the rule for reading networks from files that
   may be broken or hostile: bound the declared config, compare the state dict of a meta-device build
   with the file's tensor table, check every tensor (floating, finite, no stride tricks), then allocate.
@@ -101,12 +102,12 @@ def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], format: str, 
     # next: equal tensors and header gave files with different bytes, and the run folders record files'
     # sha256. Its keys are sorted here; no value changes (data offsets count from the end of the header).
     n = int.from_bytes(blob[:8], "little")
-    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"),
-                        ensure_ascii=False).encode("utf-8")
-    header += b" " * (-len(header) % 8)   # the data stays 8-byte aligned, as safetensors pads it
+    table = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"),
+                       ensure_ascii=False).encode("utf-8")
+    table += b" " * (-len(table) % 8)   # the data stays 8-byte aligned, as safetensors pads it
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(len(header).to_bytes(8, "little"))
-        f.write(header)
+        f.write(len(table).to_bytes(8, "little"))
+        f.write(table)
         f.write(memoryview(blob)[8 + n :])
 
 
