@@ -198,7 +198,7 @@ def close_world(wait: bool = True) -> None:
     wait: first meet every other rank at a barrier, so that all of them tear down together. A rank
     that finished early (rank 0 alone writes the tables and plots) and destroyed its gloo group while
     rank 0 was still working was, rarely, aborted by gloo on the way out ("terminate called without
-    an active exception"; 2 of about 45 runs of the two-rank identity-curves test, all its work
+    an active exception"; 2 of about 40 runs of the two-rank identity-curves test, all its work
     done). A rank leaving on an error passes wait=False: the others may never reach the barrier, and
     a gloo peer waiting at it fails as soon as this rank's connections close (RuntimeError below).
     """
