@@ -156,9 +156,15 @@ def test_the_prepared_gpu_checks_name_only_existing_variants_and_flags():
 
     from experiments.benchmarks import bench_inversion_step
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "gpu_checks.sh"
+    benchmarks = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
+    script = benchmarks / "gpu_checks.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    text = script.read_text()
+    text = script.read_text().replace("\\\n", " ")   # continuation lines joined: one command per line
+    commands = re.findall(r"-m experiments\.benchmarks\.(\w+)([^|\n]*)", text)
+    assert {module for module, _ in commands} == {"bench_inversion_step", "bench_synthesis"}
+    for module, flags in commands:   # every flag is one the benchmark declares
+        declared = set(re.findall(r'add_argument\("(--[\w-]+)"', (benchmarks / f"{module}.py").read_text()))
+        assert set(re.findall(r"(--[\w-]+)", flags)) <= declared, (module, flags)
     lists = re.findall(r"--variants (\S+)", text) + re.findall(r"--optimized (\S+)", text)
     assert lists and all(v in bench_inversion_step.VARIANTS for names in lists for v in names.split(","))
     assert set(bench_inversion_step.CUDA_ONLY) <= set(bench_inversion_step.VARIANTS)

@@ -68,7 +68,8 @@ VARIANTS: Dict[str, tuple] = {
     "fast+reduce-overhead": ({"channels_last": True, "folded_epilogues": True}, {"compile": "reduce-overhead"}),
     "folded+fp16": ({"channels_last": False, "folded_epilogues": True}, {"autocast": "float16"}),
 }
-CUDA_ONLY = ("folded+reduce-overhead", "fast+reduce-overhead", "folded+fp16")
+CUDA_ONLY = tuple(v for v, (_, switches) in VARIANTS.items()
+                  if switches.get("compile") == "reduce-overhead" or switches.get("autocast") == "float16")
 COST_CONFIGS = {
     64: None,  # the default model
     256: dict(resolution=256, channel_base=32768, channel_max=512),
@@ -83,9 +84,6 @@ def _sync(device: torch.device) -> None:
 
 def step_comparison(args) -> None:
     device = torch.device(args.device)
-    G = ls.load_generator("default").to(device)
-    per = DiscriminatorFeatures(load_default_discriminator().to(device))
-    targets = heldout_targets(args.batch).to(device)
     names = [v for v in args.variants.split(",")]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or args.optimized not in names or "plain" not in names:
@@ -93,6 +91,9 @@ def step_comparison(args) -> None:
     if device.type != "cuda" and any(v in CUDA_ONLY for v in names):
         raise SystemExit(f"--variants {','.join(v for v in names if v in CUDA_ONLY)} need --device cuda "
                          "(CUDA graphs, float16 autocast)")
+    G = ls.load_generator("default").to(device)
+    per = DiscriminatorFeatures(load_default_discriminator().to(device))
+    targets = heldout_targets(args.batch).to(device)
 
     def inverter(variant: str, steps: int, lambda_per: float = 1.0) -> HybridInverter:
         return HybridInverter(ls.SPACES[args.space](G), steps=steps, lr=0.01, lambda_per=lambda_per,

@@ -16,8 +16,9 @@ from typing import List, Optional
 
 from latentspaces.generator.ops import layer_options
 
-LAYERS = {"plain": dict(channels_last=False, folded_epilogues=False),
-          "fast": dict(channels_last=True, folded_epilogues=True)}
+from .bench_inversion_step import VARIANTS
+
+LAYERS = {name: VARIANTS[name][0] for name in ("plain", "fast")}   # layer_options of each
 
 
 def main(argv: Optional[List[str]] = None) -> None:
