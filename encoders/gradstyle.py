@@ -11,12 +11,16 @@ generator order (each stage sees the injections of the stages below it), with f_
     g_m   = sigmoid(W_g [f_m^rec, F_m])                        gate                           (Eq. 3)
     f~_m  = f_m^rec + g_m * F_m                                fused feature, replaces f_m    (Eq. 4)
     L_f   = sum_m ||g_m * F_m||_1                              residual sparsity              (Eq. 5)
-Layers: the paper injects after the 3rd, 6th and 8th of the 18 ws at 1024 px, which we read as the
-16, 32 and 64 px convs whose resolution matches T_m (e4e's pyramid at a 256 px input). By the same rule,
-`default_gradstyle_layers` picks the last conv (conv1) of the blocks whose resolution matches the
-pyramid's three levels: b8.conv1, b16.conv1, b32.conv1 on the 64 px default (pyramid 8/16/32 px).
-Taking conv1 rather than conv0 is not in the paper: our choice (the block's finished feature).
-T_m is resized bilinearly to the layer's side when the two differ (never on the default).
+Layers (`default_gradstyle_layers`): the paper (implementation details, 1024 px generator, N = 18)
+injects residuals after the 3rd, 6th and 8th generator blocks. Blocks are counted from the 4 x 4 block
+as the 1st (b4, b8, ..., b1024: 9 blocks at 1024 px), and "after block k" is the output of its last conv,
+conv1: b16.conv1, b128.conv1 and b512.conv1 at 1024 px. A generator with B = log2(R) - 1 blocks takes
+the blocks at the same relative depth, round(k * B / 9) for k = 3, 6, 8 (no ties occur): b8/b64/b128
+at 256 px, b16/b64/b256 at 512 px, b8/b16/b32 on the 64 px default. Reading "after" as conv1 (the block's
+finished feature) is our choice; the paper names blocks, not convs.
+The pyramid's levels T_m (coarse to fine) feed the stages in generator order; W_T T_m is resized
+bilinearly to the layer's side when the two differ (a 1x1 conv commutes with bilinear resizing, so this
+equals resizing T_m first, at a fraction of the cost at 512 px).
 
 Editing stream (Sec. 3.3). A second pass with W+ + alpha dW+; at stage m, with f_m^edi the edited
 layer's output, a Global Alignment Module (GAM) aligns the residual to the edited geometry and the shared
@@ -48,6 +52,10 @@ Sizes: all "not in the paper: our choice" (the paper's appendix is not public), 
 - GAM: `heads` = 2 heads of d_k = `head_dim` = 16 (the paper: d_k = 64; scaled down with the widths to
   fit the asset budget), `top_mu` = 0.25 (keep the top 25 % of the scores per query), `gam_blocks` = 1,
   projections 1x1 without bias, W_o initialised to zero (an untrained GAM is the identity on F).
+  Attention runs on at most `attention_side` x `attention_side` tokens (32 x 32): a larger layer's f and F
+  are average-pooled to that grid and the attended update W_o A is resized back bilinearly. Full attention
+  at b512.conv1 (512 x 512 = 262,144 tokens) would need a 262,144^2 score matrix (256 GiB per head in
+  float32). Never active on the 64 px default (sides 8, 16, 32).
 - Loss weights, learning rate and warp strength live in the trainer
   (experiments/training/train_gradstyle.py), also documented there as our choice.
 Edit consistency (not in the paper: our choice). Trained with the paper's losses (Eq. 15) alone, the head
@@ -81,17 +89,30 @@ from torch import nn
 from latentspaces.interfaces import Compensation
 
 
-def default_gradstyle_layers(G, pyramid_sides: Sequence[int]) -> Tuple[str, ...]:
-    """The conv layers whose resolution matches the pyramid's levels: b{s}.conv1 for each side s (px), in
-    generator order. pyramid_sides: the sides of T_m in the generator's pixels, e.g. (8, 16, 32) at 64 px."""
-    layers = []
-    for s in sorted(pyramid_sides):
-        name = f"b{s}.conv1"
-        if name not in G.synthesis.feature_layers:
-            raise ValueError(f"no conv layer at {s} px for the pyramid level; the generator's conv layers are "
-                             f"{G.synthesis.feature_layers}")
-        layers.append(name)
-    return tuple(layers)
+PAPER_BLOCKS = (3, 6, 8)     # GradStyle's stages: after these blocks of the 1024 px generator (b4 = 1st)
+PAPER_BLOCK_COUNT = 9        # blocks of the 1024 px generator: b4, b8, ..., b1024
+
+
+def gradstyle_blocks(resolution: int) -> Tuple[int, ...]:
+    """The blocks (1 = b4) after which GradStyle injects on an R px generator: round(k * B / 9) for the
+    paper's k = 3, 6, 8, with B = log2(R) - 1 blocks; (3, 6, 8) at 1024 px."""
+    n_blocks = int(math.log2(resolution)) - 1
+    picks = tuple(max(1, math.floor(k * n_blocks / PAPER_BLOCK_COUNT + 0.5)) for k in PAPER_BLOCKS)
+    if len(set(picks)) != len(picks):
+        raise ValueError(f"GradStyle's three stages need three distinct blocks; a {resolution} px generator has "
+                         f"{n_blocks} (16 px or more are needed)")
+    return picks
+
+
+def default_gradstyle_layers(G) -> Tuple[str, ...]:
+    """The last conv of each block of `gradstyle_blocks`, in generator order: ('b16.conv1', 'b128.conv1',
+    'b512.conv1') at 1024 px, ('b8.conv1', 'b16.conv1', 'b32.conv1') at 64 px."""
+    layers = tuple(f"b{4 * 2 ** (block - 1)}.conv1" for block in gradstyle_blocks(G.resolution))
+    missing = [name for name in layers if name not in G.synthesis.feature_layers]
+    if missing:
+        raise ValueError(f"GradStyle's layers {missing} are not conv layers of this generator "
+                         f"({G.synthesis.feature_layers})")
+    return layers
 
 
 def position_encoding_2d(channels: int, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -129,11 +150,12 @@ def selective_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep:
 
 
 class AlignmentBlock(nn.Module):
-    """One GAM block: F <- F + W_o selective_attention(W_q f + P, W_k F + P, W_v F) (Eqs. 6-9)."""
+    """One GAM block: F <- F + W_o selective_attention(W_q f + P, W_k F + P, W_v F) (Eqs. 6-9), on at most
+    `side` x `side` tokens (larger maps are average-pooled to that grid and the update resized back)."""
 
-    def __init__(self, channels: int, heads: int, head_dim: int, keep: float):
+    def __init__(self, channels: int, heads: int, head_dim: int, keep: float, side: int = 32):
         super().__init__()
-        self.heads, self.head_dim, self.keep = heads, head_dim, keep
+        self.heads, self.head_dim, self.keep, self.side = heads, head_dim, keep, side
         d = heads * head_dim
         self.q = nn.Conv2d(channels, d, 1, bias=False)
         self.k = nn.Conv2d(channels, d, 1, bias=False)
@@ -146,19 +168,28 @@ class AlignmentBlock(nn.Module):
         return x.reshape(n, self.heads, self.head_dim, hh * ww).transpose(-1, -2)
 
     def forward(self, f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        n, _, hh, ww = r.shape
+        full = r.shape[-2:]
+        if max(full) > self.side:   # attention on a pooled grid: the score matrix grows as (H W)^2
+            grid = (min(full[0], self.side), min(full[1], self.side))
+            f, small = F.adaptive_avg_pool2d(f, grid), F.adaptive_avg_pool2d(r, grid)
+        else:
+            small = r
+        n, _, hh, ww = small.shape
         pe = position_encoding_2d(self.heads * self.head_dim, hh, ww, r.device, r.dtype)[None]
-        out, _ = selective_attention(self._tokens(self.q(f) + pe), self._tokens(self.k(r) + pe),
-                                     self._tokens(self.v(r)), self.keep)
-        return r + self.o(out.transpose(-1, -2).reshape(n, -1, hh, ww))
+        out, _ = selective_attention(self._tokens(self.q(f) + pe), self._tokens(self.k(small) + pe),
+                                     self._tokens(self.v(small)), self.keep)
+        update = self.o(out.transpose(-1, -2).reshape(n, -1, hh, ww))
+        if update.shape[-2:] != full:
+            update = F.interpolate(update, size=full, mode="bilinear", align_corners=False)
+        return r + update
 
 
 class GlobalAlignment(nn.Module):
     """GAM: residual F [N, C, H, W] aligned to the edited feature f [N, C, H, W] by `blocks` blocks."""
 
-    def __init__(self, channels: int, heads: int, head_dim: int, keep: float, blocks: int):
+    def __init__(self, channels: int, heads: int, head_dim: int, keep: float, blocks: int, side: int = 32):
         super().__init__()
-        self.blocks = nn.ModuleList([AlignmentBlock(channels, heads, head_dim, keep) for _ in range(blocks)])
+        self.blocks = nn.ModuleList([AlignmentBlock(channels, heads, head_dim, keep, side) for _ in range(blocks)])
 
     def forward(self, f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -183,8 +214,13 @@ class GradualResidual(nn.Module):
             self.gate = nn.Conv2d(2 * channels, channels, 1)
 
     def residual(self, t: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """F = E_res(W_T t, W_f f): t [N, Cp, H, W] (pyramid level at the layer's side), f [N, C, H, W]."""
-        return self.out(self.body(self.w_t(t) + self.w_f(f)))
+        """F = E_res(W_T t, W_f f): t [N, Cp, h, w] (a pyramid level at any side), f [N, C, H, W] -> [N, C, H, W].
+
+        W_T t is resized bilinearly to H x W (equal to resizing t first: a 1x1 conv commutes with it)."""
+        wt = self.w_t(t)
+        if wt.shape[-2:] != f.shape[-2:]:
+            wt = F.interpolate(wt, size=f.shape[-2:], mode="bilinear", align_corners=False)
+        return self.out(self.body(wt + self.w_f(f)))
 
     def fuse(self, f: torch.Tensor, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(f + g * F, g * F) with g = sigmoid(W_g [f, F]) (Eqs. 3-4; g * F enters L_f, Eq. 5)."""
@@ -204,7 +240,8 @@ class GradStyle(nn.Module):
         self,
         num_ws: int,                              # generator's number of w rows
         w_dim: int,                               # generator's w dimensionality
-        layers: Sequence[str],                    # conv layers, generator order, e.g. ['b8.conv1', 'b16.conv1', 'b32.conv1']
+        layers: Sequence[str],                    # conv layers, generator order (default_gradstyle_layers), e.g.
+                                                  # ['b8.conv1', 'b16.conv1', 'b32.conv1'] at 64 px
         layer_channels: Sequence[int],            # C_m: channels of each layer's output
         layer_resolutions: Sequence[int],         # side of each layer's output (px)
         pyramid_channels: Sequence[int],          # channels of T_m, coarse to fine (128 each for the 'small' W+ encoder)
@@ -214,6 +251,7 @@ class GradStyle(nn.Module):
         head_dim: int = 16,                       # d_k per head (paper: 64; scaled down with the widths)
         top_mu: float = 0.25,                     # selective attention: fraction of scores kept per query, (0, 1]
         gam_blocks: int = 1,                      # GAM blocks per stage (paper: "a few"; our choice)
+        attention_side: int = 32,                 # GAM attends on at most side x side tokens (pooled above; our choice)
         base_encoder: str = "default-wplus",      # name or path of the frozen W+ encoder it was trained over (a record)
     ):
         super().__init__()
@@ -230,9 +268,13 @@ class GradStyle(nn.Module):
         self.pyramid_channels, self.hidden = tuple(pyramid_channels), tuple(hidden)
         self.gate_rank, self.heads, self.head_dim = gate_rank, heads, head_dim
         self.top_mu, self.gam_blocks, self.base_encoder = top_mu, gam_blocks, base_encoder
+        if attention_side < 1:
+            raise ValueError(f"attention_side must be >= 1, got {attention_side}")
+        self.attention_side = attention_side
         self.grm = nn.ModuleList([GradualResidual(p, c, h, gate_rank)
                                   for p, c, h in zip(pyramid_channels, layer_channels, hidden)])
-        self.gam = nn.ModuleList([GlobalAlignment(c, heads, head_dim, top_mu, gam_blocks) for c in layer_channels])
+        self.gam = nn.ModuleList([GlobalAlignment(c, heads, head_dim, top_mu, gam_blocks, attention_side)
+                                  for c in layer_channels])
         object.__setattr__(self, "_base", None)   # the frozen base encoder: not a submodule, not saved
 
     @property
@@ -246,7 +288,7 @@ class GradStyle(nn.Module):
                     layer_channels=list(self.layer_channels), layer_resolutions=list(self.layer_resolutions),
                     pyramid_channels=list(self.pyramid_channels), hidden=list(self.hidden), gate_rank=self.gate_rank,
                     heads=self.heads, head_dim=self.head_dim, top_mu=self.top_mu, gam_blocks=self.gam_blocks,
-                    base_encoder=self.base_encoder)
+                    attention_side=self.attention_side, base_encoder=self.base_encoder)
 
     @classmethod
     def for_generator(cls, G, base, base_encoder: str = "default-wplus", **kwargs) -> "GradStyle":
@@ -254,8 +296,7 @@ class GradStyle(nn.Module):
         with torch.no_grad():
             probe = base.pyramid(torch.zeros(1, 3, base.input_size, base.input_size,
                                              device=next(base.parameters()).device))
-        sides = [p.shape[-1] * G.resolution // base.input_size for p in probe]
-        layers = default_gradstyle_layers(G, sides)
+        layers = default_gradstyle_layers(G)
         shapes = [G.synthesis.feature_shape(n) for n in layers]
         head = cls(G.num_ws, G.w_dim, layers, [s[0] for s in shapes], [s[1] for s in shapes],
                    [p.shape[1] for p in probe], base_encoder=base_encoder, **kwargs)
@@ -284,15 +325,14 @@ class GradStyle(nn.Module):
         with torch.no_grad():
             return list(self._base.pyramid(x))
 
-    def _resize(self, maps: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def check_pyramid(self, maps: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """The pyramid's levels, coarse to fine, checked against the stages (each at its own side)."""
         if len(maps) != len(self.layer_names):
             raise ValueError(f"the pyramid needs {len(self.layer_names)} levels (coarse to fine), got {len(maps)}")
-        out = []
-        for t, c, s in zip(maps, self.pyramid_channels, self.layer_resolutions):
+        for t, c in zip(maps, self.pyramid_channels):
             if t.ndim != 4 or t.shape[1] != c:
                 raise ValueError(f"pyramid level must be [N, {c}, H, W], got {tuple(t.shape)}")
-            out.append(t if t.shape[-1] == s else F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False))
-        return out
+        return list(maps)
 
     def reconstruct(self, G, ws: torch.Tensor, maps: Sequence[torch.Tensor], noise_mode: str = "const"
                     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -347,7 +387,7 @@ class GradStyle(nn.Module):
         'pyramid.m' per level}. x0 is not needed (accepted for the protocol). pyramid: the base encoder's
         `pyramid(x)` when already computed (else the bound encoder computes it)."""
         self._check(G, ws)
-        maps = self._resize(self.pyramid_of(x) if pyramid is None else pyramid)
+        maps = self.check_pyramid(self.pyramid_of(x) if pyramid is None else pyramid)
         image, cache = self.reconstruct(G, ws, maps, noise_mode)
         cache.update({f"pyramid.{m}": t for m, t in enumerate(maps)})
         return Compensation(image=image, ws=ws, cache=cache)

@@ -14,6 +14,10 @@ which differs from the paper:
 Editing: I = clamp(G(W + delta)) so that the distortion follows the edited geometry; ADA, Ec and the
 fusion run again for the edited codes (two generator passes per edit). delta = 0 gives y back exactly.
 
+Training, as released (experiments/training/train_hfgi.py): ADA reads a randomly perspective-warped D
+beside the unwarped G(W), Ec reads ADA's output and the image is fused from it, so the reconstruction
+losses train ADA as well as Ec; ADA's L1 alignment loss compares its output with the unwarped D.
+
 Where the paper differs: its Eqs. 4-5 fuse the consultation features into several generator layers
 through a learned gate; the released code (and this module) modulates one layer, the output of the
 64 x 64 block's first (upsampling) conv at 1024 px (rosinality `convs[6]`).
@@ -169,7 +173,9 @@ class HFGI(SingleLayerHead):
         aligned = self.ada(torch.cat([dmap, self.resize(rendered.clamp(-1, 1))], dim=1))
         return self.consultation(aligned)
 
-    def _render(self, G, ws: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, noise_mode: str) -> torch.Tensor:
+    def render(self, G, ws: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+               noise_mode: str = "const") -> torch.Tensor:
+        """Image [N, 3, R, R] of ws with the fused layer's output f replaced by f * (1 + gamma) + beta."""
         return G.synthesis.with_edits(ws, {self.layer: lambda f: f * (1 + gamma) + beta}, noise_mode=noise_mode)
 
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,
@@ -181,7 +187,7 @@ class HFGI(SingleLayerHead):
             x0 = G.synthesis(ws, noise_mode=noise_mode)
         dmap = self.distortion(x, x0)
         gamma, beta = self.modulation(dmap, x0)
-        image = self._render(G, ws, gamma, beta, noise_mode)
+        image = self.render(G, ws, gamma, beta, noise_mode)
         return Compensation(image=image, ws=ws, cache={"dmap": dmap, "gamma": gamma, "beta": beta})
 
     def edit(self, G, comp: Compensation, delta_ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
@@ -191,4 +197,4 @@ class HFGI(SingleLayerHead):
         self.check_codes(G, ws)
         edited = G.synthesis(ws, noise_mode=noise_mode)
         gamma, beta = self.modulation(comp.cache["dmap"], edited)
-        return self._render(G, ws, gamma, beta, noise_mode)
+        return self.render(G, ws, gamma, beta, noise_mode)

@@ -97,6 +97,8 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
     config_is_plausible(config, str(path), head["class"])
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: the {head['class']} config is a {type(config).__name__}, expected an object")
+    # fields added to a class's config later, with the value every file written before them was made with
+    config = {**getattr(cls, "config_before_field", {}), **config}
     encoder = load_module(path, lambda: cls(**config), head["class"])
     encoder.meta = head["meta"]
     return encoder.to(device).eval()

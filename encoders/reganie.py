@@ -29,7 +29,8 @@ Output modes (`output`):
 The supplement with the exact architecture is not public; every choice below is not in the paper: our choice.
 - Channel widths `channels` {resolution: channels} shared by E_p, E_d and G_p at each resolution
   (default {64: 32, 32: 48, 16: 64} for the 64 px default; 441,187 parameters), `sp_channels` 32,
-  `gl_dim` 64, `downsamplings` 2 (the issue's 2 at 64 px; the paper uses 4 at 512 px).
+  `gl_dim` 64, `downsamplings` 2 at 64 px (the paper uses 4 at 512 px). Other generators
+  (`default_reganie_sizes`): 4 halvings from 512 px up, widths 32, 48, 64, 96, 128 from R down.
 - E_p and E_d: 3x3 stem conv at R, then per downsampling a stride-2 3x3 conv and a 3x3 conv, LeakyReLU 0.2,
   no normalisation (Swapping Autoencoder uses residual blocks; plain convs keep the network small).
   E_d's spatial code: a 1x1 conv at R / 2^d; its global code: two more stride-2 convs, a global average
@@ -42,6 +43,7 @@ The supplement with the exact architecture is not public; every choice below is 
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
@@ -52,6 +54,21 @@ from latentspaces.interfaces import Compensation
 
 OUTPUT_MODES = ("direct", "residual")
 DEFAULT_CHANNELS = {64: 32, 32: 48, 16: 64}
+
+
+WIDTHS_BY_HALVING = (32, 48, 64, 96, 128)   # channels at R, R/2, R/4, ... (the first three: DEFAULT_CHANNELS at 64 px)
+
+
+def default_reganie_sizes(resolution: int, downsamplings: Optional[int] = None) -> Tuple[int, Dict[int, int]]:
+    """(downsamplings, channels) for an R px generator: d = log2(R) - 5 clamped to [2, 4] (2 at 64 px, the
+    default model's; 4 at 512 and 1024 px, the paper's at 512 px), channels WIDTHS_BY_HALVING[i] at R / 2^i
+    ({64: 32, 32: 48, 16: 64} at 64 px; {1024: 32, 512: 48, 256: 64, 128: 96, 64: 128} at 1024 px)."""
+    if downsamplings is None:
+        downsamplings = min(4, max(2, int(math.log2(resolution)) - 5))
+    if not 1 <= downsamplings < len(WIDTHS_BY_HALVING):
+        raise ValueError(f"downsamplings must be in [1, {len(WIDTHS_BY_HALVING) - 1}] for the default widths, got "
+                         f"{downsamplings}; pass channels= for more")
+    return downsamplings, {resolution >> i: WIDTHS_BY_HALVING[i] for i in range(downsamplings + 1)}
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -211,9 +228,12 @@ class ReGANIE(nn.Module):
                     sp_channels=self.sp_channels, gl_dim=self.gl_dim, output=self.output)
 
     @classmethod
-    def for_generator(cls, G, **kwargs) -> "ReGANIE":
-        """A network sized for G (num_ws, w_dim, resolution); kwargs are the other constructor arguments."""
-        return cls(G.num_ws, G.w_dim, G.resolution, **kwargs)
+    def for_generator(cls, G, downsamplings: Optional[int] = None, channels: Optional[Mapping[int, int]] = None,
+                      **kwargs) -> "ReGANIE":
+        """A network sized for G (num_ws, w_dim, resolution); downsamplings and channels default to
+        `default_reganie_sizes(G.resolution)`; kwargs are the other constructor arguments."""
+        d, chans = default_reganie_sizes(G.resolution, downsamplings)
+        return cls(G.num_ws, G.w_dim, G.resolution, downsamplings=d, channels=channels or chans, **kwargs)
 
     def residual_codes(self, residual: torch.Tensor) -> Dict[str, torch.Tensor]:
         """E_d (Eq. 4): residual [N, 3, R, R] -> {'sp': [N, sp_channels, r, r], 'gl': [N, gl_dim]}."""

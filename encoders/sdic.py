@@ -1,19 +1,25 @@
 """SDIC: spatial-contextual discrepancy information compensation (DIPN + DICN) over a frozen W+ encoder.
 
 "Spatial-Contextual Discrepancy Information Compensation for GAN Inversion" (SDIC), Sec. 3; a compensation
-head in the sense of `latentspaces.interfaces.CompensationHead`. Inference:
+head in the sense of `latentspaces.interfaces.CompensationHead`. Inference, as in the authors' released
+forward (`fusion="base"`, the default):
     W   = E(x)                         frozen base W+ encoder, ws [N, num_ws, w_dim]
     x0  = G(W)                         initial reconstruction
     D   = DIPN(x, x0)                  discrepancy map [N, 3, r, r] at the network's input size r
     A, B, feat2 = DICN(D)
     W'  = W * (1 + A) + B              latent-code compensation
-    G_l = output of conv `layer` for W'
-    F^  = sigmoid(att(feat2 + G_l)) * feat2 + G_l      latent-map compensation (replaces G_l)
+    G_l = output of conv `layer` for the base codes W (the released G7)
+    F^  = sigmoid(att(feat2 + G_l)) * feat2 + G_l      latent-map compensation
     y   = G(W') with layer l's output replaced by F^   (the RGB skip from below is kept)
 
-Editing (compensate-and-edit): W'_e = W' + alpha n, and layer l gets G_l(W'_e) + (F^ - G_l(W')).
-The official code subtracts G_l(W) instead of G_l(W'); we subtract G_l(W') so that alpha = 0 gives
-the reconstruction back exactly.
+Editing (compensate-and-edit, released): W'_e = W' + alpha n, and layer l gets G_l(W'_e) + (F^ - G_l(W)).
+At alpha = 0 this is G_l(W') + F^ - G_l(W), not F^: the released edit does not return the reconstruction
+exactly; it is off by G_l(W') - G_l(W), which the training loss's 0.2 MSE(W', W) keeps small.
+
+`fusion="compensated"` (our variant, the form the first default-sdic was trained with): G_l is taken for
+W' in the fusion and in the edit's residual, F^ = sigmoid(att(feat2 + G_l(W'))) * feat2 + G_l(W'), edit
+G_l(W'_e) + (F^ - G_l(W')), so alpha = 0 gives the reconstruction back exactly. Files written before the
+field existed are read as "compensated" (`config_before_field`).
 
 Sizes (the `width` multiplier scales every channel count; 1.0 is the paper's network):
 - DIPN pyramids: conv3x3 + BN + LeakyReLU 0.2 with 16/24/32/96/160 channels at strides 1,2,1,2,2
@@ -178,12 +184,17 @@ class DICN(nn.Module):
         return torch.sigmoid(self.att(feat2 + g_l)) * feat2 + g_l
 
 
+FUSIONS = ("base", "compensated")
+
+
 class SDIC(SingleLayerHead):
     """DIPN + DICN for a generator with `num_ws` x `w_dim` codes, compensating conv `layer`.
 
     Implements `latentspaces.interfaces.CompensationHead`: `compensate(G, x, ws)` takes the frozen base
     encoder's ws; `edit(G, comp, delta_ws)` is compensate-and-edit. `forward` is not used on its own.
     """
+
+    config_before_field = {"fusion": "compensated"}   # what files written before `fusion` existed were trained with
 
     def __init__(
         self,
@@ -194,35 +205,53 @@ class SDIC(SingleLayerHead):
         layer_resolution: int,          # spatial size of that layer's output
         input_size: int = 64,           # side r of the network input (the paper: 256)
         width: float = 1.0,             # channel multiplier of DIPN and DICN (1.0: the paper's sizes)
+        fusion: str = "base",           # G_l fused with feat2: of the base codes W ('base', released) or of W'
     ):
         super().__init__(num_ws, w_dim, layer, layer_channels, layer_resolution, input_size, width)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         self.dipn = DIPN(width)
         self.dicn = DICN(input_size, num_ws, w_dim, layer_channels, layer_resolution, width)
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "fusion": self.fusion}
 
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,
                    noise_mode: str = "const") -> Compensation:
         """x [N, 3, R, R] in [-1, 1], base ws [N, num_ws, w_dim] (x0 = G(ws) when given) -> Compensation with
-        image y, ws W' and cache {'residual': F^ - G_l(W'), 'g_l': G_l(W'), 'f_hat': F^, 'dmap': D}."""
+        image y, ws W' and cache {'residual': F^ - G_l, 'g_l': G_l, 'f_hat': F^, 'dmap': D}, G_l of W
+        (fusion 'base') or of W' ('compensated')."""
         self.check_codes(G, ws)
-        if x0 is None:
+        cache = {}
+        if self.fusion == "base":   # G_l(W) from the pass that renders x0 (a partial pass when x0 is given)
+            if x0 is None:
+                x0 = G.synthesis.with_edits(ws, {self.layer: lambda g: cache.setdefault("g_l", g)},
+                                            noise_mode=noise_mode)
+            else:
+                cache["g_l"] = G.synthesis.features(ws, self.layer, noise_mode=noise_mode)
+        elif x0 is None:
             x0 = G.synthesis(ws, noise_mode=noise_mode)
         dmap = self.dipn(self.resize(x), self.resize(x0))
         a, b, feat2 = self.dicn(dmap)
         ws_c = ws * (1 + a) + b
-        cache = {"dmap": dmap}
+        cache["dmap"] = dmap
 
         def replace(g_l: torch.Tensor) -> torch.Tensor:
-            f_hat = self.dicn.fuse(feat2, g_l)
-            cache["g_l"], cache["f_hat"], cache["residual"] = g_l, f_hat, f_hat - g_l
+            if self.fusion == "compensated":
+                cache["g_l"] = g_l
+            f_hat = self.dicn.fuse(feat2, cache["g_l"])
+            cache["f_hat"], cache["residual"] = f_hat, f_hat - cache["g_l"]
             return f_hat
 
         image = G.synthesis.with_edits(ws_c, {self.layer: replace}, noise_mode=noise_mode)
         return Compensation(image=image, ws=ws_c, cache=cache)
 
     def edit(self, G, comp: Compensation, delta_ws: torch.Tensor, *deprecated, noise_mode: str = "const") -> torch.Tensor:
-        """Compensate-and-edit: G(W' + delta) with layer l's output G_l(W' + delta) + (F^ - G_l(W')).
+        """Compensate-and-edit: G(W' + delta) with layer l's output G_l(W' + delta) + (F^ - G_l), G_l as fused.
 
-        delta_ws [N, num_ws, w_dim]; delta 0 gives comp.image back exactly.
+        delta_ws [N, num_ws, w_dim]; with fusion 'compensated' delta 0 gives comp.image back exactly.
         """
         if isinstance(delta_ws, str):  # the earlier signature edit(G, comp, layer, delta_ws)
             warnings.warn("SDIC.edit(G, comp, layer, delta_ws) is deprecated: the head knows its layer; call "

@@ -55,11 +55,13 @@ class SingleLayerHead(nn.Module):
                     layer_resolution=self.layer_resolution, input_size=self.input_size, width=self.width)
 
     @classmethod
-    def for_generator(cls, G, layer: Optional[str] = None, input_size: Optional[int] = None, width: float = 1.0):
-        """An untrained head for G at `layer` (default `default_compensated_layer`), reading min(R, 256) px."""
+    def for_generator(cls, G, layer: Optional[str] = None, input_size: Optional[int] = None, width: float = 1.0,
+                      **options):
+        """An untrained head for G at `layer` (default `default_compensated_layer`), reading min(R, 256) px;
+        `options`: the subclass's other constructor arguments (SDIC's fusion)."""
         layer = layer or default_compensated_layer(G)
         c, h, _ = G.synthesis.feature_shape(layer)
-        return cls(G.num_ws, G.w_dim, layer, c, h, input_size or min(G.resolution, 256), width)
+        return cls(G.num_ws, G.w_dim, layer, c, h, input_size or min(G.resolution, 256), width, **options)
 
     def bind(self, base: nn.Module) -> "SingleLayerHead":
         """These heads read only ws and images: nothing to keep from the base encoder; returns self

@@ -10,8 +10,8 @@ from .directions import Direction
 from .errors import CheckpointError, MissingWeightsError
 from .generator import Generator
 from .interfaces import Compensation
-from .spaces import (FZ, PN, SPACE_ORDER, SPACES, Code, FWPlus, FZPlus, LatentSpace, PNStats, S, W, WPlus, Z, ZPlus,
-                     build_space)
+from .spaces import (FZ, PN, SPACE_ORDER, SPACES, Code, FWPlus, FWPlusPN, FZPlus, LatentSpace, PNStats, S, W, WPlus,
+                     Z, ZPlus, build_space)
 
 __version__ = "0.1.0"
 
@@ -24,5 +24,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["CheckpointError", "Code", "Compensation", "Direction", "Generator", "LatentSpace", "MissingWeightsError",
-           "PNStats", "SPACES", "SPACE_ORDER", "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus",
-           "build_space", "load_generator", "save_generator", "__version__"]
+           "PNStats", "SPACES", "SPACE_ORDER", "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FWPlusPN", "FZ",
+           "FZPlus", "build_space", "load_generator", "save_generator", "__version__"]

@@ -22,9 +22,10 @@ def _randomize_last_layers_(sdic: SDIC, seed: int = 0) -> None:
             layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen) * 0.05)
 
 
-def test_untrained_sdic_returns_the_base_reconstruction(small_G):
+@pytest.mark.parametrize("fusion", ["base", "compensated"])
+def test_untrained_sdic_returns_the_base_reconstruction(small_G, fusion):
     torch.manual_seed(0)
-    sdic = SDIC.for_generator(small_G, width=0.25).eval()
+    sdic = SDIC.for_generator(small_G, width=0.25, fusion=fusion).eval()
     assert sdic.layer == "b16.conv0"
     ws = small_G.broadcast(small_G.mapping(torch.randn(2, small_G.z_dim)))
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -38,9 +39,10 @@ def test_untrained_sdic_returns_the_base_reconstruction(small_G):
     torch.testing.assert_close(out.ws, ws, rtol=0, atol=0)
 
 
-def test_sdic_compensate_and_edit_rule(small_G):
+@pytest.mark.parametrize("fusion", ["base", "compensated"])
+def test_sdic_compensate_and_edit_rule(small_G, fusion):
     torch.manual_seed(0)
-    sdic = SDIC.for_generator(small_G, width=0.25).eval()
+    sdic = SDIC.for_generator(small_G, width=0.25, fusion=fusion).eval()
     _randomize_last_layers_(sdic)
     ws = small_G.broadcast(small_G.mapping(torch.randn(2, small_G.z_dim)))
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -48,9 +50,13 @@ def test_sdic_compensate_and_edit_rule(small_G):
         out = sdic.compensate(small_G, x, ws)
         assert (out.image - small_G.synthesis(ws)).abs().max() > 1e-3  # the head changes the image
         assert (out.ws - ws).abs().max() > 1e-4                          # and the codes: W' = W (1 + A) + B
-        # alpha = 0 gives the compensated image back exactly
-        torch.testing.assert_close(sdic.edit(small_G, out, torch.zeros_like(ws)), out.image, rtol=0, atol=0)
-        # an edit adds the stored residual F^ - G_l(W') to G_l(W' + delta), with the RGB skip kept
+        fused_codes = ws if fusion == "base" else out.ws                # released: G_l of the base codes W
+        torch.testing.assert_close(out.cache["g_l"], small_G.synthesis.features(fused_codes, sdic.layer))
+        if fusion == "compensated":  # alpha = 0 gives the compensated image back exactly
+            torch.testing.assert_close(sdic.edit(small_G, out, torch.zeros_like(ws)), out.image, rtol=0, atol=0)
+        else:                        # released: off by G_l(W') - G_l(W) at alpha = 0
+            assert (sdic.edit(small_G, out, torch.zeros_like(ws)) - out.image).abs().max() > 1e-4
+        # an edit adds the stored residual F^ - G_l to G_l(W' + delta), with the RGB skip kept
         delta = torch.randn_like(ws) * 0.3
         edited = sdic.edit(small_G, out, delta)
         g_l = small_G.synthesis.features(out.ws + delta, sdic.layer)

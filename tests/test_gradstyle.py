@@ -158,7 +158,7 @@ def _consistency(head, G, base, x):
     delta = random_edits(direction_deltas(G, dirs), x.shape[0], 3, 3.0, torch.Generator().manual_seed(4))
     with torch.no_grad():
         ws, pyramid = base.forward_with_pyramid(x)
-        image, cache = head.reconstruct(G, ws, head._resize(pyramid))
+        image, cache = head.reconstruct(G, ws, head.check_pyramid(pyramid))
         return edit_consistency_loss(head, G, ws, image, [cache[f"residual.{n}"] for n in head.layers],
                                      [cache[f"feature.{n}"] for n in head.layers], delta)
 

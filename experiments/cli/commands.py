@@ -25,7 +25,7 @@ from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, Percept
 from latentspaces.metrics.d_features import DiscriminatorFeatures
 from latentspaces.metrics.identity import DlibIdentity, FacenetIdentity
 from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
+from latentspaces.spaces import SPACE_ORDER, build_space, is_f_space, read_code_file
 from optimizers import HybridInverter
 
 from ..argtypes import HELDOUT, UsageError
@@ -37,13 +37,13 @@ from ..studies.compensation import run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
 from ..studies.inversions import PER_IMAGE_CSV, fill_identity
 from ..studies.paired_statistics import run_paired_statistics
-from ..studies.space_comparison import run_space_comparison, summarize
+from ..studies.space_comparison import f_size_line, run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
 from .checks import compensation_plan, perceptual_name
 from .settings import (AlignSettings, CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
                        IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
 
-F_SPACES = ("FWPlus", "FZ", "FZPlus")          # initialised by the F encoder with --init encoder
+F_SPACES = tuple(name for name in ls.SPACE_ORDER if is_f_space(name))   # initialised by the F encoder (--init encoder)
 WPLUS_INIT_SPACES = ("WPlus", "W", "S", "PN")  # initialised by the W+ encoder; Z and Z+ start from the mean
 
 
@@ -86,7 +86,8 @@ def _pn_stats(G: ls.Generator, n_samples: int) -> ls.PNStats:
 
 
 def _pn_if_needed(G: ls.Generator, spaces: Sequence[str], n_samples: int) -> Optional[ls.PNStats]:
-    return _pn_stats(G, n_samples) if "PN" in spaces else None
+    """G's P_N statistics when one of `spaces` uses them (P_N, F/W+(P_N)), else None."""
+    return _pn_stats(G, n_samples) if any(ls.SPACES[name].uses_pn_stats for name in spaces) else None
 
 
 def _init_encoders(args: argparse.Namespace, spaces: Sequence[str]) -> Dict[str, CodeInitializer]:
@@ -115,6 +116,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
     targets = _targets(args, G, s.n_targets)
     t = time.time()
     out = Path(args.out)
+    f_line = f_size_line(G, s.spaces)
+    if f_line and World.current().main:
+        print(f_line)
     run_space_comparison(out, G, targets, s.spaces, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per,
                          lambda_reg=s.lambda_reg, perceptual=perceptual, identity=identity,
                          pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), encoders=encoders, chunk=s.chunk,
@@ -165,8 +169,8 @@ def cmd_score_identity(args: argparse.Namespace) -> None:
     with hold_out_dir(out):  # fill_identity holds it too; the summary must be written under the same hold
         present = {r["space"] for r in read_rows(out / PER_IMAGE_CSV)}
         filled = fill_identity(out, G, targets, identity, pn_stats=_pn_if_needed(G, present, s.pn_samples))
-        summarize(out, [name for name in SPACE_ORDER if name in present], n,
-                  folder_calibration(out, identity, targets))
+        names = [name for name in SPACE_ORDER if name in present]
+        summarize(out, names, n, folder_calibration(out, identity, targets), f_note=f_size_line(G, names))
     _print_table(out, "space_comparison", f"{out}/space_comparison_per_image.csv, space_comparison.csv, .md "
                                           f"({filled} images scored)")
 
@@ -211,8 +215,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     if args.targets not in (None, HELDOUT):
         meta["targets"] = [str(t) for t in args.targets]   # `edit --paste-back` finds each code's face by name
     targets = _targets(args, G, s.n_targets)
-    pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if s.space == "PN" else None
-    space = build_space(s.space, G, pn)
+    space = build_space(s.space, G, _pn_if_needed(G, [s.space], s.pn_samples))
     res = HybridInverter(space, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per, lambda_reg=0.0,
                          perceptual=perceptual).invert(targets, init="mean")
     out.mkdir(parents=True, exist_ok=True)
@@ -245,8 +248,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
     space_name = saved.space or s.space
     G = _generator(args)
     saved.check_generator(G)
-    pn = ls.PNStats.fit(G, n_samples=s.pn_samples) if space_name == "PN" else None
-    space = build_space(space_name, G, pn)
+    space = build_space(space_name, G, _pn_if_needed(G, [space_name], s.pn_samples))
     with torch.no_grad():
         rows = torch.stack([space.synthesize(space.edit(saved.code, d, a)) for a in s.alphas], dim=1)  # [N, A, 3, R, R]
     out = Path(args.out)

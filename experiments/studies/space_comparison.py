@@ -25,7 +25,8 @@ import torch
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.io import atomic_write_text, to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
-from latentspaces.spaces import SPACE_ORDER, PNStats, read_code_file
+from latentspaces.spaces import SPACE_ORDER, PNStats, f_size_note, is_f_space, read_code_file
+from latentspaces.spaces.f import default_f_layer
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
@@ -74,17 +75,34 @@ def run_space_comparison(
                        encoders, chunk, seed, compile=compile, init=init)
         if not world.main:
             return []
-        summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets))
+        summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets),
+                            f_note=f_size_line(G, spaces))
         reconstruction_grid(out, targets, spaces)
     return summary
 
 
+def f_size_line(G, spaces: Sequence[str]) -> str:
+    """One line naming the F spaces' base-code size and its share of the image ('' without F spaces); it
+    adds that such an f can copy the image when it holds as many numbers as the image or more."""
+    names = [name for name in spaces if is_f_space(name)]
+    if not names:
+        return ""
+    layer = default_f_layer(G)
+    c, h, w = G.synthesis.feature_shape(layer)
+    line = f"F size ({', '.join(names)}): {f_size_note(G, layer)} (BDInvert's at 1024 px: 4.2%)."
+    if c * h * w >= G.img_channels * G.resolution ** 2:
+        line += (" An f this large can hold the image itself: F spaces reconstruct nearly anything here and "
+                 "their edits, which move only the detail codes, change the image less than at 1024 px.")
+    return line
+
+
 def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None,
-              calibration: Optional[IdentityCalibration] = None) -> List[dict]:
+              calibration: Optional[IdentityCalibration] = None, f_note: str = "") -> List[dict]:
     """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows.
 
     With an identity `calibration` (`studies.calibration`), the table adds the calibrated identity and
     the share of images verified as the target's face, and states the baseline under the table.
+    `f_note` (`f_size_line`) follows the table.
     """
     rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     if n_targets is not None:
@@ -95,6 +113,7 @@ def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None,
         metrics += list(CALIBRATED_FIELDS)
         columns[-1:-1] = CALIBRATED_COLUMNS
         note = calibration.describe()
+    note = "\n\n".join(part for part in (note, f_note) if part)
     summary = mean_std_rows(rows, "space", spaces, metrics)
     write_mean_std_table(out, "space_comparison", summary, "space", columns, note)
     return summary
@@ -120,4 +139,4 @@ def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str],
     atomic_write_text(out / "reconstructions.json", json.dumps({"rows": names}))
 
 
-__all__ = ["SUMMARY_METRICS", "reconstruction_grid", "run_space_comparison", "summarize"]
+__all__ = ["SUMMARY_METRICS", "f_size_line", "reconstruction_grid", "run_space_comparison", "summarize"]

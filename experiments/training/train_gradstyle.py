@@ -65,9 +65,7 @@ from experiments.training.common import add_run_flags, rank_seed, resolve_percep
 from experiments.training.editing import Editor, add_editor_flags
 from experiments.training.gan_losses import default_r1_gamma, discriminator_step, generator_loss
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from latentspaces.assets import heldout_targets
-from latentspaces.datasets import FaceSampler
-from latentspaces.discriminator import load_default_discriminator
+from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
 from latentspaces.images import save_images
 
 
@@ -84,6 +82,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--gam-blocks", type=positive_int, default=1)
     ap.add_argument("--edit-batch", type=positive_int, default=2, help="images per step through the editing stream")
     ap.add_argument("--warp", type=non_negative_float, default=0.1, help="perspective-warp strength")
+    add_data_flag(ap)
     ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
     ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of the editing stream's image loss")
@@ -180,8 +179,7 @@ class GradStyleTrainer(HeadTrainer):
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        if G.resolution != 64:
-            raise SystemExit("the GradStyle trainer draws real images from the 64 px DCGAN domain (default generator)")
+        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.head = self.network = GradStyle.for_generator(
             G, self.base, base_encoder=str(args.base_encoder), hidden=tuple(args.hidden), gate_rank=args.gate_rank,
@@ -190,15 +188,15 @@ class GradStyleTrainer(HeadTrainer):
         world.broadcast_(self.head)
         self.editor = Editor(G, args, device) if args.lambda_edit_consistency > 0 else None
         self.perceptual = resolve_perceptual(args.perceptual, G, device)
-        self.D = self.opt_D = None
+        self.D = self.opt_D = self.D_start = None
         if args.lambda_adv > 0:
-            self.D = load_default_discriminator().to(device).train()
+            D, self.D_start = starting_discriminator(G)
+            self.D = D.to(device).train()
             world.broadcast_(self.D)
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.0, 0.99))
         self.opt = torch.optim.Adam(self.head.parameters(), lr=args.lr)
-        self.faces = FaceSampler(device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.heldout = heldout_targets(16).to(device)
+        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         nets = {"gradstyle": self.head, "opt": self.opt}
@@ -226,9 +224,9 @@ class GradStyleTrainer(HeadTrainer):
     def step(self, step: int) -> Dict[str, torch.Tensor]:
         a, head = self.args, self.head
         with torch.no_grad():
-            x = self.faces.from_z(torch.randn(self.batch, 100, generator=self.data_gen, device=self.device))
+            x = self.images.draw(self.batch, self.data_gen)
             ws, pyramid = self.base.forward_with_pyramid(x)
-        maps = head._resize(pyramid)
+        maps = head.check_pyramid(pyramid)
         y, cache = head.reconstruct(self.G, ws, maps)
         residuals = [cache[f"residual.{n}"] for n in head.layers]
         l_f = sum(cache[f"gated.{n}"].abs().mean() for n in head.layers)
@@ -274,10 +272,10 @@ class GradStyleTrainer(HeadTrainer):
                 **({} if "loss_D" in values else {"loss_D": float("nan")})}
 
     def export_meta(self, step: int) -> Dict[str, object]:
-        return {"base_encoder": str(self.args.base_encoder),
+        return {"base_encoder": str(self.args.base_encoder), "data": self.args.data,
                 "identity_loss": "off (no differentiable identity network offline)",
                 "adversarial": "off" if self.D is None else {"weight": self.args.lambda_adv,
-                                                             "discriminator": "trained from the default model's"},
+                                                             "discriminator": f"trained from {self.D_start}"},
                 "edit_consistency": ({"weight": self.args.lambda_edit_consistency, "editor": self.editor.meta()}
                                      if self.editor is not None else "off"),
                 **self.init_meta}

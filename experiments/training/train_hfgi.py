@@ -5,17 +5,22 @@ GAN Inversion for Image Attribute Editing", the authors' released trainer adapte
     python -m experiments.training.train_hfgi --out runs/hfgi --resume           # continue a killed run
     torchrun --nproc_per_node=4 -m experiments.training.train_hfgi --out runs/hfgi   # data parallel
 
-Each step: real domain images x (DCGAN faces), W = E(x) from the frozen base encoder, x0 = G(W),
-D = x - clamp(x0), HFGI's fused image y (encoders/hfgi.py). Loss (the released `train.sh` weights):
+Each step, as the authors' released forward trains (`--consult warped`, the default): images x (`--data`:
+the default domain's faces, or the generator's own samples at any resolution), W = E(x) from the frozen base encoder, x0 = G(W), D = x - clamp(x0), and
 
-    l2 * ||y - x||^2 + per * P(y, x) + align * ||ADA(warp(D), x0) - D||_1   [+ adv * softplus(-Disc(y))]
+    A = ADA(cat[warp(D), clamp(x0)])      ADA aligns a misaligned distortion to the unwarped G(W)
+    y = G(W) fused with Ec(A)             the consultation encoder reads ADA's output
+    l2 * ||y - x||^2 + per * P(y, x) + align * ||A - D||_1   [+ adv * softplus(-Disc(y))]
 
+so the reconstruction losses train ADA too, not only the alignment loss. `--consult unwarped` (our first
+form, which the first default-hfgi was trained with): y is fused from ADA(cat[D, clamp(x0)]), the
+unwarped D, and ADA(cat[warp(D), clamp(x0)]) enters only the alignment loss.
 warp: a random perspective (distortion 0.15, probability 0.9) drawn per sample; the released code draws
-one warp per batch. P: LPIPS when its backbone is installed, else the default model's D-features
+one warp per batch (torchvision's RandomPerspective on the batch). P: LPIPS when its backbone is installed, else the default model's D-features
 distance. The identity loss is off (no differentiable face network offline; dlib's descriptor is not
 differentiable). The adversarial term is unused by the released trainer; `--lambda-adv` turns it on
 with a discriminator started from the default model's and trained beside the head (non-saturating
-loss, lazy R1). The paper trains with Ranger (RAdam + Lookahead) at 1e-4, batch 8, about 100k steps on
+loss, lazy R1; a fresh one at the generator's resolution for other generators). The paper trains with Ranger (RAdam + Lookahead) at 1e-4, batch 8, about 100k steps on
 FFHQ; here Adam at 1e-3 (our choice: a short CPU run), batch 8, a few thousand steps on the 64 px default.
 Every `--snap` steps: checkpoint, log.csv row (held-out MSE of the base and of HFGI), loss plot,
 reconstruction grid. At the end: hfgi.safetensors in the project's encoder format.
@@ -36,11 +41,12 @@ from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual
 from experiments.training.gan_losses import default_r1_gamma, discriminator_step, generator_loss
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
+from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
 from experiments.training.warps import random_perspective
-from latentspaces.assets import heldout_targets
-from latentspaces.datasets import FaceSampler
-from latentspaces.discriminator import load_default_discriminator
 from latentspaces.images import save_images
+
+
+CONSULT_FORMS = ("warped", "unwarped")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -52,6 +58,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the released sizes)")
     ap.add_argument("--input-size", type=positive_int, default=None,
                     help="side of the distortion map (default: min(resolution, 256); the paper: 256)")
+    add_data_flag(ap)
     ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
     ap.add_argument("--lambda-align", type=non_negative_float, default=0.1, help="weight of ADA's alignment loss")
@@ -59,6 +66,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     help="non-saturating adversarial loss with a trained discriminator (0: off, as released)")
     ap.add_argument("--warp-distortion", type=probability, default=0.15, help="perspective warp strength")
     ap.add_argument("--warp-p", type=probability, default=0.9, help="probability that a sample is warped")
+    ap.add_argument("--consult", choices=CONSULT_FORMS, default="warped",
+                    help="what the fused image is made from in training: ADA of the warped distortion ('warped', "
+                         "the released code) or of the unwarped one ('unwarped', our first form)")
     return ap.parse_args(argv)
 
 
@@ -74,22 +84,21 @@ class HFGITrainer(HeadTrainer):
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        if G.resolution != 64:
-            raise SystemExit("the HFGI trainer draws real images from the 64 px DCGAN domain (default generator)")
+        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.hfgi = self.network = HFGI.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
         world.broadcast_(self.hfgi)
         self.perceptual = resolve_perceptual(args.perceptual, G, device)
         self.opt = torch.optim.Adam(self.hfgi.parameters(), lr=args.lr)
-        self.disc = self.opt_D = None
+        self.disc = self.opt_D = self.disc_start = None
         if args.lambda_adv > 0:
-            self.disc = load_default_discriminator().to(device).train()
+            disc, self.disc_start = starting_discriminator(G)
+            self.disc = disc.to(device).train()
             world.broadcast_(self.disc)
             self.opt_D = torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.0, 0.99))
-        self.faces = FaceSampler(device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
         self.warp_gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 11))
-        self.heldout = heldout_targets(16).to(device)
+        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         nets = {"hfgi": self.hfgi, "opt": self.opt}
@@ -103,17 +112,21 @@ class HFGITrainer(HeadTrainer):
     def step(self, step: int) -> Dict[str, torch.Tensor]:
         args, hfgi = self.args, self.hfgi
         with torch.no_grad():
-            x = self.faces.from_z(torch.randn(self.batch, 100, generator=self.data_gen, device=self.device))
+            x = self.images.draw(self.batch, self.data_gen)
             ws = self.base(x)
             x0 = self.G.synthesis(ws, noise_mode="const")
-        comp = hfgi.compensate(self.G, x, ws, x0)
-        y, dmap = comp.image, comp.cache["dmap"]
+        dmap = hfgi.distortion(x, x0)
+        rendered = hfgi.resize(x0.clamp(-1, 1))
+        warped = random_perspective(dmap.cpu(), args.warp_distortion, args.warp_p, self.warp_gen).to(dmap.device)
+        aligned = hfgi.ada(torch.cat([warped, rendered], dim=1))
+        if args.consult == "warped":      # released: the image is fused from ADA of the warped distortion
+            y = hfgi.render(self.G, ws, *hfgi.consultation(aligned))
+        else:                             # our first form: from ADA of the unwarped one
+            y = hfgi.render(self.G, ws, *hfgi.modulation(dmap, x0))
         zero = torch.zeros((), device=x.device)
         l2 = (y - x).square().mean()
         per = self.perceptual(y, x).mean() if self.perceptual is not None else zero
-        warped = random_perspective(dmap.cpu(), args.warp_distortion, args.warp_p, self.warp_gen).to(dmap.device)
-        rendered = hfgi.resize(x0.clamp(-1, 1))
-        align = (hfgi.ada(torch.cat([warped, rendered], dim=1)) - dmap).abs().mean()
+        align = (aligned - dmap).abs().mean()
         if self.disc is not None:
             self.disc.requires_grad_(False)
         adv = generator_loss(self.disc(y)) if self.disc is not None else zero
@@ -146,6 +159,7 @@ class HFGITrainer(HeadTrainer):
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder), "lambda_adv": self.args.lambda_adv,
+                "consult": self.args.consult, "data": self.args.data, "discriminator_start": self.disc_start,
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 

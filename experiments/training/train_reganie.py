@@ -59,8 +59,7 @@ from experiments.training.common import add_run_flags, probability, rank_seed, r
 from experiments.training.editing import Editor, add_editor_flags
 from experiments.training.gan_losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from latentspaces.assets import heldout_targets
-from latentspaces.discriminator import load_default_discriminator
+from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
 from latentspaces.images import save_images
 
 TRIPLETS = ("(y - y^, x^, x)", "(x - x^, y^, y)", "(x - x^, x^, x)")  # (residual, rendered, target)
@@ -73,7 +72,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file (frozen)")
     ap.add_argument("--output", default="direct", choices=("direct", "residual"),
                     help="'direct': G_p's image (the paper's); 'residual': y^ + G_p(...)")
-    ap.add_argument("--downsamplings", type=positive_int, default=2, help="halvings of E_p's map (paper: 4 at 512 px)")
+    ap.add_argument("--downsamplings", type=positive_int, default=None,
+                    help="halvings of E_p's map (default: encoders.reganie.default_reganie_sizes, 2 at 64 px; the "
+                         "paper: 4 at 512 px)")
     ap.add_argument("--channels", type=json.loads, default=None,
                     help='JSON {res: ch}, e.g. \'{"64": 32, "32": 48, "16": 64}\' (default: the network\'s)')
     ap.add_argument("--sp-channels", type=positive_int, default=32, help="channels of the spatial residual code")
@@ -83,6 +84,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lambda-gan", type=non_negative_float, default=0.02)
     ap.add_argument("--adam-beta1", type=probability, default=0.9, help="Adam's beta1 for the network (paper: 0)")
     ap.add_argument("--gamma", type=non_negative_float, default=None, help="R1 weight (default 0.0002 R^2 / batch)")
+    add_data_flag(ap, "the held-out images of the snapshots (training uses generated pairs, as the paper)")
     add_editor_flags(ap)
     return ap.parse_args(argv)
 
@@ -99,14 +101,14 @@ class ReGANIETrainer(HeadTrainer):
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        if G.resolution != 64:
-            raise SystemExit("the ReGANIE trainer starts D from the default model's 64 px discriminator")
+        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         net = ReGANIE.for_generator(G, downsamplings=args.downsamplings, channels=args.channels,
                                     sp_channels=args.sp_channels, gl_dim=args.gl_dim, output=args.output)
         self.net = self.network = net.to(device).train()
         world.broadcast_(self.net)
-        self.D = load_default_discriminator().to(device).train()
+        D, self.D_start = starting_discriminator(G)
+        self.D = D.to(device).train()
         world.broadcast_(self.D)
         self.perceptual = resolve_perceptual(args.perceptual, G, device)
         ratio = R1_INTERVAL / (R1_INTERVAL + 1)
@@ -115,7 +117,7 @@ class ReGANIETrainer(HeadTrainer):
         self.gamma = args.gamma if args.gamma is not None else default_r1_gamma(G.resolution, args.batch)
         self.editor = Editor(G, args, device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.heldout = heldout_targets(16).to(device)
+        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         return {"reganie": self.net, "D": self.D, "opt": self.opt, "opt_D": self.opt_D}
@@ -188,6 +190,7 @@ class ReGANIETrainer(HeadTrainer):
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder), "output": self.args.output,
+                "heldout": self.args.data, "discriminator_start": self.D_start,
                 "editor": self.editor.meta(),
                 "loss": {"l1": self.args.lambda_l1, "perceptual": self.args.lambda_per, "gan": self.args.lambda_gan,
                          "gamma": self.gamma},

@@ -5,8 +5,10 @@ Discrepancy Information Compensation for GAN Inversion").
     python -m experiments.training.train_sdic --out runs/sdic --resume           # continue a killed run
     torchrun --nproc_per_node=4 -m experiments.training.train_sdic --out runs/sdic   # data parallel: --batch split over 4
 
-Each step: real domain images x (DCGAN faces), W = E(x) from the frozen base encoder, x0 = G(W),
-then SDIC's compensated image y with W' and F^ (encoders/sdic.py). Loss (SDIC's joint loss):
+Each step: images x (`--data`: the default domain's faces, or the generator's own samples at any
+resolution; experiments/training/images.py), W = E(x) from the frozen base encoder, x0 = G(W), then
+SDIC's compensated image y with W' and F^ (encoders/sdic.py; `--fusion base`, the released forward, fuses
+G_l of W). Loss (SDIC's joint loss, the released coach's):
 
     l2 * ||y - x||^2 + per * P(y, x) + edit * (0.8 mean((F^ - G_l)^2) + 0.2 mean((W' - W)^2))
 
@@ -28,12 +30,12 @@ import torch
 
 import latentspaces as ls
 from encoders import SDIC, load_encoder
+from encoders.sdic import FUSIONS
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from latentspaces.assets import heldout_targets
-from latentspaces.datasets import FaceSampler
+from experiments.training.images import TrainingImages, add_data_flag
 from latentspaces.images import save_images
 from latentspaces.interfaces import Compensation, PerceptualDistance
 
@@ -46,6 +48,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--layer", default=None, help="compensated layer (default: encoders.sdic.default_sdic_layer)")
     ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the paper's sizes)")
     ap.add_argument("--input-size", type=positive_int, default=32, help="side of the network input (paper: 256)")
+    ap.add_argument("--fusion", choices=FUSIONS, default="base",
+                    help="feature fused with DICN's map: G_l of the base codes W ('base', the released forward) or of "
+                         "the compensated W' ('compensated', our variant)")
+    add_data_flag(ap)
     ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
     ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of 0.8 map + 0.2 code distances")
@@ -73,16 +79,15 @@ class SDICTrainer(HeadTrainer):
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        if G.resolution != 64:
-            raise SystemExit("the SDIC trainer draws real images from the 64 px DCGAN domain (default generator)")
+        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
-        self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
+        self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width,
+                                                      fusion=args.fusion).to(device).train()
         world.broadcast_(self.sdic)
         self.perceptual = resolve_perceptual(args.perceptual, G, device)
         self.opt = torch.optim.Adam(self.sdic.parameters(), lr=args.lr)
-        self.faces = FaceSampler(device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.heldout = heldout_targets(16).to(device)
+        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         return {"sdic": self.sdic, "opt": self.opt}
@@ -92,7 +97,7 @@ class SDICTrainer(HeadTrainer):
 
     def step(self, step: int) -> Dict[str, torch.Tensor]:
         with torch.no_grad():
-            x = self.faces.from_z(torch.randn(self.batch, 100, generator=self.data_gen, device=self.device))
+            x = self.images.draw(self.batch, self.data_gen)
             ws = self.base(x)
             x0 = self.G.synthesis(ws, noise_mode="const")
         terms = sdic_losses(self.sdic.compensate(self.G, x, ws, x0), x, ws, self.perceptual, self.args)
@@ -115,7 +120,7 @@ class SDICTrainer(HeadTrainer):
                 "heldout_mse": (y - self.heldout).square().mean().item()}
 
     def export_meta(self, step: int) -> Dict[str, object]:
-        return {"base_encoder": str(self.args.base_encoder),
+        return {"base_encoder": str(self.args.base_encoder), "data": self.args.data,
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 

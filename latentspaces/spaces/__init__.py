@@ -1,4 +1,4 @@
-"""Latent spaces as parameterizations with projections: Z, Z+, W, W+, S, P_N, F/W+, F/Z, F/Z+.
+"""Latent spaces as parameterizations with projections: Z, Z+, W, W+, S, P_N, F/W+, F/W+(P_N), F/Z, F/Z+.
 
     space = FZPlus(G)
     code = space.random(4, seed=0)        # Code(f=[4, C, h, w], z=[4, L, z_dim])
@@ -9,12 +9,12 @@
 
 from .base import LatentSpace, retract_to_sphere_
 from .code import Code, CodeFile, read_code_file
-from .f import FWPlus, FZ, FZPlus, default_f_layer
+from .f import FWPlus, FWPlusPN, FZ, FZPlus, default_f_layer, f_size_note
 from .pn import PN, PNStats
-from .registry import SPACE_ORDER, SPACES, build_space
+from .registry import SPACE_ORDER, SPACES, build_space, is_f_space
 from .s import S
 from .w import W, WPlus
 from .z import Z, ZPlus
 
-__all__ = ["Code", "CodeFile", "read_code_file", "SPACE_ORDER", "build_space", "LatentSpace", "retract_to_sphere_", "default_f_layer", "PNStats", "SPACES",
-           "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FZ", "FZPlus"]
+__all__ = ["Code", "CodeFile", "read_code_file", "SPACE_ORDER", "build_space", "is_f_space", "LatentSpace", "retract_to_sphere_", "default_f_layer", "f_size_note", "PNStats", "SPACES",
+           "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FWPlusPN", "FZ", "FZPlus"]

@@ -42,6 +42,8 @@ class LatentSpace:
     feature_layer:    F spaces: the conv layer whose output is the base code (codes come `from_feature`); None.
     ws_layout:        'per_layer' (from_ws takes ws [N, num_ws, w_dim]), 'shared' (one w for every layer:
                       from_ws takes w [N, w_dim]) or 'none' (codes cannot be built from ws).
+    uses_pn_stats:    the constructor takes fitted P_N statistics as `stats=` (P_N, F/W+(P_N)); `build_space`
+                      passes them and commands fit them only for such spaces.
     """
 
     kind: str = "w"
@@ -51,6 +53,7 @@ class LatentSpace:
     base_fields: Tuple[str, ...] = ()
     feature_layer: Optional[str] = None
     ws_layout: str = "none"
+    uses_pn_stats: bool = False
 
     def __init__(
         self,

@@ -119,6 +119,7 @@ class PN(LatentSpace):
     """
 
     kind, edit_field = "w", "v"
+    uses_pn_stats = True
 
     def __init__(self, G, stats: Optional[PNStats] = None, plus: bool = True, pn_lambda: float = 0.001,
                  n_samples: int = 1_000_000, **kwargs):

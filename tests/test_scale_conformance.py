@@ -1,0 +1,208 @@
+"""At the users' scale: every space and compensation head on random-weight config-f generators of 256 and
+1024 px read from rosinality checkpoints (batch 1, CPU), checked against the layers the papers and their
+released code fix:
+
+- F spaces: the output of `b16.conv0` (BDInvert); F holds 4.2% of a 1024 px image's numbers.
+- SDIC and HFGI: the first (upsampling) conv of the 64 x 64 block, rosinality `convs[6]` = `b64.conv0`.
+- GradStyle: after the 3rd, 6th and 8th blocks at 1024 px (b4 the 1st), the blocks' last convs
+  b16/b128/b512.conv1; smaller generators take the same relative depth (b8/b64/b128 at 256 px).
+- ReGANIE: image space (it changes no generator layer).
+Each head's layers are read twice: from its declaration and from the layers it actually hands the
+synthesis network (`with_edits` spied), so a head that declares one layer and edits another fails.
+The trainers at 256 px are in test_scale_trainers.py.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List
+
+import pytest
+import torch
+
+import latentspaces as ls
+from conftest import randomize_
+from encoders import HFGI, SDIC, GradStyle, ReGANIE, WPlusEncoder
+from encoders.gradstyle import gradstyle_blocks
+from latentspaces.checkpoints.rosinality import rosinality_state_dict
+from latentspaces.generator import Generator
+
+PAPER_LAYERS_1024 = {"SDIC": ("b64.conv0",), "HFGI": ("b64.conv0",), "GradStyle": ("b16.conv1", "b128.conv1", "b512.conv1"),
+                     "ReGANIE": ()}
+PAPER_LAYERS_256 = {"SDIC": ("b64.conv0",), "HFGI": ("b64.conv0",), "GradStyle": ("b8.conv1", "b64.conv1", "b128.conv1"),
+                    "ReGANIE": ()}
+MARK = 7.0   # the rosinality convs.6 weight is filled with this value: it must land in b64.conv0
+
+
+def config_f_checkpoint(path, resolution: int) -> dict:
+    """A rosinality checkpoint of a random config-f generator (channel multiplier 2) with convs.6 marked."""
+    torch.manual_seed(resolution)
+    src = randomize_(Generator(resolution=resolution), seed=resolution)
+    sd = rosinality_state_dict(src)
+    sd["convs.6.conv.weight"] = torch.full_like(sd["convs.6.conv.weight"], MARK) / math.sqrt(512 * 9)
+    torch.save({"g_ema": sd, "latent_avg": src.w_avg.detach().clone()}, path)
+    return sd
+
+
+def load(tmp_path_factory, resolution: int):
+    path = tmp_path_factory.mktemp(f"config_f_{resolution}") / f"stylegan2-config-f-{resolution}.pt"
+    sd = config_f_checkpoint(path, resolution)
+    G = ls.load_generator(str(path)).eval().requires_grad_(False)
+    assert torch.equal(G.synthesis.layer("b64.conv0").weight, sd["convs.6.conv.weight"][0])   # convs[6] is b64.conv0
+    return G
+
+
+@pytest.fixture(scope="module")
+def G1024(tmp_path_factory):
+    return load(tmp_path_factory, 1024)
+
+
+@pytest.fixture(scope="module")
+def G256(tmp_path_factory):
+    return load(tmp_path_factory, 256)
+
+
+@pytest.fixture(scope="module")
+def pn_stats_1024(G1024):
+    return ls.PNStats.fit(G1024, n_samples=2048, use_cache=False, progress=False)
+
+
+def test_config_f_shapes(G1024, G256):
+    assert (G1024.num_ws, G1024.w_dim, G1024.synthesis.feature_shape("b64.conv0")) == (18, 512, (512, 64, 64))
+    assert G1024.synthesis.feature_shape("b16.conv0") == (512, 16, 16)
+    assert (G256.num_ws, G256.synthesis.feature_shape("b128.conv1")) == (14, (256, 128, 128))
+
+
+# ------------------------------------------------------------------------------------------- spaces
+def _check_space(space, G, direction_seed: int = 0) -> None:
+    """synthesize(project(code)) at full resolution, finite; one edit along a random direction moves the image
+    and leaves the base code f (F spaces) untouched."""
+    code = space.project_(space.random(1, seed=3))
+    with torch.no_grad():
+        x = space.synthesize(code)
+        dim = {"z": G.z_dim, "w": G.w_dim, "s": getattr(space, "dim", None)}[space.kind]
+        n = torch.randn(dim, generator=torch.Generator().manual_seed(direction_seed))
+        edited = space.edit(code, n / n.norm() * math.sqrt(dim), 0.5)
+        y = space.synthesize(edited)
+    assert x.shape == (1, 3, G.resolution, G.resolution) and torch.isfinite(x).all()
+    assert torch.isfinite(y).all() and (y - x).abs().mean() > 1e-4, f"{space.name}: the edit changed nothing"
+    if "f" in code.fields:
+        assert torch.equal(edited.f, code.f), f"{space.name}: an edit moved the base code"
+
+
+@pytest.mark.parametrize("name", ls.SPACE_ORDER)
+def test_every_space_at_1024(G1024, pn_stats_1024, name):
+    space = ls.build_space(name, G1024, pn_stats_1024)
+    if ls.spaces.is_f_space(name):
+        # BDInvert's F; the detail codes drive ws 4..17 (b16.conv1 reads w[4], b16.torgb w[5], ...)
+        assert space.layer == "b16.conv0" and space.code_layers == list(range(4, 18))
+        assert round(100 * space.f_share, 1) == 4.2 and "4.2% of the image's" in repr(space)
+    elif name == "S":
+        assert space.dim == 9088   # StyleSpace's channel count at 1024 px (Wu et al. 2021), toRGB styles included
+    _check_space(space, G1024)
+
+
+def test_every_space_at_256(G256):
+    stats = ls.PNStats.fit(G256, n_samples=1024, use_cache=False, progress=False)
+    for name in ls.SPACE_ORDER:
+        space = ls.build_space(name, G256, stats)
+        if ls.spaces.is_f_space(name):
+            assert space.layer == "b16.conv0" and round(100 * space.f_share, 1) == 66.7
+        _check_space(space, G256)
+
+
+def test_fwplus_pn_penalises_the_detail_ws(G1024, pn_stats_1024):
+    space = ls.FWPlusPN(G1024, stats=pn_stats_1024, pn_lambda=0.01)
+    code = space.random(1, seed=1)
+    expected = 0.01 * pn_stats_1024.whiten(code.w).square().mean()
+    assert torch.allclose(space.penalty(code)["pn"], expected[None]) and ls.FWPlus(G1024).penalty(code) == {}
+
+
+# ------------------------------------------------------------------------------------------- heads
+def _perturbed(head: torch.nn.Module, scale: float = 0.02) -> torch.nn.Module:
+    """Zero-initialised last layers made non-zero, so every branch of the head changes the image."""
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return head.eval()
+
+
+class EditSpy:
+    """Records the layers a head hands the synthesis network (`with_edits`), then calls through."""
+
+    def __init__(self, G, monkeypatch):
+        self.layers: List[str] = []
+        original = G.synthesis.with_edits
+
+        def spy(ws, edits, **kwargs):
+            self.layers.extend(edits)
+            return original(ws, edits, **kwargs)
+
+        monkeypatch.setattr(G.synthesis, "with_edits", spy)
+
+
+BUILDERS = {"SDIC": lambda G, base: SDIC.for_generator(G, width=0.25),
+            "HFGI": lambda G, base: HFGI.for_generator(G, width=0.25),
+            "GradStyle": lambda G, base: GradStyle.for_generator(G, base),
+            "ReGANIE": lambda G, base: ReGANIE.for_generator(G)}
+
+
+def _head(G, name):
+    """(an untrained W+ encoder for G, the head `name` built for G the way users build it)."""
+    base = WPlusEncoder.for_generator(G).eval()
+    return base, BUILDERS[name](G, base)
+
+
+def _check_head(G, name, expected, monkeypatch):
+    base, head = _head(G, name)
+    head = _perturbed(head)
+    assert head.layers == expected[name], f"{name} touches {head.layers}, the papers' layers are {expected[name]}"
+    x = torch.rand(1, 3, G.resolution, G.resolution, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    spy = EditSpy(G, monkeypatch)
+    with torch.no_grad():
+        ws = base(x)
+        comp = head.bind(base).compensate(G, x, ws)
+        delta = torch.zeros_like(ws)
+        delta[:, 8:] = 0.5 * torch.randn(ws.shape[0], ws.shape[1] - 8, ws.shape[2], generator=torch.Generator().manual_seed(4))
+        edited = head.edit(G, comp, delta)
+    monkeypatch.undo()
+    assert set(spy.layers) == set(expected[name]), f"{name} edited {sorted(set(spy.layers))}"
+    for image in (comp.image, edited):
+        assert image.shape == (1, 3, G.resolution, G.resolution) and torch.isfinite(image).all()
+    assert (edited - comp.image).abs().mean() > 1e-4
+    return comp
+
+
+@pytest.mark.parametrize("name", ["SDIC", "HFGI", "GradStyle", "ReGANIE"])
+def test_every_head_at_1024_touches_the_papers_layers(G1024, name, monkeypatch):
+    comp = _check_head(G1024, name, PAPER_LAYERS_1024, monkeypatch)
+    if name == "SDIC":
+        assert comp.cache["f_hat"].shape == (1, 512, 64, 64) and comp.cache["dmap"].shape == (1, 3, 256, 256)
+    if name == "HFGI":
+        assert comp.cache["gamma"].shape == (1, 512, 64, 64) and comp.cache["dmap"].shape == (1, 3, 256, 256)
+
+
+def test_sdic_released_fusion_uses_the_base_codes_feature(G1024):
+    base, sdic = _head(G1024, "SDIC")
+    sdic = _perturbed(sdic)
+    x = torch.rand(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.no_grad():
+        ws = base(x)
+        comp = sdic.compensate(G1024, x, ws)
+        g_base = G1024.synthesis.features(ws, "b64.conv0")
+        assert sdic.fusion == "base" and torch.allclose(comp.cache["g_l"], g_base, atol=1e-5)
+        assert not torch.allclose(comp.ws, ws)                   # W' != W, so G_l(W') would differ
+
+
+@pytest.mark.parametrize("name", ["SDIC", "HFGI", "GradStyle", "ReGANIE"])
+def test_every_head_at_256(G256, name, monkeypatch):
+    _check_head(G256, name, PAPER_LAYERS_256, monkeypatch)
+
+
+def test_gradstyle_rule_by_relative_depth():
+    assert gradstyle_blocks(1024) == (3, 6, 8)
+    assert gradstyle_blocks(64) == (2, 3, 4)        # b8, b16, b32: the shipped default head's layers
+    assert gradstyle_blocks(256) == (2, 5, 6) and gradstyle_blocks(512) == (3, 5, 7)
+    with pytest.raises(ValueError, match="three distinct blocks"):
+        gradstyle_blocks(8)

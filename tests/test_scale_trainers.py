@@ -1,0 +1,74 @@
+"""Every trainer over a frozen generator at the users' scale: a random-weight config-f generator of 256 px,
+read from a rosinality checkpoint, trained for one step from a fresh folder and one more after --resume
+(batch 1, CPU, the generator's own samples as data). Each run must finish with a finite loss (the loop
+raises otherwise), write its checkpoint and log rows, and export a network that loads and fits G.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import latentspaces as ls
+from encoders import load_encoder
+from experiments.training import (train_f_encoder, train_gradstyle, train_hfgi, train_reganie, train_sdic,
+                                  train_wplus_encoder)
+from test_scale_conformance import config_f_checkpoint
+
+RESOLUTION = 256
+COMMON = ["--batch", "1", "--snap", "1", "--device", "cpu", "--perceptual", "none"]
+HEAD = ["--data", "generator", "--heldout-images", "2"]
+SMALL_EDITOR = ["--ganspace-samples", "1000", "--ganspace-components", "3"]
+
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config_f_256") / "stylegan2-config-f-256.pt"
+    config_f_checkpoint(path, RESOLUTION)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def base_encoder(generator_file, tmp_path_factory):
+    """A W+ encoder for the 256 px generator: the W+ trainer's own export (the heads' base below)."""
+    out = tmp_path_factory.mktemp("wplus")
+    flags = [*COMMON, "--generator", generator_file, "--out", str(out), "--backbone", "small", "--style-channels", "16",
+             "--synthetic-fraction", "1"]
+    _fresh_then_resume(train_wplus_encoder.main, flags, out, "encoder.safetensors")
+    return str(out / "encoder.safetensors")
+
+
+def _fresh_then_resume(main, flags, out, export: str):
+    main([*flags, "--steps", "1"])
+    assert (out / "checkpoint.pt").is_file() and len((out / "log.csv").read_text().splitlines()) == 2
+    main([*flags, "--steps", "2", "--resume"])
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[-1].split(",")[0] == "2"          # the resumed run's step, appended
+    net = load_encoder(out / export)
+    assert net.meta["steps"] == 2 and net.meta["generator"].endswith("stylegan2-config-f-256.pt")
+    return net
+
+
+def test_wplus_encoder_trainer_at_256(base_encoder):
+    enc = load_encoder(base_encoder)
+    assert enc.num_ws == 14 and enc.w_dim == 512
+
+
+@pytest.mark.parametrize("trainer, extra, export, layers", [
+    (train_f_encoder, ["--widths", "[8,8,8]"], "encoder.safetensors", None),
+    (train_sdic, ["--width", "0.25", "--input-size", "64"], "sdic.safetensors", ("b64.conv0",)),
+    (train_hfgi, ["--width", "0.25", "--lambda-adv", "0.1"], "hfgi.safetensors", ("b64.conv0",)),
+    (train_gradstyle, SMALL_EDITOR, "gradstyle.safetensors",
+     ("b8.conv1", "b64.conv1", "b128.conv1")),
+    (train_reganie, SMALL_EDITOR, "reganie.safetensors", ()),
+], ids=["f_encoder", "sdic", "hfgi", "gradstyle", "reganie"])
+def test_trainer_at_256(trainer, extra, export, layers, generator_file, base_encoder, tmp_path):
+    flags = [*COMMON, "--generator", generator_file, "--out", str(tmp_path), *extra]
+    if layers is not None:
+        flags += [*HEAD, "--base-encoder", base_encoder]
+    net = _fresh_then_resume(trainer.main, flags, tmp_path, export)
+    if layers is None:       # the F encoder predicts BDInvert's F at b16.conv0
+        assert net.layer == "b16.conv0" and (net.f_channels, net.f_resolution) == (512, 16)
+    else:
+        assert tuple(net.layers) == layers and net.num_ws == 14
+        assert net.meta.get("data", net.meta.get("heldout")) == "generator"
