@@ -14,9 +14,12 @@ which differs from the paper:
 Editing: I = clamp(G(W + delta)) so that the distortion follows the edited geometry; ADA, Ec and the
 fusion run again for the edited codes (two generator passes per edit). delta = 0 gives y back exactly.
 
-Training, as released (experiments/training/train_hfgi.py): ADA reads a randomly perspective-warped D
-beside the unwarped G(W), Ec reads ADA's output and the image is fused from it, so the reconstruction
-losses train ADA as well as Ec; ADA's L1 alignment loss compares its output with the unwarped D.
+Training (experiments/training/train_hfgi.py): in the released code ADA reads a randomly
+perspective-warped D beside the unwarped G(W), Ec reads ADA's output and the image is fused from it, so
+the reconstruction losses train ADA as well as Ec; ADA's L1 alignment loss compares its output with the
+unwarped D (`--consult warped`). The trainer's default fuses from ADA of the unwarped D, as at inference,
+with the warped D in the alignment loss only (`--consult unwarped`): at CPU budgets it reconstructs
+better (the trainer's docstring has the numbers). Inference is the same for both.
 
 Where the paper differs: its Eqs. 4-5 fuse the consultation features into several generator layers
 through a learned gate; the released code (and this module) modulates one layer, the output of the

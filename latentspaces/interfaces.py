@@ -91,7 +91,8 @@ class CompensationHead(Protocol):
         """Targets x [N, 3, R, R], the base encoder's ws [N, num_ws, w_dim] and optionally x0 = G(ws)."""
 
     def edit(self, G: "Generator", comp: Compensation, delta_ws: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, R, R] of comp.ws + delta_ws with the compensation carried over; delta 0 gives comp.image."""
+        """Images [N, 3, R, R] of comp.ws + delta_ws with the compensation carried over; delta 0 gives comp.image
+        (except SDIC's released edit rule, which adds the feature residual of the base codes: see encoders.sdic)."""
 
 
 __all__ = ["CodeInitializer", "Compensation", "CompensationHead", "FaceEmbedder", "IdentitySimilarity",

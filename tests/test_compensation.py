@@ -71,6 +71,21 @@ def test_sdic_compensate_and_edit_rule(small_G, fusion):
             sdic.edit(small_G, out, "b8.conv0", delta)
 
 
+def test_sdic_files_written_before_the_fusion_field_read_as_compensated(small_G, tmp_path, monkeypatch):
+    from encoders import save_encoder
+
+    sdic = SDIC.for_generator(small_G, width=0.25, fusion="compensated")
+    old_config = {k: v for k, v in sdic.config.items() if k != "fusion"}
+    monkeypatch.setattr(SDIC, "config", property(lambda self: old_config))   # the config an older version wrote
+    save_encoder(sdic, tmp_path / "old.safetensors")
+    monkeypatch.undo()
+    assert load_encoder(tmp_path / "old.safetensors").fusion == "compensated"
+    save_encoder(SDIC.for_generator(small_G, width=0.25), tmp_path / "new.safetensors")
+    assert load_encoder(tmp_path / "new.safetensors").fusion == "base"
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        SDIC.for_generator(small_G, width=0.25, fusion="G7")
+
+
 def test_pti_schedule():
     lrs = [pivot_lr(s, 100, 0.01) for s in range(100)]
     assert lrs[0] == 0 and max(lrs) == pytest.approx(0.01)

@@ -186,3 +186,35 @@ def test_gradstyle_trainer_runs_resumes_and_exports(tmp_path):
     head = load_encoder(out / "gradstyle.safetensors")
     assert isinstance(head, GradStyle) and head.meta["steps"] == 2
     assert head.meta["adversarial"]["weight"] == 0.1 and head.meta["edit_consistency"]["weight"] == 1.0
+
+
+def test_pyramid_resize_after_w_t_equals_resizing_the_pyramid_first():
+    """W_T is a 1x1 conv, which commutes with bilinear resizing: the fast order (resize W_T t) equals the
+    obvious one (resize t, then W_T) to float64 rounding."""
+    import torch.nn.functional as F
+
+    from encoders.gradstyle import GradualResidual
+
+    torch.manual_seed(0)
+    grm = GradualResidual(pyramid_channels=6, channels=5, hidden=7, gate_rank=0).double()
+    torch.nn.init.normal_(grm.out.weight)
+    t, f = torch.randn(2, 6, 8, 8, dtype=torch.float64), torch.randn(2, 5, 32, 32, dtype=torch.float64)
+    reference = grm.out(grm.body(grm.w_t(F.interpolate(t, size=(32, 32), mode="bilinear", align_corners=False))
+                                 + grm.w_f(f)))
+    torch.testing.assert_close(grm.residual(t, f), reference, rtol=0, atol=1e-12)
+
+
+def test_alignment_block_pools_only_above_its_token_side():
+    from encoders.gradstyle import AlignmentBlock
+
+    torch.manual_seed(0)
+    full, pooled = AlignmentBlock(8, 2, 4, 0.5, side=16), AlignmentBlock(8, 2, 4, 0.5, side=4)
+    pooled.load_state_dict(full.state_dict())
+    torch.nn.init.normal_(full.o.weight)
+    pooled.o.weight.data.copy_(full.o.weight)
+    f, r = torch.randn(1, 8, 16, 16), torch.randn(1, 8, 16, 16)
+    with torch.no_grad():
+        a, b = full(f, r), pooled(f, r)
+        assert a.shape == b.shape == r.shape and not torch.allclose(a, b)      # 16 x 16 > 4: pooled grid
+        # at or below the side nothing is pooled: the same numbers as full attention on those tokens
+        torch.testing.assert_close(pooled(f[..., :4, :4], r[..., :4, :4]), full(f[..., :4, :4], r[..., :4, :4]))

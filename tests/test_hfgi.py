@@ -109,3 +109,15 @@ def test_hfgi_trainer_runs_resumes_and_exports(tmp_path):
     hfgi = load_encoder(out / "hfgi.safetensors")
     assert isinstance(hfgi, HFGI) and hfgi.layer == "b32.conv0" and hfgi.input_size == 64
     assert hfgi.meta["steps"] == 2 and hfgi.meta["lambda_adv"] == 0.1
+
+
+def test_hfgi_trainer_released_form(tmp_path):
+    """--consult warped (the released forward: the image is fused from ADA of the warped distortion) trains and
+    says so in the export; the default is our unwarped form."""
+    from experiments.training import train_hfgi
+
+    assert train_hfgi.parse_args(["--out", "x"]).consult == "unwarped"
+    out = tmp_path / "hfgi_released"
+    train_hfgi.main(["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
+                     "--perceptual", "none", "--steps", "1", "--consult", "warped", "--warp-p", "1"])
+    assert load_encoder(out / "hfgi.safetensors").meta["consult"] == "warped"

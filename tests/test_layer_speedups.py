@@ -161,7 +161,7 @@ def test_the_prepared_gpu_checks_name_only_existing_variants_and_flags():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text().replace("\\\n", " ")   # continuation lines joined: one command per line
     commands = re.findall(r"-m experiments\.benchmarks\.(\w+)([^|\n]*)", text)
-    assert {module for module, _ in commands} == {"bench_inversion_step", "bench_synthesis"}
+    assert {module for module, _ in commands} == {"bench_inversion_step", "bench_synthesis", "bench_head_memory"}
     for module, flags in commands:   # every flag is one the benchmark declares
         declared = set(re.findall(r'add_argument\("(--[\w-]+)"', (benchmarks / f"{module}.py").read_text()))
         assert set(re.findall(r"(--[\w-]+)", flags)) <= declared, (module, flags)

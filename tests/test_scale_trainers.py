@@ -17,7 +17,7 @@ from test_scale_conformance import config_f_checkpoint
 
 RESOLUTION = 256
 COMMON = ["--batch", "1", "--snap", "1", "--device", "cpu", "--perceptual", "none"]
-HEAD = ["--data", "generator", "--heldout-images", "2"]
+HEAD = ["--data", "generator", "--heldout-images", "1"]
 SMALL_EDITOR = ["--ganspace-samples", "1000", "--ganspace-components", "3"]
 
 

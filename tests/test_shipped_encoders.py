@@ -64,7 +64,11 @@ def test_shipped_heads_beat_their_base_encoder_and_edit_from_their_reconstructio
     mse = lambda y: (y - targets).square().mean().item()  # noqa: E731
     assert mse(comp.image) < 0.5 * mse(x0)                            # the head beats its base encoder on MSE
     assert ssim(comp.image, targets).mean() > ssim(x0, targets).mean()   # and on SSIM
-    torch.testing.assert_close(head.edit(G, comp, torch.zeros_like(comp.ws)), comp.image, rtol=0, atol=1e-6)
+    unedited = head.edit(G, comp, torch.zeros_like(comp.ws))
+    if isinstance(head, SDIC) and head.fusion == "base":   # the released rule: off by G_l(W') - G_l(W) at delta 0
+        assert 0 < (unedited - comp.image).abs().mean() < 0.05
+    else:
+        torch.testing.assert_close(unedited, comp.image, rtol=0, atol=1e-6)
 
 
 def test_compensation_command_writes_table_grid_and_resumes(tmp_path):

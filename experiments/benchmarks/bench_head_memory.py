@@ -75,6 +75,10 @@ def main(argv=None) -> None:
     if args.one is not None:
         print(json.dumps(measure(args.one, torch.device(args.device), args.batch)))
         return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available on this machine")
+    if args.batch < 1:
+        raise SystemExit(f"--batch {args.batch}: expected a positive number of images")
     heads = [h for h in args.heads.split(",") if h]
     unknown = [h for h in heads if h not in HEADS]
     if unknown:

@@ -6,13 +6,15 @@
 #   bash experiments/benchmarks/gpu_checks.sh step    # the inversion step: layer variants, CUDA graphs,
 #                                                     # fp16 / bf16 autocast; fused vs non-fused synthesis
 #   bash experiments/benchmarks/gpu_checks.sh table   # the cost table: 64, 256 and 1024 px, batch 1 to 64
+#   bash experiments/benchmarks/gpu_checks.sh heads   # one training step of each head at 1024 px: peak
+#                                                     # memory and seconds at batch 1 and 4
 #
 # Each part stops its commands well inside a 10-minute call (the timeouts below; a command stopped by
 # its timeout says so, and the next one runs). Their lengths on a
 # GPU are estimates: no GPU was lent to the session that wrote this. Output: ${OUT:-gpu_checks}/PART.txt.
 # Copy the numbers into BENCHMARKS.md with the date, the device and the command.
 set -euo pipefail
-part=${1:?usage: bash experiments/benchmarks/gpu_checks.sh step|table}
+part=${1:?usage: bash experiments/benchmarks/gpu_checks.sh step|table|heads}
 out=${OUT:-gpu_checks}
 mkdir -p "$out"
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -38,8 +40,14 @@ run_part() {
       timeout 200 "$python" -m experiments.benchmarks.bench_inversion_step --device cuda --cost-table \
         --resolutions 1024 --batches 1,2,4,8 --memory-gb 120 || echo "(stopped: exit status $?)"
       ;;
+    heads)
+      timeout 240 "$python" -m experiments.benchmarks.bench_head_memory --device cuda --batch 1 \
+        || echo "(stopped: exit status $?)"
+      timeout 300 "$python" -m experiments.benchmarks.bench_head_memory --device cuda --batch 4 \
+        || echo "(stopped: exit status $?)"
+      ;;
     *)
-      echo "unknown part '$part': give step or table" >&2
+      echo "unknown part '$part': give step, table or heads" >&2
       return 2
       ;;
   esac
