@@ -33,7 +33,7 @@ def base_encoder(generator_file, tmp_path_factory):
     """A W+ encoder for the 256 px generator: the W+ trainer's own export (the heads' base below)."""
     out = tmp_path_factory.mktemp("wplus")
     flags = [*COMMON, "--generator", generator_file, "--out", str(out), "--backbone", "small", "--style-channels", "16",
-             "--synthetic-fraction", "1"]
+             "--data", "generator", "--heldout-images", "1"]   # half of each batch G(w) with w known, half G's samples
     _fresh_then_resume(train_wplus_encoder.main, flags, out, "encoder.safetensors")
     return str(out / "encoder.safetensors")
 
@@ -51,7 +51,7 @@ def _fresh_then_resume(main, flags, out, export: str):
 
 def test_wplus_encoder_trainer_at_256(base_encoder):
     enc = load_encoder(base_encoder)
-    assert enc.num_ws == 14 and enc.w_dim == 512
+    assert enc.num_ws == 14 and enc.w_dim == 512 and enc.meta["data"] == "generator"
 
 
 @pytest.mark.parametrize("trainer, extra, export, layers", [
@@ -63,12 +63,22 @@ def test_wplus_encoder_trainer_at_256(base_encoder):
     (train_reganie, SMALL_EDITOR, "reganie.safetensors", ()),
 ], ids=["f_encoder", "sdic", "hfgi", "gradstyle", "reganie"])
 def test_trainer_at_256(trainer, extra, export, layers, generator_file, base_encoder, tmp_path):
-    flags = [*COMMON, "--generator", generator_file, "--out", str(tmp_path), *extra]
+    flags = [*COMMON, "--generator", generator_file, "--out", str(tmp_path), *extra, *HEAD]
     if layers is not None:
-        flags += [*HEAD, "--base-encoder", base_encoder]
+        flags += ["--base-encoder", base_encoder]
     net = _fresh_then_resume(trainer.main, flags, tmp_path, export)
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    heldout = rows[0].split(",").index("heldout_mse")
+    assert all(row.split(",")[heldout] != "nan" for row in rows[1:])   # scored on the generator's held-out samples
     if layers is None:       # the F encoder predicts BDInvert's F at b16.conv0
         assert net.layer == "b16.conv0" and (net.f_channels, net.f_resolution) == (512, 16)
     else:
         assert tuple(net.layers) == layers and net.num_ws == 14
         assert net.meta.get("data", net.meta.get("heldout")) == "generator"
+
+
+def test_default_domain_data_is_refused_for_another_resolution(generator_file, tmp_path):
+    with pytest.raises(SystemExit, match="--data default draws the default domain's 64 px faces and this generator "
+                                         "makes 256 px images; pass --data generator"):
+        train_sdic.main([*COMMON, "--generator", generator_file, "--out", str(tmp_path), "--steps", "1"])
+    assert not (tmp_path / "checkpoint.pt").exists()

@@ -33,7 +33,7 @@ from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual, training_codes
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from latentspaces.assets import heldout_targets
+from experiments.training.images import TrainingImages, add_data_flag
 from latentspaces.images import save_images
 from latentspaces.spaces.f import default_f_layer
 
@@ -48,6 +48,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--decay-every", type=positive_int, default=2000, help="steps between x0.1 learning-rate decays")
     ap.add_argument("--lambda-enc", type=non_negative_float, default=1.0, help="weight of the perceptual term")
     ap.add_argument("--mixing", type=probability, default=0.5, help="style-mixing probability of the training codes")
+    add_data_flag(ap, "the held-out images of the snapshots (training uses generated pairs, Eq. 2)")
     return ap.parse_args(argv)
 
 
@@ -70,7 +71,9 @@ class FEncoderTrainer(HeadTrainer):
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=args.decay_every, gamma=0.1)
         self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
-        self.heldout = heldout_targets(16).to(device) if G.resolution == 64 else None
+        # training needs no images; --data default with another generator leaves no held-out set
+        usable = args.data != "default" or G.resolution == 64
+        self.heldout = TrainingImages(args.data, G, device).heldout(args.heldout_images) if usable else None
 
     def checkpointed(self) -> Dict[str, object]:
         return {"encoder": self.encoder, "opt": self.opt, "sched": self.sched}

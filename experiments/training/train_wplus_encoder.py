@@ -6,8 +6,8 @@
 
 The recipe of "Designing an Encoder for StyleGAN Image Manipulation" (Tov et al. 2021), scaled to the
 default domain:
-- images: real domain images (the DCGAN faces) and, for `--synthetic-fraction` of each batch,
-  generated images G(w^s) whose codes are known;
+- images: `--data` images (the default domain's DCGAN faces, or the generator's own samples at any
+  resolution) and, for `--synthetic-fraction` of each batch, generated images G(w^s) whose codes are known;
 - loss: L2(G(E(x)), x) + lambda_per P(G(E(x)), x) + lambda_latent mean((E(x^s) - w^s)^2) on the
   generated part (a latent supervision e4e does not have: it shortens CPU training) +
   delta_reg * sum_i mean ||w_i - w_0||_2 + lambda_wd * softplus(-D_lat(E(x))) (optional);
@@ -38,8 +38,7 @@ from experiments.argtypes import non_negative_float, non_negative_int, positive_
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual, training_codes
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from latentspaces.assets import heldout_targets
-from latentspaces.datasets import FaceSampler
+from experiments.training.images import TrainingImages, add_data_flag
 from latentspaces.images import save_images
 
 R1_INTERVAL = 16  # steps between R1 penalties of the latent discriminator (lazy regularization)
@@ -70,6 +69,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8, help="perceptual weight (e4e: 0.8 LPIPS)")
     ap.add_argument("--lambda-latent", type=non_negative_float, default=1.0, help="latent supervision on generated images")
     ap.add_argument("--synthetic-fraction", type=probability, default=0.5, help="share of each batch drawn from G")
+    add_data_flag(ap, "the rest of each batch and the held-out images")
     ap.add_argument("--delta-reg", type=non_negative_float, default=2e-4, help="weight of the offsets' L2 norms (e4e: 2e-4)")
     ap.add_argument("--progressive-start", type=non_negative_int, default=300, help="steps of w0-only training")
     ap.add_argument("--progressive-every", type=positive_int, default=100, help="steps between newly enabled offsets")
@@ -97,9 +97,10 @@ class WPlusEncoderTrainer(HeadTrainer):
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        if G.resolution != 64 and args.synthetic_fraction < 1:
-            raise SystemExit("real training images come from the 64 px DCGAN domain; for other generators pass "
-                             "--synthetic-fraction 1 (generated images only)")
+        # the rest of each batch and the held-out set come from --data; --data default (the 64 px faces) with
+        # another generator is refused when a batch needs them, else it leaves no held-out set (--synthetic-fraction 1)
+        usable = args.data != "default" or G.resolution == 64
+        self.images = TrainingImages(args.data, G, device) if usable or args.synthetic_fraction < 1 else None
         self.backbone = args.backbone or ("small" if G.resolution <= 128 else "ir_se50")
         self.encoder = self.network = WPlusEncoder.for_generator(G, backbone=self.backbone,
                                                   style_channels=args.style_channels).to(device).train()
@@ -111,8 +112,7 @@ class WPlusEncoderTrainer(HeadTrainer):
         self.opt_d = torch.optim.Adam(self.D_lat.parameters(), lr=2e-5) if self.D_lat is not None else None
         self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 2))
-        self.faces = FaceSampler(device) if args.synthetic_fraction < 1 else None
-        self.heldout = heldout_targets(16).to(device) if G.resolution == 64 else None
+        self.heldout = self.images.heldout(args.heldout_images) if self.images is not None else None
 
     def checkpointed(self) -> Dict[str, object]:
         if self.D_lat is None:
@@ -126,14 +126,13 @@ class WPlusEncoderTrainer(HeadTrainer):
         return progressive_stage(step, self.args.progressive_start, self.args.progressive_every, self.G.num_ws)
 
     def batch_images(self):
-        """This rank's images x [B, 3, R, R]: generated ones first (with their codes ws^s), then DCGAN faces."""
+        """This rank's images x [B, 3, R, R]: generated ones first (with their codes ws^s), then --data's."""
         parts, ws_syn = [], None
         if self.n_syn > 0:
             ws_syn = training_codes(self.G, self.n_syn, self.args.mixing, self.gen)
             parts.append(self.G.synthesis(ws_syn, noise_mode="const"))
         if self.batch - self.n_syn > 0:
-            parts.append(self.faces.from_z(torch.randn(self.batch - self.n_syn, 100, generator=self.data_gen,
-                                                       device=self.device)))
+            parts.append(self.images.draw(self.batch - self.n_syn, self.data_gen))
         return torch.cat(parts), ws_syn
 
     def step(self, step: int) -> Dict[str, torch.Tensor]:
@@ -194,7 +193,7 @@ class WPlusEncoderTrainer(HeadTrainer):
         super().export(step)
 
     def export_meta(self, step: int) -> Dict[str, object]:
-        return {"backbone": self.backbone, "synthetic_fraction": self.args.synthetic_fraction,
+        return {"backbone": self.backbone, "synthetic_fraction": self.args.synthetic_fraction, "data": self.args.data,
                 "progressive_stage": self.encoder.progressive_stage}
 
 
