@@ -111,6 +111,16 @@ def test_every_space_at_256(G256):
         _check_space(space, G256)
 
 
+def test_compare_states_f_size_and_warns_only_when_f_can_hold_the_image(G1024):
+    from experiments.studies.space_comparison import f_size_line
+
+    line = f_size_line(G1024, ["W", "FZPlus", "FWPlusPN"])
+    assert "F size (FZPlus, FWPlusPN): f at b16.conv0: 512x16x16 = 131,072 numbers, 4.2%" in line
+    assert "can hold the image" not in line and f_size_line(G1024, ["W", "WPlus"]) == ""
+    small = ls.load_generator("default")
+    assert "133.3% of the image's" in f_size_line(small, ["FZ"]) and "can hold the image" in f_size_line(small, ["FZ"])
+
+
 def test_fwplus_pn_penalises_the_detail_ws(G1024, pn_stats_1024):
     space = ls.FWPlusPN(G1024, stats=pn_stats_1024, pn_lambda=0.01)
     code = space.random(1, seed=1)

@@ -57,7 +57,7 @@ def test_wplus_encoder_trainer_at_256(base_encoder):
 @pytest.mark.parametrize("trainer, extra, export, layers", [
     (train_f_encoder, ["--widths", "[8,8,8]"], "encoder.safetensors", None),
     (train_sdic, ["--width", "0.25", "--input-size", "64"], "sdic.safetensors", ("b64.conv0",)),
-    (train_hfgi, ["--width", "0.25", "--lambda-adv", "0.1"], "hfgi.safetensors", ("b64.conv0",)),
+    (train_hfgi, ["--width", "0.25", "--lambda-adv", "0.1", "--consult", "warped"], "hfgi.safetensors", ("b64.conv0",)),
     (train_gradstyle, SMALL_EDITOR, "gradstyle.safetensors",
      ("b8.conv1", "b64.conv1", "b128.conv1")),
     (train_reganie, SMALL_EDITOR, "reganie.safetensors", ()),

@@ -20,6 +20,7 @@ import torch
 
 import latentspaces as ls
 from experiments.argtypes import positive_int
+from experiments.training.common import training_codes
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import FaceSampler
 from latentspaces.discriminator import Discriminator, load_default_discriminator
@@ -51,17 +52,15 @@ class TrainingImages:
         """n training images drawn with `generator` (on this device)."""
         if self.faces is not None:
             return self.faces.from_z(torch.randn(n, 100, generator=generator, device=self.device))
-        z = torch.randn(n, self.G.z_dim, generator=generator, device=generator.device).to(self.device)
-        return self.G.synthesis(self.G.broadcast(self.G.mapping(z)), noise_mode="const")
+        return self.G.synthesis(training_codes(self.G, n, 0.0, generator), noise_mode="const")
 
     @torch.no_grad()
     def heldout(self, n: int = 16) -> torch.Tensor:
         """n held-out images: the shipped held-out faces, or samples of the fixed seed HELDOUT_SEED."""
         if self.faces is not None:
             return heldout_targets(n).to(self.device)
-        gen = torch.Generator().manual_seed(HELDOUT_SEED)
-        z = torch.randn(n, self.G.z_dim, generator=gen).to(self.device)
-        return self.G.synthesis(self.G.broadcast(self.G.mapping(z)), noise_mode="const")
+        return self.G.synthesis(training_codes(self.G, n, 0.0, torch.Generator().manual_seed(HELDOUT_SEED)),
+                                noise_mode="const")
 
 
 def add_data_flag(ap: argparse.ArgumentParser, what: str = "the training images") -> None:
