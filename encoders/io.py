@@ -1,6 +1,6 @@
 """The encoder and compensation-head file format, and loading them by shipped name or path.
 
-One safetensors file per network, written through the storage layer (`latentspaces.io`): header
+One safetensors file per network, written through the storage layer (`latentspaces.storage`): header
 {"format": "latentspaces.encoder", "version": "2", "class": <JSON class name>, "config": <JSON of the
 network's `config`>, "meta": <JSON, free-form: the generator it was trained for, training steps, ...>}
 (version 1 stored the class name as a plain string; such files are still read);
@@ -26,7 +26,8 @@ import torch
 
 from latentspaces import assets
 from latentspaces.errors import CheckpointError
-from latentspaces.io import config_is_plausible, load_module, read_header, read_raw_header, save_tensors
+from latentspaces.file_rules import config_is_plausible
+from latentspaces.storage import load_module, read_header, read_raw_header, save_tensors
 
 from .f_encoder import FEncoder
 from .gradstyle import GradStyle

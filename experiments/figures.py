@@ -7,7 +7,7 @@
   space or head with its error bars, an optional marker size (edit strength), the Pareto front drawn
   (lower distortion and higher editability are better), written as .png and .pdf.
 
-matplotlib (Agg backend) draws, `latentspaces.io.save_figure` writes atomically.
+matplotlib (Agg backend) draws, `latentspaces.storage.save_figure` writes atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from latentspaces.io import save_figure
+from latentspaces.storage import save_figure
 
 
 def _pyplot():

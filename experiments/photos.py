@@ -26,8 +26,8 @@ from PIL import Image
 
 from latentspaces.align import FaceAligner, FaceTransform, load_alignment, paste_back_, save_alignment
 from latentspaces.errors import CheckpointError, FaceNotFoundError
-from latentspaces.images import read_photo
-from latentspaces.io import atomic_path, to_uint8
+from latentspaces.images import read_photo, to_uint8
+from latentspaces.storage import atomic_path
 
 from .argtypes import UsageError
 

@@ -11,9 +11,10 @@ from torch import nn
 
 from .assets import asset_path
 from .errors import CheckpointError
+from .file_rules import config_is_plausible
 from .generator.mapping import FullyConnectedLayer
 from .generator.ops import LRELU_GAIN, bias_act, conv2d, filter2d, folded_epilogues, lrelu_, setup_filter
-from .io import config_is_plausible, load_module, read_header, save_tensors
+from .storage import load_module, read_header, save_tensors
 
 
 class Conv2dLayer(nn.Module):

@@ -7,6 +7,8 @@
   nothing is downloaded, the message names the file, where it was looked for and what to use instead.
 - `FaceNotFoundError` (a ValueError): a photograph in which the face detector finds no face; the message
   names the file and the detector's settings.
+- `ModelChoiceError` (a ValueError): a model asked for by name (a perceptual distance, an identity
+  embedder) that does not exist or does not fit the images; the message lists what does.
 """
 
 
@@ -26,4 +28,8 @@ class FaceNotFoundError(ValueError):
     """No face was found in a photograph (`latentspaces.align`)."""
 
 
-__all__ = ["CheckpointError", "FaceNotFoundError", "MissingWeightsError"]
+class ModelChoiceError(ValueError):
+    """A model named by a caller (`make_perceptual`, `make_identity`) is unknown or does not fit the images."""
+
+
+__all__ = ["CheckpointError", "FaceNotFoundError", "MissingWeightsError", "ModelChoiceError"]

@@ -1,4 +1,10 @@
-"""Image files <-> tensors: float32 NCHW RGB in [-1, 1] at the generator resolution.
+"""Images: files <-> tensors (float32 NCHW RGB in [-1, 1] at the generator resolution), uint8 conversion,
+and the project's own file of image batches.
+
+- `to_uint8` / `from_uint8`: images in [-1, 1] <-> uint8 [0, 255], the one pair of conversions.
+- `save_image_file` / `load_image_file`: a batch of images as uint8 [N, 3, R, R] in one safetensors file
+  of format `IMAGES_FORMAT` (latentspaces.images), written atomically through `latentspaces.storage`
+  (targets and method outputs of a run folder).
 
 `read_image` is the one reader of image files (the command line and the API both use it, through
 `load_images`; `read_photo` is the same reader returning the full-size 8-bit RGB photo that face
@@ -28,16 +34,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import CheckpointError
-from .io import atomic_path, from_uint8, to_uint8
+from .storage import PathLike, atomic_path, load_tensors, save_tensors
 
-PathLike = Union[str, os.PathLike]
+IMAGES_FORMAT = "latentspaces.images"  # uint8 image batches: tensor `images` [N, 3, R, R] (targets, method outputs)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # what a folder expands to
 WHITE = (255, 255, 255)
 
@@ -47,6 +53,20 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 ORIENTATION = 0x0112   # the EXIF orientation tag
 
 
+# ---------------------------------------------------------------------------------- uint8 conversion
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (any shape) -> uint8 in [0, 255] on the CPU: clamp, scale by 127.5, round."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
+
+
+def from_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1), on the device of `x`."""
+    if x.dtype != torch.uint8:
+        raise TypeError(f"from_uint8 expects a uint8 tensor, got {x.dtype}")
+    return x.float() / 127.5 - 1
+
+
+# ---------------------------------------------------------------------------------- image files
 def image_files(paths: Sequence[PathLike]) -> List[Path]:
     """The image files named by `paths`: files as given, folders expanded to the image files inside them
     (IMAGE_SUFFIXES, sorted, hidden files skipped). Refuses an empty entry (it would mean the current
@@ -239,4 +259,17 @@ def save_images(images: torch.Tensor, path: PathLike, nrow: int = 8) -> None:
         save_image(to_uint8(images).float() / 255, tmp, nrow=nrow, padding=1, format="png")
 
 
-__all__ = ["IMAGE_SUFFIXES", "WHITE", "image_files", "load_images", "read_image", "read_photo", "save_images"]
+# ---------------------------------------------------------------------------------- image batch files
+def save_image_file(path: Path, images: torch.Tensor, **header: object) -> None:
+    """Write images [N, 3, R, R] in [-1, 1] as uint8 (format latentspaces.images), atomically."""
+    save_tensors(path, {"images": to_uint8(images)}, IMAGES_FORMAT, 1, **header)
+
+
+def load_image_file(path: Path) -> torch.Tensor:
+    """The uint8 images [N, 3, R, R] of a file written by `save_image_file` (or by earlier runs, headerless)."""
+    tensors, _ = load_tensors(path)
+    return tensors["images"]
+
+
+__all__ = ["IMAGES_FORMAT", "IMAGE_SUFFIXES", "WHITE", "from_uint8", "image_files", "load_image_file", "load_images",
+           "read_image", "read_photo", "save_image_file", "save_images", "to_uint8"]

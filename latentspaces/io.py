@@ -1,327 +1,43 @@
-"""The one storage layer: atomic writes, one safetensors header convention, uint8 image conversion.
+"""Compatibility only: the names this module held now live where their concept lives.
 
-Every file the project saves goes through here:
+- `latentspaces.storage`: atomic writes (`atomic_path`, `atomic_write_text`, `atomic_torch_save`,
+  `save_figure`), the safetensors header convention (`save_tensors`, `read_raw_header`, `read_header`,
+  `load_tensors`, `tensor_shapes`, `read_tensors`), `load_module`, `PathLike`.
+- `latentspaces.file_rules`: the rules for broken or hostile files (`MAX_ABS_WEIGHT`, `FLOAT_DTYPES`,
+  `check_tensor`, `config_is_plausible`) and their message helpers (`show`, `shape_text`).
+- `latentspaces.images`: `to_uint8`, `from_uint8`, `IMAGES_FORMAT` (and `save_image_file`,
+  `load_image_file`, formerly in `experiments.runs`).
 
-- `atomic_path(path)`: write to a temporary file beside `path`, then rename; a killed process leaves
-  the old file or the new one, never half of one. `atomic_write_text`, `atomic_torch_save` and
-  `save_figure` (matplotlib figures) use it.
-- `save_tensors(path, tensors, format, version, **header)`: one safetensors file whose header metadata
-  is {"format": <name>, "version": "<int>", key: JSON of value, ...}, its keys sorted (equal contents,
-  equal bytes). `read_header` / `load_tensors` check the format name and version and decode the JSON,
-  raising `CheckpointError` with what the file is and what was expected. Reading never unpickles
-  anything.
-- `check_tensor`, `config_is_plausible`, `load_module`: the rule for reading networks from files that
-  may be broken or hostile: bound the declared config, compare the state dict of a meta-device build
-  with the file's tensor table, check every tensor (floating, finite, no stride tricks), then allocate.
-- `to_uint8` / `from_uint8`: images in [-1, 1] <-> uint8 [0, 255], the one pair of conversions.
-
-Format names in use (see each owner's docstring): latentspaces.generator, latentspaces.discriminator,
-latentspaces.encoder, latentspaces.directions, latentspaces.code, latentspaces.pn_stats,
-latentspaces.images.
+Reading an old name here still works, with a DeprecationWarning naming its new place; import it from
+there instead. Nothing in the project imports this module.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
+import warnings
 
-import torch
-from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
+from . import file_rules, images, storage
 
-from .errors import CheckpointError
-
-PathLike = Union[str, os.PathLike]
-IMAGES_FORMAT = "latentspaces.images"  # uint8 image batches: tensor `images` [N, 3, R, R] (targets, method outputs)
+MOVED = {
+    **{name: storage for name in ("PathLike", "atomic_path", "atomic_torch_save", "atomic_write_text", "load_module",
+                                  "load_tensors", "read_header", "read_raw_header", "read_tensors", "save_figure",
+                                  "save_tensors", "tensor_shapes")},
+    **{name: file_rules for name in ("FLOAT_DTYPES", "MAX_ABS_WEIGHT", "check_tensor", "config_is_plausible",
+                                     "shape_text", "show")},
+    **{name: images for name in ("IMAGES_FORMAT", "from_uint8", "to_uint8")},
+}
 
 
-# ---------------------------------------------------------------------------------- atomic writes
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[str]:
-    """Yield a temporary path in the folder of `path`; on success rename it to `path`, else remove it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file 0600; a saved file gets the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+def __getattr__(name: str) -> object:
+    if name not in MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new = MOVED[name].__name__
+    warnings.warn(f"{__name__}.{name} moved to {new}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(MOVED[name], name)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def __dir__() -> list:
+    return sorted([*globals(), *MOVED])
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-
-def atomic_torch_save(obj: object, path: PathLike) -> None:
-    """torch.save of the project's own state dicts (tensors and plain values; read back with
-    `torch.load(weights_only=True)`), atomically: training and inversion checkpoints."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def save_figure(figure: object, path: PathLike, **savefig_kwargs: object) -> None:
-    """A matplotlib figure to `path` atomically, in the format its suffix names (png, pdf, ...)."""
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=fmt, **savefig_kwargs)
-
-
-# ---------------------------------------------------------------------------------- safetensors + header
-def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], format: str, version: int = 1, /,
-                 **header: object) -> None:
-    """Write `tensors` (moved to CPU, made contiguous) and a header {format, version, **JSON(header)}.
-
-    The header's keys are sorted, so equal tensors and header always give the same bytes.
-    """
-    meta = {"format": format, "version": str(int(version))}
-    for key, value in header.items():
-        if key in meta:
-            raise ValueError(f"header key {key!r} is reserved")
-        meta[key] = json.dumps(value, sort_keys=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    blob = safetensors_bytes(state, metadata=meta)
-    # safetensors writes the header's metadata in a hash map's order, which changes from one save to the
-    # next: equal tensors and header gave files with different bytes, and the run folders record files'
-    # sha256. Its keys are sorted here; no value changes (data offsets count from the end of the header).
-    n = int.from_bytes(blob[:8], "little")
-    table = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"),
-                       ensure_ascii=False).encode("utf-8")
-    table += b" " * (-len(table) % 8)   # the data stays 8-byte aligned, as safetensors pads it
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(len(table).to_bytes(8, "little"))
-        f.write(table)
-        f.write(memoryview(blob)[8 + n :])
-
-
-def read_raw_header(path: PathLike) -> Dict[str, str]:
-    """The undecoded header metadata of a safetensors file ({} when it has none)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no file at {path}")
-    try:
-        with safe_open(path, framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); the file may "
-                              "be truncated, corrupt or of another kind") from e
-
-
-def _decode(path: str, raw: Dict[str, str]) -> Dict[str, object]:
-    if "version" not in raw:  # written before this convention (or by someone else): plain strings
-        return dict(raw)
-    out: Dict[str, object] = {"format": raw.get("format"), "version": raw.get("version")}
-    for key, value in raw.items():
-        if key in out:
-            continue
-        try:
-            out[key] = json.loads(value)
-        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands of levels deep
-            raise CheckpointError(f"{path}: header field {key!r} is not valid JSON ({type(e).__name__}: "
-                                  f"{str(e)[:200]})") from None
-    return out
-
-
-def read_header(path: PathLike, format: Optional[str] = None, versions: Sequence[int] = (1,)) -> Dict[str, object]:
-    """The decoded header of a file written by `save_tensors`; with `format`, checks its name and version."""
-    path = os.fspath(path)
-    raw = read_raw_header(path)
-    if format is not None:
-        if raw.get("format") != format:
-            raise CheckpointError(f"{path}: a safetensors file, but not a {format} file (header format="
-                                  f"{raw.get('format')!r}, expected {format!r})")
-        if raw.get("version") not in {str(v) for v in versions}:
-            raise CheckpointError(f"{path}: {format} version {raw.get('version')!r}; this library reads "
-                                  f"version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))}")
-    return _decode(path, raw)
-
-
-def load_tensors(path: PathLike, format: Optional[str] = None, versions: Sequence[int] = (1,),
-                 device: Union[str, torch.device] = "cpu") -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
-    """(tensors, decoded header) of a file written by `save_tensors` (format and version checked)."""
-    header = read_header(path, format, versions)
-    return read_tensors(path, device), header
-
-
-def tensor_shapes(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...], str]]:
-    """{name: (shape, safetensors dtype name such as 'F32')} of a safetensors file, without reading any data."""
-    path = os.fspath(path)
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {k: (tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: the tensor table cannot be read ({type(e).__name__}: {e}); the file may be "
-                              "truncated or corrupt") from e
-
-
-def read_tensors(path: PathLike, device: Union[str, torch.device] = "cpu") -> Dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, header unread (for readers that check the header themselves)."""
-    path = os.fspath(path)
-    try:
-        with safe_open(path, framework="pt", device=str(device)) as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: the tensors cannot be read ({type(e).__name__}: {e}); the file may be "
-                              "truncated or corrupt") from e
-
-
-# ---------------------------------------------------------------------------------- checked tensors
-# Stored network weights (StyleGAN2: O(1) to O(1e3); the mapping stores randn / lr_multiplier) are O(1) to O(1e3) (the mapping stores randn / lr_multiplier); four factors of 1e8
-# still fit in float32, one of 1e38 does not.
-MAX_ABS_WEIGHT = 1e8
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def show(value: object, limit: int = 60) -> str:
-    """A short printable form of any value (huge ints as powers of two, long reprs cut)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
-        return f"about 2^{abs(value).bit_length() - 1}" if value > 0 else f"about -2^{abs(value).bit_length() - 1}"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def shape_text(shape) -> str:
-    """[a, b, ...] with huge sizes shortened (for messages)."""
-    return "[" + ", ".join(show(int(s)) for s in shape) + "]"
-
-
-def _backed_by_storage(t: torch.Tensor) -> bool:
-    """True when every element of `t` is a distinct element of its storage (no stride-0 or overlapping views)."""
-    if t.numel() * t.element_size() > t.untyped_storage().nbytes():
-        return False
-    dims = sorted((stride, size) for stride, size in zip(t.stride(), t.shape) if size > 1)
-    span = 1
-    for stride, size in dims:  # non-overlapping iff each stride is at least the extent of the smaller ones
-        if stride < span:
-            return False
-        span = stride * size
-    return True
-
-
-def check_tensor(key: str, value: object, expected_shape: Optional[tuple], path: str,
-                 max_abs: float = MAX_ABS_WEIGHT, dtypes: Sequence[torch.dtype] = FLOAT_DTYPES) -> torch.Tensor:
-    """`value` if it is a dense floating tensor of `expected_shape` (when given) backed by its own stored
-    data (no stride-0 or overlapping view), finite, and no larger than `max_abs` in magnitude;
-    CheckpointError naming the key otherwise. Nothing is cast or expanded. `dtypes`: the accepted
-    dtypes (an integer buffer such as BatchNorm's step counter passes its own dtype)."""
-    if not isinstance(value, torch.Tensor):
-        raise CheckpointError(f"{path}: {key} is a {type(value).__name__}, expected a tensor")
-    if value.is_meta or value.layout != torch.strided:
-        raise CheckpointError(f"{path}: {key} is a {value.layout} / meta tensor; expected a dense tensor with data")
-    if value.numel() and not _backed_by_storage(value):
-        raise CheckpointError(f"{path}: {key} is a view of shape {shape_text(value.shape)} over {value.untyped_storage().nbytes()} "
-                              "stored bytes (stride 0 or overlapping); a checkpoint stores every weight. "
-                              "Refusing to expand it")
-    if expected_shape is not None and tuple(value.shape) != tuple(expected_shape):
-        raise CheckpointError(f"{path}: {key} has shape {shape_text(value.shape)}, but the declared architecture "
-                              f"implies {shape_text(expected_shape)}")
-    if value.dtype not in dtypes:
-        raise CheckpointError(f"{path}: {key} has dtype {value.dtype}; expected "
-                              f"{', '.join(str(d).replace('torch.', '') for d in dtypes)}. Refusing to cast.")
-    if not value.is_floating_point():
-        return value
-    if not bool(torch.isfinite(value).all()):
-        bad = int((~torch.isfinite(value)).sum())
-        raise CheckpointError(f"{path}: {key} holds {bad} non-finite value(s) (NaN or Inf) of {value.numel()}; "
-                              "the checkpoint is damaged")
-    if value.numel() and float(value.abs().max()) > max_abs:
-        raise CheckpointError(f"{path}: {key} holds a value of magnitude {float(value.abs().max()):.3g}, over "
-                              f"{max_abs:.0e}: products of such weights overflow float32; the checkpoint is "
-                              "damaged")
-    return value
-
-
-def config_is_plausible(config: object, path: str, what: str, depth: int = 0) -> None:
-    """CheckpointError unless a JSON config holds only plain values of plausible size.
-
-    The rule for networks built from a header before their weights are read: integers in [-1, 2**16]
-    (channels, layer counts, resolutions), finite floats, nesting at most 6 deep, at most 1,000 entries
-    per container. It bounds what a constructor can be asked to allocate or loop over.
-    """
-    if depth > 6:
-        raise CheckpointError(f"{path}: the {what} config is nested more than 6 levels deep")
-    if isinstance(config, bool) or config is None or isinstance(config, str):
-        return
-    if isinstance(config, int):
-        if not -1 <= config <= 2**16:
-            raise CheckpointError(f"{path}: the {what} config holds the integer {show(config)}; sizes and counts "
-                                  "of these networks lie in [-1, 65536]")
-        return
-    if isinstance(config, float):
-        if not math.isfinite(config):
-            raise CheckpointError(f"{path}: the {what} config holds {config}; expected finite numbers")
-        return
-    if isinstance(config, (list, dict)):
-        if len(config) > 1000:
-            raise CheckpointError(f"{path}: the {what} config has a container of {len(config)} entries")
-        for item in (config.values() if isinstance(config, dict) else config):
-            config_is_plausible(item, path, what, depth + 1)
-        return
-    raise CheckpointError(f"{path}: the {what} config holds a {type(config).__name__}")
-
-
-def load_module(path: PathLike, build: Callable[[], torch.nn.Module], what: str) -> torch.nn.Module:
-    """A network built by `build()` with the weights of the safetensors file `path`, checked first.
-
-    `build` is run on the meta device (nothing allocated) and its state dict compared with the file's
-    tensor table (names, shapes); then every tensor is checked (`check_tensor`) and only then is the
-    network built for real and the weights loaded (cast to its dtypes). CheckpointError names the file
-    and the first mismatch. Call `config_is_plausible` on the header config before.
-    """
-    path = os.fspath(path)
-    try:
-        with torch.device("meta"):
-            shell = build()
-    except RecursionError:
-        raise CheckpointError(f"{path}: the {what} config is nested too deeply") from None
-    except Exception as e:  # whatever the constructor raises on values from a file: the config is invalid
-        raise CheckpointError(f"{path}: invalid {what} config in the header ({type(e).__name__}: "
-                              f"{str(e)[:200]})") from None
-    own = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
-    kinds = {k: FLOAT_DTYPES if v.is_floating_point() else (v.dtype,) for k, v in shell.state_dict().items()}
-    table = {k: shape for k, (shape, _) in tensor_shapes(path).items()}
-    missing, unexpected = sorted(set(own) - set(table)), sorted(set(table) - set(own))
-    wrong = sorted(k for k in own if k in table and table[k] != own[k])
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"{path}: weights do not match a {what} with its stored config (missing {missing[:5]}, "
-                              f"unexpected {[show(k) for k in unexpected[:5]]}, wrong shapes {wrong[:5]})")
-    state = {k: check_tensor(k, v, own[k], path, dtypes=kinds[k]) for k, v in read_tensors(path).items()}
-    module = build()
-    dtypes = {k: v.dtype for k, v in module.state_dict().items()}
-    module.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()})
-    return module
-
-
-# ---------------------------------------------------------------------------------- images
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] (any shape) -> uint8 in [0, 255] on the CPU: clamp, scale by 127.5, round."""
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
-
-
-def from_uint8(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1), on the device of `x`."""
-    if x.dtype != torch.uint8:
-        raise TypeError(f"from_uint8 expects a uint8 tensor, got {x.dtype}")
-    return x.float() / 127.5 - 1
-
-
-__all__ = ["FLOAT_DTYPES", "IMAGES_FORMAT", "MAX_ABS_WEIGHT", "check_tensor", "config_is_plausible", "load_module",
-           "shape_text", "show", "atomic_path", "atomic_torch_save", "atomic_write_text", "from_uint8", "load_tensors", "read_header",
-           "read_raw_header", "read_tensors", "tensor_shapes", "save_figure", "save_tensors", "to_uint8"]
+__all__ = sorted(MOVED)

@@ -6,7 +6,8 @@
           + the space's own penalties (e.g. P_N),
     total = sum_i L_i  (summed, not averaged: image i's optimization is independent of the batch)
 
-Adam (lr 0.01, 1200 steps in the paper) on the space's code tensors, then `space.project_`
+Adam (lr 0.01, 1200 steps in the paper; a `schedule` may vary the lr and show the loss a perturbed code,
+as PTI's pivot does: optimizers/schedules.py) on the space's code tensors, then `space.project_`
 after every step (each field onto its manifold: hypersphere retraction for Z-type codes). f0 is the
 initial value of the space's `base_fields` (the F encoder's output f0 in F spaces). The run checks every step that each image's loss is finite and
 has not blown up, and can checkpoint and resume to the same result.
@@ -26,7 +27,6 @@ layers are already fast by default (channels-last convolutions on CPU, folded ep
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -36,9 +36,12 @@ from typing import Callable, Dict, List, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
+from latentspaces.fingerprints import digest
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
-from latentspaces.io import atomic_torch_save
+from latentspaces.losses import ReconstructionLoss, anchor_penalty
 from latentspaces.spaces import Code, LatentSpace
+from latentspaces.storage import atomic_torch_save
+from optimizers.schedules import ConstantSchedule, InversionSchedule
 
 InitSpec = Union[None, str, Code]
 TARGET_TOLERANCE = 0.1   # targets may reach [-1.1, 1.1]: the overshoot of resampling an image in [-1, 1]
@@ -87,9 +90,13 @@ class HybridInverter:
         progress: bool = True,                 # tqdm progress bar
         compile: Union[bool, str] = False,     # torch.compile the step's loss: True / a mode in COMPILE_MODES
         autocast: Optional[str] = None,        # None (float32) or 'bfloat16' / 'float16' for the loss
+        schedule: Optional[InversionSchedule] = None,  # per-step lr and code perturbation; None: constant lr
     ):
         if steps < 0 or lr <= 0:
             raise ValueError(f"steps must be >= 0 and lr > 0, got steps={steps}, lr={lr}")
+        if min(lambda_per, lambda_reg, lambda_mse) < 0:
+            raise ValueError(f"loss weights must be >= 0, got lambda_per={lambda_per}, lambda_reg={lambda_reg}, "
+                             f"lambda_mse={lambda_mse}")
         if not (isinstance(compile, bool) or compile in COMPILE_MODES):
             raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
         if autocast is not None and autocast not in AUTOCAST_DTYPES:
@@ -103,6 +110,12 @@ class HybridInverter:
         self.perceptual, self.encoder = perceptual, encoder
         self.identity, self.identity_every = identity, identity_every
         self.divergence_factor, self.progress = divergence_factor, progress
+        self.schedule: InversionSchedule = ConstantSchedule() if schedule is None else schedule
+
+    @property
+    def reconstruction(self) -> ReconstructionLoss:
+        """The image term of Eq. 1 from the current weights and perceptual distance."""
+        return ReconstructionLoss(self.perceptual, lambda_pixel=self.lambda_mse, lambda_per=self.lambda_per)
 
     # ------------------------------------------------------------------ setup
     def _check_targets(self, targets: torch.Tensor) -> torch.Tensor:
@@ -122,7 +135,7 @@ class HybridInverter:
             raise ValueError(f"targets must be a dense tensor holding data, got a {targets.layout} tensor on "
                              f"{targets.device}")
         if targets.dtype.is_complex or not targets.dtype.is_floating_point:
-            fix = (" (uint8 images in [0, 255]? convert with x.float() / 127.5 - 1, or latentspaces.io.from_uint8)"
+            fix = (" (uint8 images in [0, 255]? convert with x.float() / 127.5 - 1, or latentspaces.images.from_uint8)"
                    if targets.dtype == torch.uint8 else "")
             raise ValueError(f"targets must be a real floating-point tensor in [-1, 1], got {targets.dtype}{fix}")
         if targets.ndim != 4 or targets.shape[1:] != (3, R, R):
@@ -166,13 +179,13 @@ class HybridInverter:
         """(terms, images): per-image terms {name: [N]} ('loss' is their weighted sum; the others are
         unweighted, except the space's penalties, which carry their own weights) and G(code)."""
         images = self.space.synthesize(code)
-        terms = {"mse": (images - targets).square().flatten(1).mean(1)}
-        loss = self.lambda_mse * terms["mse"]
-        if self.perceptual is not None and self.lambda_per:
-            terms["perceptual"] = self.perceptual(images, targets).reshape(-1)
-            loss = loss + self.lambda_per * terms["perceptual"]
+        recon = self.reconstruction.per_image(images, targets)
+        terms = {"mse": recon["pixel"]}
+        if "perceptual" in recon:
+            terms["perceptual"] = recon["perceptual"]
+        loss = recon["loss"]
         if f0 and self.lambda_reg:
-            terms["reg"] = sum((code[k] - f0[k]).square().flatten(1).mean(1) for k in f0)
+            terms["reg"] = anchor_penalty(code, f0)
             loss = loss + self.lambda_reg * terms["reg"]
         for name, value in self.space.penalty(code).items():
             terms[name] = value
@@ -215,13 +228,13 @@ class HybridInverter:
 
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, targets: torch.Tensor, code: Code) -> str:
-        h = hashlib.sha256(targets.detach().cpu().numpy().tobytes())
-        for _, t in code.items():
-            h.update(t.detach().cpu().numpy().tobytes())
-        h.update(repr((self.space, self.steps, self.lr, self.lambda_per, self.lambda_reg, self.lambda_mse)).encode())
-        if self.autocast is not None:   # a reduced-precision run is another run; compile is not (equal to rounding)
-            h.update(self.autocast.encode())
-        return h.hexdigest()
+        """The checkpoint's key: targets, start codes, space and settings (a reduced-precision run is another
+        run; a compiled one is not: equal to rounding)."""
+        settings = repr((self.space, self.steps, self.lr, self.lambda_per, self.lambda_reg, self.lambda_mse))
+        extra = [] if self.autocast is None else [self.autocast]
+        if not isinstance(self.schedule, ConstantSchedule):   # old checkpoints (constant lr) keep their key
+            extra.append(repr(self.schedule))
+        return digest(targets, *(t for _, t in code.items()), settings, *extra)
 
     # ------------------------------------------------------------------ main loop
     def invert(
@@ -264,7 +277,10 @@ class HybridInverter:
         bar = tqdm(range(start, self.steps), initial=start, total=self.steps, desc=f"invert {space.name}",
                    disable=not self.progress, leave=False)
         for step in bar:
-            terms, images = self.step_losses(code, targets, f0)
+            for group in opt.param_groups:
+                group["lr"] = self.schedule.lr(step, self.steps, self.lr)
+            shown = self.schedule.perturb(step, self.steps, code)
+            terms, images = self.step_losses(shown, targets, f0)
             loss = terms["loss"]
             loss_d = loss.detach()
             if first_loss is None:
@@ -285,7 +301,7 @@ class HybridInverter:
                 raise InversionDiverged(
                     f"{space.name} inversion diverged at step {step} for images {idx}: loss "
                     f"{[round(float(loss_d[i]), 4) for i in idx]} (start {[round(float(first_loss[i]), 4) for i in idx]}); "
-                    + self._diagnose(code, images, terms, idx), step, idx, hist)
+                    + self._diagnose(shown, images, terms, idx), step, idx, hist)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()

@@ -3,7 +3,8 @@
     result = PTI(G, perceptual=dist).run(targets)      # result.generator: a tuned copy of G
     ls.FZPlus(result.generator)                          # every space can use the tuned generator
 
-1. Pivot: one w per image (W space), projected as in PTI's projector: Adam, lr 0.01 peak with a 5%
+1. Pivot: one w per image, `HybridInverter` on the W space with PTI's projector schedule
+   (optimizers/schedules.py `ProjectorSchedule`): Adam, lr 0.01 peak with a 5%
    linear warm-up and a cosine ramp-down over the last 25%, Gaussian noise added to w with std
    0.05 * std(W) * max(0, 1 - t / 0.75)^2, loss lambda_l2 MSE + lambda_per P. 450 steps in PTI.
    PTI also optimizes the per-layer noise maps with a 1e5 regulariser; here noise is held constant
@@ -20,7 +21,6 @@ copies G once; `per_image=True` tunes one copy per image (PTI's single-image mod
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Union
@@ -29,6 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from latentspaces.interfaces import PerceptualDistance
+from latentspaces.losses import ReconstructionLoss
+from latentspaces.spaces import W
+from latentspaces.spaces.w import w_spread
+from optimizers.hybrid import HybridInverter
+from optimizers.schedules import ProjectorSchedule, projector_lr
 
 
 @dataclass
@@ -46,12 +51,7 @@ class PTIResult:
     history: dict = field(default_factory=dict)
 
 
-def pivot_lr(step: int, steps: int, lr: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
-    """PTI's projector schedule: linear warm-up over `rampup`, cosine ramp-down over the last `rampdown`."""
-    t = step / max(steps, 1)
-    down = min(1.0, (1.0 - t) / rampdown)
-    down = 0.5 - 0.5 * math.cos(down * math.pi)
-    return lr * down * min(1.0, t / rampup)
+pivot_lr = projector_lr   # PTI's name for the projector's lr schedule
 
 
 class PTI:
@@ -78,41 +78,20 @@ class PTI:
         self.stop_threshold, self.locality, self.per_image = stop_threshold, locality, per_image
         self.w_std_samples, self.progress = w_std_samples, progress
 
-    def _loss(self, images: torch.Tensor, targets: torch.Tensor):
-        """(per-image loss [N], per-image perceptual [N] or None)."""
-        loss = self.lambda_l2 * (images - targets).square().flatten(1).mean(1)
-        per = None
-        if self.perceptual is not None and self.lambda_per:
-            per = self.perceptual(images, targets).reshape(-1)
-            loss = loss + self.lambda_per * per
-        return loss, per
-
-    @torch.no_grad()
-    def _w_std(self) -> float:
-        gen = torch.Generator().manual_seed(123)
-        w = self.G.mapping(torch.randn(self.w_std_samples, self.G.z_dim, generator=gen).to(self.G.w_avg.device))
-        return ((w - w.mean(0)).square().sum() / self.w_std_samples).sqrt().item()
+    @property
+    def reconstruction(self) -> ReconstructionLoss:
+        """lambda_l2 MSE + lambda_per P, the image loss of both phases."""
+        return ReconstructionLoss(self.perceptual, lambda_pixel=self.lambda_l2, lambda_per=self.lambda_per)
 
     def find_pivots(self, targets: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """W pivots [N, w_dim] for targets [N, 3, R, R] (images independent: losses are summed)."""
-        G = self.G
-        n = targets.shape[0]
-        w_std = self._w_std()
-        w = G.w_avg.detach().clone()[None].repeat(n, 1).requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=self.pivot_lr_max, betas=(0.9, 0.999))
-        gen = torch.Generator().manual_seed(seed)
-        noise = [torch.randn(n, G.w_dim, generator=gen) for _ in range(self.pivot_steps)]
-        for step in tqdm(range(self.pivot_steps), desc="PTI pivot", disable=not self.progress, leave=False):
-            t = step / max(self.pivot_steps, 1)
-            for group in opt.param_groups:
-                group["lr"] = pivot_lr(step, self.pivot_steps, self.pivot_lr_max)
-            w_noise = noise[step].to(w.device) * w_std * 0.05 * max(0.0, 1.0 - t / 0.75) ** 2
-            images = G.synthesis(G.broadcast(w + w_noise), noise_mode="const")
-            loss, _ = self._loss(images, targets)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-        return w.detach()
+        """W pivots [N, w_dim] for targets [N, 3, R, R] (images independent: losses are summed).
+
+        `HybridInverter` on the W space from w_avg with the projector's schedule, so the pivot gets the
+        inverter's target checks and divergence diagnosis."""
+        inverter = HybridInverter(W(self.G), steps=self.pivot_steps, lr=self.pivot_lr_max, lambda_per=self.lambda_per,
+                                  lambda_reg=0.0, lambda_mse=self.lambda_l2, perceptual=self.perceptual,
+                                  progress=self.progress, schedule=ProjectorSchedule(w_spread(self.G, self.w_std_samples), seed=seed))
+        return inverter.invert(targets, init="mean").code.w
 
     def tune(self, targets: torch.Tensor, pivots: torch.Tensor, seed: int = 0):
         """A tuned copy of G for targets [N, 3, R, R] and their pivots [N, w_dim]: (G', steps run, history)."""
@@ -127,7 +106,8 @@ class PTI:
         steps_run = 0
         for step in tqdm(range(self.tune_steps), desc="PTI tune", disable=not self.progress, leave=False):
             images = G1.synthesis(ws, noise_mode="const")
-            loss, per = self._loss(images, targets)
+            terms = self.reconstruction.per_image(images, targets)
+            loss, per = terms["loss"], terms.get("perceptual")
             history["loss"].append(loss.detach().cpu())
             if per is not None:
                 history["perceptual"].append(per.detach().cpu())
@@ -152,10 +132,7 @@ class PTI:
             w_r = G0.broadcast(pivots + alpha * d / d.norm(dim=1, keepdim=True).clamp_min(1e-8))
             ref = G0.synthesis(w_r, noise_mode="const")
         img = G1.synthesis(w_r, noise_mode="const")
-        loss = 0.1 * (img - ref).square().flatten(1).mean(1).sum()
-        if self.perceptual is not None:
-            loss = loss + 0.1 * self.perceptual(img, ref).sum()
-        return loss
+        return ReconstructionLoss(self.perceptual, lambda_pixel=0.1, lambda_per=0.1).per_image(img, ref)["loss"].sum()
 
     def run(self, targets: torch.Tensor, seed: int = 0) -> PTIResult:
         """Pivot, then tune: one generator for the batch, or one per image with per_image=True."""

@@ -19,8 +19,7 @@ from experiments.cli import main
 from latentspaces.align import (FaceAligner, FaceTransform, face_mask, ffhq_align, load_alignment, paste_back,
                                 save_alignment)
 from latentspaces.errors import CheckpointError, FaceNotFoundError
-from latentspaces.images import read_photo
-from latentspaces.io import to_uint8
+from latentspaces.images import read_photo, to_uint8
 
 skimage_data = pytest.importorskip("skimage.data")
 

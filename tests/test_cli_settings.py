@@ -14,7 +14,8 @@ import latentspaces as ls
 from experiments.cli import build_parser, main
 from experiments.cli.settings import (CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
                                       IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
-from experiments.runs import chunk_path, load_codes, read_rows, save_chunk, write_rows
+from experiments.rows import read_rows, write_rows
+from experiments.studies.inversions import chunk_path, load_codes, save_chunk
 from experiments.studies.identity_curves import edit_directions
 from latentspaces.directions import ganspace
 

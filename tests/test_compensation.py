@@ -114,7 +114,7 @@ def test_pti_tunes_a_copy_and_improves_on_the_pivot(small_G):
 
 
 def test_pti_early_stop_on_threshold(small_G):
-    targets = small_G(torch.randn(1, small_G.z_dim)).detach()
+    targets = small_G(torch.randn(1, small_G.z_dim)).detach().clamp(-1, 1)
     res = PTI(small_G, pivot_steps=5, tune_steps=50, perceptual=lambda x, y: (x - y).abs().flatten(1).mean(1),
               stop_threshold=10.0, progress=False).run(targets)
     assert res.tune_steps_run == [0]

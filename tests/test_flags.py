@@ -20,8 +20,8 @@ from experiments.cli import main
 from latentspaces.directions import Direction, load_directions, save_directions
 from latentspaces.errors import CheckpointError
 from latentspaces.fingerprints import generator_fingerprint
-from latentspaces.io import save_tensors
 from latentspaces.spaces import read_code_file
+from latentspaces.storage import save_tensors
 
 NEEDS_G = "loads the generator"   # the check needs the generator (its w_dim, its fingerprint, its resolution)
 
@@ -137,8 +137,8 @@ CASES = [
     ("invert --out {out} --perceptual lpips-vgg", 2, "--perceptual lpips-vgg does nothing with --lambda-per 0"),
     ("invert --out {out} --perceptual none --lambda-per 1", 2, "--lambda-per 1 weighs the perceptual distance"),
     ("compare --out {out} --perceptual none --lambda-per 0.5", 2, "--lambda-per 0.5 weighs the perceptual distance"),
-    ("compare --out {out} --generator {d}/other_generator.safetensors", 2,
-     "--perceptual d-features (the default) is the default model's distance"),
+    ("compare --out {out} --generator {d}/other_generator.safetensors --perceptual d-features", 2,
+     "--perceptual: 'd-features' is the default model's perceptual distance (64 px images), not one for another"),
     ("compare --out {out} --wplus-encoder default-wplus", 2, "--wplus-encoder matters only with --init encoder"),
     ("compare --out {out} --init random --f-encoder default-f", 2, "this run starts from random codes"),
     ("compare --out {out} --seed 3", 2, "--seed matters only with --init random: with --init mean nothing"),

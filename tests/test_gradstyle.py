@@ -12,7 +12,8 @@ import latentspaces as ls
 from encoders import GradStyle, load_encoder, save_encoder
 from encoders.gradstyle import position_encoding_2d, selective_attention
 from experiments.training.editing import direction_deltas, random_edits
-from experiments.training.train_gradstyle import edit_consistency_loss, perspective_warp, random_homographies
+from experiments.training.train_gradstyle import edit_consistency_loss
+from latentspaces.warps import perspective_warp, random_homographies
 from latentspaces.directions import ganspace
 
 

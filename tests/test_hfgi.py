@@ -7,7 +7,7 @@ import torch
 
 from encoders import HFGI, load_encoder
 from encoders.hfgi import ConsultationEncoder, DistortionAligner
-from experiments.training.warps import perspective_corners, random_perspective
+from latentspaces.warps import perspective_corners, random_perspective
 from latentspaces.interfaces import CompensationHead
 
 

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from latentspaces.errors import CheckpointError
-from latentspaces.images import image_files, load_images, read_image
-from latentspaces.io import from_uint8
+from latentspaces.images import from_uint8, image_files, load_images, read_image
 
 ONE_8BIT = 1 / 127.5   # one 8-bit step in [-1, 1]
 

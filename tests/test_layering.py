@@ -153,7 +153,7 @@ def test_no_import_cycles(graph):
 
 
 def test_no_cycles_between_subpackages(graph):
-    """The same at the granularity of subpackages and top modules (latentspaces.checkpoints, latentspaces.io,
+    """The same at the granularity of subpackages and top modules (latentspaces.checkpoints, latentspaces.storage,
     experiments.studies, ...): two parts of a layer never lean on each other, even through different modules
     (checkpoints <-> assets did, by function-local imports)."""
     _, edges = graph

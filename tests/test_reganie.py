@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from encoders import ReGANIE, load_encoder, read_encoder_meta, save_encoder
-from experiments.training.gan_losses import discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from latentspaces.losses import discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.editing import random_edits
 from latentspaces.interfaces import CompensationHead
 

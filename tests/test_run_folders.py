@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import latentspaces as ls
-from experiments.runs import (RowSchema, RunFolderBusy, RunFolderError, RunFolderWarning, append_rows, chunk_path,
-                              claim_out_dir, file_fingerprint, hold_out_dir, load_codes, read_rows, read_settings,
-                              save_chunk, save_image_file)
+from experiments.rows import RowSchema, RunFolderError, RunFolderWarning, append_rows, read_rows
+from experiments.runs import RunFolderBusy, claim_out_dir, file_fingerprint, hold_out_dir, read_settings
+from experiments.studies.inversions import chunk_path, load_codes, save_chunk
+from latentspaces.images import save_image_file
 from experiments.studies.compensation import FIELDS as COMP_FIELDS
 from experiments.studies.compensation import missing_methods
 from experiments.studies.identity_curves import run_identity_curves

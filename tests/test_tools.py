@@ -6,7 +6,8 @@ import torch
 
 from experiments.tools import make_heldout_targets
 from latentspaces.assets import asset_path, heldout_targets
-from latentspaces.io import from_uint8, load_tensors
+from latentspaces.images import from_uint8
+from latentspaces.storage import load_tensors
 
 
 def test_make_heldout_targets_reproduces_the_shipped_file(tmp_path):

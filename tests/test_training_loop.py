@@ -103,3 +103,21 @@ def test_resume_refuses_a_checkpoint_of_another_trainer(tmp_path):
     torch.save(state, out / "checkpoint.pt")
     with pytest.raises(SystemExit, match="has no 'opt'"):
         run(out, total=4, resume=True)
+
+
+def test_resume_rewrites_a_log_of_older_columns_and_appends_whole_rows(tmp_path):
+    """A log.csv written with other columns (an older trainer) is rewritten under today's on resume; rows are
+    appended by the run folders' row writer and read back with the csv module (the plot is drawn from them)."""
+    out = tmp_path / "run"
+    run(out, total=4)
+    rows = log_rows(out)
+    with open(out / "log.csv", "w", newline="") as f:      # as an older trainer wrote it: no weight_norm, an extra column
+        w = csv.DictWriter(f, fieldnames=["step", "seconds", "loss", "r1", "retired"], lineterminator="\n")
+        w.writeheader()
+        w.writerows([{**{k: r[k] for k in ("step", "seconds", "loss", "r1")}, "retired": "1"} for r in rows])
+    run(out, total=6, resume=True)
+    again = log_rows(out)
+    assert list(again[0]) == list(ToyTrainer.columns)
+    assert [r["step"] for r in again] == ["2", "4", "6"]
+    assert [r["weight_norm"] for r in again[:2]] == ["nan", "nan"] and float(again[2]["weight_norm"]) > 0
+    assert (out / "loss.png").stat().st_size > 0

@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data
 
 from latentspaces.align import FaceAligner, face_mask, paste_back
-from latentspaces.io import to_uint8
+from latentspaces.images import to_uint8
 
 # (angle in degrees, scale, shift in pixels) of the moved copies
 COPIES = [(12.0, 1.8, (60, -40)), (-8.0, 0.8, (-150, 90)), (25.0, 2.6, (30, 20)), (-25.0, 1.2, (0, 0)),

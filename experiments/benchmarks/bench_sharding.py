@@ -17,7 +17,6 @@ sharded fast run against the one-process run as it was before them. Results go i
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from experiments.rows import read_rows
 
 DEFAULT_FLAGS = ["--quick", "--n-targets", "8", "--chunk", "2", "--spaces", "W,FZPlus", "--identity", "none",
                  "--perceptual", "none", "--device", "cpu"]
@@ -41,8 +42,7 @@ def run(cmd, threads: int, out: Path) -> float:
 
 
 def mse_by_row(out: Path) -> dict:
-    with open(out / "space_comparison_per_image.csv", newline="") as f:
-        return {(r["space"], r["target"]): float(r["mse"]) for r in csv.DictReader(f)}
+    return {(r["space"], r["target"]): float(r["mse"]) for r in read_rows(out / "space_comparison_per_image.csv")}
 
 
 def main(argv=None) -> None:

@@ -38,6 +38,8 @@ from typing import Iterator, List, NoReturn, Optional
 import torch
 
 from latentspaces.errors import CheckpointError, MissingWeightsError
+from latentspaces.metrics.identity import DEFAULT_IDENTITY, IDENTITY_CHOICES
+from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 from encoders import COMPENSATION_HEADS
 from optimizers import InversionDiverged
 
@@ -103,10 +105,11 @@ def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True, identity
     p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate {_quick_full('lr', presets)}")
     p.add_argument("--lambda-per", type=non_negative_float, default=None,
                    help=f"perceptual weight in the loss, D-features scale {_quick_full('lambda_per', presets)}")
-    p.add_argument("--perceptual", default=None, choices=["d-features", "lpips-vgg", "lpips-alex", "none"],
-                   help="perceptual distance (default d-features, the default model's)")
+    p.add_argument("--perceptual", default=None, choices=PERCEPTUAL_CHOICES,
+                   help=f"perceptual distance (default {DEFAULT_PERCEPTUAL}: LPIPS-VGG when its backbone is on this "
+                        "machine, else D-features, the default model's)")
     if identity:
-        p.add_argument("--identity", default="dlib", choices=["dlib", "facenet", "none"])
+        p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=IDENTITY_CHOICES)
 
 
 def _seed(p: argparse.ArgumentParser, help: str = "random seed, 0 .. 2^32 - 1 (default 0)") -> None:
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _machine(p, "a folder written by compare", existing_dir)
     p.add_argument("--targets", type=target_spec, default=None,
                    help="the targets the folder was inverted with (as in compare)")
-    p.add_argument("--identity", default="dlib", choices=["dlib", "facenet"])
+    p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=[c for c in IDENTITY_CHOICES if c != "none"])
     p.add_argument("--quick", action="store_true",
                    help="the folder was made with --quick (P_N statistics of 100k samples)")
     p.set_defaults(fn=cmd_score_identity, check=check_nothing)

@@ -19,23 +19,30 @@ before any work is done.
 from __future__ import annotations
 
 import argparse
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from encoders import COMPENSATION_HEADS
 from latentspaces import assets
 from latentspaces.align import MAX_TRANSFORM
-from latentspaces.io import tensor_shapes
+from latentspaces.errors import ModelChoiceError
+from latentspaces.metrics.perceptual import D_FEATURES_RESOLUTION, DEFAULT_PERCEPTUAL
+from latentspaces.metrics.perceptual import perceptual_name as resolve_perceptual_name
+from latentspaces.storage import tensor_shapes
 
 from ..argtypes import HELDOUT, UsageError
 from ..photos import alignment_for, check_photos
 from .settings import AlignSettings, IdentityCurvesSettings, InvertSettings, PairedSettings
 
-DEFAULT_PERCEPTUAL = "d-features"
-
 
 def perceptual_name(args: argparse.Namespace) -> str:
-    """--perceptual as given, or the default D-features distance."""
+    """--perceptual as given, or the library's default ('auto': LPIPS-VGG when installed, else D-features)."""
     return DEFAULT_PERCEPTUAL if args.perceptual is None else args.perceptual
+
+
+def perceptual_resolution(args: argparse.Namespace) -> Optional[int]:
+    """The image size a perceptual distance must fit, known before the generator is loaded: the default
+    model's 64 px, or None for another generator (D-features is the default model's distance)."""
+    return D_FEATURES_RESOLUTION if args.generator == "default" else None
 
 
 def heldout_count() -> int:
@@ -61,9 +68,11 @@ def check_perceptual(args: argparse.Namespace, used: bool = True) -> None:
     name = perceptual_name(args)
     if name == "none" and getattr(args, "lambda_per", None):
         raise UsageError(f"--lambda-per {args.lambda_per:g} weighs the perceptual distance, but --perceptual is none")
-    if used and name == DEFAULT_PERCEPTUAL and args.generator != "default":
-        raise UsageError(f"--perceptual {DEFAULT_PERCEPTUAL} (the default) is the default model's distance; with "
-                         f"--generator {args.generator} use --perceptual lpips-vgg, lpips-alex or none")
+    if used:
+        try:
+            resolve_perceptual_name(name, perceptual_resolution(args))
+        except ModelChoiceError as e:
+            raise UsageError(f"--perceptual: {e}") from None
 
 
 def check_inversion(args: argparse.Namespace) -> None:
@@ -185,4 +194,4 @@ def check_nothing(args: argparse.Namespace) -> None:
 
 __all__ = ["DEFAULT_PERCEPTUAL", "check_align", "check_compare", "check_directions", "check_edit",
            "check_identity_curves", "check_inversion", "check_invert", "check_nothing", "check_paired",
-           "check_perceptual", "check_targets", "heldout_count", "perceptual_name"]
+           "check_perceptual", "check_targets", "heldout_count", "perceptual_name", "perceptual_resolution"]

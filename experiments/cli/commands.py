@@ -18,12 +18,10 @@ from encoders import load_encoder
 from latentspaces import assets
 from latentspaces.align import FaceAligner
 from latentspaces.directions import ganspace, load_directions, random_directions, save_directions, sefa
-from latentspaces.discriminator import load_default_discriminator
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.images import load_images, save_images
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
-from latentspaces.metrics.d_features import DiscriminatorFeatures
-from latentspaces.metrics.identity import DlibIdentity, FacenetIdentity
+from latentspaces.metrics.identity import make_identity
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.spaces import SPACE_ORDER, build_space, is_f_space, read_code_file
 from optimizers import HybridInverter
@@ -31,7 +29,8 @@ from optimizers import HybridInverter
 from ..argtypes import HELDOUT, UsageError
 from ..distributed import World
 from ..photos import align_photos, alignment_for, code_transforms, paste_edits
-from ..runs import hold_out_dir, read_rows, read_settings
+from ..rows import read_rows
+from ..runs import hold_out_dir, read_settings
 from ..studies.calibration import folder_calibration, read_calibration
 from ..studies.compensation import run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
@@ -39,7 +38,7 @@ from ..studies.inversions import PER_IMAGE_CSV, fill_identity
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import f_size_line, run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
-from .checks import compensation_plan, perceptual_name
+from .checks import compensation_plan, perceptual_name, perceptual_resolution
 from .settings import (AlignSettings, CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
                        IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
 
@@ -65,18 +64,11 @@ def _perceptual(args: argparse.Namespace) -> Optional[PerceptualDistance]:
     """The default model's D-features distance, LPIPS when asked for (and its weights exist), or none.
 
     `experiments.cli.checks.check_perceptual` has refused D-features for another generator already."""
-    name = perceptual_name(args)
-    if name == "none":
-        return None
-    if name.startswith("lpips"):
-        return make_perceptual(name).to(args.device)
-    return DiscriminatorFeatures(load_default_discriminator().to(args.device))
+    return make_perceptual(perceptual_name(args), perceptual_resolution(args), args.device)
 
 
 def _identity(args: argparse.Namespace) -> Optional[IdentitySimilarity]:
-    if args.identity == "none":
-        return None
-    return DlibIdentity() if args.identity == "dlib" else FacenetIdentity(args.device)
+    return make_identity(args.identity, args.device)
 
 
 def _pn_stats(G: ls.Generator, n_samples: int) -> ls.PNStats:

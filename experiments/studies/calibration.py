@@ -9,7 +9,6 @@ metric have none: the tables then show the raw similarity only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Optional, Tuple
 
 import torch
 
+from latentspaces.fingerprints import SHORT, digest, image_fingerprints
 from latentspaces.interfaces import FaceEmbedder, IdentitySimilarity
-from latentspaces.io import atomic_write_text
 from latentspaces.metrics.identity_calibration import IdentityCalibration, calibrate_identity
+from latentspaces.storage import atomic_write_text
 
-from ..runs import target_fingerprints
 
 CALIBRATION_FILE = "identity_calibration.json"
 CALIBRATED_FIELDS = ("identity_calibrated", "verified")   # derived per row from 'identity' (never stored)
@@ -38,7 +37,7 @@ def calibrated_fields(similarity: float, calibration: IdentityCalibration) -> di
 
 
 def _targets_key(targets: torch.Tensor) -> str:
-    return hashlib.sha256("".join(target_fingerprints(targets)).encode()).hexdigest()[:16]
+    return digest("".join(image_fingerprints(targets)), length=SHORT)
 
 
 def folder_calibration(out: Path, identity: Optional[IdentitySimilarity],

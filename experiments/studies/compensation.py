@@ -28,7 +28,6 @@ Outputs: compensation_comparison.csv / .md and compensation_grid.png (rows: targ
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -40,9 +39,9 @@ from tqdm.auto import tqdm
 
 from encoders import COMPENSATION_HEADS
 from latentspaces.directions import Direction
-from latentspaces.fingerprints import generator_fingerprint
+from latentspaces.fingerprints import SHORT, digest, file_fingerprint, generator_fingerprint
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
-from latentspaces.io import to_uint8
+from latentspaces.images import load_image_file, save_image_file, to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.metrics.image import reconstruction_metrics
 from latentspaces.spaces import Code, FZPlus, WPlus
@@ -50,9 +49,9 @@ from optimizers import PTI, HybridInverter
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
-from ..runs import (RowSchema, RunFolderWarning, append_rows, claim_out_dir, file_fingerprint, file_problem,
-                    hold_out_dir, load_image_file, mean_std_rows, read_rows, save_image_file, write_mean_std_table,
-                    write_rows)
+from ..rows import RowSchema, RunFolderWarning, append_rows, read_rows, write_rows
+from ..runs import claim_out_dir, file_problem, hold_out_dir
+from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import calibrated_fields, folder_calibration
 from .inversions import metric_name
 
@@ -196,8 +195,7 @@ def compensation_settings(G: torch.nn.Module, models: dict, directions: Dict[str
 
     return {"generator": generator_fingerprint(G),
             "models": {name: generator_fingerprint(m) for name, m in sorted(models.items())},
-            "directions": {kind: hashlib.sha256(b"".join(d.vector.detach().float().cpu().numpy().tobytes()
-                                                        for d in dirs)).hexdigest()[:16]
+            "directions": {kind: digest(*(d.vector.float() for d in dirs), length=SHORT)
                            for kind, dirs in sorted(directions.items())},
             "methods": {name: plain(kwargs) for name, kwargs in sorted(settings.items())},
             "perceptual": metric_name(perceptual), "identity": metric_name(identity),

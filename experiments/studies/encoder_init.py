@@ -24,7 +24,7 @@ from latentspaces.spaces import build_space
 from optimizers import HybridInverter
 
 from ..argtypes import positive_float, positive_int
-from ..runs import write_rows
+from ..rows import write_rows
 
 RUNS = [("FZPlus", "encoder", "default-f"), ("FZPlus", "mean", None), ("WPlus", "encoder", "default-wplus"),
         ("WPlus", "mean", None)]

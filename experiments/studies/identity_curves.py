@@ -34,17 +34,18 @@ from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
-from latentspaces.io import save_figure, to_uint8
+from latentspaces.images import to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import Code, PNStats, build_space
+from latentspaces.storage import save_figure
 
 from ..distributed import World
 from ..figures import labelled_grid
-from ..runs import (RowSchema, RunFolderWarning, claim_out_dir, hold_out_dir, load_codes, read_rows, write_rows,
-                    write_summary)
+from ..rows import RowSchema, RunFolderWarning, read_rows, write_rows, write_summary
+from ..runs import claim_out_dir, hold_out_dir
 from .calibration import folder_calibration
 from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, chunk_checksums, inversion_settings,
-                         invert_missing)
+                         invert_missing, load_codes)
 
 CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
 CURVES_CSV = "identity_curves.csv"

@@ -14,11 +14,17 @@ and so is one into an OUT whose settings file is gone or garbled while it holds 
 and redoes every chunk that lacks a row, or whose code file is missing or is not the one its rows
 recorded; the rows of a redone chunk are dropped first, so no (space, target) is ever counted twice.
 `fill_identity` scores the rows of a folder inverted without an identity metric.
+
+This module is the inversion folder's one home: its schema (`PER_IMAGE`), its chunk code files
+(`chunk_path`, `save_chunk`, `load_codes`: the latentspaces.code format; files of earlier runs, without
+a format header, still load; `load_codes` with `checksums` refuses a chunk whose file is not the one its
+rows recorded), its settings (`inversion_settings`) and its resume (`missing_chunks`, `invert_missing`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,16 +33,16 @@ import torch
 from tqdm.auto import tqdm
 
 from latentspaces.errors import CheckpointError
+from latentspaces.fingerprints import file_fingerprint, generator_fingerprint
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
-from latentspaces.io import to_uint8
+from latentspaces.images import to_uint8
 from latentspaces.metrics.image import reconstruction_metrics
-from latentspaces.spaces import PNStats, build_space, read_code_file
+from latentspaces.spaces import Code, PNStats, build_space, read_code_file
 from optimizers import HybridInverter
 
 from ..distributed import World
-from ..runs import (SETTINGS_FILE, RowSchema, RunFolderError, RunFolderWarning, append_rows, chunk_path, claim_out_dir,
-                    file_fingerprint, file_problem, generator_fingerprint, hold_out_dir, read_rows, read_settings,
-                    save_chunk, write_rows, write_settings)
+from ..rows import RowSchema, RunFolderError, RunFolderWarning, append_rows, read_rows, write_rows
+from ..runs import SETTINGS_FILE, claim_out_dir, file_problem, hold_out_dir, read_settings, write_settings
 
 PER_IMAGE_CSV = "space_comparison_per_image.csv"
 METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
@@ -45,6 +51,55 @@ PER_IMAGE = RowSchema(tuple(PER_IMAGE_FIELDS), key=("space", "target"), ints=("t
 INVERSION_RESULTS = (PER_IMAGE_CSV, "codes")  # what `claim_out_dir` refuses to claim without a settings file
 
 
+# ---------------------------------------------------------------------------------- chunk code files
+def chunk_path(out: Path, space: str, start: int) -> Path:
+    """codes/{space}_{start}.safetensors: the codes of targets start, start + 1, ... in one space."""
+    return out / "codes" / f"{space}_{start}.safetensors"
+
+
+def save_chunk(out: Path, space: str, start: int, code: Code, images: torch.Tensor, steps: int,
+               generator: Optional[str] = None) -> str:
+    """Write one chunk's codes [n, ...] and their reconstructions [n, 3, R, R] in [-1, 1] (stored uint8),
+    with the generator's fingerprint (`latentspaces.fingerprints`) when given; returns the file's
+    fingerprint, for its rows."""
+    path = chunk_path(out, space, start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code.save(path, space=space, images=to_uint8(images), start=start, steps=steps, generator_fingerprint=generator)
+    return file_fingerprint(path)
+
+
+def _chunk_files(out: Path, space: str) -> List[Tuple[int, Path]]:
+    """(start, path) of the chunk files of one space in OUT, by start (other files in codes/ ignored)."""
+    pattern = re.compile(rf"{re.escape(space)}_(\d+)\.safetensors")
+    found = [(int(m.group(1)), p) for p in (out / "codes").glob(f"{space}_*.safetensors")
+             if (m := pattern.fullmatch(p.name))]
+    return sorted(found)
+
+
+def load_codes(out: Path, space: str, n: int, device: str | torch.device = "cpu",
+               checksums: Optional[Mapping[int, str]] = None) -> Code:
+    """The optimized codes [n, ...] of the first `n` targets in one space, from the chunk files in OUT.
+
+    checksums: chunk start -> the fingerprint recorded with its rows; a chunk file of the first `n`
+    targets that is missing or differs raises `RunFolderError` (saying how to redo it) before any is read.
+    A file that is not a code file raises `CheckpointError` naming it.
+    """
+    for start, recorded in sorted((checksums or {}).items()):
+        problem = file_problem(chunk_path(out, space, start), recorded) if start < n else None
+        if problem:
+            raise RunFolderError(f"{problem}; rerun compare or identity-curves into {out} with its settings to "
+                                 "redo that chunk")
+    parts = _chunk_files(out, space)
+    loaded = [read_code_file(p, device) for _, p in parts]
+    sizes = [len(f.code) for f in loaded]
+    if sum(sizes) < n or [start for start, _ in parts] != [sum(sizes[:i]) for i in range(len(parts))]:
+        raise RunFolderError(f"{out / 'codes'} holds no contiguous {space} codes for {n} targets (found "
+                             f"{sum(sizes)}); run the inversions first (invert_missing)")
+    code = Code.cat([f.code for f in loaded])
+    return Code(**{k: code[k][:n] for k in code.fields})
+
+
+# ---------------------------------------------------------------------------------- settings and rows
 def metric_name(metric: Optional[object]) -> str:
     """The name a perceptual or identity metric is recorded under ('none' for None)."""
     return "none" if metric is None else getattr(metric, "name", type(metric).__name__)

@@ -18,10 +18,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from latentspaces.io import atomic_write_text
 from latentspaces.spaces import SPACE_ORDER
+from latentspaces.storage import atomic_write_text
 
-from ..runs import read_rows, write_rows
+from ..rows import read_rows, write_rows
 from .calibration import read_calibration
 from .identity_curves import CURVES, CURVES_CSV
 from .inversions import PER_IMAGE, PER_IMAGE_CSV

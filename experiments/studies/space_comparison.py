@@ -23,16 +23,19 @@ from typing import List, Mapping, Optional, Sequence
 import torch
 
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
-from latentspaces.io import atomic_write_text, to_uint8
+from latentspaces.images import to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import SPACE_ORDER, PNStats, f_size_note, is_f_space, read_code_file
 from latentspaces.spaces.f import default_f_layer
+from latentspaces.storage import atomic_write_text
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
-from ..runs import chunk_path, claim_out_dir, hold_out_dir, mean_std_rows, read_rows, write_mean_std_table
+from ..rows import read_rows
+from ..runs import claim_out_dir, hold_out_dir
+from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import CALIBRATED_COLUMNS, CALIBRATED_FIELDS, calibrated_fields, folder_calibration
-from .inversions import INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, inversion_settings, invert_missing
+from .inversions import INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, chunk_path, inversion_settings, invert_missing
 
 SUMMARY_METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("PSNR", "psnr", ".2f", True), ("SSIM", "ssim", ".3f", True),

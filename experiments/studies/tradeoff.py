@@ -25,7 +25,7 @@ import numpy as np
 from latentspaces.spaces import SPACE_ORDER
 
 from ..figures import TradeoffPoint, tradeoff_plot
-from ..runs import read_rows
+from ..rows import read_rows
 from .calibration import read_calibration
 from .compensation import METHODS
 from .compensation import PER_IMAGE as COMPENSATION_ROWS

@@ -16,7 +16,8 @@ from typing import List, Optional
 from experiments.argtypes import positive_int
 from latentspaces.assets import ASSET_DIR, ASSETS
 from latentspaces.datasets import HELDOUT_BASE, FaceSampler
-from latentspaces.io import IMAGES_FORMAT, save_tensors, to_uint8
+from latentspaces.images import IMAGES_FORMAT, to_uint8
+from latentspaces.storage import save_tensors
 
 
 

@@ -45,8 +45,8 @@ from experiments.argtypes import int_at_least
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import HELDOUT_BASE, FaceSampler
 from latentspaces.images import save_images
-from latentspaces.io import atomic_write_text
 from latentspaces.metrics.identity import DlibIdentity
+from latentspaces.storage import atomic_write_text
 from optimizers import HybridInverter
 
 FULL = dict(n=500, targets=64, steps=200, w_avg_samples=100_000)

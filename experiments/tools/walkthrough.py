@@ -33,9 +33,9 @@ from experiments.cli import main as latentspaces
 from experiments.photos import ALIGNMENT_FILE
 from latentspaces.align import load_alignment
 from latentspaces.directions import load_directions
-from latentspaces.images import read_photo
-from latentspaces.io import atomic_path, to_uint8
+from latentspaces.images import read_photo, to_uint8
 from latentspaces.spaces import build_space, read_code_file
+from latentspaces.storage import atomic_path
 
 PANEL = 256          # height of the photo panels, px
 FACE = 160           # side of the face panels, px

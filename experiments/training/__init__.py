@@ -9,8 +9,7 @@
     train_hfgi.py            the HFGI compensation head
     train_gradstyle.py       the GradStyle compensation head
     train_reganie.py         ReGANIE's rectifying network (a re-rendering head)
-    gan_losses.py            non-saturating G loss, logistic D loss, lazy R1, one D step (StyleGAN2 and the heads)
-    warps.py                 per-sample random perspective warps (HFGI's alignment loss)
+    adversarial.py           one discriminator step beside a head (HFGI and GradStyle with --lambda-adv)
     editing.py               random edits along W directions (GANSpace), for the ReGANIE and GradStyle trainers
 
 Run one with `python -m experiments.training.train_<name> --help`.

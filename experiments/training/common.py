@@ -1,5 +1,5 @@
 """What the trainers share besides the loop: run setup, flags, per-rank batches and seeds, training codes,
-the perceptual distance by name, and the plot of log.csv.
+and the plot of log.csv.
 
 Under `torchrun` every trainer joins the process group in `open_run` and trains on its share of every
 batch (`rank_batch`, `rank_seed`, `World.average_gradients_` in experiments/distributed.py).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from matplotlib.figure import Figure
@@ -17,14 +17,8 @@ from matplotlib.figure import Figure
 import latentspaces as ls
 from experiments.argtypes import positive_float, positive_int
 from experiments.distributed import World, close_world, init_world
-from latentspaces.discriminator import load_default_discriminator
-from latentspaces.interfaces import PerceptualDistance
-from latentspaces.metrics.d_features import DiscriminatorFeatures
-from latentspaces.metrics.perceptual import lpips_available, make_perceptual
-from latentspaces.io import save_figure
-
-PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "lpips-alex", "d-features", "none")
-
+from experiments.rows import read_rows
+from latentspaces.storage import save_figure
 
 # ---------------------------------------------------------------------------------- flags
 def probability(text: str) -> float:
@@ -102,32 +96,17 @@ def training_codes(G: ls.Generator, batch: int, mixing: float, gen: torch.Genera
     return ws
 
 
-def resolve_perceptual(name: str, G: ls.Generator, device: torch.device) -> Optional[PerceptualDistance]:
-    """The perceptual distance by name (None for 'none'); 'auto' prefers LPIPS-VGG, else the default
-    model's D-features distance."""
-    if name == "none":
-        return None
-    if name == "auto":
-        name = "lpips-vgg" if lpips_available("vgg") else "d-features"
-    if name == "d-features":
-        if G.resolution != 64:
-            raise SystemExit("the D-features distance belongs to the 64 px default model; pass --perceptual lpips-vgg")
-        return DiscriminatorFeatures(load_default_discriminator()).to(device)
-    return make_perceptual(name).to(device)
-
-
 # ---------------------------------------------------------------------------------- plots
 def plot_log(log: Path, png: Path, columns: Sequence[str] = ("loss", "heldout_mse")) -> None:
     """One panel per column of log.csv against its first column (step or kimg), log scale."""
-    rows = [line.split(",") for line in log.read_text().splitlines()]
-    head, data = rows[0], rows[1:]
+    data = read_rows(log)
     if not data:
         return
+    head = list(data[0])
     fig = Figure(figsize=(4.5 * len(columns), 3.2))
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     for ax, col in zip(axes, columns):
-        j = head.index(col)
-        ax.plot([float(r[0]) for r in data], [float(r[j]) for r in data], marker=".")
+        ax.plot([float(r[head[0]]) for r in data], [float(r[col]) for r in data], marker=".")
         ax.set_xlabel(head[0])
         ax.set_ylabel(col)
         ax.set_yscale("log")

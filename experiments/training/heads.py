@@ -17,8 +17,10 @@ import latentspaces as ls
 from encoders import save_encoder
 from experiments.argtypes import positive_float, positive_int
 from experiments.distributed import World
-from experiments.training.common import PERCEPTUAL_CHOICES, rank_batch, start_run
+from experiments.training.common import rank_batch, start_run
 from experiments.training.loop import Trainer, TrainingLoop
+from latentspaces.errors import ModelChoiceError
+from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 
 
 def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
@@ -27,7 +29,7 @@ def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: floa
     ap.add_argument("--steps", type=positive_int, default=steps)
     ap.add_argument("--batch", type=positive_int, default=batch, help="images per step, over all processes")
     ap.add_argument("--lr", type=positive_float, default=lr)
-    ap.add_argument("--perceptual", default="auto", choices=PERCEPTUAL_CHOICES,
+    ap.add_argument("--perceptual", default=DEFAULT_PERCEPTUAL, choices=PERCEPTUAL_CHOICES,
                     help="'auto': LPIPS-VGG when its backbone is installed, else the default model's D features")
     ap.add_argument("--half", action="store_true", help="export float16 weights")
 
@@ -66,6 +68,10 @@ def train_head(make: Callable[[argparse.Namespace, Path, ls.Generator, World, to
                args: argparse.Namespace) -> Path:
     """Load --generator, build the trainer with `make` and run it for --steps in the shared loop."""
     out, device, G, world = start_run(args)
-    TrainingLoop(make(args, out, G, world, device), out, world, total=args.steps, snap=args.snap,
+    try:
+        trainer = make(args, out, G, world, device)
+    except ModelChoiceError as e:   # a --perceptual that does not fit this generator: one line, no traceback
+        raise SystemExit(str(e)) from None
+    TrainingLoop(trainer, out, world, total=args.steps, snap=args.snap,
                  resume=args.resume, max_seconds=args.max_seconds, config=vars(args), device=device).run()
     return out

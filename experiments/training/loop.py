@@ -2,10 +2,12 @@
 
 A trainer (a `Trainer` subclass) says what one step does and what it owns; `TrainingLoop` does the rest:
 
-- resume: OUT/checkpoint.pt (written by `latentspaces.io.atomic_torch_save`, read back with
+- resume: OUT/checkpoint.pt (written by `latentspaces.storage.atomic_torch_save`, read back with
   `torch.load(weights_only=True)`) holds the state dicts of the trainer's `checkpointed()` objects
   under their names, every rank's state of each of its data generators (`generators()`), "step",
   "seconds" (training time over all sessions) and "config" (the settings as JSON);
+- log.csv: one row per snapshot, written with the run folders' row writer (`experiments.rows.append_rows`:
+  the csv module, whole lines, locked and fsync'd) and read back with `read_rows`;
 - losses: the scalars `step()` returns are summed over each snapshot window, averaged over the steps
   that reported them and then over the ranks (`World.mean`): the whole batch's losses;
 - every `snap` units of progress (steps, or images for the GAN): the checkpoint, a row of log.csv with
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 
 from experiments.distributed import World
 from experiments.training.common import finish_run, plot_log
-from latentspaces.io import atomic_torch_save, atomic_write_text
+from experiments.rows import append_rows, read_columns, read_rows, write_rows
+from latentspaces.storage import atomic_torch_save
 
 Scalar = Union[float, int, torch.Tensor]
 
@@ -148,13 +151,23 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------------------ log
     def write_row(self, values: Mapping[str, float]) -> None:
-        """Append one row of the trainer's columns to log.csv (rank 0)."""
+        """Append one row of the trainer's columns to log.csv (rank 0): whole lines, fsync'd (`append_rows`)."""
         missing = [c for c in self.trainer.columns if c not in values]
         if missing:
             raise KeyError(f"log columns {missing} are neither losses of step() nor values of snapshot(); "
                            f"have {sorted(values)}")
-        with open(self.log, "a") as f:
-            f.write(",".join(format_value(values[c]) for c in self.trainer.columns) + "\n")
+        append_rows(self.log, [{c: format_value(values[c]) for c in self.trainer.columns}], self.trainer.columns)
+
+    def open_log(self) -> None:
+        """Start log.csv (rank 0): a header alone for a fresh run; on resume the rows so far, rewritten under
+        this trainer's columns when an older version of it wrote others (a missing value reads 'nan')."""
+        columns = list(self.trainer.columns)
+        if self.step == 0 or not self.log.exists():
+            write_rows(self.log, [], columns)
+            return
+        if read_columns(self.log) != columns:
+            rows = [{c: row.get(c) or "nan" for c in columns} for row in read_rows(self.log)]
+            write_rows(self.log, rows, columns)
 
     # ------------------------------------------------------------------------------ run
     def run(self) -> int:
@@ -162,8 +175,8 @@ class TrainingLoop:
         trainer, world = self.trainer, self.world
         if self.resume and self.ckpt.is_file():
             self.load()
-        if world.main and (self.step == 0 or not self.log.exists()):
-            atomic_write_text(self.log, ",".join(trainer.columns) + "\n")
+        if world.main:
+            self.open_log()
         t0 = t_window = time.time()
         sums: Dict[str, float] = {}
         counts: Dict[str, int] = {}

@@ -31,10 +31,12 @@ import latentspaces as ls
 from encoders import FEncoder
 from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual, training_codes
+from experiments.training.common import add_run_flags, probability, rank_seed, training_codes
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.images import TrainingImages, add_data_flag
 from latentspaces.images import save_images
+from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.losses import ReconstructionLoss, mean_squared_error
 from latentspaces.spaces.f import default_f_layer
 
 
@@ -67,7 +69,8 @@ class FEncoderTrainer(HeadTrainer):
         self.encoder = self.network = FEncoder.for_generator(G, self.layer, widths).to(device).train()
         world.broadcast_(self.encoder)
         self.space = ls.FWPlus(G, layer=self.layer)
-        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
+        self.reconstruction = ReconstructionLoss(self.perceptual, lambda_per=args.lambda_enc)
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=args.decay_every, gamma=0.1)
         self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
@@ -87,9 +90,8 @@ class FEncoderTrainer(HeadTrainer):
             ws = training_codes(G, self.batch, self.args.mixing, self.gen)
             x = G.synthesis.from_feature(self.space.feature_of(ws), ws, layer, noise_mode="const")
         y = G.synthesis.from_feature(self.encoder(x), ws, layer, noise_mode="const")
-        mse = (y - x).square().mean()
-        per = self.perceptual(y, x).mean() if self.perceptual is not None else torch.zeros((), device=self.device)
-        loss = mse + self.args.lambda_enc * per
+        recon = self.reconstruction.batch(y, x)
+        loss, mse, per = recon["loss"], recon["pixel"], recon["perceptual"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.world.average_gradients_(self.encoder.parameters())
@@ -106,7 +108,7 @@ class FEncoderTrainer(HeadTrainer):
         recon = self.space.synthesize(self.encoder.init_code(self.space, self.heldout))
         self.encoder.train()
         save_images(torch.cat([self.heldout[:8], recon[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse": (recon - self.heldout).square().mean().item(), "lr": lr}
+        return {"heldout_mse": mean_squared_error(recon, self.heldout).item(), "lr": lr}
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"layer": self.layer, "lambda_enc": self.args.lambda_enc}

@@ -18,7 +18,7 @@ y' the editing stream's image, L_f = sum_m mean |g_m F_m| (Eq. 5), L_aligner = s
 (Eq. 10, F_m detached: the target). P: LPIPS when its backbone is installed, else the default model's
 D-features distance. ID is off (no differentiable identity network offline). The adversarial term is off
 unless --lambda-adv > 0: a discriminator started from the default model's is trained beside the head
-(non-saturating loss, lazy R1 on the real images: experiments/training/gan_losses.py).
+(non-saturating loss, lazy R1 on the real images: latentspaces/losses.py).
 Edit consistency L_ec (not in the paper: our choice; --lambda-edit-consistency, 0 turns it off). Trained
 with Eq. 15 alone, the head reconstructs very well but its residuals dominate the features, so edits barely
 move its image: the shipped head of the first run (2493 steps, no L_ec) had an edit strength of 0.26 in
@@ -51,22 +51,25 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 import latentspaces as ls
 from encoders import GradStyle, load_encoder
 from experiments.argtypes import (encoder_spec, existing_file, non_negative_float, non_negative_int, positive_float,
                                   positive_int)
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
+from experiments.training.common import add_run_flags, rank_seed
 from experiments.training.editing import Editor, add_editor_flags
-from experiments.training.gan_losses import default_r1_gamma, discriminator_step, generator_loss
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
+from experiments.training.adversarial import discriminator_step
 from latentspaces.images import save_images
+from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
+                                 mean_squared_error)
+from latentspaces.warps import perspective_warp, random_homographies
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -106,29 +109,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def random_homographies(n: int, strength: float, gen: torch.Generator) -> torch.Tensor:
-    """[n, 3, 3] homographies near the identity in normalized coordinates: affine entries perturbed by
-    U(-strength, strength), perspective entries by U(-strength/2, strength/2)."""
-    u = torch.rand(n, 8, generator=gen, device=gen.device) * 2 - 1
-    h = torch.eye(3, device=gen.device).repeat(n, 1, 1)
-    h[:, 0, :] += strength * u[:, 0:3]
-    h[:, 1, :] += strength * u[:, 3:6]
-    h[:, 2, :2] += 0.5 * strength * u[:, 6:8]
-    return h
-
-
-def perspective_warp(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """x [N, C, H, W] sampled at h (p) for each output position p in [-1, 1]^2 (bilinear, zeros outside)."""
-    n, _, hh, ww = x.shape
-    ys = (torch.arange(hh, device=x.device, dtype=x.dtype) + 0.5) / hh * 2 - 1
-    xs = (torch.arange(ww, device=x.device, dtype=x.dtype) + 0.5) / ww * 2 - 1
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    p = torch.stack([gx, gy, torch.ones_like(gx)], -1).reshape(1, -1, 3)          # [1, HW, 3]
-    q = p @ h.to(x.dtype).transpose(1, 2)                                         # [N, HW, 3]
-    grid = (q[..., :2] / q[..., 2:].clamp_min(1e-3)).reshape(n, hh, ww, 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def edit_consistency_loss(head: GradStyle, G: ls.Generator, ws: torch.Tensor, image: torch.Tensor,
                           residuals: Sequence[torch.Tensor], features: Sequence[torch.Tensor],
                           delta: torch.Tensor) -> torch.Tensor:
@@ -144,7 +124,7 @@ def edit_consistency_loss(head: GradStyle, G: ls.Generator, ws: torch.Tensor, im
     with torch.no_grad():
         target = G.synthesis(ws + delta, noise_mode="const") - G.synthesis(ws, noise_mode="const")
     edited = head.edit_stream(G, ws + delta, residuals, features)[0]
-    return ((edited - image) - target).abs().mean()
+    return mean_absolute_error(edited - image, target)
 
 
 def init_head(head: GradStyle, path: Path, device: torch.device) -> Dict[str, object]:
@@ -187,7 +167,8 @@ class GradStyleTrainer(HeadTrainer):
         self.init_meta = init_head(self.head, args.init_from, device) if args.init_from is not None else {}
         world.broadcast_(self.head)
         self.editor = Editor(G, args, device) if args.lambda_edit_consistency > 0 else None
-        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
+        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_l2, args.lambda_per)
         self.D = self.opt_D = self.D_start = None
         if args.lambda_adv > 0:
             D, self.D_start = starting_discriminator(G)
@@ -207,11 +188,10 @@ class GradStyleTrainer(HeadTrainer):
     def generators(self) -> Dict[str, torch.Generator]:
         return {"data_gen": self.data_gen}
 
-    def _image_terms(self, y: torch.Tensor, x: torch.Tensor) -> Sequence[torch.Tensor]:
-        l2 = (y - x).square().mean()
-        per = self.perceptual(y, x).mean() if self.perceptual is not None else torch.zeros((), device=x.device)
+    def _image_terms(self, y: torch.Tensor, x: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """(the reconstruction terms of y against x, the adversarial term of y), scalars."""
         adv = generator_loss(self.D(y)) if self.D is not None else torch.zeros((), device=x.device)
-        return l2, per, adv
+        return self.reconstruction.batch(y, x), adv
 
     def edit_consistency(self, ws: torch.Tensor, y: torch.Tensor, residuals: Sequence[torch.Tensor],
                          cache: Mapping[str, torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
@@ -235,15 +215,15 @@ class GradStyleTrainer(HeadTrainer):
         hom = random_homographies(k, a.warp, self.data_gen)
         warped = [perspective_warp(r[:k].detach(), hom) for r in residuals]
         y_edit, aligned = head.edit_stream(self.G, ws[:k], warped)
-        aligner = sum((f - r[:k].detach()).abs().mean() for f, r in zip(aligned, residuals))
+        aligner = sum(mean_absolute_error(f, r[:k].detach()) for f, r in zip(aligned, residuals))
         if self.D is not None:
             self.D.requires_grad_(False)
-        l2, per, adv = self._image_terms(y, x)
-        l2_e, per_e, adv_e = self._image_terms(y_edit, x[:k])
-        edit = a.lambda_l2 * l2_e + a.lambda_per * per_e
+        recon, adv = self._image_terms(y, x)
+        recon_e, adv_e = self._image_terms(y_edit, x[:k])
+        edit = recon_e["loss"]
         consistency = (self.edit_consistency(ws[:k], y[:k], residuals, cache, self.editor(k, self.data_gen))
                        if self.editor is not None else torch.zeros((), device=x.device))
-        total = (a.lambda_l2 * l2 + a.lambda_per * per + a.lambda_edit * edit + a.lambda_f * l_f
+        total = (recon["loss"] + a.lambda_edit * edit + a.lambda_f * l_f
                  + a.lambda_aligner * aligner + a.lambda_adv * (adv + adv_e)
                  + a.lambda_edit_consistency * consistency)
         self.opt.zero_grad(set_to_none=True)
@@ -251,7 +231,7 @@ class GradStyleTrainer(HeadTrainer):
         self.world.average_gradients_(self.head.parameters())
         torch.nn.utils.clip_grad_norm_(self.head.parameters(), a.clip)
         self.opt.step()
-        terms = {"loss": total, "l2": l2, "perceptual": per, "edit": edit, "l_f": l_f, "aligner": aligner,
+        terms = {"loss": total, "l2": recon["pixel"], "perceptual": recon["perceptual"], "edit": edit, "l_f": l_f, "aligner": aligner,
                  "adv": adv + adv_e, "edit_consistency": consistency}
         if self.D is not None:  # the discriminator's step: both streams' images are fakes, the batch the reals
             terms["loss_D"] = discriminator_step(self.D, self.opt_D, torch.cat([y, y_edit]), x, step,
@@ -267,8 +247,8 @@ class GradStyleTrainer(HeadTrainer):
         y = self.head.compensate(self.G, self.heldout, ws, x0, pyramid=pyramid).image
         self.head.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
-                "heldout_mse": (y - self.heldout).square().mean().item(),
+        return {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
+                "heldout_mse": mean_squared_error(y, self.heldout).item(),
                 **({} if "loss_D" in values else {"loss_D": float("nan")})}
 
     def export_meta(self, step: int) -> Dict[str, object]:

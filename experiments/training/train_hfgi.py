@@ -44,12 +44,15 @@ import latentspaces as ls
 from encoders import HFGI, load_encoder
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual
-from experiments.training.gan_losses import default_r1_gamma, discriminator_step, generator_loss
+from experiments.training.common import add_run_flags, probability, rank_seed
+from experiments.training.adversarial import discriminator_step
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
-from experiments.training.warps import random_perspective
 from latentspaces.images import save_images
+from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
+                                 mean_squared_error)
+from latentspaces.warps import random_perspective
 
 
 CONSULT_FORMS = ("warped", "unwarped")
@@ -95,7 +98,8 @@ class HFGITrainer(HeadTrainer):
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.hfgi = self.network = HFGI.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
         world.broadcast_(self.hfgi)
-        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
+        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_l2, args.lambda_per)
         self.opt = torch.optim.Adam(self.hfgi.parameters(), lr=args.lr)
         self.disc = self.opt_D = self.disc_start = None
         if args.lambda_adv > 0:
@@ -131,13 +135,13 @@ class HFGITrainer(HeadTrainer):
         else:                             # our first form: from ADA of the unwarped one
             y = hfgi.render(self.G, ws, *hfgi.modulation(dmap, x0))
         zero = torch.zeros((), device=x.device)
-        l2 = (y - x).square().mean()
-        per = self.perceptual(y, x).mean() if self.perceptual is not None else zero
-        align = (aligned - dmap).abs().mean()
+        recon = self.reconstruction.batch(y, x)
+        l2, per = recon["pixel"], recon["perceptual"]
+        align = mean_absolute_error(aligned, dmap)
         if self.disc is not None:
             self.disc.requires_grad_(False)
         adv = generator_loss(self.disc(y)) if self.disc is not None else zero
-        total = args.lambda_l2 * l2 + args.lambda_per * per + args.lambda_align * align + args.lambda_adv * adv
+        total = recon["loss"] + args.lambda_align * align + args.lambda_adv * adv
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.world.average_gradients_(hfgi.parameters())
@@ -157,8 +161,8 @@ class HFGITrainer(HeadTrainer):
         y = self.hfgi.compensate(self.G, self.heldout, ws, x0).image
         self.hfgi.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
-        extra = {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
-                 "heldout_mse": (y - self.heldout).square().mean().item()}
+        extra = {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
+                 "heldout_mse": mean_squared_error(y, self.heldout).item()}
         for column in ("adv", "loss_D"):
             if column not in values:
                 extra[column] = float("nan")

@@ -15,7 +15,7 @@ to the target by (Eq. 9)
     l1 * |out - target| + per * P(out, target) + gan * softplus(-D(out))
 
 with D trained by the logistic loss (fakes: the outputs; reals: the targets) and lazy R1 on the targets
-every 16 steps (experiments/training/gan_losses.py, shared with the StyleGAN2 trainer). D starts from the
+every 16 steps (latentspaces/losses.py, shared with the StyleGAN2 trainer). D starts from the
 default model's discriminator. P: LPIPS when its backbone is installed, else the default model's
 D-features distance. No ID loss (the paper has none).
 
@@ -55,12 +55,14 @@ import latentspaces as ls
 from encoders import ReGANIE, load_encoder
 from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual
+from experiments.training.common import add_run_flags, probability, rank_seed
 from experiments.training.editing import Editor, add_editor_flags
-from experiments.training.gan_losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
 from latentspaces.images import save_images
+from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, default_r1_gamma, discriminator_loss, generator_loss,
+                                 lazy_r1_term, mean_squared_error, r1_penalty)
 
 TRIPLETS = ("(y - y^, x^, x)", "(x - x^, y^, y)", "(x - x^, x^, x)")  # (residual, rendered, target)
 
@@ -110,7 +112,8 @@ class ReGANIETrainer(HeadTrainer):
         D, self.D_start = starting_discriminator(G)
         self.D = D.to(device).train()
         world.broadcast_(self.D)
-        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
+        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_l1, args.lambda_per, pixel="l1")
         ratio = R1_INTERVAL / (R1_INTERVAL + 1)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=args.lr, betas=(args.adam_beta1, 0.99), eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
@@ -147,10 +150,10 @@ class ReGANIETrainer(HeadTrainer):
         # Rectifying-network step (Eq. 9).
         self.D.requires_grad_(False)
         out = self.net(rendered, residual)
-        l1 = (out - target).abs().mean()
-        per = self.perceptual(out, target).mean() if self.perceptual is not None else torch.zeros((), device=out.device)
+        recon = self.reconstruction.batch(out, target)
+        l1, per = recon["pixel"], recon["perceptual"]
         gan = generator_loss(self.D(out)) if args.lambda_gan > 0 else torch.zeros((), device=out.device)
-        loss = args.lambda_l1 * l1 + args.lambda_per * per + args.lambda_gan * gan
+        loss = recon["loss"] + args.lambda_gan * gan
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.world.average_gradients_(self.net.parameters())
@@ -181,8 +184,8 @@ class ReGANIETrainer(HeadTrainer):
         y = self.net.compensate(self.G, self.heldout, ws, x0).image
         self.net.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8].clamp(-1, 1)]), self.out / "reconstructions.png", nrow=8)
-        extra = {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
-                 "heldout_mse": (y - self.heldout).square().mean().item()}
+        extra = {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
+                 "heldout_mse": mean_squared_error(y, self.heldout).item()}
         for k in ("r1", "loss_D"):
             if k not in values:  # no R1 (or no D) step in this window
                 extra[k] = float("nan")

@@ -33,11 +33,13 @@ from encoders import SDIC, load_encoder
 from encoders.sdic import FUSIONS
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, rank_seed, resolve_perceptual
+from experiments.training.common import add_run_flags, rank_seed
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.images import TrainingImages, add_data_flag
 from latentspaces.images import save_images
+from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.interfaces import Compensation, PerceptualDistance
+from latentspaces.losses import ReconstructionLoss, mean_squared_error
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,11 +63,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def sdic_losses(comp: Compensation, x: torch.Tensor, ws: torch.Tensor, perceptual: Optional[PerceptualDistance],
                 args: argparse.Namespace) -> Dict[str, torch.Tensor]:
     """The joint loss terms (scalars) of one batch: 'loss' (the weighted sum), 'l2', 'perceptual', 'edit'."""
-    l2 = (comp.image - x).square().mean()
-    per = perceptual(comp.image, x).mean() if perceptual is not None else torch.zeros((), device=x.device)
-    edit = 0.8 * comp.cache["residual"].square().mean() + 0.2 * (comp.ws - ws).square().mean()
-    total = args.lambda_l2 * l2 + args.lambda_per * per + args.lambda_edit * edit
-    return {"loss": total, "l2": l2, "perceptual": per, "edit": edit}
+    recon = ReconstructionLoss(perceptual, args.lambda_l2, args.lambda_per).batch(comp.image, x)
+    edit = 0.8 * comp.cache["residual"].square().mean() + 0.2 * mean_squared_error(comp.ws, ws)
+    total = recon["loss"] + args.lambda_edit * edit
+    return {"loss": total, "l2": recon["pixel"], "perceptual": recon["perceptual"], "edit": edit}
 
 
 class SDICTrainer(HeadTrainer):
@@ -84,7 +85,7 @@ class SDICTrainer(HeadTrainer):
         self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width,
                                                       fusion=args.fusion).to(device).train()
         world.broadcast_(self.sdic)
-        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.opt = torch.optim.Adam(self.sdic.parameters(), lr=args.lr)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
         self.heldout = self.images.heldout(args.heldout_images)
@@ -116,8 +117,8 @@ class SDICTrainer(HeadTrainer):
         y = self.sdic.compensate(self.G, self.heldout, ws, x0).image
         self.sdic.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse_base": (x0 - self.heldout).square().mean().item(),
-                "heldout_mse": (y - self.heldout).square().mean().item()}
+        return {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
+                "heldout_mse": mean_squared_error(y, self.heldout).item()}
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder), "data": self.args.data,

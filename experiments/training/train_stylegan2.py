@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.training.common import add_run_flags, open_run, probability, training_codes
-from experiments.training.gan_losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from latentspaces.losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
 from experiments.training.loop import Trainer, TrainingLoop
 from latentspaces import Generator, save_generator
 from latentspaces.datasets import FaceSampler

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import latentspaces as ls
@@ -36,12 +35,14 @@ from encoders import WPlusEncoder
 from encoders.wplus_encoder import BACKBONES, EqualLinear
 from experiments.argtypes import non_negative_float, non_negative_int, positive_int
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed, resolve_perceptual, training_codes
+from experiments.training.common import add_run_flags, probability, rank_seed, training_codes
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
 from experiments.training.images import TrainingImages, add_data_flag
 from latentspaces.images import save_images
+from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, discriminator_loss, generator_loss, lazy_r1_term,
+                                 mean_squared_error, r1_penalty)
 
-R1_INTERVAL = 16  # steps between R1 penalties of the latent discriminator (lazy regularization)
 
 
 class LatentDiscriminator(nn.Module):
@@ -104,7 +105,8 @@ class WPlusEncoderTrainer(HeadTrainer):
         self.backbone = args.backbone or ("small" if G.resolution <= 128 else "ir_se50")
         self.encoder = self.network = WPlusEncoder.for_generator(G, backbone=self.backbone,
                                                   style_channels=args.style_channels).to(device).train()
-        self.perceptual = resolve_perceptual(args.perceptual, G, device)
+        self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
+        self.reconstruction = ReconstructionLoss(self.perceptual, lambda_per=args.lambda_per)
         self.D_lat = LatentDiscriminator(G.w_dim).to(device) if args.lambda_wd > 0 else None
         world.broadcast_(self.encoder, *([self.D_lat] if self.D_lat is not None else []))
         self.n_syn = int(round(self.batch * args.synthetic_fraction))
@@ -142,15 +144,15 @@ class WPlusEncoderTrainer(HeadTrainer):
             x, ws_syn = self.batch_images()
         ws = self.encoder(x)
         y = G.synthesis(ws, noise_mode="const")
-        mse = (y - x).square().mean()
-        per = self.perceptual(y, x).mean() if self.perceptual is not None else zero
-        lat = (ws[:self.n_syn] - ws_syn).square().mean() if ws_syn is not None else zero
+        recon = self.reconstruction.batch(y, x)
+        mse, per = recon["pixel"], recon["perceptual"]
+        lat = mean_squared_error(ws[:self.n_syn], ws_syn) if ws_syn is not None else zero
         delta = WPlusEncoder.deltas(ws)[:, :stage].norm(dim=2).mean(dim=0).sum() if stage > 0 else zero
-        loss = mse + args.lambda_per * per + args.lambda_latent * lat + args.delta_reg * delta
+        loss = recon["loss"] + args.lambda_latent * lat + args.delta_reg * delta
         wd = zero
         if self.D_lat is not None:
             self.D_lat.requires_grad_(False)
-            wd = F.softplus(-self.D_lat(ws.reshape(-1, G.w_dim))).mean()
+            wd = generator_loss(self.D_lat(ws.reshape(-1, G.w_dim)))
             loss = loss + args.lambda_wd * wd
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -167,11 +169,9 @@ class WPlusEncoderTrainer(HeadTrainer):
         D_lat.requires_grad_(True)
         with torch.no_grad():
             real = G.mapping(torch.randn(self.batch * 4, G.z_dim, generator=self.gen).to(self.device))
-        loss_d = F.softplus(D_lat(ws.reshape(-1, G.w_dim))).mean() + F.softplus(-D_lat(real)).mean()
+        loss_d = discriminator_loss(D_lat(ws.reshape(-1, G.w_dim)), D_lat(real))
         if step % R1_INTERVAL == 0:
-            real_ = real.requires_grad_(True)
-            (g,) = torch.autograd.grad(D_lat(real_).sum(), real_, create_graph=True)
-            loss_d = loss_d + self.args.r1 / 2 * g.square().sum(1).mean() * R1_INTERVAL
+            loss_d = loss_d + lazy_r1_term(r1_penalty(D_lat, real), self.args.r1)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.world.average_gradients_(D_lat.parameters())
@@ -186,7 +186,7 @@ class WPlusEncoderTrainer(HeadTrainer):
         recon = self.G.synthesis(self.encoder(self.heldout), noise_mode="const")
         self.encoder.train()
         save_images(torch.cat([self.heldout[:8], recon[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse": (recon - self.heldout).square().mean().item(), "stage": stage}
+        return {"heldout_mse": mean_squared_error(recon, self.heldout).item(), "stage": stage}
 
     def export(self, step: int) -> None:
         self.encoder.progressive_stage = self.stage(max(step - 1, 0))  # offsets past the last trained stage stay off

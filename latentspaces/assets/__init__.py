@@ -21,7 +21,8 @@ from typing import Dict, Optional
 
 import torch
 
-from ..io import from_uint8, load_tensors
+from ..images import from_uint8
+from ..storage import load_tensors
 
 ASSET_DIR = Path(__file__).resolve().parent
 

@@ -1,6 +1,6 @@
 """The project's own generator format: one safetensors file, JSON config in its header.
 
-Written through the storage layer (`latentspaces.io`): header {"format": "latentspaces.generator",
+Written through the storage layer (`latentspaces.storage`): header {"format": "latentspaces.generator",
 "version": "1", "config": <JSON of Generator.config>}; tensors: the generator's state dict (float32),
 names as in `Generator.state_dict()`. Reading it never unpickles anything; the config and the tensor
 table (names, shapes) are checked against each other before any tensor data is read.
@@ -16,7 +16,7 @@ import torch
 from ..errors import CheckpointError
 from ..generator import Generator
 from ..generator.config import show
-from ..io import read_header, read_tensors, save_tensors, tensor_shapes
+from ..storage import read_header, read_tensors, save_tensors, tensor_shapes
 from .validation import MAX_GENERATOR_BYTES, build_generator, check_layout, finish
 
 FORMAT = "latentspaces.generator"

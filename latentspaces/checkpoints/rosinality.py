@@ -39,7 +39,7 @@ from ..generator import Generator
 from ..generator.config import show, state_shapes
 from .validation import shape_text as _shape
 from ..generator.ops import setup_filter
-from ..io import atomic_torch_save
+from ..storage import atomic_torch_save
 from .validation import MAX_GENERATOR_BYTES, build_generator, check_tensor, checked_config, finish
 
 ROSINALITY_LR_MUL = 0.01

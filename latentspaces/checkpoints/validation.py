@@ -29,9 +29,9 @@ from typing import Callable, Mapping, Optional
 import torch
 
 from ..errors import CheckpointError
+from ..file_rules import check_tensor, shape_text, show
 from ..generator import FullyConnectedLayer, Generator, SynthesisLayer, ToRGBLayer
 from ..generator.config import ConfigError, check_config, state_bytes, state_shapes
-from ..io import check_tensor, shape_text, show
 
 MAX_GENERATOR_BYTES = 2 * 2**30  # 16x the float32 weights of the largest published StyleGAN2 (config-f, 1024 px)
 LAYER_TYPES = (FullyConnectedLayer, SynthesisLayer, ToRGBLayer)  # named in overflow messages

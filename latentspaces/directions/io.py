@@ -1,6 +1,6 @@
 """Direction files: the project's own format, and the direction files users already have (e4e).
 
-Own format: one safetensors file written through the storage layer (`latentspaces.io`), tensors
+Own format: one safetensors file written through the storage layer (`latentspaces.storage`), tensors
 `direction_{i}`, header {"format": "latentspaces.directions", "version": "1", "directions": JSON list of
 {kind, layers, name, method, meta}} (files from before the version field are read too).
 
@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoints import sniff_format
 from ..errors import CheckpointError
-from ..io import load_tensors, read_raw_header, save_tensors
+from ..storage import load_tensors, read_raw_header, save_tensors
 from .direction import Direction
 
 FORMAT = "latentspaces.directions"

@@ -20,7 +20,7 @@ import math
 import numbers
 from typing import Dict, Mapping, Optional, Tuple
 
-from ..io import show
+from ..file_rules import show
 
 DIM_RANGE = (1, 16384)          # z_dim, w_dim
 RESOLUTION_RANGE = (4, 8192)    # output resolution, a power of two

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from ..dlib_models import import_dlib, model_path
-from ..errors import MissingWeightsError
-from ..io import from_uint8, to_uint8
+from ..errors import MissingWeightsError, ModelChoiceError
+from ..images import from_uint8, to_uint8
+from ..interfaces import FaceEmbedder
 from .perceptual import torch_hub_checkpoints
 
 DLIB_MODELS = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
@@ -119,3 +120,20 @@ class FacenetIdentity:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cosine_similarity(self.embed(x), self.embed(y), dim=1)
+
+
+IDENTITY_CHOICES = ("dlib", "facenet", "none")
+DEFAULT_IDENTITY = "dlib"
+
+
+def make_identity(name: Optional[str] = DEFAULT_IDENTITY, device: str = "cpu") -> Optional[FaceEmbedder]:
+    """The identity similarity `name` ('dlib', the default and offline; 'facenet', when its weights are on
+    this machine; 'none' or None: no identity model). The one lookup by name for the library, the commands
+    and the tools; ModelChoiceError for an unknown name, MissingWeightsError for missing weights."""
+    if name is None or name == "none":
+        return None
+    if name == "dlib":
+        return DlibIdentity()
+    if name == "facenet":
+        return FacenetIdentity(device)
+    raise ModelChoiceError(f"unknown identity model {name!r}; choose one of {', '.join(IDENTITY_CHOICES)}")

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..images import from_uint8, to_uint8
 from ..interfaces import FaceEmbedder
-from ..io import from_uint8, to_uint8
 
 JPEG_QUALITY = 90
 

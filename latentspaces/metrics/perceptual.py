@@ -1,7 +1,8 @@
 """Perceptual distances for the inversion loss and the metrics: a small interface and LPIPS.
 
 A perceptual distance is any callable `d(x, y) -> [N]` on images [N, 3, H, W] in [-1, 1],
-differentiable in x. `LPIPS` wraps the `lpips` package (its linear heads ship in the wheel);
+differentiable in x. `make_perceptual(name)` is the one lookup by name ('auto', 'd-features',
+'lpips-vgg', 'lpips-alex', 'none'). `LPIPS` wraps the `lpips` package (its linear heads ship in the wheel);
 its VGG / AlexNet backbones are torchvision ImageNet weights that must already be in the
 local torch hub cache: nothing is downloaded. When they are missing, constructing LPIPS
 raises `MissingWeightsError` naming the file, where it was looked for, and the alternative.
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import MissingWeightsError
+from ..discriminator import load_default_discriminator
+from ..errors import MissingWeightsError, ModelChoiceError
 from ..interfaces import PerceptualDistance
+from .d_features import DiscriminatorFeatures
 
 # torchvision's file names for the ImageNet backbones lpips uses.
 BACKBONE_FILES = {
@@ -67,10 +70,51 @@ def lpips_available(net: str = "vgg") -> bool:
     return (torch_hub_checkpoints() / BACKBONE_FILES[net]).is_file() and os.environ.get("LATENTSPACES_NO_LPIPS") is None
 
 
-def make_perceptual(name: Optional[str]) -> Optional[PerceptualDistance]:
-    """'lpips-vgg' | 'lpips-alex' | None."""
-    if name is None or name == "none":
+PERCEPTUAL_CHOICES = ("auto", "d-features", "lpips-vgg", "lpips-alex", "none")
+DEFAULT_PERCEPTUAL = "auto"
+D_FEATURES_RESOLUTION = 64      # the default model's discriminator reads 64 px images
+
+
+def perceptual_name(name: Optional[str] = DEFAULT_PERCEPTUAL, resolution: Optional[int] = D_FEATURES_RESOLUTION) -> str:
+    """The concrete distance that `name` stands for on images of `resolution` px ('none' for no distance).
+
+    'auto' (the default) is LPIPS-VGG when its backbone is on this machine, else the default model's
+    D-features distance. D-features reads 64 px images; `resolution=None` means "not the default model"
+    (a caller that has not loaded the generator yet). ModelChoiceError when the name is unknown or does not fit.
+    """
+    name = "none" if name is None else name
+    if name not in PERCEPTUAL_CHOICES:
+        raise ModelChoiceError(f"unknown perceptual distance {name!r}; choose one of {', '.join(PERCEPTUAL_CHOICES)}")
+    fits = resolution == D_FEATURES_RESOLUTION
+    if name == "auto":
+        if lpips_available("vgg"):
+            return "lpips-vgg"
+        if fits:
+            return "d-features"
+        raise ModelChoiceError(
+            f"'auto' (the default) found no perceptual distance for {_images(resolution)}: LPIPS-VGG needs "
+            f"{torch_hub_checkpoints() / BACKBONE_FILES['vgg']} and D-features is the default model's distance "
+            "(64 px); copy the backbone there or pass perceptual 'none'")
+    if name == "d-features" and not fits:
+        raise ModelChoiceError(f"'d-features' is the default model's perceptual distance (64 px images), not one for "
+                               f"{_images(resolution)}; use lpips-vgg, lpips-alex or none")
+    return name
+
+
+def _images(resolution: Optional[int]) -> str:
+    return "another generator's images" if resolution is None else f"{resolution} px images"
+
+
+def make_perceptual(name: Optional[str] = DEFAULT_PERCEPTUAL, resolution: Optional[int] = D_FEATURES_RESOLUTION,
+                    device: Union[str, torch.device] = "cpu") -> Optional[PerceptualDistance]:
+    """The perceptual distance `name` (see `perceptual_name`) on `device`, or None for 'none' (or None).
+
+    The one resolver of a distance by name: the library, the commands and the trainers all call it.
+    ModelChoiceError for a name that is unknown or does not fit; MissingWeightsError for LPIPS without
+    its backbone file."""
+    name = perceptual_name(name, resolution)
+    if name == "none":
         return None
-    if name.startswith("lpips-"):
-        return LPIPS(name.split("-", 1)[1])
-    raise ValueError(f"unknown perceptual distance {name!r}; use 'lpips-vgg', 'lpips-alex' or None")
+    if name == "d-features":
+        return DiscriminatorFeatures(load_default_discriminator()).to(device)
+    return LPIPS(name.split("-", 1)[1]).to(device)

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..fingerprints import generator_fingerprint
-from ..io import load_tensors, read_raw_header, save_tensors
+from ..storage import load_tensors, read_raw_header, save_tensors
 
 CODE_FORMAT = "latentspaces.code"
 
@@ -129,7 +129,7 @@ class Code:
         tensors = {f"code.{k}": v for k, v in self._t.items()}
         if images is not None:
             if images.dtype != torch.uint8 or images.shape[0] != len(self):
-                raise ValueError(f"images must be uint8 [{len(self)}, 3, R, R] (latentspaces.io.to_uint8), got "
+                raise ValueError(f"images must be uint8 [{len(self)}, 3, R, R] (latentspaces.images.to_uint8), got "
                                  f"{images.dtype} {tuple(images.shape)}")
             tensors["images"] = images
         header = {"space": space, "meta": meta}

@@ -12,7 +12,6 @@ mapping network's weights, the sample count and the seed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Dict, Optional
@@ -22,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..io import load_tensors, save_tensors
+from ..fingerprints import mapping_fingerprint
+from ..storage import load_tensors, save_tensors
 from .base import LatentSpace
 from .code import Code
 from .manifolds import WhitenedChart
@@ -37,14 +37,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LATENTSPACES_CACHE", Path.home() / ".cache" / "latentspaces"))
 
 
-def mapping_hash(G) -> str:
-    """sha256 of the mapping network's tensors (names, shapes, bytes): the key of every mapping statistic."""
-    h = hashlib.sha256()
-    for name, t in sorted(G.mapping.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+mapping_hash = mapping_fingerprint   # the key of every mapping statistic (the name P_N's cache has used)
 
 
 class PNStats:

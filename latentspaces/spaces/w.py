@@ -17,6 +17,15 @@ def _mapped(space: LatentSpace, shape: tuple, seed: int) -> torch.Tensor:
     return space.G.mapping(z)
 
 
+@torch.no_grad()
+def w_spread(G, samples: int = 10_000, seed: int = 123) -> float:
+    """sqrt(mean ||w - mean(w)||^2) over `samples` mapped z's: the scale of W that StyleGAN2's projector
+    (and PTI's pivot) sizes its noise by ("Analyzing and Improving the Image Quality of StyleGAN", Appendix D)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = G.mapping(torch.randn(samples, G.z_dim, generator=gen).to(G.w_avg.device))
+    return ((w - w.mean(0)).square().sum() / samples).sqrt().item()
+
+
 def pn_penalty(pn: Optional[PNStats], pn_lambda: float, w: torch.Tensor) -> Dict[str, torch.Tensor]:
     """{'pn': pn_lambda * mean(v^2)} per image for W-type codes w [N, ..., w_dim]; {} without statistics."""
     if pn is None:

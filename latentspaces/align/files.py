@@ -1,0 +1,58 @@
+"""The alignment file: the transforms of aligned faces, each under its aligned image's file name, in JSON
+(`save_alignment`, `load_alignment`; format `ALIGNMENT_FORMAT`, version 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+from ..errors import CheckpointError
+from ..storage import PathLike, atomic_write_text
+from .transform import FaceTransform
+
+ALIGNMENT_FORMAT = "latentspaces.alignment"   # the JSON file of `save_alignment`
+
+
+def save_alignment(path: PathLike, faces: Sequence[Tuple[str, FaceTransform]]) -> None:
+    """Write (aligned image file name, transform) pairs to a JSON file, atomically."""
+    names = [name for name, _ in faces]
+    if len(set(names)) != len(names):
+        raise ValueError(f"aligned file names must be distinct, got {names}")
+    doc = {"format": ALIGNMENT_FORMAT, "version": 1,
+           "faces": [dict(file=name, **t.to_json()) for name, t in faces]}
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
+    """The {aligned image file name: transform} of a file written by `save_alignment`, in its order."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no alignment file at {path}")
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not a JSON alignment file ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(doc, dict) or doc.get("format") != ALIGNMENT_FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"{path}: not a latentspaces alignment file (format {got!r}, expected "
+                              f"{ALIGNMENT_FORMAT!r}; `latentspaces align` writes them)")
+    if doc.get("version") != 1:
+        raise CheckpointError(f"{path}: alignment file version {doc.get('version')!r}; this version reads 1")
+    entries = doc.get("faces")
+    if not isinstance(entries, list):
+        raise CheckpointError(f"{path}: 'faces' must be a list")
+    out: Dict[str, FaceTransform] = {}
+    for i, entry in enumerate(entries):
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{path}: face {i} has no aligned file name ('file')")
+        if name in out:
+            raise CheckpointError(f"{path}: {name} is listed twice")
+        out[name] = FaceTransform.from_json({k: v for k, v in entry.items() if k != "file"}, f"{path}, {name}")
+    return out
+
+
+__all__ = ["ALIGNMENT_FORMAT", "load_alignment", "save_alignment"]
