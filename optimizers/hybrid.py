@@ -28,6 +28,7 @@ layers are already fast by default (channels-last convolutions on CPU, folded ep
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -92,11 +93,17 @@ class HybridInverter:
         autocast: Optional[str] = None,        # None (float32) or 'bfloat16' / 'float16' for the loss
         schedule: Optional[InversionSchedule] = None,  # per-step lr and code perturbation; None: constant lr
     ):
-        if steps < 0 or lr <= 0:
-            raise ValueError(f"steps must be >= 0 and lr > 0, got steps={steps}, lr={lr}")
-        if min(lambda_per, lambda_reg, lambda_mse) < 0:
-            raise ValueError(f"loss weights must be >= 0, got lambda_per={lambda_per}, lambda_reg={lambda_reg}, "
-                             f"lambda_mse={lambda_mse}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"steps must be a whole number >= 0, got {steps!r}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        weights = {"lambda_per": lambda_per, "lambda_reg": lambda_reg, "lambda_mse": lambda_mse}
+        bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ValueError(f"loss weights must be finite and >= 0, got {bad}")
+        if not (math.isfinite(divergence_factor) and divergence_factor > 1):
+            raise ValueError(f"divergence_factor must be a finite number > 1 (the stop at that many times the start "
+                             f"loss), got {divergence_factor!r}")
         if not (isinstance(compile, bool) or compile in COMPILE_MODES):
             raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
         if autocast is not None and autocast not in AUTOCAST_DTYPES:

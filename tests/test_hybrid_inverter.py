@@ -230,3 +230,17 @@ def test_autocast_bfloat16_runs_in_float32_out_and_is_another_run(G, targets, tm
 def test_speed_switches_reject_unknown_values(G, kwargs, match):
     with pytest.raises(ValueError, match=match):
         HybridInverter(ls.WPlus(G), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 2.5}, "steps must be a whole number >= 0, got 2.5"),
+    ({"steps": -1}, "steps must be a whole number >= 0"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    ({"lambda_mse": -1.0}, "loss weights must be finite and >= 0, got {'lambda_mse': -1.0}"),
+    ({"lambda_per": float("inf")}, "loss weights must be finite and >= 0"),
+    ({"divergence_factor": float("nan")}, "divergence_factor must be a finite number > 1"),
+])
+def test_settings_are_checked_when_the_inverter_is_made(G, kwargs, message):
+    with pytest.raises(ValueError) as info:
+        HybridInverter(ls.W(G), progress=False, **kwargs)
+    assert message in str(info.value)

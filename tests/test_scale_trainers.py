@@ -7,9 +7,7 @@ raises otherwise), write its checkpoint and log rows, and export a network that 
 from __future__ import annotations
 
 import pytest
-import torch
 
-import latentspaces as ls
 from encoders import load_encoder
 from experiments.training import (train_f_encoder, train_gradstyle, train_hfgi, train_reganie, train_sdic,
                                   train_wplus_encoder)
@@ -82,3 +80,15 @@ def test_default_domain_data_is_refused_for_another_resolution(generator_file, t
                                          "makes 256 px images; pass --data generator"):
         train_sdic.main([*COMMON, "--generator", generator_file, "--out", str(tmp_path), "--steps", "1"])
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("perceptual", ["d-features", "auto"])
+def test_a_perceptual_distance_that_does_not_fit_is_one_line(generator_file, tmp_path, monkeypatch, perceptual):
+    """The trainers look the distance up with the library's make_perceptual: at 256 px D-features does not fit,
+    and 'auto' without LPIPS's backbone finds nothing; a one-line exit before any step."""
+    monkeypatch.setenv("LATENTSPACES_NO_LPIPS", "1")
+    flags = [*COMMON[:-2], "--perceptual", perceptual, "--generator", generator_file, "--out", str(tmp_path),
+             "--steps", "1", "--widths", "[8,8,8]"]
+    with pytest.raises(SystemExit, match="perceptual distance") as info:
+        train_f_encoder.main(flags)
+    assert "\n" not in str(info.value) and not (tmp_path / "checkpoint.pt").exists()

@@ -18,13 +18,12 @@ The submodules, each importing only those above it in this list:
   which warp an aligned (inverted, edited) face back into its photo.
 """
 
-from ..storage import PathLike
 from .detect import (CNN_DETECTOR, DETECTORS, LANDMARKS_68, REFINE_BOX, REFINE_SIZE, Detection, FaceAligner,
                      align_faces, keep_distinct)
 from .files import ALIGNMENT_FORMAT, load_alignment, save_alignment
 from .paste import MASKS, face_mask, face_polygon, mask_image, paste_back, paste_back_
 from .transform import MAX_TRANSFORM, Box, Face, FaceTransform, Point, ffhq_align, ffhq_quad
 
-__all__ = ["ALIGNMENT_FORMAT", "CNN_DETECTOR", "DETECTORS", "Detection", "Face", "FaceAligner", "FaceTransform",
-           "LANDMARKS_68", "MASKS", "align_faces", "face_mask", "face_polygon", "ffhq_align", "ffhq_quad",
+__all__ = ["ALIGNMENT_FORMAT", "CNN_DETECTOR", "DETECTORS", "Box", "Detection", "Face", "FaceAligner", "FaceTransform",
+           "LANDMARKS_68", "MASKS", "MAX_TRANSFORM", "Point", "REFINE_BOX", "REFINE_SIZE", "align_faces", "face_mask", "face_polygon", "ffhq_align", "ffhq_quad",
            "keep_distinct", "load_alignment", "mask_image", "paste_back", "paste_back_", "save_alignment"]
