@@ -9,6 +9,7 @@ import pickle
 import pickletools
 import subprocess
 import sys
+import time
 import types
 import zipfile
 from collections import OrderedDict
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+import latentspaces as ls
 from latentspaces.errors import CheckpointError
 from latentspaces.checkpoints.nvlabs_pickle import (
     CorruptPickleError,
@@ -478,6 +480,45 @@ def test_record_cycle_is_detected():
     a.state["_modules"]["self"] = a
     with pytest.raises(UnsafePickleError, match="cycle"):
         a.state_dict()
+
+
+def _dag(levels: int) -> PersistentRecord:
+    node = PersistentRecord("Leaf", module_state(_parameters={"w": torch.zeros(1)}))
+    for _ in range(levels):
+        node = PersistentRecord("Node", module_state(_modules={"a": node, "b": node}))
+    return node
+
+
+def test_record_graphs_are_walked_within_a_budget():
+    """A record shared by two parents 40 levels down is 2^40 paths, and a chain can be 50,000 records deep:
+    both are refused at once instead of hanging; a small shared graph still walks like torch's state_dict."""
+    small = _dag(3)
+    assert len(small.state_dict()) == 8                     # every path, as torch.nn.Module.state_dict lists them
+    t0 = time.perf_counter()
+    with pytest.raises(UnsafePickleError, match="more than 20,000 module paths"):
+        _dag(20).state_dict()                                # 2^20 paths, 20 levels
+    with pytest.raises(UnsafePickleError, match="nest deeper than 32 levels"):
+        _dag(40).state_dict()
+    chain = PersistentRecord("Leaf", module_state())
+    for _ in range(50_000):
+        chain = PersistentRecord("Node", module_state(_modules={"next": chain}))
+    with pytest.raises(UnsafePickleError, match="nest deeper than 32 levels"):
+        chain.state_dict()
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("levels, match", [(20, "more than 20,000 module paths"), (40, "nest deeper than 32")])
+def test_a_shared_record_graph_file_is_refused_at_once(tmp_path, levels, match):
+    """A 2-3 KB pickle whose generator record is such a graph: load_generator answers in a second, naming the file."""
+    with nvlabs_names() as names:
+        dag = _dag(levels)
+        data = pickle.dumps(to_nvlabs_objects({"G_ema": dag, "G": dag, "D": None}, names), protocol=4)
+    assert len(data) < 4000
+    path = write(tmp_path / "dag.pkl", data)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=match) as info:
+        ls.load_generator(path)
+    assert str(path) in str(info.value) and time.perf_counter() - t0 < 5
 
 
 def test_record_constructor_validates():

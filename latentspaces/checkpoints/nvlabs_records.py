@@ -9,13 +9,18 @@ error types of the pickle reader live here too, beside the records they guard.
 from __future__ import annotations
 
 import pickle
-from typing import Any, Dict, Iterator, Set, Tuple
+from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import torch
 
 from ..errors import CheckpointError
 
 _SUPPORTED = "only NVlabs StyleGAN2 network pickles (stylegan2-ada-pytorch / stylegan3 .pkl) are supported"
+# Budgets of a record graph's walk: NVlabs' networks nest 5 modules deep (G_ema.synthesis.b1024.conv0.affine)
+# and a 1024 px config-f generator has about 200 module paths. A pickle can share one record under many
+# parents (a DAG of 40 levels of {a: n, b: n} is 2^40 paths in 2 KB) or chain records 50,000 deep.
+MAX_MODULE_DEPTH = 32
+MAX_MODULE_PATHS = 20_000
 
 
 class UnsafePickleError(pickle.UnpicklingError, CheckpointError):
@@ -127,17 +132,26 @@ class PersistentRecord:
         Like ``torch.nn.Module.named_modules(prefix)``, except that a submodule shared by two
         parents is reported under both paths (matching `state_dict`). A cycle raises.
         """
-        yield from self._walk(prefix, set())
+        yield from self._walk(prefix, set(), 0, [0])
 
-    def _walk(self, path: str, ancestors: Set[int]) -> Iterator[Tuple[str, "PersistentRecord"]]:
+    def _walk(self, path: str, ancestors: Set[int], depth: int,
+              count: List[int]) -> Iterator[Tuple[str, "PersistentRecord"]]:
         if id(self) in ancestors:
-            raise UnsafePickleError(f"module records form a cycle at {path!r}")
+            raise UnsafePickleError(f"module records form a cycle at {path[:200]!r}")
+        if depth > MAX_MODULE_DEPTH:
+            raise UnsafePickleError(f"module records nest deeper than {MAX_MODULE_DEPTH} levels (at "
+                                    f"{path[:120]!r}...); NVlabs' networks nest 5: not a network pickle")
+        count[0] += 1
+        if count[0] > MAX_MODULE_PATHS:
+            raise UnsafePickleError(f"module records hold more than {MAX_MODULE_PATHS:,} module paths (a record "
+                                    "shared by many parents counts once per path); NVlabs' 1024 px generator has "
+                                    "about 200: not a network pickle")
         # Checked again here, not only in __init__: a pickle can edit a state dict after the record is built.
         _check_module_state(f"{path or '<root>'} ({self.class_name})", self.state)
         yield path, self
         ancestors.add(id(self))
         for name, child in self.named_children():
-            yield from child._walk(f"{path}.{name}" if path else name, ancestors)
+            yield from child._walk(f"{path}.{name}" if path else name, ancestors, depth + 1, count)
         ancestors.discard(id(self))
 
     def state_dict(self, prefix: str = "") -> Dict[str, torch.Tensor]:
