@@ -255,6 +255,15 @@ def test_fixture_state_dict(fixture_data):
     assert len(sd) == 75
 
 
+def test_fixture_walks_well_inside_the_budget(fixture_data):
+    """The walk budget's scale: the 32 px fixture's G_ema is 31 module paths, 4 deep."""
+    from latentspaces.checkpoints.nvlabs_records import MAX_MODULE_DEPTH, MAX_MODULE_PATHS
+
+    paths = [p for p, _ in fixture_data["G_ema"].walk()]
+    assert len(paths) == 31 and max(p.count(".") + 1 for p in paths if p) == 4
+    assert len(paths) < MAX_MODULE_PATHS and 4 < MAX_MODULE_DEPTH
+
+
 def test_fixture_g_and_g_ema_are_one_record(fixture_data):
     # The fixture pickles G_ema as a memo reference to G; the reader keeps that sharing.
     assert fixture_data["G"] is fixture_data["G_ema"]

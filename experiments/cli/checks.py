@@ -26,7 +26,7 @@ from latentspaces import assets
 from latentspaces.align import MAX_TRANSFORM
 from latentspaces.errors import ModelChoiceError
 from latentspaces.metrics.perceptual import D_FEATURES_RESOLUTION, DEFAULT_PERCEPTUAL
-from latentspaces.metrics.perceptual import perceptual_name as resolve_perceptual_name
+from latentspaces.metrics.perceptual import perceptual_name
 from latentspaces.storage import tensor_shapes
 
 from ..argtypes import HELDOUT, UsageError
@@ -34,7 +34,7 @@ from ..photos import alignment_for, check_photos
 from .settings import AlignSettings, IdentityCurvesSettings, InvertSettings, PairedSettings
 
 
-def perceptual_name(args: argparse.Namespace) -> str:
+def perceptual_flag(args: argparse.Namespace) -> str:
     """--perceptual as given, or the library's default ('auto': LPIPS-VGG when installed, else D-features)."""
     return DEFAULT_PERCEPTUAL if args.perceptual is None else args.perceptual
 
@@ -65,12 +65,12 @@ def check_targets(args: argparse.Namespace) -> None:
 
 def check_perceptual(args: argparse.Namespace, used: bool = True) -> None:
     """--perceptual and --lambda-per: a weight needs a distance, and D-features exist for the default model only."""
-    name = perceptual_name(args)
+    name = perceptual_flag(args)
     if name == "none" and getattr(args, "lambda_per", None):
         raise UsageError(f"--lambda-per {args.lambda_per:g} weighs the perceptual distance, but --perceptual is none")
     if used:
         try:
-            resolve_perceptual_name(name, perceptual_resolution(args))
+            perceptual_name(name, perceptual_resolution(args))
         except ModelChoiceError as e:
             raise UsageError(f"--perceptual: {e}") from None
 
@@ -194,4 +194,4 @@ def check_nothing(args: argparse.Namespace) -> None:
 
 __all__ = ["DEFAULT_PERCEPTUAL", "check_align", "check_compare", "check_directions", "check_edit",
            "check_identity_curves", "check_inversion", "check_invert", "check_nothing", "check_paired",
-           "check_perceptual", "check_targets", "heldout_count", "perceptual_name", "perceptual_resolution"]
+           "check_perceptual", "check_targets", "heldout_count", "perceptual_flag", "perceptual_resolution"]

@@ -38,7 +38,7 @@ from ..studies.inversions import PER_IMAGE_CSV, fill_identity
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import f_size_line, run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
-from .checks import compensation_plan, perceptual_name, perceptual_resolution
+from .checks import compensation_plan, perceptual_flag, perceptual_resolution
 from .settings import (AlignSettings, CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
                        IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
 
@@ -61,10 +61,10 @@ def _targets(args: argparse.Namespace, G: ls.Generator, n: int) -> torch.Tensor:
 
 
 def _perceptual(args: argparse.Namespace) -> Optional[PerceptualDistance]:
-    """The default model's D-features distance, LPIPS when asked for (and its weights exist), or none.
+    """The distance --perceptual names ('auto' by default), from the library's one lookup by name.
 
-    `experiments.cli.checks.check_perceptual` has refused D-features for another generator already."""
-    return make_perceptual(perceptual_name(args), perceptual_resolution(args), args.device)
+    `experiments.cli.checks.check_perceptual` has refused a name that does not fit the generator already."""
+    return make_perceptual(perceptual_flag(args), perceptual_resolution(args), args.device)
 
 
 def _identity(args: argparse.Namespace) -> Optional[IdentitySimilarity]:

@@ -16,8 +16,8 @@ import torch
 from ..errors import CheckpointError
 
 _SUPPORTED = "only NVlabs StyleGAN2 network pickles (stylegan2-ada-pytorch / stylegan3 .pkl) are supported"
-# Budgets of a record graph's walk: NVlabs' networks nest 5 modules deep (G_ema.synthesis.b1024.conv0.affine)
-# and a 1024 px config-f generator has about 200 module paths. A pickle can share one record under many
+# Budgets of a record graph's walk: NVlabs' generators nest 4 modules below G_ema (synthesis.b1024.conv0.affine;
+# the fixture's 32 px G_ema walks 31 paths, 4 deep) and a 1024 px config-f generator has 72 module paths. A pickle can share one record under many
 # parents (a DAG of 40 levels of {a: n, b: n} is 2^40 paths in 2 KB) or chain records 50,000 deep.
 MAX_MODULE_DEPTH = 32
 MAX_MODULE_PATHS = 20_000
@@ -140,12 +140,12 @@ class PersistentRecord:
             raise UnsafePickleError(f"module records form a cycle at {path[:200]!r}")
         if depth > MAX_MODULE_DEPTH:
             raise UnsafePickleError(f"module records nest deeper than {MAX_MODULE_DEPTH} levels (at "
-                                    f"{path[:120]!r}...); NVlabs' networks nest 5: not a network pickle")
+                                    f"{path[:120]!r}...); NVlabs' generators nest 4: not a network pickle")
         count[0] += 1
         if count[0] > MAX_MODULE_PATHS:
             raise UnsafePickleError(f"module records hold more than {MAX_MODULE_PATHS:,} module paths (a record "
                                     "shared by many parents counts once per path); NVlabs' 1024 px generator has "
-                                    "about 200: not a network pickle")
+                                    "72: not a network pickle")
         # Checked again here, not only in __init__: a pickle can edit a state dict after the record is built.
         _check_module_state(f"{path or '<root>'} ({self.class_name})", self.state)
         yield path, self
