@@ -13,6 +13,7 @@ it like argparse's own errors, one line and exit status 2.
 from __future__ import annotations
 
 import argparse
+import re
 import math
 from pathlib import Path
 from typing import Callable, Tuple, Union
@@ -123,6 +124,31 @@ def name_list(choices: Tuple[str, ...], what: str) -> Callable[[str], Tuple[str,
 def float_list(text: str) -> Tuple[float, ...]:
     """Comma-separated finite numbers: '-2,0,2' -> (-2.0, 0.0, 2.0) (write --alphas=-2,0,2 for a leading minus)."""
     return tuple(_number(float, part) for part in _entries(text, "-2,0,2"))
+
+
+def layer_list(text: str) -> Tuple[str, ...]:
+    """Comma-separated conv layer names of a synthesis network ('b8.conv0,b16.conv0'), none twice; the
+    generator, once loaded, says which exist."""
+    names = tuple(_entries(text, "b8.conv0,b16.conv0"))
+    bad = [n for n in names if not re.fullmatch(r"b\d+\.conv[01]", n)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: a conv layer is named b<resolution>.conv0 or .conv1 "
+                                         "(b4 has conv1 only), e.g. b16.conv0")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} names a layer twice")
+    return names
+
+
+def edit_sizes(text: str) -> Tuple[float, ...]:
+    """Comma-separated edit sizes, mean absolute pixel changes in (0, 2): '0.02,0.04' -> (0.02, 0.04); 'none' -> ()."""
+    if text.strip().lower() == "none":
+        return ()
+    sizes = tuple(_number(float, part) for part in _entries(text, "0.02,0.04,0.06"))
+    bad = [s for s in sizes if not 0 < s < 2]
+    if bad:
+        raise argparse.ArgumentTypeError(f"edit sizes are mean absolute pixel changes of images in [-1, 1], in (0, 2); "
+                                         f"got {', '.join(f'{s:g}' for s in bad)}")
+    return tuple(sorted(set(sizes)))
 
 
 def existing_file(text: str) -> Path:

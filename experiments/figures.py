@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -92,13 +92,30 @@ def pareto_front(points: Sequence[TradeoffPoint]) -> List[TradeoffPoint]:
     return sorted(front, key=lambda p: p.distortion)
 
 
+@dataclass(frozen=True)
+class SizeCurve:
+    """Identity against edit size for one space or method: sizes [k] (mean absolute pixel change, the
+    unedited image at 0), identities [k] (mean over the edits that reached each size) and their std."""
+
+    name: str
+    sizes: Tuple[float, ...]
+    identities: Tuple[float, ...]
+    errors: Tuple[float, ...]
+
+
 def tradeoff_plot(path: Path, points: Sequence[TradeoffPoint], x_label: str, y_label: str, title: str,
-                  note: str = "") -> None:
-    """`path` (.png) and its .pdf twin: editability against distortion with error bars and the Pareto front."""
+                  note: str = "", size_curves: Sequence[SizeCurve] = (), size_label: str = "") -> None:
+    """`path` (.png) and its .pdf twin: editability against distortion with error bars and the Pareto front;
+    with `size_curves`, a second panel of identity (`size_label`) against edit size, one line per curve."""
     if not points:
         raise ValueError("no points to plot: the folder has no rows with both a distortion and an edit identity")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    if size_curves:
+        fig, (ax, right) = plt.subplots(1, 2, figsize=(11.5, 4.6))
+        _size_panel(right, size_curves, size_label, plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                    [p.name for p in points])
+    else:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
     sizes = [p.size for p in points if p.size is not None]
     scale = 300 / max(sizes) if sizes else 0
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -132,4 +149,18 @@ def tradeoff_plot(path: Path, points: Sequence[TradeoffPoint], x_label: str, y_l
     plt.close(fig)
 
 
-__all__ = ["TradeoffPoint", "labelled_grid", "pareto_front", "tile_caption", "tradeoff_plot"]
+def _size_panel(ax, curves: Sequence[SizeCurve], label: str, colors: Sequence[str], order: Sequence[str]) -> None:
+    """Identity against matched edit size, each curve in the colour of its point on the left panel."""
+    color_of = {name: colors[k % len(colors)] for k, name in enumerate(order)}
+    for k, c in enumerate(curves):
+        color = color_of.get(c.name, colors[(len(order) + k) % len(colors)])
+        ax.errorbar(c.sizes, c.identities, yerr=c.errors, color=color, marker="o", markersize=4, capsize=3,
+                    linewidth=1.8, label=c.name)
+    ax.set_xlabel("edit size: mean absolute pixel change (images in [-1, 1])")
+    ax.set_ylabel(label)
+    ax.set_title("Identity at matched edit size (mean, one std over targets)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+__all__ = ["SizeCurve", "TradeoffPoint", "labelled_grid", "pareto_front", "tile_caption", "tradeoff_plot"]

@@ -179,7 +179,7 @@ def _holds_results(path: Path) -> bool:
 
 
 def claim_out_dir(out: Path, settings: Dict[str, object], targets: torch.Tensor, results: Sequence[str] = (),
-                  settings_file: str = SETTINGS_FILE) -> None:
+                  settings_file: str = SETTINGS_FILE, adopt: Sequence[str] = ()) -> None:
     """Record the inversion settings and targets [N, 3, R, R] behind OUT, or check that a resumed run uses the same.
 
     `compare` and `identity-curves` share the inversions in one OUT and resume them per chunk, so a run
@@ -188,14 +188,16 @@ def claim_out_dir(out: Path, settings: Dict[str, object], targets: torch.Tensor,
     `results`: the files and folders of OUT (names) that belong to the settings; when one of them holds
     anything and the settings file is missing, the run is refused rather than claiming them, as it is
     when the settings file is empty or garbled. `settings_file`: the file's name (the compensation
-    comparison keeps its own, `compensation_settings.json`).
+    comparison keeps its own, `compensation_settings.json`). `adopt`: keys that settings files of older
+    versions lack (the recipe's name, say); a file without one of them is resumed when every other key
+    matches, and the key is written in.
     """
     out.mkdir(parents=True, exist_ok=True)
     path = out / settings_file
     prints = image_fingerprints(targets)
     if path.exists():
         old = _parse_settings(path)
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v and not (k in adopt and k not in old)}
         if diff:
             said = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in diff.items())
             raise RunFolderError(f"{out} holds inversions made with other settings ({said}); resume with the "
@@ -205,8 +207,9 @@ def claim_out_dir(out: Path, settings: Dict[str, object], targets: torch.Tensor,
             if a != b:
                 raise RunFolderError(f"target {i} is not the image inverted as target {i} in {out} "
                                      f"(pixel sha256 {b} vs {a}); choose another output folder")
-        if len(prints) <= len(known):
+        if len(prints) <= len(known) and all(k in old for k in settings):
             return
+        prints = prints if len(prints) > len(known) else known
     else:
         held = [name for name in results if _holds_results(out / name)]
         if held:

@@ -1,7 +1,9 @@
 """Optimizers: HybridInverter (encoder-initialized projected optimization into any latent space) and
-PTI-style generator tuning (W pivot, then the generator tuned to it)."""
+PTI-style generator tuning (W pivot, then the generator tuned to it), and the named inversion recipes."""
 
 from .hybrid import HybridInverter, InversionDiverged, InversionResult
 from .pti import PTI, PTIResult
+from .recipes import FULL, PAPER, QUICK, RECIPES, InversionRecipe, recipe_named
 
-__all__ = ["HybridInverter", "InversionDiverged", "InversionResult", "PTI", "PTIResult"]
+__all__ = ["FULL", "HybridInverter", "InversionDiverged", "InversionRecipe", "InversionResult", "PAPER", "PTI",
+           "PTIResult", "QUICK", "RECIPES", "recipe_named"]

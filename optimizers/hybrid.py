@@ -40,8 +40,10 @@ from tqdm.auto import tqdm
 from latentspaces.fingerprints import digest
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.losses import ReconstructionLoss, anchor_penalty
+from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.spaces import Code, LatentSpace
 from latentspaces.storage import atomic_torch_save
+from optimizers.recipes import INITS, InversionRecipe
 from optimizers.schedules import ConstantSchedule, InversionSchedule
 
 InitSpec = Union[None, str, Code]
@@ -92,6 +94,7 @@ class HybridInverter:
         compile: Union[bool, str] = False,     # torch.compile the step's loss: True / a mode in COMPILE_MODES
         autocast: Optional[str] = None,        # None (float32) or 'bfloat16' / 'float16' for the loss
         schedule: Optional[InversionSchedule] = None,  # per-step lr and code perturbation; None: constant lr
+        init: InitSpec = None,                 # invert()'s start when it is given none (see `initial_code`)
     ):
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"steps must be a whole number >= 0, got {steps!r}")
@@ -118,6 +121,35 @@ class HybridInverter:
         self.identity, self.identity_every = identity, identity_every
         self.divergence_factor, self.progress = divergence_factor, progress
         self.schedule: InversionSchedule = ConstantSchedule() if schedule is None else schedule
+        if not (init is None or isinstance(init, Code) or init in INITS):
+            raise ValueError(f"init must be None, a Code or one of {INITS}, got {init!r}")
+        self.init = init
+
+    @classmethod
+    def from_recipe(
+        cls,
+        space: LatentSpace,
+        recipe: InversionRecipe,               # steps, lr, loss weights, start (optimizers.recipes)
+        perceptual: Optional[PerceptualDistance] = None,  # None: the distance recipe.perceptual names, if weighted
+        encoder: Optional[CodeInitializer] = None,        # the start of recipe.init == 'encoder' (None: the mean)
+        **options,                             # identity, progress, compile, autocast, ... as in the constructor
+    ) -> "HybridInverter":
+        """An inverter running `recipe` in `space`: the same numbers wherever the recipe is used.
+
+        With init 'encoder' and no encoder (Z and Z+ have none in "Revisiting Latent Space of GAN
+        Inversion") the start is the space's mean code, and the anchor term is off (it anchors to an
+        encoder's f0). The perceptual distance is made by name (`make_perceptual`) only when the loss
+        weighs it; a distance passed in is used as given.
+        """
+        if perceptual is None and recipe.lambda_per > 0:
+            perceptual = make_perceptual(recipe.perceptual, space.G.resolution, space.device)
+        use_encoder = recipe.init == "encoder" and encoder is not None
+        return cls(space, steps=recipe.steps, lr=recipe.lr, lambda_mse=recipe.lambda_mse,
+                   lambda_per=recipe.lambda_per if perceptual is not None else 0.0,
+                   lambda_reg=recipe.lambda_reg if use_encoder else 0.0, perceptual=perceptual,
+                   encoder=encoder if use_encoder else None,
+                   init="encoder" if use_encoder else ("mean" if recipe.init == "encoder" else recipe.init),
+                   **options)
 
     @property
     def reconstruction(self) -> ReconstructionLoss:
@@ -164,6 +196,8 @@ class HybridInverter:
         """'encoder' (default when an encoder is set), 'mean' (w_avg or its counterpart), 'random' (seeded,
         the same code for every image), or a given Code."""
         n = targets.shape[0]
+        if init is None:
+            init = self.init
         if init is None:
             init = "encoder" if self.encoder is not None else "mean"
         if isinstance(init, Code):

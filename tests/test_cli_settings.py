@@ -6,17 +6,25 @@ import subprocess
 import sys
 from dataclasses import FrozenInstanceError
 
+import inspect
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 import latentspaces as ls
+from encoders import load_encoder
 from experiments.cli import build_parser, main
 from experiments.cli.settings import (CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
                                       IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
 from experiments.rows import read_rows, write_rows
-from experiments.studies.inversions import chunk_path, load_codes, save_chunk
-from experiments.studies.identity_curves import edit_directions
+from experiments.rows import RunFolderError
+from experiments.runs import read_settings, write_settings
+from experiments.studies.inversions import chunk_path, invert_missing, load_codes, save_chunk
+from experiments.studies.identity_curves import edit_directions, run_identity_curves
+from experiments.studies.space_comparison import run_space_comparison
+from latentspaces import assets
+from optimizers import FULL, PAPER, QUICK, RECIPES, HybridInverter
 from latentspaces.directions import ganspace
 
 
@@ -24,37 +32,113 @@ def _settings(cls, argv):
     return cls.from_args(build_parser().parse_args(argv))
 
 
-def test_presets_are_named_frozen_and_picked_by_quick():
-    assert CompareSettings.QUICK.steps == 100 and CompareSettings.FULL.steps == 1200
-    assert (CompareSettings.QUICK.n_targets, CompareSettings.FULL.n_targets) == (8, 64)
-    assert CompareSettings.FULL.spaces == tuple(ls.SPACE_ORDER)
-    assert IdentityCurvesSettings.QUICK.directions == 3 and IdentityCurvesSettings.FULL.direction_samples == 300_000
-    assert (CompensationSettings.FULL.pivot_steps, CompensationSettings.FULL.tune_steps) == (450, 350)
-    assert ScoreIdentitySettings.QUICK.pn_samples == CompareSettings.QUICK.pn_samples
-    for cls in (PairedSettings, InvertSettings, EditSettings, DirectionsSettings):
-        assert cls.QUICK is cls.FULL  # one setting for the commands without --quick
+def test_presets_are_named_by_recipe_frozen_and_picked_by_recipe_or_quick():
+    C = CompareSettings.PRESETS
+    assert (C["quick"].recipe, C["full"].recipe, C["paper"].recipe) == (QUICK, FULL, PAPER)
+    assert (C["quick"].n_targets, C["full"].n_targets, C["paper"].n_targets) == (8, 64, 64)
+    assert C["paper"].spaces == tuple(ls.SPACE_ORDER)
+    assert IdentityCurvesSettings.PRESETS["quick"].directions == 3
+    assert IdentityCurvesSettings.PRESETS["paper"].direction_samples == 300_000
+    P = CompensationSettings.PRESETS["paper"]
+    assert (P.pivot_steps, P.tune_steps, P.recipe) == (450, 350, PAPER)
+    assert ScoreIdentitySettings.PRESETS["quick"].pn_samples == C["quick"].pn_samples
+    for cls in (PairedSettings, EditSettings, DirectionsSettings):
+        assert len({id(v) for v in cls.PRESETS.values()}) == 1  # one setting for the commands that do not invert
     with pytest.raises(FrozenInstanceError):
-        CompareSettings.QUICK.steps = 5
-    assert _settings(CompareSettings, ["compare", "--out", "o", "--quick"]) == CompareSettings.QUICK
-    assert _settings(CompareSettings, ["compare", "--out", "o"]) == CompareSettings.FULL
+        C["quick"].chunk = 5
+    assert _settings(CompareSettings, ["compare", "--out", "o", "--quick"]) == C["quick"]
+    assert _settings(CompareSettings, ["compare", "--out", "o", "--recipe", "quick"]) == C["quick"]
+    assert _settings(CompareSettings, ["compare", "--out", "o", "--recipe", "full"]) == C["full"]
+    assert _settings(CompareSettings, ["compare", "--out", "o"]) == C["paper"]   # the default is the paper's
+
+
+def test_the_paper_recipe_is_the_papers_and_the_librarys_default():
+    """Eqs. 1-4 of "Revisiting Latent Space of GAN Inversion": encoder start, lambda_per = lambda_reg = 10, Adam
+    at lr 0.01 for 1200 steps; the CLI default, HybridInverter's own defaults and the studies' defaults agree."""
+    assert (PAPER.init, PAPER.lambda_per, PAPER.lambda_reg, PAPER.steps, PAPER.lr) == ("encoder", 10.0, 10.0, 1200, 0.01)
+    G = ls.load_generator("default")
+    plain = HybridInverter(ls.FZPlus(G))
+    made = HybridInverter.from_recipe(ls.FZPlus(G), PAPER, perceptual=lambda x, y: x.new_zeros(len(x)),
+                                      encoder=object())
+    for key in ("steps", "lr", "lambda_per", "lambda_reg", "lambda_mse"):
+        assert getattr(made, key) == getattr(plain, key), key
+    assert made.init == "encoder"
+    for study in (run_space_comparison, run_identity_curves, invert_missing):
+        default = inspect.signature(study).parameters["recipe"].default
+        assert default is inspect.Parameter.empty or default is PAPER, study.__name__
+    for command, cls in (("compare", CompareSettings), ("identity-curves", IdentityCurvesSettings),
+                         ("compensation", CompensationSettings)):
+        assert _settings(cls, [command, "--out", "o"]).recipe is PAPER
+    inv = _settings(InvertSettings, ["invert", "--out", "o"])
+    assert inv.recipe is PAPER
+    # Z+ has no encoder: the paper recipe starts it from the mean, without the anchor term
+    zplus = HybridInverter.from_recipe(ls.ZPlus(G), PAPER, perceptual=lambda x, y: x.new_zeros(len(x)))
+    assert (zplus.init, zplus.lambda_reg, zplus.encoder) == ("mean", 0.0, None)
+
+
+def test_a_recipe_changed_by_a_flag_says_so_and_bad_recipes_are_refused():
+    s = _settings(CompareSettings, ["compare", "--out", "o", "--steps", "300", "--lambda-per", "1"])
+    assert s.recipe.name == "paper, steps=300, lambda_per=1" and s.recipe.steps == 300
+    assert PAPER.replace(steps=1200) is PAPER   # no change, no new name
+    for bad in (dict(steps=-1), dict(lr=0.0), dict(lambda_reg=float("nan")), dict(init="median"), dict(steps=2.5)):
+        with pytest.raises(ValueError):
+            PAPER.replace(**bad)
+    with pytest.raises(TypeError, match="no field"):
+        PAPER.replace(stpes=3)
+    assert RECIPES["full"].describe().startswith("full: 1200 Adam steps at lr 0.01 from the mean code")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--out", "o", "--quick", "--recipe", "paper"], "contradicts --recipe paper"),
+    (["compare", "--out", "o", "--recipe", "full", "--f-encoder", "default-f"], "start from the encoders"),
+    (["compare", "--out", "o", "--recipe", "quick", "--lambda-reg", "10"], "--lambda-reg matters only"),
+    (["compare", "--out", "o", "--seed", "3"], "--seed matters only with --init random"),
+    (["invert", "--out", "o", "--init", "mean", "--wplus-encoder", "default-wplus"], "start from the encoders"),
+])
+def test_flags_that_contradict_the_recipe_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_zero_is_a_value_not_the_preset(tmp_path):
     s = _settings(CompareSettings, ["compare", "--out", "o", "--quick", "--steps", "0", "--lambda-per", "0",
-                                    "--lambda-reg", "0", "--init", "random", "--seed", "0"])
-    assert (s.steps, s.lambda_per, s.lr, s.n_targets) == (0, 0.0, 0.05, 8)
-    full = _settings(CompareSettings, ["compare", "--out", "o", "--lambda-per", "0"])
-    assert (full.lambda_per, full.steps) == (0.0, 1200)  # FULL's 1.0 is not brought back by a falsy 0
-    inv = _settings(InvertSettings, ["invert", "--out", "o", "--steps", "0", "--lambda-per", "0"])
-    assert (inv.steps, inv.lambda_per, inv.lr) == (0, 0.0, 0.05)
+                                    "--init", "random", "--seed", "0"])
+    assert (s.recipe.steps, s.recipe.lambda_per, s.recipe.lr, s.n_targets) == (0, 0.0, 0.05, 8)
+    full = _settings(CompareSettings, ["compare", "--out", "o", "--recipe", "full", "--lambda-per", "0"])
+    assert (full.recipe.lambda_per, full.recipe.steps) == (0.0, 1200)  # FULL's 1.0 is not brought back by a falsy 0
+    paper = _settings(CompareSettings, ["compare", "--out", "o", "--lambda-reg", "0"])
+    assert (paper.recipe.lambda_reg, paper.recipe.lambda_per) == (0.0, 10.0)
+    inv = _settings(InvertSettings, ["invert", "--out", "o", "--recipe", "quick", "--steps", "0", "--lambda-per", "0"])
+    assert (inv.recipe.steps, inv.recipe.lambda_per, inv.recipe.lr) == (0, 0.0, 0.05)
     comp = _settings(CompensationSettings, ["compensation", "--out", "o", "--quick", "--pivot-steps", "0",
                                             "--tune-steps", "0"])
-    assert (comp.pivot_steps, comp.tune_steps, comp.steps) == (0, 0, 100)
+    assert (comp.pivot_steps, comp.tune_steps, comp.recipe.steps) == (0, 0, 100)
     for name in ("c", "d"):
         (tmp_path / name).write_bytes(b"")  # --codes and --direction must name files that exist
     assert _settings(EditSettings, ["edit", "--out", "o", "--codes", str(tmp_path / "c"), "--direction",
                                     str(tmp_path / "d"), "--alphas=-2,0,2.5", "--index", "0"]).alphas == (-2.0, 0.0, 2.5)
     assert _settings(CompareSettings, ["compare", "--out", "o", "--spaces", "W, FZPlus"]).spaces == ("W", "FZPlus")
+
+
+def test_compare_records_its_recipe_and_refuses_another_in_the_same_folder(tmp_path):
+    G = ls.load_generator("default")
+    targets = assets.heldout_targets(1)
+    kw = dict(spaces=["W"], perceptual=None, identity=None)
+    run_space_comparison(tmp_path, G, targets, recipe=PAPER.replace(steps=0, perceptual="none"), **kw)
+    settings = read_settings(tmp_path)
+    assert (settings["recipe"], settings["init"], settings["lambda_reg"]) == ("paper, steps=0, perceptual=none",
+                                                                            "encoder", 10.0)
+    # the W+ encoder's start, kept by 0 steps
+    start = load_encoder("default-wplus").init_code(ls.W(G), targets)
+    torch.testing.assert_close(load_codes(tmp_path, "W", 1).w, start.w)
+    with pytest.raises(RunFolderError, match="recipe="):
+        run_space_comparison(tmp_path, G, targets, recipe=QUICK.replace(steps=0, perceptual="none"), **kw)
+    # a folder made before recipes were named (no recipe key) resumes with the same numbers and adopts the name
+    old = {k: v for k, v in settings.items() if k not in ("recipe", "lambda_mse")}
+    write_settings(tmp_path / "inversion_settings.json", old)
+    run_space_comparison(tmp_path, G, targets, recipe=PAPER.replace(steps=0, perceptual="none"), **kw)
+    assert read_settings(tmp_path)["recipe"] == "paper, steps=0, perceptual=none"
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -82,11 +166,11 @@ def test_python_dash_m_runs_the_command():
     done = subprocess.run([sys.executable, "-m", "experiments.cli", "compare", "--help"], capture_output=True,
                           text=True, timeout=300)
     text = " ".join(done.stdout.split())  # argparse wraps the help text
-    assert done.returncode == 0 and "--n-targets" in text and "(quick 100, full 1200)" in text
+    assert done.returncode == 0 and "--n-targets" in text and "(quick 100, full 1200, paper 1200)" in text
 
 
 def test_invert_with_zero_steps_keeps_the_start_and_edit_reads_its_codes(tmp_path, capsys):
-    main(["invert", "--out", str(tmp_path / "inv"), "--n", "2", "--steps", "0", "--space", "W",
+    main(["invert", "--out", str(tmp_path / "inv"), "--n", "2", "--steps", "0", "--space", "W", "--recipe", "quick",
           "--perceptual", "none", "--device", "cpu"])
     assert "after 0 steps" in capsys.readouterr().out
     G = ls.load_generator("default")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from optimizers import QUICK
 from experiments.argtypes import UsageError
 from experiments.cli import main
 from experiments.distributed import World
@@ -119,7 +120,8 @@ def _cosine_identity(images, targets):
     return torch.nn.functional.cosine_similarity(images.flatten(1), targets.flatten(1))
 
 
-CURVES = dict(spaces=["W", "FZPlus"], n_directions=2, direction_samples=2000, steps=2, chunk=1)
+CURVES = dict(spaces=["W", "FZPlus"], n_directions=2, direction_samples=2000, recipe=QUICK.replace(steps=2, perceptual="none"),
+              chunk=1)
 
 
 def _curves_worker(rank, size, port, out):

@@ -42,7 +42,7 @@ def test_compare_writes_table_grid_and_resumes(tmp_path, capsys):
     assert (again[-1]["space"], again[-1]["target"]) == ("FZPlus", "2")
     assert {(r["space"], r["target"]): r["mse"] for r in again[:5]} == before
     # Other settings, or other targets under the same indices, would mix results: refused.
-    with pytest.raises(ValueError, match=r"other settings \(steps=3 there, 4 now\)"):
+    with pytest.raises(ValueError, match=r"other settings \(recipe='paper, steps=3' there, 'paper, steps=4' now, steps=3 there, 4 now\)"):
         main([a if a != "3" else "4" for a in args] + ["--debug"])  # --debug: the exception, not its one-line report
     settings = json.loads((out / "inversion_settings.json").read_text())
     targets = assets.heldout_targets(3)
@@ -90,7 +90,7 @@ def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
     flags = ["--out", str(out), "--n", "2", "--steps", "2", "--perceptual", "none", "--device", "cpu", "--quick"]
     main(["compare", "--spaces", "FZPlus", *flags])
     codes = (out / "codes" / "FZPlus_0.safetensors").read_bytes()
-    main(["identity-curves", "--spaces", "WPlus,FZPlus", *flags])
+    main(["identity-curves", "--spaces", "WPlus,FZPlus", "--edit-sizes", "0.02,0.04", *flags])
     assert (out / "codes" / "FZPlus_0.safetensors").read_bytes() == codes  # reused, not inverted again
     per_image = _rows(out / "space_comparison_per_image.csv")
     assert sorted((r["space"], r["target"]) for r in per_image) == [("FZPlus", "0"), ("FZPlus", "1"),
@@ -103,8 +103,20 @@ def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
     assert {float(r["alpha"]) for r in rows} == {round(a, 2) for a in torch.linspace(-2, 2, 11).tolist()}
     zero = [float(r["identity"]) for r in rows if float(r["alpha"]) == 0.0]
     assert all(-1 <= v <= 1 for v in zero)
-    for name in ("identity_curves.png", "identity_curves.pdf", "identity_summary.csv", "random_directions.png"):
+    for name in ("identity_curves.png", "identity_curves.pdf", "identity_summary.csv", "random_directions.png",
+                 "matched_edits.csv", "tradeoff.png"):
         assert (out / name).is_file(), name
+    # identity at matched edit size: every (space, target, direction, sign, size) once, each reached size hit
+    matched = _rows(out / "matched_edits.csv")
+    assert len(matched) == 2 * 2 * 3 * 2 * 2   # spaces x targets x directions x signs x sizes
+    hit = [r for r in matched if r["alpha"] != "nan"]
+    assert hit and all(abs(float(r["edit_change"]) - float(r["size"])) <= 0.02 * float(r["size"]) + 1e-6 for r in hit)
+    assert all((float(r["alpha"]) > 0) == (r["sign"] == "1") for r in hit)
+    summary = {r["space"]: r for r in _rows(out / "identity_summary.csv")}
+    assert {"identity_at_size_0.04", "reached_at_size_0.04", "alpha_at_size_0.04"} <= set(summary["FZPlus"])
+    main(["paired", "--out", str(out), "--a", "FZPlus"])
+    measures = {r["measure"] for r in _rows(out / "paired_statistics.csv")}
+    assert "edit identity at edit size 0.04, per edit" in measures
 
 
 def test_invert_edit_directions_commands(tmp_path):

@@ -78,7 +78,7 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
 
     out = tmp_path / "comp"
     args = ["compensation", "--quick", "--out", str(out), "--n", "2", "--steps", "3", "--pivot-steps", "3",
-            "--tune-steps", "2", "--device", "cpu"]
+            "--tune-steps", "2", "--device", "cpu", "--edit-sizes", "0.04"]
     main(args)
     with open(out / "compensation_comparison.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -86,6 +86,14 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     assert {"mse", "ssim", "identity", "edit_identity", "edit_strength", "seconds_per_image"} <= set(rows[0])
     assert float(rows[0]["edit_strength"]) == pytest.approx(1.0)     # the base encoder's edits are the unit
     assert (out / "compensation_grid.png").is_file() and "| sdic |" in (out / "compensation_comparison.md").read_text()
+    assert "identity_at_size_0.04" in rows[0]
+    matched_csv = out / "compensation_matched_edits.csv"
+
+    def matched_count(method):
+        with open(matched_csv, newline="") as f:
+            return sum(r["method"] == method for r in csv.DictReader(f))
+    per_method = 3 * 2 * 1 * 2   # directions x signs x sizes x targets
+    assert all(matched_count(m) == per_method for m in ["base", *COMPENSATION_HEADS, "pti", "fzplus"])
     # an interrupted run: drop the last method's rows; the rerun redoes only that method
     per_image = out / "compensation_per_image.csv"
     lines = per_image.read_text().splitlines()
@@ -94,6 +102,7 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     main(args)
     assert (out / "images" / "base.safetensors").stat().st_mtime_ns == before
     assert sum(line.startswith("fzplus") for line in per_image.read_text().splitlines()) == 2
+    assert matched_count("fzplus") == per_method   # the redone method's matched rows replaced, not added
     # a rerun with other settings would mix rows of two settings in one table: refused, nothing rewritten
     from experiments.runs import RunFolderError
     settings = (out / "compensation_settings.json").read_text()

@@ -1,9 +1,11 @@
-"""The `latentspaces` command: compare, identity-curves, compensation, paired, score-identity, align, invert, edit,
-directions.
+"""The `latentspaces` command: compare, identity-curves, compensation, f-layer-sweep, paired, score-identity, tradeoff,
+align, invert, edit, directions.
 
     latentspaces compare --quick --out runs/quick          # Table 1 style comparison on the default model
     latentspaces identity-curves --quick --out runs/quick  # Fig. 6 style identity-vs-step curves
     latentspaces compensation --quick --out runs/comp      # base W+ encoder vs SDIC vs PTI vs F/Z+
+    latentspaces compare --recipe paper --out runs/paper   # the paper's recipe (the default): encoder start, 10/10
+    latentspaces f-layer-sweep --quick --out runs/sweep    # F/Z+, F/W+ with f at b4.conv1 .. b16.conv0
     latentspaces paired --out runs/quick --a FZPlus        # wins and Wilcoxon p of F/Z+ against each space
     latentspaces score-identity --out runs/gpu             # identity of a compare run made with --identity none
     latentspaces invert --space FZPlus --targets face.png --out runs/me
@@ -16,8 +18,9 @@ directions.
     torchrun --standalone --nproc_per_node=4 -m experiments.cli compare --out runs/full --n-targets 64   # sharded
 
 Also `python -m experiments.cli ...`. Everything runs offline on the embedded default model unless
---generator names a checkpoint. `--quick` settings finish both main experiments in minutes on a 2-core
-CPU; the full settings are the papers' (1200 steps, all 64 held-out targets). A numeric flag left out
+--generator names a checkpoint. `--quick` (`--recipe quick`) settings finish both main experiments in minutes on a 2-core
+CPU; `--recipe paper` (the default) is the recipe of "Revisiting Latent Space of GAN Inversion" on all 64
+held-out targets, `--recipe full` this project's earlier full runs (`optimizers.recipes`). A numeric flag left out
 takes the preset's value (`experiments.cli.settings`); a value given is used as given, 0 included.
 
 Every flag is checked before any work starts: alone when parsed (`experiments.argtypes`), together
@@ -41,19 +44,22 @@ from latentspaces.errors import CheckpointError, MissingWeightsError
 from latentspaces.metrics.identity import DEFAULT_IDENTITY, IDENTITY_CHOICES
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 from encoders import COMPENSATION_HEADS
-from optimizers import InversionDiverged
+from optimizers import FULL, PAPER, QUICK, InversionDiverged
+from optimizers.recipes import DEFAULT_RECIPE, INITS, RECIPES
 
-from ..argtypes import (UsageError, device_name, encoder_spec, existing_dir, existing_file, finite_float, float_list,
+from ..argtypes import (UsageError, device_name, edit_sizes, encoder_spec, layer_list, existing_dir, existing_file, finite_float, float_list,
                         generator_spec, int_in, name_list, non_negative_float, non_negative_int, out_dir, photo_files,
                         positive_float, positive_int, seed, space_list, space_name, target_spec)
 from ..distributed import close_world, init_world
 from .workers import check_compile, check_workers, run_as_ranks
-from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit, check_identity_curves,
-                     check_invert, check_nothing, check_paired)
-from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_identity_curves,
-                       cmd_invert, cmd_paired, cmd_score_identity, cmd_tradeoff)
+from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit,
+                     check_f_layer_sweep, check_identity_curves, check_invert, check_nothing, check_paired)
+from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_f_layer_sweep,
+                       cmd_identity_curves, cmd_invert, cmd_paired, cmd_score_identity, cmd_tradeoff)
 from ..studies.compensation import METHODS
-from .settings import AlignSettings, CompareSettings, CompensationSettings, IdentityCurvesSettings, InvertSettings
+from ..studies.matched_edits import EDIT_SIZES
+from .settings import (RECIPE_FLAGS, AlignSettings, CompareSettings, CompensationSettings, FLayerSweepSettings,
+                       IdentityCurvesSettings, InvertSettings)
 
 SHARDED = ("compare", "identity-curves", "compensation")   # the commands that shard over torchrun ranks
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -77,10 +83,12 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
 
-def _quick_full(field: str, presets) -> str:
-    """'(quick Q, full F)' for a help text."""
-    quick, full = (getattr(p, field) for p in presets)
-    return f"(quick {quick:g}, full {full:g})"
+def _by_recipe(field: str, cls: type) -> str:
+    """'(quick Q, full F, paper P)' for a help text: a settings field or a recipe field of each preset."""
+    def value(preset) -> object:
+        return getattr(preset.recipe, field) if field in RECIPE_FLAGS else getattr(preset, field)
+
+    return "(" + ", ".join(f"{name} {value(preset):g}" for name, preset in cls.PRESETS.items()) + ")"
 
 
 def _machine(p: argparse.ArgumentParser, out_help: str = "output folder", out_type=out_dir) -> None:
@@ -90,26 +98,48 @@ def _machine(p: argparse.ArgumentParser, out_help: str = "output folder", out_ty
     p.add_argument("--device", default=DEFAULT_DEVICE, type=device_name, help="cpu, cuda, cuda:N or mps")
 
 
-def _inversion(p: argparse.ArgumentParser, presets, quick: bool = True, identity: bool = True) -> None:
+def _inversion(p: argparse.ArgumentParser, cls: type, quick: bool = True, identity: bool = True,
+               encoders: bool = True) -> None:
     """The flags of the commands that invert targets; numbers default to None (the preset's)."""
     _machine(p)
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help=f"inversion recipe and its presets (default {DEFAULT_RECIPE}): " + "; ".join(
+                       RECIPES[name].describe() for name in RECIPES))
     if quick:
-        p.add_argument("--quick", action="store_true", help="minutes on a CPU: 8 targets, 100 steps")
+        p.add_argument("--quick", action="store_true", help="the same as --recipe quick: minutes on a CPU, 8 targets")
     p.add_argument("--targets", type=target_spec, default=None,
                    help="'heldout' (default) or comma-separated image files/folders")
     # --n-targets, not only --n: torchrun's parser takes --n for an abbreviation of its own --nnodes
     p.add_argument("--n-targets", "--n", dest="n_targets", type=positive_int, default=None,
-                   help=f"number of held-out targets {_quick_full('n_targets', presets)}")
+                   help=f"number of held-out targets {_by_recipe('n_targets', cls)}")
     p.add_argument("--steps", type=non_negative_int, default=None,
-                   help=f"optimizer steps; 0 keeps the start {_quick_full('steps', presets)}")
-    p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate {_quick_full('lr', presets)}")
+                   help=f"optimizer steps; 0 keeps the start {_by_recipe('steps', cls)}")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate {_by_recipe('lr', cls)}")
     p.add_argument("--lambda-per", type=non_negative_float, default=None,
-                   help=f"perceptual weight in the loss, D-features scale {_quick_full('lambda_per', presets)}")
+                   help=f"perceptual weight in the loss {_by_recipe('lambda_per', cls)}")
+    p.add_argument("--lambda-reg", type=non_negative_float, default=None,
+                   help=f"weight of mean((f - f0)^2) on an encoder-started F space {_by_recipe('lambda_reg', cls)}")
     p.add_argument("--perceptual", default=None, choices=PERCEPTUAL_CHOICES,
                    help=f"perceptual distance (default {DEFAULT_PERCEPTUAL}: LPIPS-VGG when its backbone is on this "
                         "machine, else D-features, the default model's)")
     if identity:
         p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=IDENTITY_CHOICES)
+    if encoders:
+        p.add_argument("--init", choices=list(INITS), default=None,
+                       help="start: 'encoder' (F spaces from the F encoder; W+, W, S, P_N from the W+ encoder; Z and "
+                            "Z+ from their mean), 'mean' (w_avg and its counterparts) or 'random' (one code of each "
+                            "space's prior drawn with --seed, the same for every target) "
+                            f"(quick {QUICK.init}, full {FULL.init}, paper {PAPER.init})")
+        p.add_argument("--f-encoder", type=encoder_spec, default=None,
+                       help="F encoder name or file (init encoder; default default-f)")
+        p.add_argument("--wplus-encoder", type=encoder_spec, default=None,
+                       help="W+ encoder name or file (init encoder; default default-wplus)")
+
+
+def _edit_sizes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--edit-sizes", type=edit_sizes, default=None,
+                   help="edit sizes (mean absolute pixel change) at which identity is compared across spaces and methods, "
+                        f"each edit's alpha searched for (default {','.join(f'{s:g}' for s in EDIT_SIZES)}; 'none': skip)")
 
 
 def _seed(p: argparse.ArgumentParser, help: str = "random seed, 0 .. 2^32 - 1 (default 0)") -> None:
@@ -138,35 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compare", help="invert targets into every space; table + grid")
-    _inversion(p, (CompareSettings.QUICK, CompareSettings.FULL))
+    _inversion(p, CompareSettings)
     _seed(p, "the start of --init random, 0 .. 2^32 - 1 (default 0; nothing else in compare is random)")
     _chunk(p, "images inverted together (results saved per chunk)")
     _workers(p)
-    p.add_argument("--init", choices=["mean", "encoder", "random"], default="mean",
-                   help="start from w_avg (and its counterparts), from the encoders (F spaces: F encoder; "
-                        "W+, W, S, PN: W+ encoder; Z, Z+: mean), or from one code of each space's prior drawn "
-                        "with --seed (the same for every target)")
-    p.add_argument("--f-encoder", type=encoder_spec, default=None,
-                   help="F encoder name or file (--init encoder; default default-f)")
-    p.add_argument("--wplus-encoder", type=encoder_spec, default=None,
-                   help="W+ encoder name or file (--init encoder; default default-wplus)")
-    p.add_argument("--lambda-reg", type=non_negative_float, default=None,
-                   help="weight of mean((f - f0)^2) with --init encoder (default 0)")
     p.set_defaults(fn=cmd_compare, check=check_compare)
 
     p = sub.add_parser("identity-curves", help="identity vs edit step per space; curves + robustness grid")
-    _inversion(p, (IdentityCurvesSettings.QUICK, IdentityCurvesSettings.FULL))
+    _inversion(p, IdentityCurvesSettings)
     _seed(p)
     _chunk(p, "images inverted together (as in compare; shared codes)")
     _workers(p)
+    _edit_sizes(p)
     p.add_argument("--index", type=non_negative_int, default=None,
                    help="target shown in random_directions.png (default: the one closest to the set's median "
                         "brightness and reconstruction error)")
     p.set_defaults(fn=cmd_identity_curves, check=check_identity_curves)
 
     p = sub.add_parser("compensation", help="base W+ encoder vs the compensation heads vs PTI vs F/Z+ (SDIC's Table 2)")
-    presets = (CompensationSettings.QUICK, CompensationSettings.FULL)
-    _inversion(p, presets)
+    _inversion(p, CompensationSettings, encoders=False)
     _seed(p)
     p.add_argument("--base-encoder", type=encoder_spec, default="default-wplus", help="W+ encoder name or file")
     for head in COMPENSATION_HEADS:
@@ -177,11 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "given or installed, pti, fzplus)")
     p.add_argument("--f-encoder", type=encoder_spec, default="default-f", help="F encoder name or file")
     p.add_argument("--pivot-steps", type=non_negative_int, default=None,
-                   help=f"PTI pivot steps {_quick_full('pivot_steps', presets)}")
+                   help=f"PTI pivot steps {_by_recipe('pivot_steps', CompensationSettings)}")
     p.add_argument("--tune-steps", type=non_negative_int, default=None,
-                   help=f"PTI tuning steps {_quick_full('tune_steps', presets)}")
+                   help=f"PTI tuning steps {_by_recipe('tune_steps', CompensationSettings)}")
+    _edit_sizes(p)
     _workers(p, compile=False)
     p.set_defaults(fn=cmd_compensation, check=check_compensation)
+
+    p = sub.add_parser("f-layer-sweep", help="F/Z+ and F/W+ with f at each early layer: reconstruction, edit size and "
+                                             "identity against F's share of the image (f_layer_sweep.png)")
+    _inversion(p, FLayerSweepSettings, quick=True, encoders=False)
+    p.add_argument("--layers", type=layer_list, default=None,
+                   help="comma-separated conv layers (default b4.conv1 .. b16.conv0)")
+    p.add_argument("--spaces", type=space_list, default=None, help="F spaces (default FZPlus,FWPlus)")
+    p.add_argument("--directions", type=positive_int, default=None,
+                   help=f"GANSpace directions per kind {_by_recipe('directions', FLayerSweepSettings)}")
+    _edit_sizes(p)
+    _seed(p, "GANSpace sampling, 0 .. 2^32 - 1 (default 0)")
+    p.set_defaults(fn=cmd_f_layer_sweep, check=check_f_layer_sweep)
 
     p = sub.add_parser("score-identity", help="fill in the identity of a compare folder inverted with --identity none")
     _machine(p, "a folder written by compare", existing_dir)
@@ -232,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_align, check=check_align, quick=False)
 
     p = sub.add_parser("invert", help="invert images into one space")
-    _inversion(p, (InvertSettings.QUICK, InvertSettings.FULL), quick=False, identity=False)
+    _inversion(p, InvertSettings, quick=False, identity=False)
+    _seed(p, "the start of --init random, 0 .. 2^32 - 1 (default 0)")
     p.add_argument("--space", type=space_name, default=None, help="default FZPlus")
     p.add_argument("--align", action="store_true",
                    help="--targets are photos: align every face (as `latentspaces align` at the generator's "
@@ -245,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codes.safetensors written by `invert` (or a compare chunk file)")
     p.add_argument("--direction", required=True, type=existing_file,
                    help="direction file (latentspaces .safetensors or e4e .pt)")
+    _edit_sizes(p)
     p.add_argument("--index", type=non_negative_int, default=None, help="which direction of the file (default 0)")
     p.add_argument("--kind", choices=["z", "w"], default=None,
                    help="kind of a foreign direction file (.pt); latentspaces files say their own")

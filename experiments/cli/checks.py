@@ -27,11 +27,14 @@ from latentspaces.align import MAX_TRANSFORM
 from latentspaces.errors import ModelChoiceError
 from latentspaces.metrics.perceptual import D_FEATURES_RESOLUTION, DEFAULT_PERCEPTUAL
 from latentspaces.metrics.perceptual import perceptual_name
+from latentspaces.spaces import is_f_space
 from latentspaces.storage import tensor_shapes
 
 from ..argtypes import HELDOUT, UsageError
 from ..photos import alignment_for, check_photos
-from .settings import AlignSettings, IdentityCurvesSettings, InvertSettings, PairedSettings
+from optimizers.recipes import RECIPES
+
+from .settings import AlignSettings, IdentityCurvesSettings, InvertSettings, PairedSettings, recipe_flag
 
 
 def perceptual_flag(args: argparse.Namespace) -> str:
@@ -98,6 +101,7 @@ def compensation_plan(args: argparse.Namespace) -> Tuple[Tuple[str, ...], Dict[s
 def check_compensation(args: argparse.Namespace) -> None:
     """compensation: the inversion flags, and a network for every head --methods names; a head flag is used."""
     check_inversion(args)
+    check_recipe(args)
     methods, heads = compensation_plan(args)
     missing = [m for m in methods if m in COMPENSATION_HEADS and m not in heads]
     if missing:
@@ -110,26 +114,52 @@ def check_compensation(args: argparse.Namespace) -> None:
         raise UsageError(f"{', '.join(unused)} given but --methods leaves {'it' if len(unused) == 1 else 'them'} out")
 
 
+def check_recipe(args: argparse.Namespace) -> None:
+    """--quick and --recipe name one preset; the start's flags (--seed, encoder files, --lambda-reg) match the
+    recipe's start, its init changed by --init included."""
+    if getattr(args, "quick", False) and args.recipe not in (None, "quick"):
+        raise UsageError(f"--quick is --recipe quick; it contradicts --recipe {args.recipe} (give one of them)")
+    if not hasattr(args, "init"):
+        return   # compensation: its F/Z+ method always starts from the F encoder
+    init = args.init if args.init is not None else RECIPES[recipe_flag(args)].init
+    where = f"--init {init}" if args.init is not None else f"recipe {recipe_flag(args)} (init {init})"
+    if getattr(args, "seed", None) is not None and init != "random" and args.command != "identity-curves":
+        raise UsageError(f"--seed matters only with --init random: with {where} nothing in {args.command} is random "
+                         "(leave --seed out, or start from random codes with --init random)")
+    if init != "encoder":
+        given = [flag for flag, value in (("--f-encoder", args.f_encoder), ("--wplus-encoder", args.wplus_encoder),
+                                          ("--lambda-reg", args.lambda_reg)) if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} {'matters' if len(given) == 1 else 'matter'} only when the codes "
+                             f"start from the encoders (this run, {where}, starts from "
+                             f"{'the mean' if init == 'mean' else 'random codes'}; give --init encoder)")
+
+
 def check_compare(args: argparse.Namespace) -> None:
     check_inversion(args)
-    if args.seed is not None and args.init != "random":
-        raise UsageError(f"--seed matters only with --init random: with --init {args.init} nothing in compare is "
-                         "random (leave --seed out, or start from random codes with --init random)")
-    if args.init != "encoder":
-        given = [flag for flag, value in (("--f-encoder", args.f_encoder), ("--wplus-encoder", args.wplus_encoder))
-                 if value is not None]
-        if given:
-            raise UsageError(f"{' and '.join(given)} {'matters' if len(given) == 1 else 'matter'} only with --init "
-                             f"encoder (this run starts from {'the mean' if args.init == 'mean' else 'random codes'})")
+    check_recipe(args)
 
 
 def check_identity_curves(args: argparse.Namespace) -> None:
     check_inversion(args)
+    check_recipe(args)
     if args.identity == "none":
         raise UsageError("identity-curves measures identity: give --identity dlib or facenet")
     s = IdentityCurvesSettings.from_args(args)
     if s.index is not None and args.targets in (None, HELDOUT) and s.index >= s.n_targets:  # held-out: known count
         raise UsageError(f"--index {s.index}: the run has {s.n_targets} targets (give 0 .. {s.n_targets - 1})")
+
+
+def check_f_layer_sweep(args: argparse.Namespace) -> None:
+    """f-layer-sweep: the inversion flags; only F spaces; the identity it measures."""
+    check_inversion(args)
+    check_recipe(args)
+    if args.identity == "none":
+        raise UsageError("f-layer-sweep measures identity: give --identity dlib or facenet")
+    others = [name for name in (args.spaces or ()) if not is_f_space(name)]
+    if others:
+        raise UsageError(f"--spaces {','.join(others)}: the sweep moves the F layer, so it takes F spaces only "
+                         "(FZPlus, FWPlus, FZ, FWPlusPN)")
 
 
 def check_align(args: argparse.Namespace) -> None:
@@ -146,14 +176,16 @@ def check_invert(args: argparse.Namespace) -> None:
     """invert uses a perceptual distance only in its loss: --perceptual without a weight does nothing;
     --align aligns photo files."""
     check_targets(args)
+    check_recipe(args)
     if args.align:
         if args.targets in (None, HELDOUT):
             raise UsageError("--align finds and aligns the faces of photos: give --targets PHOTO,... (the held-out "
                              "targets are aligned already)")
         check_photos(args.targets, args.out)
-    weight = InvertSettings.from_args(args).lambda_per
+    recipe = InvertSettings.from_args(args).recipe
+    weight = recipe.lambda_per
     if args.perceptual not in (None, "none") and weight == 0:
-        raise UsageError(f"--perceptual {args.perceptual} does nothing with --lambda-per 0 (invert's default); "
+        raise UsageError(f"--perceptual {args.perceptual} does nothing with --lambda-per 0 (recipe {recipe.name}); "
                          "give --lambda-per too")
     check_perceptual(args, used=weight > 0)
 

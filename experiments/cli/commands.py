@@ -23,7 +23,7 @@ from latentspaces.images import load_images, save_images
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.metrics.identity import make_identity
 from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.spaces import SPACE_ORDER, build_space, is_f_space, read_code_file
+from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
 from optimizers import HybridInverter
 
 from ..argtypes import HELDOUT, UsageError
@@ -32,18 +32,17 @@ from ..photos import align_photos, alignment_for, code_transforms, paste_edits
 from ..rows import read_rows
 from ..runs import hold_out_dir, read_settings
 from ..studies.calibration import folder_calibration, read_calibration
-from ..studies.compensation import run_compensation_comparison
+from ..studies.f_layer_sweep import run_f_layer_sweep
+from ..studies.compensation import fzplus_settings, run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
-from ..studies.inversions import PER_IMAGE_CSV, fill_identity
+from ..studies.inversions import PER_IMAGE_CSV, fill_identity, inversion_settings, recipe_encoders, recipe_line
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import f_size_line, run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
 from .checks import compensation_plan, perceptual_flag, perceptual_resolution
 from .settings import (AlignSettings, CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
+                       FLayerSweepSettings,
                        IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
-
-F_SPACES = tuple(name for name in ls.SPACE_ORDER if is_f_space(name))   # initialised by the F encoder (--init encoder)
-WPLUS_INIT_SPACES = ("WPlus", "W", "S", "PN")  # initialised by the W+ encoder; Z and Z+ start from the mean
 
 
 def _generator(args: argparse.Namespace) -> ls.Generator:
@@ -82,17 +81,10 @@ def _pn_if_needed(G: ls.Generator, spaces: Sequence[str], n_samples: int) -> Opt
     return _pn_stats(G, n_samples) if any(ls.SPACES[name].uses_pn_stats for name in spaces) else None
 
 
-def _init_encoders(args: argparse.Namespace, spaces: Sequence[str]) -> Dict[str, CodeInitializer]:
-    """Space name -> initialising encoder: the F encoder for F spaces, the W+ encoder for W+, W, S, PN."""
-    loaded: Dict[str, CodeInitializer] = {}
-
-    def encoder(name: str) -> CodeInitializer:
-        if name not in loaded:
-            loaded[name] = load_encoder(name, args.device)
-        return loaded[name]
-
-    f_name, wplus_name = args.f_encoder or "default-f", args.wplus_encoder or "default-wplus"
-    return {s: encoder(f_name if s in F_SPACES else wplus_name) for s in spaces if s in F_SPACES + WPLUS_INIT_SPACES}
+def _encoders(args: argparse.Namespace, recipe, spaces: Sequence[str]) -> Dict[str, CodeInitializer]:
+    """Space name -> starting encoder under `recipe` ({} unless it starts from the encoders), from the flags."""
+    return recipe_encoders(recipe, spaces, args.f_encoder or "default-f", args.wplus_encoder or "default-wplus",
+                           args.device)
 
 
 def _print_table(out: Path, name: str, wrote: str, since: Optional[float] = None) -> None:
@@ -100,21 +92,27 @@ def _print_table(out: Path, name: str, wrote: str, since: Optional[float] = None
     print(f"wrote {wrote}" + ("" if since is None else f" ({time.time() - since:.0f} s)"))
 
 
+def _announce(recipe, perceptual: Optional[PerceptualDistance]) -> None:
+    """Print the recipe the run inverts with (rank 0), the distance it resolved to included."""
+    if World.current().main:
+        print(recipe_line(recipe, perceptual))
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     s = CompareSettings.from_args(args)
     perceptual, identity = _perceptual(args), _identity(args)   # models that may be missing: before the generator
-    encoders = _init_encoders(args, s.spaces) if args.init == "encoder" else None
+    encoders = _encoders(args, s.recipe, s.spaces)
     G = _generator(args)
     targets = _targets(args, G, s.n_targets)
     t = time.time()
     out = Path(args.out)
+    _announce(s.recipe, perceptual)
     f_line = f_size_line(G, s.spaces)
     if f_line and World.current().main:
         print(f_line)
-    run_space_comparison(out, G, targets, s.spaces, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per,
-                         lambda_reg=s.lambda_reg, perceptual=perceptual, identity=identity,
+    run_space_comparison(out, G, targets, s.spaces, s.recipe, perceptual=perceptual, identity=identity,
                          pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), encoders=encoders, chunk=s.chunk,
-                         seed=s.seed, compile=args.compile, init="random" if args.init == "random" else "mean")
+                         seed=s.seed, compile=args.compile)
     if World.current().main:
         _print_table(out, "space_comparison", f"{out}/space_comparison.csv, .md, reconstructions.png", t)
 
@@ -122,12 +120,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def cmd_identity_curves(args: argparse.Namespace) -> None:
     s = IdentityCurvesSettings.from_args(args)
     perceptual, identity = _perceptual(args), _identity(args)
+    encoders = _encoders(args, s.recipe, s.spaces)
     G = _generator(args)
     targets = _targets(args, G, s.n_targets)
     t = time.time()
+    _announce(s.recipe, perceptual)
     summary = run_identity_curves(Path(args.out), G, targets, identity, s.spaces, n_directions=s.directions,
-                                  direction_samples=s.direction_samples, steps=s.steps, lr=s.lr,
-                                  lambda_per=s.lambda_per, perceptual=perceptual, chunk=s.chunk, seed=s.seed,
+                                  direction_samples=s.direction_samples, recipe=s.recipe, perceptual=perceptual,
+                                  encoders=encoders, chunk=s.chunk, seed=s.seed, edit_sizes=s.edit_sizes,
                                   pn_stats=_pn_if_needed(G, s.spaces, s.pn_samples), figure_index=s.index,
                                   compile=args.compile)
     if not World.current().main:
@@ -136,15 +136,45 @@ def cmd_identity_curves(args: argparse.Namespace) -> None:
         calibrated = (f"  calibrated at |alpha|=2: {row['identity_calibrated_at_2']:.3f}  verified: "
                       f"{row['verified_at_2']:.0%}" if "identity_calibrated_at_2" in row else "")
         change = f"  edit change at |alpha|=2: {row['edit_change_at_2']:.4f}" if "edit_change_at_2" in row else ""
+        matched = "".join(f"  at edit size {size:g}: {row[f'identity_at_size_{size:g}']:.4f} (reached "
+                          f"{row[f'reached_at_size_{size:g}']:.0%})" for size in s.edit_sizes
+                          if f"identity_at_size_{size:g}" in row)
         print(f"{row['space']:8s} identity at |alpha|=2: {row.get('identity_at_2', float('nan')):.4f}  "
-              f"mean over alphas: {row['identity_mean']:.4f}{calibrated}{change}")
+              f"mean over alphas: {row['identity_mean']:.4f}{calibrated}{change}{matched}")
     calibration = read_calibration(Path(args.out))
     if calibration is not None and summary:
         print(calibration.describe())
     if summary and (Path(args.out) / PER_IMAGE_CSV).is_file():
         write_tradeoff(Path(args.out))
-    print(f"wrote {args.out}/identity_curves.csv, identity_curves.png/.pdf, identity_summary.csv, "
+    print(f"wrote {args.out}/identity_curves.csv, matched_edits.csv, identity_curves.png/.pdf, identity_summary.csv, "
           f"random_directions.png, tradeoff.png/.pdf ({time.time() - t:.0f} s)")
+
+
+def cmd_f_layer_sweep(args: argparse.Namespace) -> None:
+    s = FLayerSweepSettings.from_args(args)
+    perceptual, identity = _perceptual(args), _identity(args)
+    G = _generator(args)
+    if s.layers is not None:
+        unknown = [name for name in s.layers if name not in G.synthesis.feature_layers]
+        if unknown:
+            raise UsageError(f"--layers {','.join(unknown)}: not conv layers of this generator (choose from "
+                             f"{','.join(G.synthesis.feature_layers)})")
+    targets = _targets(args, G, s.n_targets)
+    t = time.time()
+    _announce(s.recipe.replace(init="mean"), perceptual)
+    out = Path(args.out)
+    summary = run_f_layer_sweep(out, G, targets, identity, s.recipe, perceptual, s.spaces, s.layers, s.directions,
+                                s.direction_samples,
+                                s.edit_sizes, s.seed)
+    size = sorted(s.edit_sizes)[len(s.edit_sizes) // 2] if s.edit_sizes else None
+    print("| space | layer | F share | MSE | identity | edit change, abs(alpha) = 2 | identity at edit size "
+          f"{size if size is not None else '-'} |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in summary:
+        matched = f"{r[f'identity_at_size_{size:g}']:.3f}" if size is not None else ""
+        print(f"| {r['space']} | {r['layer']} | {100 * r['f_share']:.1f}% | {r['mse']:.4f} | {r['identity']:.3f} | "
+              f"{r['edit_change_at_2']:.4f} | {matched} |")
+    print(f"wrote {out}/f_layer_sweep.csv, f_layer_sweep_summary.csv, f_layer_sweep.png/.pdf ({time.time() - t:.0f} s)")
 
 
 def cmd_score_identity(args: argparse.Namespace) -> None:
@@ -195,7 +225,8 @@ def cmd_align(args: argparse.Namespace) -> None:
 
 def cmd_invert(args: argparse.Namespace) -> None:
     s = InvertSettings.from_args(args)
-    perceptual = _perceptual(args) if s.lambda_per > 0 else None   # used only in the loss
+    perceptual = _perceptual(args) if s.recipe.lambda_per > 0 else None   # used only in the loss
+    encoder = _encoders(args, s.recipe, [s.space]).get(s.space)
     G = _generator(args)
     out = Path(args.out)
     meta = {}
@@ -208,14 +239,16 @@ def cmd_invert(args: argparse.Namespace) -> None:
         meta["targets"] = [str(t) for t in args.targets]   # `edit --paste-back` finds each code's face by name
     targets = _targets(args, G, s.n_targets)
     space = build_space(s.space, G, _pn_if_needed(G, [s.space], s.pn_samples))
-    res = HybridInverter(space, steps=s.steps, lr=s.lr, lambda_per=s.lambda_per, lambda_reg=0.0,
-                         perceptual=perceptual).invert(targets, init="mean")
+    print(recipe_line(s.recipe, perceptual))
+    res = HybridInverter.from_recipe(space, s.recipe, perceptual, encoder).invert(targets, seed=s.seed)
     out.mkdir(parents=True, exist_ok=True)
+    used = inversion_settings(G, s.recipe, perceptual, None, len(targets), s.seed)
     res.code.save(out / "codes.safetensors", space=s.space, generator_fingerprint=generator_fingerprint(G),
-                  generator=str(args.generator), steps=s.steps, **meta)
+                  generator=str(args.generator), steps=s.recipe.steps, recipe=s.recipe.name,
+                  inversion={k: v for k, v in used.items() if k not in ("generator", "identity", "chunk")}, **meta)
     save_images(torch.cat([targets, res.images]), out / "inversion.png", nrow=len(targets))
     mse = (res.images - targets).square().mean()  # after the last step (history holds the loss before each)
-    print(f"{s.space}: final MSE {mse:.4f} after {s.steps} steps; wrote {out}/codes.safetensors, inversion.png")
+    print(f"{s.space}: final MSE {mse:.4f} after {s.recipe.steps} steps; wrote {out}/codes.safetensors, inversion.png")
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
@@ -283,8 +316,7 @@ def cmd_compensation(args: argparse.Namespace) -> None:
     settings = {
         "pti": dict(pivot_steps=s.pivot_steps, tune_steps=s.tune_steps, perceptual=perceptual,
                     lambda_per=1.0 if on else 0.0),
-        "fzplus": dict(steps=s.steps, lr=s.lr, lambda_per=s.lambda_per if on else 0.0, lambda_reg=0.0,
-                       perceptual=perceptual),
+        "fzplus": fzplus_settings(s.recipe, perceptual),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +325,7 @@ def cmd_compensation(args: argparse.Namespace) -> None:
     with hold_out_dir(out):  # the direction files are written into OUT too
         directions = world.main_first(lambda: edit_directions(G, out, s.directions, s.direction_samples, s.seed))
         run_compensation_comparison(out, G, targets, models, directions, settings, perceptual, identity,
-                                    methods)
+                                    methods, edit_sizes=s.edit_sizes)
         if world.main:
             write_tradeoff(out)
     if world.main:

@@ -1,44 +1,71 @@
 """The settings of each `latentspaces` command: one frozen dataclass per command, with named presets.
 
-`QUICK` finishes both main experiments in minutes on a 2-core CPU (pixel MSE only in the loss, the
-perceptual distance still reported; 100 steps; 8 targets). `FULL` is the papers' setting (1200 steps,
-all 64 held-out targets, perceptual loss, 1e6 P_N samples). Commands without a --quick flag have one
-setting, and QUICK and FULL are that same one.
+The presets are named after the inversion recipes (`optimizers.recipes`): `quick` finishes both main
+experiments in minutes on a 2-core CPU (8 targets, the quick recipe), `full` and `paper` use all 64
+held-out targets, 1e6 P_N samples and the full or paper recipe (the paper's: encoder start, lambda_per
+= lambda_reg = 10, 1200 steps at lr 0.01). `paper` is the default. Commands that invert hold the
+recipe whole (`recipe`), so the studies and `HybridInverter.from_recipe` get the same object from the
+command line as from Python. Commands without a recipe have one setting under every name.
 
-`from_args` starts from the preset the command line picks and replaces each field whose flag was
-given: a flag left out is None and means "the preset's value"; any value given is used as given,
-0 included (argparse has checked its range already, see `experiments.argtypes`).
+`from_args` starts from the preset --recipe (or --quick) picks and replaces each field whose flag was
+given: a flag left out is None and means "the preset's value"; any value given is used as given, 0
+included (argparse has checked its range already, see `experiments.argtypes`). A recipe changed by a
+flag is renamed to say so ('paper, steps=100'), and that name is what a run folder records.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar, Optional, Tuple, Type, TypeVar
+from typing import ClassVar, Dict, Optional, Tuple, Type, TypeVar
 
 from latentspaces.spaces import SPACE_ORDER
+from optimizers import FULL, PAPER, QUICK, InversionRecipe
+from optimizers.recipes import DEFAULT_RECIPE, RECIPES
 
 from ..studies.identity_curves import CURVE_SPACES
+from ..studies.matched_edits import EDIT_SIZES
 
 T = TypeVar("T", bound="Settings")
+# The flags that change a recipe's fields (--perceptual changes recipe.perceptual), by recipe field.
+RECIPE_FLAGS = ("steps", "lr", "lambda_per", "lambda_reg", "init", "perceptual")
+
+
+def recipe_flag(args: argparse.Namespace) -> str:
+    """The preset a command line picks: --recipe, 'quick' for --quick, else the default ('paper')."""
+    name = getattr(args, "recipe", None)
+    if name is not None:
+        return name
+    return "quick" if getattr(args, "quick", False) else DEFAULT_RECIPE
 
 
 class Settings:
-    """Base of the per-command settings: presets QUICK and FULL, and `from_args`."""
+    """Base of the per-command settings: presets by recipe name, and `from_args`."""
 
-    QUICK: ClassVar["Settings"]
-    FULL: ClassVar["Settings"]
+    PRESETS: ClassVar[Dict[str, "Settings"]]
 
     @classmethod
-    def preset(cls: Type[T], quick: bool) -> T:
-        """QUICK or FULL."""
-        return cls.QUICK if quick else cls.FULL
+    def preset(cls: Type[T], name: str) -> T:
+        """The preset of recipe `name` ('quick', 'full', 'paper')."""
+        return cls.PRESETS[name]  # type: ignore[return-value]
 
     @classmethod
     def from_args(cls: Type[T], args: argparse.Namespace) -> T:
-        """The preset args.quick picks, with every field whose flag was given (not None) replaced by it."""
-        given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
-        return replace(cls.preset(args.quick), **given)
+        """The preset --recipe / --quick picks, with every field whose flag was given (not None) replaced by
+        it; flags of recipe fields change the recipe (renamed to say so)."""
+        base = cls.preset(recipe_flag(args))
+        given = {f.name: getattr(args, f.name) for f in fields(cls)
+                 if f.name != "recipe" and getattr(args, f.name, None) is not None}
+        recipe: Optional[InversionRecipe] = getattr(base, "recipe", None)
+        if recipe is not None:
+            changes = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k, None) is not None}
+            given["recipe"] = recipe.replace(**changes)
+        return replace(base, **given)
+
+
+def _same(setting: Settings) -> Dict[str, Settings]:
+    """One setting under every recipe name (commands that do not invert)."""
+    return {name: setting for name in RECIPES}
 
 
 @dataclass(frozen=True)
@@ -46,18 +73,18 @@ class CompareSettings(Settings):
     """`latentspaces compare`: invert the targets into each space."""
 
     n_targets: int                  # held-out targets 0 .. n_targets - 1
-    steps: int                      # optimizer steps per inversion (0: the start, mean or encoder)
-    lr: float                       # Adam learning rate, > 0
-    lambda_per: float               # weight of the perceptual distance in the loss, >= 0
+    recipe: InversionRecipe         # steps, lr, loss weights, start (optimizers.recipes)
     pn_samples: int                 # W samples the P_N statistics are fitted on
-    lambda_reg: float = 0.0         # weight of mean((f - f0)^2) towards the encoder's start (--init encoder)
     chunk: int = 8                  # images inverted together; results are saved per chunk
-    seed: int = 0
+    seed: int = 0                   # the start of recipe init 'random' (nothing else is random)
     spaces: Tuple[str, ...] = tuple(SPACE_ORDER)
 
 
-CompareSettings.QUICK = CompareSettings(n_targets=8, steps=100, lr=0.05, lambda_per=0.0, pn_samples=100_000)
-CompareSettings.FULL = CompareSettings(n_targets=64, steps=1200, lr=0.01, lambda_per=1.0, pn_samples=1_000_000)
+CompareSettings.PRESETS = {
+    "quick": CompareSettings(n_targets=8, recipe=QUICK, pn_samples=100_000),
+    "full": CompareSettings(n_targets=64, recipe=FULL, pn_samples=1_000_000),
+    "paper": CompareSettings(n_targets=64, recipe=PAPER, pn_samples=1_000_000),
+}
 
 
 @dataclass(frozen=True)
@@ -65,9 +92,7 @@ class IdentityCurvesSettings(Settings):
     """`latentspaces identity-curves`: the inversions of `compare` (same fields, same files), then edits."""
 
     n_targets: int
-    steps: int
-    lr: float
-    lambda_per: float
+    recipe: InversionRecipe
     pn_samples: int
     directions: int                 # GANSpace directions per kind
     direction_samples: int          # W samples for the GANSpace PCA
@@ -75,33 +100,65 @@ class IdentityCurvesSettings(Settings):
     seed: int = 0
     spaces: Tuple[str, ...] = tuple(CURVE_SPACES)
     index: Optional[int] = None     # target of the random-direction figure (None: the set's median face)
+    edit_sizes: Tuple[float, ...] = EDIT_SIZES  # pixel changes at which identity is compared (() none)
 
 
-IdentityCurvesSettings.QUICK = IdentityCurvesSettings(n_targets=8, steps=100, lr=0.05, lambda_per=0.0,
-                                                      pn_samples=100_000, directions=3, direction_samples=50_000)
-IdentityCurvesSettings.FULL = IdentityCurvesSettings(n_targets=64, steps=1200, lr=0.01, lambda_per=1.0,
-                                                     pn_samples=1_000_000, directions=5, direction_samples=300_000)
+IdentityCurvesSettings.PRESETS = {
+    "quick": IdentityCurvesSettings(n_targets=8, recipe=QUICK, pn_samples=100_000, directions=3,
+                                    direction_samples=50_000),
+    "full": IdentityCurvesSettings(n_targets=64, recipe=FULL, pn_samples=1_000_000, directions=5,
+                                   direction_samples=300_000),
+    "paper": IdentityCurvesSettings(n_targets=64, recipe=PAPER, pn_samples=1_000_000, directions=5,
+                                    direction_samples=300_000),
+}
 
 
 @dataclass(frozen=True)
 class CompensationSettings(Settings):
-    """`latentspaces compensation`: base W+ encoder vs SDIC vs PTI vs HybridInverter F/Z+."""
+    """`latentspaces compensation`: base W+ encoder vs the heads vs PTI vs HybridInverter F/Z+.
+
+    The F/Z+ method always starts from the F encoder (it is the method); the recipe gives its steps, lr
+    and loss weights."""
 
     n_targets: int
-    steps: int                      # F/Z+ HybridInverter steps
-    lr: float                       # F/Z+ learning rate
-    lambda_per: float               # F/Z+ perceptual weight (PTI's is 1 whenever a perceptual distance is on)
+    recipe: InversionRecipe         # F/Z+ HybridInverter (PTI's perceptual weight is 1 whenever one is on)
     pivot_steps: int                # PTI pivot (W projection) steps
     tune_steps: int                 # PTI generator tuning steps
     directions: int                 # GANSpace directions per kind for the edit identity
     direction_samples: int
     seed: int = 0
+    edit_sizes: Tuple[float, ...] = EDIT_SIZES  # pixel changes at which edit identity is compared (() none)
 
 
-CompensationSettings.QUICK = CompensationSettings(n_targets=8, steps=100, lr=0.05, lambda_per=0.0, pivot_steps=100,
-                                                  tune_steps=100, directions=3, direction_samples=50_000)
-CompensationSettings.FULL = CompensationSettings(n_targets=64, steps=1200, lr=0.01, lambda_per=1.0, pivot_steps=450,
-                                                 tune_steps=350, directions=5, direction_samples=300_000)
+CompensationSettings.PRESETS = {
+    "quick": CompensationSettings(n_targets=8, recipe=QUICK, pivot_steps=100, tune_steps=100, directions=3,
+                                  direction_samples=50_000),
+    "full": CompensationSettings(n_targets=64, recipe=FULL, pivot_steps=450, tune_steps=350, directions=5,
+                                 direction_samples=300_000),
+    "paper": CompensationSettings(n_targets=64, recipe=PAPER, pivot_steps=450, tune_steps=350, directions=5,
+                                  direction_samples=300_000),
+}
+
+
+@dataclass(frozen=True)
+class FLayerSweepSettings(Settings):
+    """`latentspaces f-layer-sweep`: F/Z+ and F/W+ with f at each layer up to b16.conv0 (mean start)."""
+
+    n_targets: int
+    recipe: InversionRecipe         # steps, lr and weights; the study always starts from the mean code
+    directions: int                 # GANSpace directions per kind
+    direction_samples: int
+    spaces: Tuple[str, ...] = ("FZPlus", "FWPlus")
+    layers: Optional[Tuple[str, ...]] = None   # None: b4.conv1 .. b16.conv0
+    edit_sizes: Tuple[float, ...] = EDIT_SIZES
+    seed: int = 0
+
+
+FLayerSweepSettings.PRESETS = {
+    "quick": FLayerSweepSettings(n_targets=8, recipe=QUICK, directions=3, direction_samples=50_000),
+    "full": FLayerSweepSettings(n_targets=64, recipe=FULL, directions=5, direction_samples=300_000),
+    "paper": FLayerSweepSettings(n_targets=64, recipe=PAPER, directions=5, direction_samples=300_000),
+}
 
 
 @dataclass(frozen=True)
@@ -111,8 +168,8 @@ class ScoreIdentitySettings(Settings):
     pn_samples: int
 
 
-ScoreIdentitySettings.QUICK = ScoreIdentitySettings(pn_samples=CompareSettings.QUICK.pn_samples)
-ScoreIdentitySettings.FULL = ScoreIdentitySettings(pn_samples=CompareSettings.FULL.pn_samples)
+ScoreIdentitySettings.PRESETS = {name: ScoreIdentitySettings(pn_samples=c.pn_samples)
+                                 for name, c in CompareSettings.PRESETS.items()}
 
 
 @dataclass(frozen=True)
@@ -125,22 +182,21 @@ class PairedSettings(Settings):
     n_targets: Optional[int] = None       # None: all targets
 
 
-PairedSettings.QUICK = PairedSettings.FULL = PairedSettings()
+PairedSettings.PRESETS = _same(PairedSettings())
 
 
 @dataclass(frozen=True)
 class InvertSettings(Settings):
-    """`latentspaces invert`: images into one space."""
+    """`latentspaces invert`: images into one space, with a recipe (default paper's)."""
 
+    recipe: InversionRecipe
     space: str = "FZPlus"
     n_targets: int = 8
-    steps: int = 200
-    lr: float = 0.05
-    lambda_per: float = 0.0
-    pn_samples: int = 100_000       # (no seed: invert starts from the mean code, and nothing else is random)
+    pn_samples: int = 100_000
+    seed: int = 0                   # the start of recipe init 'random'
 
 
-InvertSettings.QUICK = InvertSettings.FULL = InvertSettings()
+InvertSettings.PRESETS = {name: InvertSettings(recipe=r) for name, r in RECIPES.items()}
 
 
 @dataclass(frozen=True)
@@ -155,7 +211,7 @@ class AlignSettings(Settings):
     refine: bool = True                   # a second landmark pass on the aligned face
 
 
-AlignSettings.QUICK = AlignSettings.FULL = AlignSettings()
+AlignSettings.PRESETS = _same(AlignSettings())
 
 
 @dataclass(frozen=True)
@@ -170,7 +226,7 @@ class EditSettings(Settings):
     mask: str = "face"                    # --paste-back blend: 'face' (landmark hull + forehead) or 'square'
 
 
-EditSettings.QUICK = EditSettings.FULL = EditSettings()
+EditSettings.PRESETS = _same(EditSettings())
 
 
 @dataclass(frozen=True)
@@ -184,8 +240,10 @@ class DirectionsSettings(Settings):
     seed: int = 0
 
 
-DirectionsSettings.QUICK = DirectionsSettings.FULL = DirectionsSettings()
+DirectionsSettings.PRESETS = _same(DirectionsSettings())
 
 
 __all__ = ["AlignSettings", "CompareSettings", "CompensationSettings", "DirectionsSettings", "EditSettings",
-           "IdentityCurvesSettings", "InvertSettings", "PairedSettings", "ScoreIdentitySettings", "Settings"]
+           "FLayerSweepSettings",
+           "IdentityCurvesSettings", "InvertSettings", "PairedSettings", "RECIPE_FLAGS", "ScoreIdentitySettings",
+           "Settings", "recipe_flag"]

@@ -45,7 +45,7 @@ from latentspaces.images import load_image_file, save_image_file, to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.metrics.image import reconstruction_metrics
 from latentspaces.spaces import Code, FZPlus, WPlus
-from optimizers import PTI, HybridInverter
+from optimizers import PTI, HybridInverter, InversionRecipe
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
@@ -54,10 +54,15 @@ from ..runs import claim_out_dir, file_problem, hold_out_dir
 from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import calibrated_fields, folder_calibration
 from .inversions import metric_name
+from .matched_edits import EDIT_SIZES, edit_with_alphas, matched_edit_rows, matched_summary, paired_columns, pixel_change
 
 HEADS = COMPENSATION_HEADS    # compensation heads by method name, in the order of the table
 METHODS = ["base", *HEADS, "pti", "fzplus"]
 PER_IMAGE_CSV = "compensation_per_image.csv"
+MATCHED_CSV = "compensation_matched_edits.csv"   # identity at matched edit sizes (studies.matched_edits)
+MATCHED_FIELDS = ["method", "target", "direction", "sign", "size", "alpha", "edit_change", "identity", "images_sha256"]
+MATCHED = RowSchema(tuple(MATCHED_FIELDS), key=("method", "target", "direction", "sign", "size"),
+                    ints=("target", "sign"), floats=("size",))
 SETTINGS_FILE = "compensation_settings.json"
 SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "edit_change", "seconds"]
 FIELDS = ["method", "target", *SUMMARY, "images_sha256"]
@@ -85,17 +90,40 @@ def _edit_scores(identity: Optional[IdentitySimilarity], targets: torch.Tensor, 
         for a in alphas:
             with torch.no_grad():
                 edited = render(d, a)
-                changes.append((edited - images).abs().flatten(1).mean(1).cpu())
+                changes.append(pixel_change(edited, images).cpu())
                 if identity is not None:
                     sims.append(identity(edited, targets).reshape(-1).cpu())
     n = targets.shape[0]
     return (torch.stack(sims).mean(0) if sims else torch.full((n,), math.nan)), torch.stack(changes).mean(0)
 
 
+def fzplus_settings(recipe: InversionRecipe, perceptual: Optional[PerceptualDistance]) -> dict:
+    """The F/Z+ method's HybridInverter settings under `recipe`. The method starts from the F encoder
+    whatever the recipe's init (that start is what makes it the method of "Revisiting Latent Space of
+    GAN Inversion"); the recipe gives the steps, lr and weights (no perceptual weight without a distance)."""
+    return dict(steps=recipe.steps, lr=recipe.lr, lambda_per=recipe.lambda_per if perceptual is not None else 0.0,
+                lambda_reg=recipe.lambda_reg, perceptual=perceptual)
+
+
+def _matched_rows(identity: Optional[IdentitySimilarity], targets: torch.Tensor, images: torch.Tensor,
+                  render_each: Callable[[Direction, torch.Tensor], torch.Tensor], directions: Sequence[Direction],
+                  sizes: Sequence[float]) -> List[dict]:
+    """Per direction, sign and size, the matched alpha, change and identity of each image (`matched_edits`);
+    [] without an identity metric or sizes. render_each(d, alphas [N]) -> edited images [N, 3, R, R]."""
+    if identity is None or not sizes:
+        return []
+    rows = []
+    for d in directions:
+        found = matched_edit_rows(lambda a: render_each(d, a), images, targets, identity, sizes)
+        rows += [{**r, "direction": d.name} for r in found]
+    return rows
+
+
 def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: dict,
                directions: Dict[str, List[Direction]], alphas: Sequence[float],
-               identity: Optional[IdentitySimilarity], settings: dict):
-    """(images [N, 3, R, R], edit identity [N], edit change [N], seconds per image) for one method."""
+               identity: Optional[IdentitySimilarity], settings: dict, sizes: Sequence[float] = EDIT_SIZES):
+    """(images [N, 3, R, R], edit identity [N], edit change [N], seconds per image, matched-size rows) for one
+    method; the rows (`_matched_rows`) give each edit's alpha at each size in `sizes`."""
     n = targets.shape[0]
     base = models["base"]
     if method == "base" or method in HEADS:
@@ -111,14 +139,18 @@ def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: d
         if head is None:
             images = x0
 
-            def render(d, a):
+            def render(d, a):   # a: a number, or one alpha per image [N, 1, 1]
                 return G.synthesis(ws + _wplus_delta(G, ws, d, a), noise_mode="const")
         else:
             images = comp.image
 
             def render(d, a):
                 return head.edit(G, comp, _wplus_delta(G, comp.ws, d, a))
-        return (images, *_edit_scores(identity, targets, images, render, directions["w"], alphas), seconds)
+
+        def render_each(d, a):
+            return render(d, a.reshape(-1, 1, 1))
+        return (images, *_edit_scores(identity, targets, images, render, directions["w"], alphas), seconds,
+                _matched_rows(identity, targets, images, render_each, directions["w"], sizes))
     if method == "pti":
         res = PTI(G, per_image=True, progress=False, **settings["pti"]).run(targets)
         pivots = [g.broadcast(res.pivots[i:i + 1]) for i, g in enumerate(res.generator)]
@@ -126,16 +158,23 @@ def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: d
         def render(d, a):
             return torch.cat([g.synthesis(p + _wplus_delta(g, p, d, a), noise_mode="const")
                               for g, p in zip(res.generator, pivots)])
+
+        def render_each(d, a):   # one tuned generator per image, each with its own alpha
+            return torch.cat([g.synthesis(p + _wplus_delta(g, p, d, float(a_i)), noise_mode="const")
+                              for g, p, a_i in zip(res.generator, pivots, a)])
         return (res.images, *_edit_scores(identity, targets, res.images, render, directions["w"], alphas),
-                res.seconds / n)
+                res.seconds / n, _matched_rows(identity, targets, res.images, render_each, directions["w"], sizes))
     if method == "fzplus":
         space = FZPlus(G)
         res = HybridInverter(space, encoder=models["f"], progress=False, **settings["fzplus"]).invert(targets)
 
         def render(d, a):
             return space.synthesize(space.edit(res.code, d, a))
+
+        def render_each(d, a):
+            return edit_with_alphas(space, res.code, d, a)
         return (res.images, *_edit_scores(identity, targets, res.images, render, directions["z"], alphas),
-                res.seconds / n)
+                res.seconds / n, _matched_rows(identity, targets, res.images, render_each, directions["z"], sizes))
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
 
 
@@ -150,6 +189,7 @@ def run_compensation_comparison(
     identity: Optional[IdentitySimilarity] = None,
     methods: Optional[Sequence[str]] = None,  # default: base, the heads in `models`, pti, fzplus
     edit_alphas: Sequence[float] = (-2.0, 2.0),
+    edit_sizes: Sequence[float] = EDIT_SIZES,  # pixel changes at which edit identity is compared (() none)
 ) -> List[dict]:
     """Run each method still missing from OUT (sharded over `torchrun` ranks); rank 0 returns the summary rows."""
     world = World.current()
@@ -160,10 +200,10 @@ def run_compensation_comparison(
         recorded = compensation_settings(G, models, directions, settings, perceptual, identity, edit_alphas)
         world.from_main(lambda: claim_out_dir(out, recorded, targets, (PER_IMAGE_CSV, "images"), SETTINGS_FILE))
         (out / "images").mkdir(parents=True, exist_ok=True)
-        todo = world.from_main(lambda: missing_methods(out, methods, n))
+        todo = world.from_main(lambda: missing_methods(out, methods, n, matched=identity is not None and bool(edit_sizes)))
         for method in tqdm(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
-            images, edit_id, edit_change, seconds = run_method(method, G, targets, models, directions, edit_alphas, identity,
-                                                  settings)
+            images, edit_id, edit_change, seconds, matched = run_method(method, G, targets, models, directions,
+                                                                        edit_alphas, identity, settings, edit_sizes)
             with torch.no_grad():
                 m = reconstruction_metrics(images, targets)
                 per = perceptual(images, targets).reshape(-1) if perceptual else torch.full((n,), math.nan)
@@ -171,6 +211,11 @@ def run_compensation_comparison(
             path = _images_path(out, method)
             save_image_file(path, images, method=method)
             sha = file_fingerprint(path)
+            # the matched-size rows first: a method whose per-image rows are complete has its matched rows too
+            append_rows(out / MATCHED_CSV, [
+                {"method": method, "target": r["target"], "direction": r["direction"], "sign": r["sign"],
+                 "size": f"{r['size']:g}", "alpha": f"{r['alpha']:.6g}", "edit_change": f"{r['edit_change']:.6g}",
+                 "identity": f"{r['identity']:.6g}", "images_sha256": sha} for r in matched], MATCHED_FIELDS)
             append_rows(out / PER_IMAGE_CSV, [
                 {"method": method, "target": i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
                  "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
@@ -206,7 +251,7 @@ def _images_path(out: Path, method: str) -> Path:
     return out / "images" / f"{method}.safetensors"
 
 
-def missing_methods(out: Path, methods: Sequence[str], n: int) -> List[str]:
+def missing_methods(out: Path, methods: Sequence[str], n: int, matched: bool = False) -> List[str]:
     """The methods to (re)run for `n` targets, after repairing OUT's per-image CSV.
 
     A method is kept when targets 0 .. n-1 all have a row and its images file is the one its rows
@@ -216,10 +261,13 @@ def missing_methods(out: Path, methods: Sequence[str], n: int) -> List[str]:
     """
     path = out / PER_IMAGE_CSV
     rows = read_rows(path, PER_IMAGE)
+    matched_rows = read_rows(out / MATCHED_CSV, MATCHED)
     todo = []
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
-        if {int(r["target"]) for r in mine} >= set(range(n)):
+        if matched and mine and not _matched_complete(matched_rows, method, n, mine[0]["images_sha256"]):
+            warnings.warn(f"{out / MATCHED_CSV} lacks the matched-size edits of {method}: redoing it", RunFolderWarning)
+        elif {int(r["target"]) for r in mine} >= set(range(n)):
             recorded = {r["images_sha256"] for r in mine}
             problem = (f"the rows of {method} record {len(recorded)} different images files" if len(recorded) > 1
                        else file_problem(_images_path(out, method), recorded.pop()))
@@ -237,7 +285,16 @@ def missing_methods(out: Path, methods: Sequence[str], n: int) -> List[str]:
     kept = [r for r in rows if r["method"] not in todo]
     if kept or path.exists():
         write_rows(path, kept, FIELDS)
+    kept_matched = [r for r in matched_rows if r["method"] not in todo]
+    if len(kept_matched) != len(matched_rows):
+        write_rows(out / MATCHED_CSV, kept_matched, MATCHED_FIELDS)
     return todo
+
+
+def _matched_complete(rows: Sequence[dict], method: str, n: int, sha: str) -> bool:
+    """Whether `method` has matched-size rows for every target 0 .. n-1, all made from the images file `sha`."""
+    mine = [r for r in rows if r["method"] == method]
+    return {int(r["target"]) for r in mine} >= set(range(n)) and all(r["images_sha256"] == sha for r in mine)
 
 
 def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None,
@@ -254,6 +311,20 @@ def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None
     rows = [{**r, "edit_strength": float(r["edit_change"]) / base_change[int(r["target"])]
              if base_change.get(int(r["target"]), 0) > 0 else math.nan} for r in rows]
     metrics, columns, note = [*SUMMARY, "edit_strength"], list(TABLE_COLUMNS), ""
+    matched = [r for r in read_rows(out / MATCHED_CSV, MATCHED) if n_targets is None or int(r["target"]) < n_targets]
+    sizes = sorted({float(r["size"]) for r in matched})
+    if sizes:   # per target, the mean identity of its edits that reached each size (NaN where none did)
+        by_key: Dict[Tuple[str, int, float], List[dict]] = {}
+        for r in matched:
+            by_key.setdefault((r["method"], int(r["target"]), float(r["size"])), []).append(r)
+        for r in rows:
+            for size in sizes:
+                got = matched_summary(by_key.get((r["method"], int(r["target"]), size), []))
+                values = got.get(size, {}).get("identity", [])
+                r[f"identity_at_size_{size:g}"] = sum(values) / len(values) if values else math.nan
+        metrics += [f"identity_at_size_{size:g}" for size in sizes]
+        columns[-1:-1] = [(f"identity at edit size {size:g}", f"identity_at_size_{size:g}", ".3f", True)
+                          for size in sizes]
     if calibration is not None:
         rows = [{**r, "identity_calibrated": calibrated_fields(float(r["identity"]), calibration)["identity_calibrated"],
                  "edit_identity_calibrated": calibrated_fields(float(r["edit_identity"]),
@@ -262,7 +333,11 @@ def summarize(out: Path, methods: Sequence[str], n_targets: Optional[int] = None
         columns[-1:-1] = [("identity (cal.)", "identity_calibrated", ".3f", True),
                           ("edit identity (cal.)", "edit_identity_calibrated", ".3f", True)]
         note = calibration.describe()
-    summary = mean_std_rows(rows, "method", methods, metrics)
+    summary = mean_std_rows(rows, "method", methods, metrics, skip_nan=[m for m in metrics if "_at_size_" in m])
+    if matched:   # each method against the base encoder, paired per edit at every matched size
+        versus = paired_columns(matched, methods, "base", name_field="method")
+        for row in summary:
+            row.update(versus.get(row["method"], {}))
     write_mean_std_table(out, "compensation_comparison", summary, "method", columns, note)
     return summary
 

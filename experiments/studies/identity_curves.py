@@ -24,6 +24,7 @@ has since been redone are dropped and recomputed.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -33,21 +34,25 @@ import torch
 from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
-from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
+from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.images import to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import Code, PNStats, build_space
 from latentspaces.storage import save_figure
+from optimizers import PAPER, InversionRecipe
 
 from ..distributed import World
 from ..figures import labelled_grid
 from ..rows import RowSchema, RunFolderWarning, read_rows, write_rows, write_summary
 from ..runs import claim_out_dir, hold_out_dir
 from .calibration import folder_calibration
-from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, chunk_checksums, inversion_settings,
-                         invert_missing, load_codes)
+from .matched_edits import (EDIT_SIZES, MATCHED, MATCHED_CSV, edit_with_alphas, matched_edit_rows, matched_summary,
+                            paired_columns, pixel_change)
+from .matched_edits import FIELDS as MATCHED_FIELDS
+from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, RECIPE_KEYS, chunk_checksums,
+                         inversion_settings, invert_missing, load_codes, study_models)
 
-CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus"]
+CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus", "FWPlusPN"]   # F/W+(P_N): the paper's own F/W+ baseline
 CURVES_CSV = "identity_curves.csv"
 FIELDS = ["space", "target", "direction", "alpha", "identity", "edit_change", "codes_sha256"]
 # edit_change is optional: rows written before it existed read '' (no edit size in the summary), never refused.
@@ -80,14 +85,14 @@ def run_identity_curves(
     n_directions: int = 5,
     alphas: Sequence[float] = tuple(torch.linspace(-2, 2, 11).tolist()),
     direction_samples: int = 100_000,          # W samples for the GANSpace PCA
-    steps: int = 100,                          # inversion settings, as in `run_space_comparison`
-    lr: float = 0.05,
-    lambda_per: float = 0.0,
-    perceptual: Optional[PerceptualDistance] = None,
+    recipe: InversionRecipe = PAPER,           # the inversions' recipe, as in `run_space_comparison`
+    perceptual: Optional[PerceptualDistance] = None,   # None: the recipe's, by name
+    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # None: the recipe's defaults
     chunk: int = 8,
     seed: int = 0,
     pn_stats: Optional[PNStats] = None,
     figure_index: Optional[int] = None,        # target of random_directions.png (None: `representative_target`)
+    edit_sizes: Sequence[float] = EDIT_SIZES,  # pixel changes at which identity is compared (matched_edits; () none)
     compile: bool = False,                     # torch.compile the inversion steps (HybridInverter)
 ) -> List[dict]:
     """Edit every target's inversion along GANSpace directions per space; returns the summary rows.
@@ -98,11 +103,12 @@ def run_identity_curves(
     ranks; rank 0 writes every file (the other ranks return no rows).
     """
     world = World.current()
-    settings = inversion_settings(G, steps, lr, lambda_per, 0.0, perceptual, identity, None, chunk, seed)
+    perceptual, encoders = study_models(G, recipe, spaces, perceptual, encoders)
+    settings = inversion_settings(G, recipe, perceptual, identity, chunk, seed)
     with hold_out_dir(out):
-        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
-        invert_missing(out, G, targets, spaces, steps, lr, lambda_per, 0.0, perceptual, identity, pn_stats,
-                       chunk=chunk, seed=seed, compile=compile)
+        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS, adopt=RECIPE_KEYS))
+        invert_missing(out, G, targets, spaces, recipe, perceptual, identity, pn_stats, encoders, chunk, seed,
+                       compile=compile)
         n = targets.shape[0]
         rows, sums = world.from_main(lambda: _current_rows(out, n, chunk))
         # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had
@@ -112,44 +118,95 @@ def run_identity_curves(
         dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
         built = {name: build_space(name, G, pn_stats) for name in spaces}
         jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
-        codes: Dict[str, Code] = {}
-        unedited: Dict[str, torch.Tensor] = {}   # G(code) per space: what an edit's pixel change is measured from
-        bar = tqdm(total=len(jobs), desc="identity curves", unit="direction", disable=not world.main)
-        # One job per rank per round; rank 0 gathers the round's rows and rewrites the CSV (resume point).
-        for first in range(0, len(jobs), world.size):
-            mine = jobs[first + world.rank] if first + world.rank < len(jobs) else None
+        cache: Dict[str, Tuple[Code, torch.Tensor]] = {}
+
+        def inverted(name: str) -> Tuple[Code, torch.Tensor]:
+            """(codes, G(codes)) of one space: what an edit starts from and its pixel change is measured from."""
+            if name not in cache:
+                code = load_codes(out, name, n, built[name].device, _of_space(sums, name))
+                with torch.no_grad():
+                    cache[name] = (code, built[name].synthesize(code))
+            return cache[name]
+
+        def curve_rows(name: str, d: Direction) -> List[dict]:
+            space, (code, unedited) = built[name], inverted(name)
             new = []
-            if mine is not None:
-                name, d = mine
-                space = built[name]
-                if name not in codes:
-                    codes[name] = load_codes(out, name, n, space.device, _of_space(sums, name))
-                    with torch.no_grad():
-                        unedited[name] = space.synthesize(codes[name])
-                for alpha in alphas:
-                    with torch.no_grad():
-                        img = space.synthesize(space.edit(codes[name], d, alpha))
-                    sims = identity(img, targets)
-                    change = (img - unedited[name]).abs().flatten(1).mean(1)
-                    new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
-                             "identity": f"{float(s):.6g}", "edit_change": f"{float(c):.6g}",
-                             "codes_sha256": sums[(name, i // chunk * chunk)]}
-                            for i, (s, c) in enumerate(zip(sims, change))]
-            gathered = world.gather(new)
-            if world.main:
-                finished = {(r["space"], r["direction"]) for part in gathered for r in part}
-                rows = [r for r in rows if (r["space"], r["direction"]) not in finished] + [r for p in gathered
-                                                                                            for r in p]
-                write_rows(out / CURVES_CSV, rows, FIELDS)
-            bar.update(sum(1 for p in gathered if p))
-        bar.close()
+            for alpha in alphas:
+                with torch.no_grad():
+                    img = space.synthesize(space.edit(code, d, alpha))
+                sims = identity(img, targets)
+                change = pixel_change(img, unedited)
+                new += [{"space": name, "target": i, "direction": d.name, "alpha": f"{alpha:.2f}",
+                         "identity": f"{float(s):.6g}", "edit_change": f"{float(c):.6g}",
+                         "codes_sha256": sums[(name, i // chunk * chunk)]}
+                        for i, (s, c) in enumerate(zip(sims, change))]
+            return new
+
+        def matched_rows(name: str, d: Direction) -> List[dict]:
+            space, (code, unedited) = built[name], inverted(name)
+            new = []
+            for start in range(0, n, chunk):   # one chunk of images at a time: the search renders each many times
+                part = slice(start, start + chunk)
+                mine = code.select(part)
+                found = matched_edit_rows(lambda a: edit_with_alphas(space, mine, d, a), unedited[part],
+                                          targets[part], identity, edit_sizes)
+                new += [{"space": name, "target": start + r["target"], "direction": d.name, "sign": r["sign"],
+                         "size": f"{r['size']:g}", "alpha": f"{r['alpha']:.6g}", "edit_change": f"{r['edit_change']:.6g}",
+                         "identity": f"{r['identity']:.6g}", "codes_sha256": sums[(name, start)]} for r in found]
+            return new
+
+        rows = _run_jobs(out / CURVES_CSV, FIELDS, rows, jobs, curve_rows, "identity curves")
+        matched: List[dict] = []
+        if edit_sizes:
+            matched = world.from_main(lambda: _current_matched(out, n, chunk, sums))
+            wanted_sizes = {f"{size:g}" for size in edit_sizes}
+            per_job = Counter((r["space"], r["direction"]) for r in matched
+                              if int(r["target"]) < n and f"{float(r['size']):g}" in wanted_sizes)
+            wanted = n * 2 * len(edit_sizes)
+            jobs = [(name, d) for name in spaces for d in dirs[built[name].kind]
+                    if per_job.get((name, d.name), 0) < wanted]
+            matched = _run_jobs(out / MATCHED_CSV, MATCHED_FIELDS, matched, jobs, matched_rows, "matched edit sizes")
         if not world.main:
             return []
         rows = [r for r in rows if int(r["target"]) < n]
-        summary = summarize(out, rows, spaces, folder_calibration(out, identity, targets))
+        matched = [r for r in matched if int(r["target"]) < n]
+        summary = summarize(out, rows, spaces, folder_calibration(out, identity, targets), matched)
         plot_curves(out, rows, spaces)
         random_direction_grid(out, G, targets, spaces, seed, pn_stats, identity, checksums=sums, index=figure_index)
     return summary
+
+
+def _run_jobs(path: Path, fields: Sequence[str], rows: List[dict], jobs: Sequence[Tuple[str, Direction]],
+              compute, desc: str) -> List[dict]:
+    """Run the (space, direction) jobs, one per rank per round; rank 0 gathers each round's rows, replaces
+    the rows of the jobs done and rewrites the CSV (the resume point). Returns the rows (rank 0's)."""
+    world = World.current()
+    bar = tqdm(total=len(jobs), desc=desc, unit="direction", disable=not world.main or not jobs)
+    for first in range(0, len(jobs), world.size):
+        mine = jobs[first + world.rank] if first + world.rank < len(jobs) else None
+        new = compute(*mine) if mine is not None else []
+        gathered = world.gather(new)
+        if world.main:
+            finished = {(r["space"], r["direction"]) for part in gathered for r in part}
+            rows = [r for r in rows if (r["space"], r["direction"]) not in finished] + [r for p in gathered for r in p]
+            write_rows(path, rows, fields)
+        bar.update(sum(1 for p in gathered if p))
+    bar.close()
+    return rows
+
+
+def _current_matched(out: Path, n: int, chunk: int, sums: Mapping[Tuple[str, int], str]) -> List[dict]:
+    """The matched-size rows still valid: rows of the first `n` targets whose code file has been redone
+    since are dropped (their jobs are then redone)."""
+    valid, stale = [], []
+    for r in read_rows(out / MATCHED_CSV, MATCHED):
+        target = int(r["target"])
+        ok = target >= n or r["codes_sha256"] == sums.get((r["space"], target // chunk * chunk))
+        (valid if ok else stale).append(r)
+    if stale:
+        warnings.warn(f"{out / MATCHED_CSV}: {len(stale)} rows were computed from code files since redone: "
+                      "recomputing them", RunFolderWarning)
+    return valid
 
 
 def _current_rows(out: Path, n: int, chunk: int) -> Tuple[List[dict], Dict[Tuple[str, int], str]]:
@@ -174,15 +231,22 @@ def _of_space(sums: Mapping[Tuple[str, int], str], name: str) -> Dict[int, str]:
 
 
 def summarize(out: Path, rows: List[dict], spaces: Sequence[str],
-              calibration: Optional[IdentityCalibration] = None) -> List[dict]:
+              calibration: Optional[IdentityCalibration] = None, matched: Sequence[dict] = ()) -> List[dict]:
     """Per space: the mean identity at each |alpha| and over all alphas, and the mean edit change (pixel
     change from the unedited inversion) at each |alpha| > 0 -> identity_summary.csv, rows.
 
     With an identity `calibration` (`studies.calibration`), also the calibrated identity
     (identity_calibrated_at_{a}, identity_calibrated_mean) and the share verified as the target's face
-    (verified_at_{a}).
+    (verified_at_{a}). With `matched` rows (`matched_edits`), per edit size s: the mean identity of the
+    edits that reached it (identity_at_size_{s}, calibrated and verified too), the share that reached
+    it (reached_at_size_{s}) and the mean |alpha| it took (alpha_at_size_{s}); and, paired per edit against
+    F/Z+ (or the first space with matched rows), the mean identity difference, the share of edits won and
+    the Wilcoxon p (identity_minus_FZPlus_at_size_{s}, wins_vs_FZPlus_at_size_{s}, p_vs_FZPlus_at_size_{s}).
     """
     summary = []
+    present = [name for name in spaces if any(r["space"] == name for r in matched)]
+    reference = "FZPlus" if "FZPlus" in present else (present[0] if present else "")
+    versus = paired_columns(matched, present, reference) if reference else {}
     for name in spaces:
         mine = [r for r in rows if r["space"] == name]
         if not mine:
@@ -202,6 +266,18 @@ def summarize(out: Path, rows: List[dict], spaces: Sequence[str],
                 row[f"identity_calibrated_at_{a:g}"] = float(calibration.calibrate(sum(v) / len(v)))
                 row[f"verified_at_{a:g}"] = sum(bool(calibration.verified(s)) for s in v) / len(v)
             row["identity_calibrated_mean"] = float(calibration.calibrate(row["identity_mean"]))
+        for size, got in matched_summary([r for r in matched if r["space"] == name]).items():
+            values = got["identity"]
+            mean = sum(values) / len(values) if values else math.nan
+            row[f"identity_at_size_{size:g}"] = mean
+            if calibration is not None:
+                row[f"identity_calibrated_at_size_{size:g}"] = float(calibration.calibrate(mean))
+                row[f"verified_at_size_{size:g}"] = (sum(bool(calibration.verified(v)) for v in values) / len(values)
+                                                     if values else math.nan)
+            row[f"reached_at_size_{size:g}"] = got["reached"]
+            row[f"alpha_at_size_{size:g}"] = got["alpha"]
+        row.update(versus.get(name, {}))
+        if calibration is not None:
             row["impostor_baseline"] = calibration.impostor
         summary.append(row)
     write_summary(out / "identity_summary.csv", summary, "space")

@@ -36,9 +36,11 @@ from latentspaces.errors import CheckpointError
 from latentspaces.fingerprints import file_fingerprint, generator_fingerprint
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.images import to_uint8
+from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.metrics.image import reconstruction_metrics
-from latentspaces.spaces import Code, PNStats, build_space, read_code_file
-from optimizers import HybridInverter
+from encoders import load_encoder
+from latentspaces.spaces import Code, PNStats, build_space, is_f_space, read_code_file
+from optimizers import HybridInverter, InversionRecipe
 
 from ..distributed import World
 from ..rows import RowSchema, RunFolderError, RunFolderWarning, append_rows, read_rows, write_rows
@@ -105,18 +107,68 @@ def metric_name(metric: Optional[object]) -> str:
     return "none" if metric is None else getattr(metric, "name", type(metric).__name__)
 
 
-def inversion_settings(G: torch.nn.Module, steps: int, lr: float, lambda_per: float, lambda_reg: float,
-                       perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity],
-                       encoders: Optional[Mapping[str, CodeInitializer]], chunk: int, seed: int,
-                       init: str = "mean") -> Dict[str, object]:
-    """What decides the codes and the per-image rows of a run (recorded by `claim_out_dir`).
+def inversion_settings(G: torch.nn.Module, recipe: InversionRecipe, perceptual: Optional[PerceptualDistance],
+                       identity: Optional[IdentitySimilarity], chunk: int, seed: int) -> Dict[str, object]:
+    """What decides the codes and the per-image rows of a run (recorded by `claim_out_dir`): the recipe
+    (its name and numbers, the weights that take effect: no perceptual weight without a distance, no
+    anchor without an encoder start), the metrics by name, the chunk and the seed of a random start."""
+    record = recipe.record()
+    record["lambda_per"] = recipe.lambda_per if perceptual is not None else 0.0
+    record["lambda_reg"] = recipe.lambda_reg if recipe.init == "encoder" else 0.0
+    return {"generator": generator_fingerprint(G), **record, "perceptual": metric_name(perceptual),
+            "identity": metric_name(identity), "chunk": chunk, "seed": seed}
 
-    `init` is the start of the spaces without an encoder: 'mean', or 'random' (drawn with `seed`).
+
+def study_models(G: torch.nn.Module, recipe: InversionRecipe, spaces: Sequence[str],
+                 perceptual: Optional[PerceptualDistance] = None,
+                 encoders: Optional[Mapping[str, CodeInitializer]] = None,
+                 ) -> Tuple[Optional[PerceptualDistance], Mapping[str, CodeInitializer]]:
+    """(perceptual, encoders) of a study: those given, else the ones `recipe` names.
+
+    The perceptual distance is made by `recipe.perceptual` ('auto': LPIPS-VGG where its backbone is on
+    this machine, else D-features) even when the loss does not weigh it: the tables report it. The
+    encoders are `recipe_encoders`' defaults on G's device.
     """
-    return {"generator": generator_fingerprint(G), "steps": steps, "lr": lr,
-            "lambda_per": lambda_per if perceptual is not None else 0.0,
-            "lambda_reg": lambda_reg if encoders else 0.0, "init": "encoder" if encoders else init,
-            "perceptual": metric_name(perceptual), "identity": metric_name(identity), "chunk": chunk, "seed": seed}
+    if perceptual is None and recipe.perceptual != "none":
+        perceptual = make_perceptual(recipe.perceptual, G.resolution, G.w_avg.device)
+    if encoders is None:
+        encoders = recipe_encoders(recipe, spaces, device=G.w_avg.device)
+    return perceptual, encoders
+
+
+def recipe_line(recipe: InversionRecipe, perceptual: Optional[PerceptualDistance]) -> str:
+    """The line under a table that says how its codes were made ('Recipe paper: 1200 Adam steps ...')."""
+    line = recipe.describe().replace(f"({recipe.perceptual})", f"({metric_name(perceptual)})")
+    return f"Recipe {line}."
+
+
+# Settings keys that folders made before recipes were named lack; a resumed run adopts them when the rest match.
+RECIPE_KEYS = ("recipe", "lambda_mse")
+
+
+def recipe_encoders(recipe: InversionRecipe, spaces: Sequence[str], f_encoder: str = "default-f",
+                    wplus_encoder: str = "default-wplus",
+                    device: str | torch.device = "cpu") -> Dict[str, CodeInitializer]:
+    """Space name -> the encoder that starts it under `recipe` ({} unless recipe.init is 'encoder').
+
+    "Revisiting Latent Space of GAN Inversion" starts F spaces from the F encoder (Eq. 2); W+, W, S, P_N
+    and F-less W-type spaces start from a W+ encoder (`encoders.WPlusEncoder.init_code` maps its W+ to
+    each); Z and Z+ have no encoder and start from their mean. Each named encoder is loaded once.
+    """
+    if recipe.init != "encoder":
+        return {}
+    loaded: Dict[str, CodeInitializer] = {}
+
+    def encoder(name: str) -> CodeInitializer:
+        if name not in loaded:
+            loaded[name] = load_encoder(name, device)
+        return loaded[name]
+
+    return {s: encoder(f_encoder if is_f_space(s) else wplus_encoder) for s in spaces
+            if is_f_space(s) or s in WPLUS_STARTED}
+
+
+WPLUS_STARTED = ("WPlus", "W", "S", "PN")   # the W-type spaces a W+ encoder starts (recipe init 'encoder')
 
 
 def _nan(n: int) -> torch.Tensor:
@@ -195,19 +247,15 @@ def invert_missing(
     G: torch.nn.Module,
     targets: torch.Tensor,                             # [N, 3, R, R] in [-1, 1]
     spaces: Sequence[str],
-    steps: int,
-    lr: float,
-    lambda_per: float,
-    lambda_reg: float,
-    perceptual: Optional[PerceptualDistance] = None,   # used in the loss (lambda_per > 0) and reported
+    recipe: InversionRecipe,                           # steps, lr, loss weights and start (optimizers.recipes)
+    perceptual: Optional[PerceptualDistance] = None,   # used in the loss (recipe.lambda_per > 0) and reported
     identity: Optional[IdentitySimilarity] = None,     # reported
     pn_stats: Optional[PNStats] = None,
-    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else `init`)
+    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> its start (recipe init 'encoder')
     chunk: int = 8,
-    seed: int = 0,
+    seed: int = 0,                                     # the start of recipe init 'random'
     progress: bool = True,
     compile: bool = False,                             # HybridInverter(compile=...): equal to float rounding
-    init: str = "mean",                                # start without an encoder: 'mean' or 'random' (seed)
 ) -> List[Tuple[str, int]]:
     """Invert every chunk of `targets` that OUT lacks (`missing_chunks`), into each space, one chunk at a time.
 
@@ -227,17 +275,15 @@ def invert_missing(
     progress = progress and world.main
     for name, start in tqdm(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
         space = build_space(name, G, pn_stats)
-        enc = encoders.get(name)
-        inv = HybridInverter(space, steps=steps, lr=lr, lambda_per=lambda_per if perceptual else 0.0,
-                             lambda_reg=lambda_reg if enc is not None else 0.0, perceptual=perceptual, encoder=enc,
-                             progress=progress, compile=compile)
+        inv = HybridInverter.from_recipe(space, recipe.replace(lambda_per=recipe.lambda_per if perceptual else 0.0),
+                                         perceptual, encoders.get(name), progress=progress, compile=compile)
         x = targets[start : start + chunk]
-        res = inv.invert(x, seed=seed, init="encoder" if enc is not None else init)
+        res = inv.invert(x, seed=seed)
         m = reconstruction_metrics(res.images, x)
         with torch.no_grad():
             per = perceptual(res.images, x) if perceptual else _nan(len(x))
         ident = identity(res.images, x) if identity else _nan(len(x))
-        sha = save_chunk(out, name, start, res.code, res.images, steps, generator=fingerprint)
+        sha = save_chunk(out, name, start, res.code, res.images, recipe.steps, generator=fingerprint)
         rows = [{"space": name, "target": start + i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
                  "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
                  "seconds": f"{res.seconds / len(x):.4g}", "codes_sha256": sha} for i in range(len(x))]
@@ -308,5 +354,6 @@ def fill_identity(
         return sum(len(group) for group in missing.values())
 
 
-__all__ = ["INVERSION_RESULTS", "PER_IMAGE", "PER_IMAGE_CSV", "PER_IMAGE_FIELDS", "chunk_checksums", "fill_identity",
-           "inversion_settings", "invert_missing", "metric_name", "missing_chunks"]
+__all__ = ["INVERSION_RESULTS", "PER_IMAGE", "PER_IMAGE_CSV", "PER_IMAGE_FIELDS", "RECIPE_KEYS", "WPLUS_STARTED",
+           "chunk_checksums", "fill_identity", "inversion_settings", "invert_missing", "metric_name",
+           "missing_chunks", "recipe_encoders", "recipe_line", "study_models"]

@@ -3,7 +3,8 @@
 Means over targets hide how often one space beats another on the same image, and whether a gap of
 0.01 is noise. Both experiments record per-image (and per-edit) rows, so every difference between
 two spaces can be paired: reconstruction metrics per target (space_comparison_per_image.csv) and
-identity after editing per (target, direction, signed alpha) (identity_curves.csv). The test is
+identity after editing per (target, direction, signed alpha) (identity_curves.csv), and at a matched
+edit size per (target, direction, sign) where both spaces reached it (matched_edits.csv). The test is
 scipy's two-sided Wilcoxon signed-rank test on the paired differences (zero differences dropped).
 
 Writes into OUT: paired_statistics.csv and paired_statistics.md, one row per (space a, space b,
@@ -14,7 +15,7 @@ and perceptual distance, higher PSNR, SSIM, MS-SSIM and identity).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -22,43 +23,15 @@ from latentspaces.spaces import SPACE_ORDER
 from latentspaces.storage import atomic_write_text
 
 from ..rows import read_rows, write_rows
+from ..summaries import paired_test, paired_values, per_target_means
 from .calibration import read_calibration
 from .identity_curves import CURVES, CURVES_CSV
 from .inversions import PER_IMAGE, PER_IMAGE_CSV
+from .matched_edits import MATCHED, MATCHED_CSV, matched_identity_pairs
 
 HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True}
 FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon",
           "mean_a_calibrated", "mean_b_calibrated", "mean_diff_calibrated"]
-
-
-def paired_test(a: np.ndarray, b: np.ndarray, higher_is_better: bool) -> Dict[str, float]:
-    """Paired values a[i], b[i] ([n] each, same units) -> counts of wins, means, mean(a - b), two-sided p.
-
-    p is NaN when every difference is zero (the test is undefined there).
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"paired_test needs two equally long non-empty 1-d arrays, got {a.shape} and {b.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("paired_test got NaN or inf values (was the metric disabled in that run?)")
-    d = a - b
-    sign = 1.0 if higher_is_better else -1.0
-    from scipy.stats import wilcoxon   # imported on use: scipy.stats costs ~0.8 s at every command's start
-
-    p = float(wilcoxon(a, b).pvalue) if np.count_nonzero(d) else float("nan")
-    return {"n": len(d), "a_better": int((sign * d > 0).sum()), "b_better": int((sign * d < 0).sum()),
-            "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(d.mean()), "p_wilcoxon": p}
-
-
-def _paired_values(rows: List[dict], a: str, b: str, key_fields: Sequence[str], value: str
-                   ) -> Tuple[List[tuple], np.ndarray, np.ndarray]:
-    """The keys both spaces have rows for (sorted) and the values of a and b there ([n] each)."""
-    by_space: Dict[str, Dict[tuple, float]] = {a: {}, b: {}}
-    for r in rows:
-        if r["space"] in by_space:
-            by_space[r["space"]][tuple(r[k] for k in key_fields)] = float(r[value])
-    common = sorted(set(by_space[a]) & set(by_space[b]))
-    return common, np.array([by_space[a][k] for k in common]), np.array([by_space[b][k] for k in common])
 
 
 def reconstruction_pairs(rows: List[dict], a: str, b: str,
@@ -67,18 +40,10 @@ def reconstruction_pairs(rows: List[dict], a: str, b: str,
     """Per-target paired tests of space a against b on each reconstruction metric (per-image CSV rows)."""
     out = []
     for m in metrics:
-        _, va, vb = _paired_values(rows, a, b, ["target"], m)
+        _, va, vb = paired_values(rows, a, b, ["target"], m)
         if len(va) and np.isfinite(va).all() and np.isfinite(vb).all():
             out.append({"a": a, "b": b, "measure": m, **paired_test(va, vb, HIGHER_IS_BETTER[m])})
     return out
-
-
-def _per_target_means(keys: List[tuple], va: np.ndarray, vb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Mean of a's and of b's values per target (keys[i][0]) over that target's paired entries."""
-    target_of = np.array([int(k[0]) for k in keys])
-    targets = np.unique(target_of)
-    return (np.array([va[target_of == t].mean() for t in targets]),
-            np.array([vb[target_of == t].mean() for t in targets]))
 
 
 def edit_identity_pairs(rows: List[dict], a: str, b: str, abs_alpha: Optional[float]) -> List[dict]:
@@ -90,10 +55,10 @@ def edit_identity_pairs(rows: List[dict], a: str, b: str, abs_alpha: Optional[fl
     test, since alpha = 0 repeats one value for every direction.
     """
     near = rows if abs_alpha is None else [r for r in rows if abs(abs(float(r["alpha"])) - abs_alpha) < 1e-6]
-    keys, va, vb = _paired_values(near, a, b, ["target", "direction", "alpha"], "identity")
+    keys, va, vb = paired_values(near, a, b, ["target", "direction", "alpha"], "identity")
     if not keys:
         return []
-    ta, tb = _per_target_means(keys, va, vb)
+    ta, tb = per_target_means(keys, va, vb)
     if abs_alpha is None:
         return [{"a": a, "b": b, "measure": "edit identity, mean over all alphas, per target",
                  **paired_test(ta, tb, True)}]
@@ -110,12 +75,14 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
     """
     recon = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     curves = read_rows(out / CURVES_CSV, CURVES)
+    matched = read_rows(out / MATCHED_CSV, MATCHED)
     if not recon and not curves:
         raise ValueError(f"{out} has neither space_comparison_per_image.csv nor identity_curves.csv; "
                          "run `latentspaces compare` or `identity-curves` into it first")
     if n_targets is not None:
         recon = [r for r in recon if int(r["target"]) < n_targets]
         curves = [r for r in curves if int(r["target"]) < n_targets]
+        matched = [r for r in matched if int(r["target"]) < n_targets]
     present = {r["space"] for r in recon} | {r["space"] for r in curves}
     if a not in present:
         raise ValueError(f"space {a!r} has no rows in {out} (spaces there: {sorted(present)})")
@@ -128,6 +95,8 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
     for b in others:
         results += (reconstruction_pairs(recon, a, b) + edit_identity_pairs(curves, a, b, abs_alpha)
                     + edit_identity_pairs(curves, a, b, None))
+        for size in sorted({float(r["size"]) for r in matched}):
+            results += matched_identity_pairs(matched, a, b, size)
     calibration = read_calibration(out)
     for r in results:  # identity on the calibrated scale: an affine map, so wins and the Wilcoxon p are unchanged
         identity = calibration is not None and "identity" in r["measure"]
@@ -146,3 +115,6 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
                   "wins and the Wilcoxon p are those of the raw similarity."]
     atomic_write_text(out / "paired_statistics.md", "\n".join(lines) + "\n")
     return results
+
+
+__all__ = ["HIGHER_IS_BETTER", "edit_identity_pairs", "paired_test", "reconstruction_pairs", "run_paired_statistics"]

@@ -28,6 +28,7 @@ from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import SPACE_ORDER, PNStats, f_size_note, is_f_space, read_code_file
 from latentspaces.spaces.f import default_f_layer
 from latentspaces.storage import atomic_write_text
+from optimizers import PAPER, InversionRecipe
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
@@ -35,7 +36,8 @@ from ..rows import read_rows
 from ..runs import claim_out_dir, hold_out_dir
 from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import CALIBRATED_COLUMNS, CALIBRATED_FIELDS, calibrated_fields, folder_calibration
-from .inversions import INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, chunk_path, inversion_settings, invert_missing
+from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, RECIPE_KEYS, chunk_path, inversion_settings,
+                         invert_missing, recipe_line, study_models)
 
 SUMMARY_METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("PSNR", "psnr", ".2f", True), ("SSIM", "ssim", ".3f", True),
@@ -48,38 +50,32 @@ def run_space_comparison(
     G: torch.nn.Module,
     targets: torch.Tensor,                             # [N, 3, R, R] in [-1, 1]
     spaces: Sequence[str] = SPACE_ORDER,
-    steps: int = 1200,
-    lr: float = 0.01,
-    lambda_per: float = 10.0,
-    lambda_reg: float = 10.0,
-    perceptual: Optional[PerceptualDistance] = None,   # used in the loss and reported
+    recipe: InversionRecipe = PAPER,                   # steps, lr, loss weights and start (optimizers.recipes)
+    perceptual: Optional[PerceptualDistance] = None,   # used in the loss and reported; None: the recipe's, by name
     identity: Optional[IdentitySimilarity] = None,     # reported
     pn_stats: Optional[PNStats] = None,
-    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> encoder (else `init`)
+    encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> start (None: the recipe's defaults)
     chunk: int = 8,
-    seed: int = 0,                                     # draws the start with init='random' (nothing else is random)
+    seed: int = 0,                                     # draws the start of recipe init 'random'
     compile: bool = False,                             # torch.compile the inversion steps (HybridInverter)
-    init: str = "mean",                                # start without an encoder: 'mean' (w_avg or its counterpart)
-                                                       # or 'random' (one code of the space's prior for every image)
 ) -> List[dict]:
-    """Invert `targets` into each space (resumable per chunk); returns the summary rows.
+    """Invert `targets` into each space with `recipe` (resumable per chunk); returns the summary rows.
 
-    Under `torchrun` the chunks are sharded over the ranks, and rank 0 writes the table and the grid
-    (the other ranks return no rows).
+    The models the recipe names are made when not given (`study_models`): a call from Python with a
+    recipe runs what `latentspaces compare --recipe NAME` runs. Under `torchrun` the chunks are sharded
+    over the ranks, and rank 0 writes the table and the grid (the other ranks return no rows).
     """
-    if init not in ("mean", "random"):
-        raise ValueError(f"init must be 'mean' or 'random' (encoders are given with `encoders`), got {init!r}")
     world = World.current()
-    settings = inversion_settings(G, steps, lr, lambda_per, lambda_reg, perceptual, identity, encoders, chunk, seed,
-                                  init)
+    perceptual, encoders = study_models(G, recipe, spaces, perceptual, encoders)
+    settings = inversion_settings(G, recipe, perceptual, identity, chunk, seed)
     with hold_out_dir(out):
-        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS))
-        invert_missing(out, G, targets, spaces, steps, lr, lambda_per, lambda_reg, perceptual, identity, pn_stats,
-                       encoders, chunk, seed, compile=compile, init=init)
+        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS, adopt=RECIPE_KEYS))
+        invert_missing(out, G, targets, spaces, recipe, perceptual, identity, pn_stats, encoders, chunk, seed,
+                       compile=compile)
         if not world.main:
             return []
         summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets),
-                            f_note=f_size_line(G, spaces))
+                            f_note=f_size_line(G, spaces), recipe_note=recipe_line(recipe, perceptual))
         reconstruction_grid(out, targets, spaces)
     return summary
 
@@ -100,12 +96,14 @@ def f_size_line(G, spaces: Sequence[str]) -> str:
 
 
 def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None,
-              calibration: Optional[IdentityCalibration] = None, f_note: str = "") -> List[dict]:
+              calibration: Optional[IdentityCalibration] = None, f_note: str = "",
+              recipe_note: str = "") -> List[dict]:
     """Mean and std per space over the first `n_targets` targets (all when None) -> CSV, Markdown, rows.
 
     With an identity `calibration` (`studies.calibration`), the table adds the calibrated identity and
     the share of images verified as the target's face, and states the baseline under the table.
-    `f_note` (`f_size_line`) follows the table.
+    `recipe_note` (`inversions.recipe_line`: the recipe the codes were made with) and `f_note`
+    (`f_size_line`) follow the table.
     """
     rows = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     if n_targets is not None:
@@ -116,7 +114,7 @@ def summarize(out: Path, spaces: Sequence[str], n_targets: Optional[int] = None,
         metrics += list(CALIBRATED_FIELDS)
         columns[-1:-1] = CALIBRATED_COLUMNS
         note = calibration.describe()
-    note = "\n\n".join(part for part in (note, f_note) if part)
+    note = "\n\n".join(part for part in (recipe_note, note, f_note) if part)
     summary = mean_std_rows(rows, "space", spaces, metrics)
     write_mean_std_table(out, "space_comparison", summary, "space", columns, note)
     return summary

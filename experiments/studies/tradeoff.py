@@ -24,13 +24,16 @@ import numpy as np
 
 from latentspaces.spaces import SPACE_ORDER
 
-from ..figures import TradeoffPoint, tradeoff_plot
+from ..figures import SizeCurve, TradeoffPoint, tradeoff_plot
 from ..rows import read_rows
 from .calibration import read_calibration
+from .compensation import MATCHED as COMPENSATION_MATCHED
 from .compensation import METHODS
 from .compensation import PER_IMAGE as COMPENSATION_ROWS
+from .compensation import MATCHED_CSV as COMPENSATION_MATCHED_CSV
 from .compensation import PER_IMAGE_CSV as COMPENSATION_CSV
 from .identity_curves import CURVES, CURVES_CSV
+from .matched_edits import MATCHED, MATCHED_CSV
 from .inversions import PER_IMAGE, PER_IMAGE_CSV
 
 DISTORTIONS = {"mse": "MSE", "perceptual": "perceptual distance"}
@@ -98,13 +101,53 @@ def tradeoff_points(out: Path, distortion: str = "mse", abs_alpha: float = 2.0) 
     return points, x_label, y_label + " (higher better)", note, kind
 
 
+def size_curves(out: Path) -> List[SizeCurve]:
+    """Identity against matched edit size per space (matched_edits.csv, with the unedited identity at
+    size 0 from the alpha = 0 rows of identity_curves.csv), or per method (the compensation folder's
+    matched rows): per target the mean over the edits that reached the size, then mean and std over
+    targets; on the folder's calibrated scale when it has one."""
+    calibration = read_calibration(out)
+    scale = (lambda s: (s - calibration.impostor) / (1 - calibration.impostor)) if calibration else (lambda s: s)
+    matched = read_rows(out / MATCHED_CSV, MATCHED)
+    name_field = "space"
+    if not matched:
+        matched = read_rows(out / COMPENSATION_MATCHED_CSV, COMPENSATION_MATCHED)
+        name_field = "method"
+    if not matched:
+        return []
+    start = {}   # name -> target -> identity before editing
+    for r in read_rows(out / CURVES_CSV, CURVES):
+        if abs(float(r["alpha"])) < 1e-9:
+            start.setdefault(r["space"], {}).setdefault(int(r["target"]), []).append(float(r["identity"]))
+    order = SPACE_ORDER if name_field == "space" else METHODS
+    curves = []
+    for name in [n for n in order if any(r[name_field] == n for r in matched)]:
+        mine = [r for r in matched if r[name_field] == name and np.isfinite(float(r["alpha"]))]
+        sizes, means, stds = [], [], []
+        levels = [(0.0, start.get(name, {}))] + [
+            (size, _per_target([r for r in mine if float(r["size"]) == size], name_field, "identity").get(name, {}))
+            for size in sorted({float(r["size"]) for r in matched})]
+        for size, by_target in levels:
+            if by_target:
+                m, sd = _mean_std({t: [scale(v) for v in vs] for t, vs in by_target.items()}, sorted(by_target))
+                sizes.append(size)
+                means.append(m)
+                stds.append(sd)
+        if sizes:
+            curves.append(SizeCurve(name, tuple(sizes), tuple(means), tuple(stds)))
+    return curves
+
+
 def write_tradeoff(out: Path, distortion: str = "mse", abs_alpha: float = 2.0,
                    title: Optional[str] = None) -> Path:
-    """tradeoff.png / .pdf in OUT from its rows; returns the .png path."""
+    """tradeoff.png / .pdf in OUT from its rows (with the panel of identity at matched edit size when the
+    folder has matched-size rows); returns the .png path."""
     points, x_label, y_label, note, kind = tradeoff_points(out, distortion, abs_alpha)
     path = out / "tradeoff.png"
-    tradeoff_plot(path, points, x_label, y_label, title or f"Distortion vs editability of the {kind} in {out}", note)
+    calibrated = read_calibration(out) is not None
+    tradeoff_plot(path, points, x_label, y_label, title or f"Distortion vs editability of the {kind} in {out}", note,
+                  size_curves(out), f"{'calibrated ' if calibrated else ''}identity to the target (higher better)")
     return path
 
 
-__all__ = ["DISTORTIONS", "tradeoff_points", "write_tradeoff"]
+__all__ = ["DISTORTIONS", "size_curves", "tradeoff_points", "write_tradeoff"]

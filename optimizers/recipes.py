@@ -1,0 +1,109 @@
+"""Inversion recipes: every number that decides an optimization-based inversion, in one named object.
+
+A recipe is what `HybridInverter.from_recipe` and the studies of `experiments` take whole, so that a
+Python call and the `latentspaces` command with the same recipe name run the same inversion:
+
+    from optimizers import HybridInverter, RECIPES
+    inv = HybridInverter.from_recipe(space, RECIPES["paper"], encoder=f_encoder)
+
+The three named recipes:
+
+- `paper`: "Revisiting Latent Space of GAN Inversion", Eqs. 1-4: start from the encoder (the F encoder
+  in F spaces, Eq. 2; a W+ encoder for W-type spaces; Z and Z+ have none and start from their mean),
+  then Adam at lr 0.01 for 1200 steps on MSE + 10 x perceptual + 10 x mean((f - f0)^2). The paper's
+  perceptual distance is LPIPS; `perceptual='auto'` uses LPIPS-VGG where its backbone weights are on
+  the machine and the D-features distance of the default model otherwise (the record says which).
+  Departure: the paper's lambda_per = 10 is on the LPIPS scale; where D-features stands in, the same
+  weight applies to another distance (on the default model's full-run reconstructions it ranged from
+  0.010 in F/W+ to 1.16 in Z).
+- `full`: the settings of this project's earlier full runs (the tables of docs/history.md): 1200
+  steps, lr 0.01, MSE + 1 x perceptual, every space from its mean code, no anchor term.
+- `quick`: minutes on a 2-core CPU: 100 steps at lr 0.05 from the mean code, pixel MSE only (the
+  perceptual distance is still reported by the studies).
+
+`recipe.replace(steps=...)` gives a modified copy whose name says what changed ('quick, steps=2'), so
+a folder's recorded settings never call a modified recipe by a preset's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Dict
+
+INITS = ("encoder", "mean", "random")
+
+
+@dataclass(frozen=True)
+class InversionRecipe:
+    """The numbers of one inversion (Eq. 1 of "Revisiting Latent Space of GAN Inversion" and its optimizer)."""
+
+    name: str                   # 'paper', 'full', 'quick', or a preset's name with its changes
+    steps: int                  # Adam steps (0: the start itself)
+    lr: float                   # Adam learning rate, > 0
+    lambda_per: float           # weight of the perceptual distance, >= 0 (0: pixel loss only)
+    lambda_reg: float           # weight of mean((f - f0)^2) on an encoder-started F space's base code, >= 0
+    init: str                   # 'encoder' (the space's encoder where it has one, else the mean), 'mean', 'random'
+    perceptual: str = "auto"    # the distance in the loss and the tables, by name (latentspaces.metrics.perceptual)
+    lambda_mse: float = 1.0     # weight of the pixel MSE, >= 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 0:
+            raise ValueError(f"recipe {self.name!r}: steps must be a whole number >= 0, got {self.steps!r}")
+        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"recipe {self.name!r}: lr must be a finite number > 0, got {self.lr!r}")
+        for key in ("lambda_per", "lambda_reg", "lambda_mse"):
+            value = getattr(self, key)
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"recipe {self.name!r}: {key} must be a finite number >= 0, got {value!r}")
+        if self.init not in INITS:
+            raise ValueError(f"recipe {self.name!r}: init must be one of {INITS}, got {self.init!r}")
+
+    def replace(self, **changes: object) -> "InversionRecipe":
+        """A copy with `changes`; the name gains each field that now differs ('paper, steps=100')."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)} - {"name"}
+        if unknown:
+            raise TypeError(f"InversionRecipe has no field(s) {sorted(unknown)}")
+        if "name" in changes:
+            return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        changed = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        if not changed:
+            return self
+        name = ", ".join([self.name, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in changed.items())])
+        return dataclasses.replace(self, name=name, **changed)  # type: ignore[arg-type]
+
+    def record(self) -> Dict[str, object]:
+        """The recipe as a run folder records it (JSON values)."""
+        return {"recipe": self.name, "steps": self.steps, "lr": self.lr, "lambda_mse": self.lambda_mse,
+                "lambda_per": self.lambda_per, "lambda_reg": self.lambda_reg, "init": self.init}
+
+    def describe(self) -> str:
+        """One line: 'paper: 1200 Adam steps at lr 0.01 from the encoder, MSE + 10 x perceptual + 10 x anchor'."""
+        start = {"encoder": "the encoders (mean where a space has none)", "mean": "the mean code",
+                 "random": "one random code of the space's prior"}[self.init]
+        loss = "MSE" if self.lambda_mse == 1 else f"{self.lambda_mse:g} x MSE"
+        if self.lambda_per:
+            loss += f" + {self.lambda_per:g} x perceptual ({self.perceptual})"
+        if self.lambda_reg and self.init == "encoder":
+            loss += f" + {self.lambda_reg:g} x mean((f - f0)^2)"
+        return f"{self.name}: {self.steps} Adam steps at lr {self.lr:g} from {start}; loss {loss}"
+
+
+PAPER = InversionRecipe("paper", steps=1200, lr=0.01, lambda_per=10.0, lambda_reg=10.0, init="encoder")
+FULL = InversionRecipe("full", steps=1200, lr=0.01, lambda_per=1.0, lambda_reg=0.0, init="mean")
+QUICK = InversionRecipe("quick", steps=100, lr=0.05, lambda_per=0.0, lambda_reg=0.0, init="mean")
+RECIPES: Dict[str, InversionRecipe] = {r.name: r for r in (QUICK, FULL, PAPER)}
+DEFAULT_RECIPE = "paper"
+
+
+def recipe_named(name: str) -> InversionRecipe:
+    """The recipe of that name, or ValueError listing the names."""
+    if name not in RECIPES:
+        raise ValueError(f"no inversion recipe {name!r}; the recipes are {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+__all__ = ["DEFAULT_RECIPE", "FULL", "INITS", "InversionRecipe", "PAPER", "QUICK", "RECIPES", "recipe_named"]
