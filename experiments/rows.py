@@ -200,8 +200,11 @@ def write_rows(path: Path, rows: List[dict], fields: Sequence[str]) -> None:
 
 
 def write_summary(path: Path, rows: List[dict], key: str) -> None:
-    """Rewrite a summary CSV whose columns are those of its first row (just `key` when there are none)."""
-    write_rows(path, rows, list(rows[0]) if rows else [key])
+    """Rewrite a summary CSV whose columns are every row's keys, in the order first seen (just `key` when there
+    are no rows); a row without a column leaves its cell empty (a paired test's reference has no test
+    against itself)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r)) if rows else [key]
+    write_rows(path, rows, columns)
 
 
 __all__ = ["RowSchema", "RunFolderError", "RunFolderWarning", "append_rows", "read_columns", "read_rows", "write_rows",
