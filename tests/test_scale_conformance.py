@@ -207,3 +207,12 @@ def test_gradstyle_rule_by_relative_depth():
     assert gradstyle_blocks(256) == (2, 5, 6) and gradstyle_blocks(512) == (3, 5, 7)
     with pytest.raises(ValueError, match="three distinct blocks"):
         gradstyle_blocks(8)
+
+
+def test_f_layer_sweep_reaches_the_papers_f_at_1024(G1024):
+    """At 1024 px the sweep ends at BDInvert's layer, b16.conv0, whose f (512 x 16 x 16) is 4.2% of the image."""
+    from experiments.studies.f_layer_sweep import PAPER_F_SHARE, f_share, sweep_layers
+
+    assert sweep_layers(G1024) == ["b4.conv1", "b8.conv0", "b8.conv1", "b16.conv0"]
+    assert G1024.synthesis.feature_shape("b16.conv0") == (512, 16, 16)
+    assert f_share(G1024, "b16.conv0") == pytest.approx(PAPER_F_SHARE) == pytest.approx(0.0417, abs=1e-4)

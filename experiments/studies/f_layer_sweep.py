@@ -26,6 +26,7 @@ OUT is refused). The run holds OUT's lock.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -100,11 +101,8 @@ def run_f_layer_sweep(
     n = targets.shape[0]
     with hold_out_dir(out):
         claim_out_dir(out, settings, targets, (ROWS_CSV,), SETTINGS_FILE)
-        done = {(r["space"], r["layer"]) for r in read_rows(out / ROWS_CSV, schema) if int(r["target"]) < n}
-        counts: Dict[tuple, int] = {}
-        for r in read_rows(out / ROWS_CSV, schema):
-            counts[(r["space"], r["layer"])] = counts.get((r["space"], r["layer"]), 0) + 1
-        done = {key for key in done if counts[key] >= n}
+        counts = Counter((r["space"], r["layer"]) for r in read_rows(out / ROWS_CSV, schema) if int(r["target"]) < n)
+        done = {key for key, c in counts.items() if c >= n}   # a job counts when every target has its row
         dirs = edit_directions(G, out, n_directions, direction_samples, seed)
         jobs = [(name, layer) for layer in layers for name in spaces if (name, layer) not in done]
         for name, layer in tqdm(jobs, desc="F-layer sweep", unit="space x layer", disable=not progress or not jobs):
