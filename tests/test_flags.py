@@ -132,6 +132,10 @@ CASES = [
      "argument --direction: {d}/empty_dir is a folder"),
     # flags the other flags make ineffective
     ("invert --out {out} --chunk 2", 2, "latentspaces invert: error: unrecognized arguments: --chunk 2"),
+    ("identity-curves --out {out} --edit-sizes 0.04,3", 2, "argument --edit-sizes: edit sizes are mean absolute pixel"),
+    ("f-layer-sweep --out {out} --layers b8.conv2", 2, "argument --layers: b8.conv2: a conv layer is named"),
+    ("f-layer-sweep --out {out} --spaces WPlus", 2, "--spaces WPlus: the sweep moves the F layer"),
+    ("compare --out {out} --quick --recipe full", 2, "--quick is --recipe quick; it contradicts --recipe full"),
     ("invert --out {out} --identity dlib", 2, "invert: error: unrecognized arguments: --identity dlib"),
     ("compare --out {out} --targets {d}/face.png --n 2", 2, "--n-targets 2 counts held-out targets"),
     ("invert --out {out} --recipe quick --perceptual lpips-vgg", 2, "--perceptual lpips-vgg does nothing with --lambda-per 0"),
