@@ -34,7 +34,7 @@ from .gradstyle import GradStyle
 from .hfgi import HFGI
 from .reganie import ReGANIE
 from .sdic import SDIC
-from .wplus_encoder import WPlusEncoder
+from .wplus_encoder import WPlusEncoder, load_e4e_encoder
 
 FORMAT = "latentspaces.encoder"
 VERSION = 2
@@ -87,10 +87,15 @@ def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
 
 
 def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
-    """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path."""
+    """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path:
+    the project's format, or an e4e checkpoint (`.pt`, read by `load_e4e_encoder`)."""
     path = encoder_path(name_or_path) if str(name_or_path) in ENCODER_NAMES else Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"no encoder file at {path}; shipped names: {sorted(ENCODER_NAMES)}")
+    if path.suffix.lower() == ".pt":   # e4e's own checkpoint: the trainers' --base-encoder takes it as it is
+        encoder = load_e4e_encoder(str(path))
+        encoder.meta = {**getattr(encoder, "meta", {}), "source": f"e4e checkpoint {path.name}"}
+        return encoder.to(device).eval()
     head = read_encoder_meta(path)
     if head["class"] not in CLASSES:
         raise CheckpointError(f"{path}: encoder class {head['class']!r} is unknown; known: {sorted(CLASSES)}")

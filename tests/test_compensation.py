@@ -125,7 +125,7 @@ def test_trainers_run_resume_and_export(tmp_path):
     from experiments.training import train_f_encoder, train_sdic, train_wplus_encoder
 
     f_out, w_out, s_out = tmp_path / "f", tmp_path / "w", tmp_path / "s"
-    common = ["--batch", "2", "--snap", "1", "--device", "cpu"]
+    common = ["--batch", "2", "--snap", "1", "--device", "cpu", "--identity", "none"]
     train_f_encoder.main(["--out", str(f_out), "--steps", "2", "--widths", "[8, 8, 8]", "--perceptual", "none", *common])
     train_f_encoder.main(["--out", str(f_out), "--steps", "3", "--widths", "[8, 8, 8]", "--perceptual", "none",
                           "--resume", *common])

@@ -244,7 +244,7 @@ def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
 
     out = tmp_path / "f"
     flags = ["--out", str(out), "--batch", "4", "--snap", "1", "--device", "cpu", "--widths", "[8, 8, 8]",
-             "--perceptual", "none"]
+             "--perceptual", "none", "--identity", "none"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "experiments.training.train_f_encoder"]

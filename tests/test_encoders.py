@@ -111,3 +111,8 @@ def test_e4e_reader_refuses_other_layouts(tmp_path):
     torch.save({"state_dict": collections.Counter(a=1), "x": torch.nn.Linear(1, 1)}, path)
     with pytest.raises(ValueError, match="weights-only"):
         load_e4e_encoder(str(path))
+    with pytest.raises(ValueError, match="weights-only"):   # load_encoder (the trainers' --base-encoder) reads .pt as e4e
+        load_encoder(path)
+    torch.save({"state_dict": {}, "opts": {"encoder_type": "GradualStyleEncoder"}}, tmp_path / "psp.pt")
+    with pytest.raises(ValueError, match="not 'Encoder4Editing'"):
+        load_encoder(tmp_path / "psp.pt")

@@ -178,12 +178,13 @@ def test_gradstyle_trainer_runs_resumes_and_exports(tmp_path):
 
     out = tmp_path / "gs"
     common = ["--out", str(out), "--batch", "2", "--edit-batch", "1", "--snap", "1", "--device", "cpu",
-              "--perceptual", "none", "--lambda-adv", "0.1", "--ganspace-samples", "2000"]
+              "--perceptual", "none", "--lambda-adv", "0.1", "--ganspace-samples", "2000", "--identity", "none"]
     train_gradstyle.main([*common, "--steps", "1"])
     train_gradstyle.main([*common, "--steps", "2", "--resume", "--half"])
     rows = (out / "log.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].split(",")[-3:] == ["loss_D", "heldout_mse_base", "heldout_mse"]
-    assert all(v != "nan" for v in rows[2].split(","))        # a discriminator step every step
+    assert len(rows) == 3 and rows[0].split(",")[-5:] == ["loss_D", "heldout_mse_base", "heldout_mse", "heldout_ssim",
+                                                           "heldout_identity"]
+    assert all(v != "nan" for v in rows[2].split(",")[:-1])   # a discriminator step every step (identity: off)
     head = load_encoder(out / "gradstyle.safetensors")
     assert isinstance(head, GradStyle) and head.meta["steps"] == 2
     assert head.meta["adversarial"]["weight"] == 0.1 and head.meta["edit_consistency"]["weight"] == 1.0

@@ -101,11 +101,11 @@ def test_hfgi_trainer_runs_resumes_and_exports(tmp_path):
 
     out = tmp_path / "hfgi"
     common = ["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
-              "--perceptual", "none"]
+              "--perceptual", "none", "--identity", "none"]
     train_hfgi.main([*common, "--steps", "1", "--lambda-adv", "0.1"])
     train_hfgi.main([*common, "--steps", "2", "--lambda-adv", "0.1", "--resume", "--half"])
     rows = (out / "log.csv").read_text().splitlines()
-    assert rows[0].split(",")[-2:] == ["heldout_mse_base", "heldout_mse"] and len(rows) == 3
+    assert rows[0].split(",")[-4:] == ["heldout_mse_base", "heldout_mse", "heldout_ssim", "heldout_identity"] and len(rows) == 3
     hfgi = load_encoder(out / "hfgi.safetensors")
     assert isinstance(hfgi, HFGI) and hfgi.layer == "b32.conv0" and hfgi.input_size == 64
     assert hfgi.meta["steps"] == 2 and hfgi.meta["lambda_adv"] == 0.1
@@ -119,5 +119,5 @@ def test_hfgi_trainer_released_form(tmp_path):
     assert train_hfgi.parse_args(["--out", "x"]).consult == "unwarped"
     out = tmp_path / "hfgi_released"
     train_hfgi.main(["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
-                     "--perceptual", "none", "--steps", "1", "--consult", "warped", "--warp-p", "1"])
+                     "--perceptual", "none", "--identity", "none", "--steps", "1", "--consult", "warped", "--warp-p", "1"])
     assert load_encoder(out / "hfgi.safetensors").meta["consult"] == "warped"

@@ -120,11 +120,11 @@ def test_trainer_runs_logs_and_exports(tmp_path):
 
     out = tmp_path / "run"
     train_reganie.main(["--out", str(out), "--steps", "2", "--snap", "1", "--batch", "2", "--device", "cpu",
-                        "--perceptual", "none", "--ganspace-samples", "600", "--ganspace-components", "4",
+                        "--perceptual", "none", "--identity", "none", "--ganspace-samples", "600", "--ganspace-components", "4",
                         "--channels", '{"64": 4, "32": 4, "16": 4}', "--sp-channels", "2", "--gl-dim", "4",
                         "--output", "residual", "--half"])
     rows = (out / "log.csv").read_text().splitlines()
-    assert rows[0].split(",")[-2:] == ["heldout_mse_base", "heldout_mse"] and len(rows) == 3
+    assert rows[0].split(",")[-4:] == ["heldout_mse_base", "heldout_mse", "heldout_ssim", "heldout_identity"] and len(rows) == 3
     assert (out / "loss.png").is_file()
     head = load_encoder(out / "reganie.safetensors")
     assert isinstance(head, ReGANIE) and head.meta["output"] == "residual" and head.meta["steps"] == 2

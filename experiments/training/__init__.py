@@ -2,6 +2,9 @@
 
     loop.py                  TrainingLoop and the Trainer hooks: steps, resume, snapshots, time budget, export
     common.py                run setup, flags, per-rank batches and seeds, training codes, perceptual loss, plots
+    images.py                --data (default domain, generator samples, a photo folder), held-out scores
+    folder_data.py           a photo folder: index, held-out split, sharded epochs, resumable loader, --align
+    heads.py                 what the trainers over a frozen generator share (flags, data, export)
     train_stylegan2.py       the default generator (and its discriminator)
     train_f_encoder.py       BDInvert's F-space encoder
     train_wplus_encoder.py   the e4e-style W+ encoder

@@ -98,7 +98,8 @@ def training_codes(G: ls.Generator, batch: int, mixing: float, gen: torch.Genera
 
 # ---------------------------------------------------------------------------------- plots
 def plot_log(log: Path, png: Path, columns: Sequence[str] = ("loss", "heldout_mse")) -> None:
-    """One panel per column of log.csv against its first column (step or kimg), log scale."""
+    """One panel per column of log.csv against its first column (step or kimg): losses and MSEs on a log
+    scale, SSIM and identity columns on a linear one."""
     data = read_rows(log)
     if not data:
         return
@@ -109,7 +110,8 @@ def plot_log(log: Path, png: Path, columns: Sequence[str] = ("loss", "heldout_ms
         ax.plot([float(r[head[0]]) for r in data], [float(r[col]) for r in data], marker=".")
         ax.set_xlabel(head[0])
         ax.set_ylabel(col)
-        ax.set_yscale("log")
+        if not col.endswith(("_ssim", "_identity")):   # similarities near 1 read better on a linear axis
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, png, dpi=120)

@@ -18,6 +18,7 @@ from encoders import save_encoder
 from experiments.argtypes import positive_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import rank_batch, start_run
+from experiments.training.images import HeldoutScores, TrainingImages
 from experiments.training.loop import Trainer, TrainingLoop
 from latentspaces.errors import ModelChoiceError
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
@@ -39,6 +40,7 @@ class HeadTrainer(Trainer):
 
     export_file: str = "encoder.safetensors"   # file name of the export in the run directory
     trained_by: str = ""                       # the command's module, recorded in the export's metadata
+    synthetic_ratio: float = 0.0               # default share of generated images per batch (--synthetic-ratio)
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         self.args = args                       # the parsed flags (add_run_flags, add_head_flags, the trainer's own)
@@ -49,6 +51,19 @@ class HeadTrainer(Trainer):
         self.batch = rank_batch(world, args.batch)   # this rank's images per step
         self.network: torch.nn.Module          # the trained network: set by the subclass
         self.perceptual = None                 # its perceptual distance (None: pixels only): set by the subclass
+        self.images = TrainingImages(args, G, device, world, self.batch, self.default_synthetic_ratio(args.data))
+        self.heldout = self.images.heldout     # [N, 3, R, R] held-out images, or None
+        self.scores = HeldoutScores(self.heldout if world.main else None, args.identity)
+
+    def default_synthetic_ratio(self, data: str) -> float:
+        """The share of generated images per batch when --synthetic-ratio is not given, for --data `data`."""
+        return self.synthetic_ratio
+
+    def streams(self) -> Dict[str, object]:
+        return self.images.streams()
+
+    def close(self) -> None:
+        self.images.close()
 
     def export_meta(self, step: int) -> Dict[str, object]:
         """Metadata of this trainer's export beyond the shared fields."""
@@ -59,7 +74,7 @@ class HeadTrainer(Trainer):
         meta = {"generator": self.args.generator, "steps": step, "batch": self.args.batch,
                 "processes": self.world.size,
                 "perceptual": "none" if self.perceptual is None else str(self.perceptual.name),
-                "trained_by": self.trained_by, **self.export_meta(step)}
+                "trained_by": self.trained_by, **self.images.meta(), **self.export_meta(step)}
         save_encoder(self.network, self.out / self.export_file, meta=meta, half=self.args.half)
         print(f"wrote {self.out / self.export_file} ({step} steps)")
 

@@ -4,7 +4,8 @@ A trainer (a `Trainer` subclass) says what one step does and what it owns; `Trai
 
 - resume: OUT/checkpoint.pt (written by `latentspaces.storage.atomic_torch_save`, read back with
   `torch.load(weights_only=True)`) holds the state dicts of the trainer's `checkpointed()` objects
-  under their names, every rank's state of each of its data generators (`generators()`), "step",
+  under their names, the position of its data streams (`streams()`: a folder's epoch and batch),
+  every rank's state of each of its data generators (`generators()`), "step",
   "seconds" (training time over all sessions) and "config" (the settings as JSON);
 - log.csv: one row per snapshot, written with the run folders' row writer (`experiments.rows.append_rows`:
   the csv module, whole lines, locked and fsync'd) and read back with `read_rows`;
@@ -71,6 +72,15 @@ class Trainer:
         """The random generators of this rank's data streams, by checkpoint key."""
         return {}
 
+    def streams(self) -> Dict[str, object]:
+        """Data streams whose position is checkpointed (state_dict / load_state_dict of plain ints), by key:
+        the same on every rank (a folder's epoch and batch), so rank 0's is saved."""
+        return {}
+
+    def stateful(self) -> Dict[str, object]:
+        """Everything checkpointed through state_dict: `checkpointed()` and `streams()`."""
+        return {**self.checkpointed(), **self.streams()}
+
     def step(self, step: int) -> Dict[str, Scalar]:
         """One optimization step (`step`: the number of steps before it); its scalar losses by log column.
 
@@ -90,6 +100,9 @@ class Trainer:
     def export(self, step: int) -> None:
         """Rank 0, at the end (also after a stop on the time budget): write the trained network's file."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Every rank, when the run ends (also on an error): release what the trainer started (loader processes)."""
 
 
 class TrainingLoop:
@@ -123,12 +136,12 @@ class TrainingLoop:
     def load(self) -> None:
         """Restore the trainer, its data streams and the counters from OUT/checkpoint.pt."""
         st = torch.load(self.ckpt, map_location=self.device, weights_only=True)
-        missing = [k for k in (*self.trainer.checkpointed(), *self.trainer.generators(), "step")
+        missing = [k for k in (*self.trainer.stateful(), *self.trainer.generators(), "step")
                    if k not in st and k not in self.trainer.fresh_ok]
         if missing:
             raise SystemExit(f"{self.ckpt} has no {', '.join(map(repr, missing))}: it was written by another trainer "
                              "or with other settings; pass another --out or leave out --resume")
-        for key, obj in self.trainer.checkpointed().items():
+        for key, obj in self.trainer.stateful().items():
             if key in st:
                 obj.load_state_dict(st[key])
         for key, gen in self.trainer.generators().items():
@@ -143,7 +156,7 @@ class TrainingLoop:
         gens = {k: generator_states(self.world, g) for k, g in self.trainer.generators().items()}
         if not self.world.main:
             return
-        state: Dict[str, object] = {k: obj.state_dict() for k, obj in self.trainer.checkpointed().items()}
+        state: Dict[str, object] = {k: obj.state_dict() for k, obj in self.trainer.stateful().items()}
         state.update(gens)
         state.update(self.trainer.checkpoint_extras(self.step))
         state.update(step=torch.tensor(self.step), seconds=torch.tensor(seconds), config=json.dumps(self.config))
@@ -171,7 +184,14 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------------------ run
     def run(self) -> int:
-        """Train to `total` (or the time budget), export, leave the process group; returns the steps done."""
+        """Train to `total` (or the time budget), export, leave the process group; returns the steps done.
+        The trainer's `close` runs at the end, also after an error."""
+        try:
+            return self._run()
+        finally:
+            self.trainer.close()
+
+    def _run(self) -> int:
         trainer, world = self.trainer, self.world
         if self.resume and self.ckpt.is_file():
             self.load()

@@ -1,5 +1,5 @@
-"""Train an F encoder (BDInvert's base-code encoder) on generated pairs only ("Revisiting Latent Space
-of GAN Inversion", Eq. 2).
+"""Train an F encoder (BDInvert's base-code encoder) on generated pairs ("Revisiting Latent Space of GAN
+Inversion", Eq. 2), and on photos when --data is a folder.
 
     python -m experiments.training.train_f_encoder --out runs/f_encoder                 # default generator
     python -m experiments.training.train_f_encoder --out runs/f_encoder --resume        # continue a killed run
@@ -10,18 +10,22 @@ layer and x = G(f^s, w^s_{M+}) (the F-space image: the coarse RGB skip is droppe
 
     ||G(E(x), w^s_{M+}) - x||^2 + lambda_enc * P(G(E(x), w^s_{M+}), x)
 
+With --data a folder, 1 - --synthetic-ratio of each batch (the ratio is 1 for 'default' and 'generator':
+Eq. 2 alone; 0.5 for a folder) are photos x, whose detail codes nobody knows: they enter the same loss
+with the mean detail codes, G(E(x), w_avg), which is how the encoder's f0 starts an inversion
+(`FEncoder.init_code`), so the photos teach it the base codes of images the generator cannot render.
+
 with P the perceptual distance (LPIPS when its backbone is installed, else the default model's
 D-features distance; `--perceptual none` for pixels only). BDInvert: batch 16, Adam 1e-3, 10k steps,
 x0.1 every 2k. Every `--snap` steps (experiments/training/loop.py): an atomic checkpoint, a row in
-log.csv with the held-out initialisation MSE (E(x) with mean detail codes, on the shipped held-out
-faces), the loss plot and a reconstruction grid. At the end: `encoder.safetensors` in the project's format.
+log.csv with the held-out initialisation's MSE, SSIM and calibrated identity (E(x) with mean detail
+codes, on the held-out images), the loss plot and a reconstruction grid. At the end: `encoder.safetensors` in the project's format.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
@@ -33,10 +37,10 @@ from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, training_codes
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import TrainingImages, add_data_flag
+from experiments.training.images import HeldoutScores, add_data_flag, is_folder_source
 from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.losses import ReconstructionLoss, mean_squared_error
+from latentspaces.losses import ReconstructionLoss
 from latentspaces.spaces.f import default_f_layer
 
 
@@ -50,7 +54,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--decay-every", type=positive_int, default=2000, help="steps between x0.1 learning-rate decays")
     ap.add_argument("--lambda-enc", type=non_negative_float, default=1.0, help="weight of the perceptual term")
     ap.add_argument("--mixing", type=probability, default=0.5, help="style-mixing probability of the training codes")
-    add_data_flag(ap, "the held-out images of the snapshots (training uses generated pairs, Eq. 2)")
+    add_data_flag(ap, "1 for default/generator (Eq. 2's generated pairs), 0.5 for a folder")
     return ap.parse_args(argv)
 
 
@@ -58,8 +62,8 @@ class FEncoderTrainer(HeadTrainer):
     """BDInvert's encoder loss on generated pairs, over a frozen generator."""
 
     name = "train F encoder"
-    columns = ("step", "seconds", "loss", "mse", "perceptual", "heldout_mse", "lr")
-    plot_columns = ("loss", "heldout_mse")
+    columns = ("step", "seconds", "loss", "mse", "perceptual", *HeldoutScores.COLUMNS, "lr")
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     trained_by = "experiments.training.train_f_encoder"
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
@@ -74,9 +78,9 @@ class FEncoderTrainer(HeadTrainer):
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=args.decay_every, gamma=0.1)
         self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
-        # training needs no images; --data default with another generator leaves no held-out set
-        usable = args.data != "default" or G.resolution == 64
-        self.heldout = TrainingImages(args.data, G, device).heldout(args.heldout_images) if usable else None
+
+    def default_synthetic_ratio(self, data: str) -> float:
+        return 0.5 if is_folder_source(data) else 1.0
 
     def checkpointed(self) -> Dict[str, object]:
         return {"encoder": self.encoder, "opt": self.opt, "sched": self.sched}
@@ -86,9 +90,16 @@ class FEncoderTrainer(HeadTrainer):
 
     def step(self, step: int) -> Dict[str, torch.Tensor]:
         G, layer = self.G, self.layer
-        with torch.no_grad():
-            ws = training_codes(G, self.batch, self.args.mixing, self.gen)
-            x = G.synthesis.from_feature(self.space.feature_of(ws), ws, layer, noise_mode="const")
+        with torch.no_grad():   # generated pairs with their own detail codes, then photos with the mean ones
+            n_syn, parts = self.images.n_synthetic, []
+            ws = training_codes(G, n_syn, self.args.mixing, self.gen) if n_syn else None
+            if n_syn:
+                parts.append(G.synthesis.from_feature(self.space.feature_of(ws), ws, layer, noise_mode="const"))
+            if self.images.n_source:
+                parts.append(self.images.draw_source(self.images.n_source, self.gen))
+                mean = self.space.to_ws(self.space.mean(self.images.n_source))
+                ws = mean if ws is None else torch.cat([ws, mean])
+            x = torch.cat(parts)
         y = G.synthesis.from_feature(self.encoder(x), ws, layer, noise_mode="const")
         recon = self.reconstruction.batch(y, x)
         loss, mse, per = recon["loss"], recon["pixel"], recon["perceptual"]
@@ -103,12 +114,12 @@ class FEncoderTrainer(HeadTrainer):
     def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
         lr = self.sched.get_last_lr()[0]
         if self.heldout is None:
-            return {"heldout_mse": math.nan, "lr": lr}
+            return {**self.scores(None), "lr": lr}
         self.encoder.eval()
         recon = self.space.synthesize(self.encoder.init_code(self.space, self.heldout))
         self.encoder.train()
         save_images(torch.cat([self.heldout[:8], recon[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse": mean_squared_error(recon, self.heldout).item(), "lr": lr}
+        return {**self.scores(recon), "lr": lr}
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"layer": self.layer, "lambda_enc": self.args.lambda_enc}

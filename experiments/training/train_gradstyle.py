@@ -5,7 +5,8 @@
     python -m experiments.training.train_gradstyle --out runs/gradstyle --resume   # continue a killed run
     python -m experiments.training.train_gradstyle --out runs/gs_ft --init-from runs/gradstyle/checkpoint.pt
 
-Each step: real domain images x (DCGAN faces); W = E(x) and the pyramid T_m from one pass of the frozen
+Each step: images x (`--data`: the default domain's faces, the generator's own samples, or a folder of
+photos); W = E(x) and the pyramid T_m from one pass of the frozen
 base encoder (`WPlusEncoder.forward_with_pyramid`); the reconstruction stream y (Eqs. 2-4) with residuals
 F_m; the editing stream at alpha = 0 on perspective-warped residuals warp(F_m) (one random homography per
 image, shared by the stages), whose GAM output F'_m is pulled to F_m (Eq. 10); see encoders/gradstyle.py.
@@ -63,7 +64,7 @@ from experiments.distributed import World
 from experiments.training.common import add_run_flags, rank_seed
 from experiments.training.editing import Editor, add_editor_flags
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
+from experiments.training.images import HeldoutScores, add_data_flag, starting_discriminator
 from experiments.training.adversarial import discriminator_step
 from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
@@ -152,14 +153,13 @@ class GradStyleTrainer(HeadTrainer):
 
     name = "train GradStyle"
     columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "l_f", "aligner", "adv", "edit_consistency",
-               "loss_D", "heldout_mse_base", "heldout_mse")
-    plot_columns = ("loss", "heldout_mse")
+               "loss_D", "heldout_mse_base", *HeldoutScores.COLUMNS)
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "gradstyle.safetensors"
     trained_by = "experiments.training.train_gradstyle"
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.head = self.network = GradStyle.for_generator(
             G, self.base, base_encoder=str(args.base_encoder), hidden=tuple(args.hidden), gate_rank=args.gate_rank,
@@ -177,7 +177,6 @@ class GradStyleTrainer(HeadTrainer):
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.0, 0.99))
         self.opt = torch.optim.Adam(self.head.parameters(), lr=args.lr)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         nets = {"gradstyle": self.head, "opt": self.opt}
@@ -240,19 +239,21 @@ class GradStyleTrainer(HeadTrainer):
 
     @torch.no_grad()
     def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
-        """Held-out MSE of the base reconstruction and of GradStyle's; the grid targets / base / GradStyle."""
+        """Held-out MSE of the base reconstruction, MSE, SSIM and identity of GradStyle's; the grid targets / base /
+        GradStyle."""
+        extra = {} if "loss_D" in values else {"loss_D": float("nan")}
+        if self.heldout is None:
+            return {**extra, "heldout_mse_base": float("nan"), **self.scores(None)}
         self.head.eval()
         ws, pyramid = self.base.forward_with_pyramid(self.heldout)
         x0 = self.G.synthesis(ws, noise_mode="const")
         y = self.head.compensate(self.G, self.heldout, ws, x0, pyramid=pyramid).image
         self.head.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
-                "heldout_mse": mean_squared_error(y, self.heldout).item(),
-                **({} if "loss_D" in values else {"loss_D": float("nan")})}
+        return {**extra, "heldout_mse_base": mean_squared_error(x0, self.heldout).item(), **self.scores(y)}
 
     def export_meta(self, step: int) -> Dict[str, object]:
-        return {"base_encoder": str(self.args.base_encoder), "data": self.args.data,
+        return {"base_encoder": str(self.args.base_encoder),
                 "identity_loss": "off (no differentiable identity network offline)",
                 "adversarial": "off" if self.D is None else {"weight": self.args.lambda_adv,
                                                              "discriminator": f"trained from {self.D_start}"},

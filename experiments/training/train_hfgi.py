@@ -5,8 +5,8 @@ GAN Inversion for Image Attribute Editing", the authors' released trainer adapte
     python -m experiments.training.train_hfgi --out runs/hfgi --resume           # continue a killed run
     torchrun --nproc_per_node=4 -m experiments.training.train_hfgi --out runs/hfgi   # data parallel
 
-Each step: images x (`--data`: the default domain's faces, or the generator's own samples at any
-resolution), W = E(x) from the frozen base encoder, x0 = G(W), D = x - clamp(x0). Two forms:
+Each step: images x (`--data`: the default domain's faces, the generator's own samples at any
+resolution, or a folder of photos), W = E(x) from the frozen base encoder, x0 = G(W), D = x - clamp(x0). Two forms:
 
 `--consult warped`, the authors' released forward:
     A = ADA(cat[warp(D), clamp(x0)])      ADA aligns a misaligned distortion to the unwarped G(W)
@@ -28,7 +28,7 @@ released trainer; `--lambda-adv` turns it on with a discriminator trained beside
 (non-saturating loss, lazy R1), started from the default model's at 64 px and fresh at other
 resolutions. The paper trains with Ranger (RAdam + Lookahead) at 1e-4, batch 8, about 100k steps on
 FFHQ; here Adam at 1e-3 (our choice: a short CPU run), batch 8, a few thousand steps on the 64 px default.
-Every `--snap` steps: checkpoint, log.csv row (held-out MSE of the base and of HFGI), loss plot,
+Every `--snap` steps: checkpoint, log.csv row (held-out MSE of the base; MSE, SSIM and identity of HFGI), loss plot,
 reconstruction grid. At the end: hfgi.safetensors in the project's encoder format.
 """
 
@@ -47,7 +47,7 @@ from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed
 from experiments.training.adversarial import discriminator_step
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
+from experiments.training.images import HeldoutScores, add_data_flag, starting_discriminator
 from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
@@ -87,14 +87,13 @@ class HFGITrainer(HeadTrainer):
 
     name = "train HFGI"
     columns = ("step", "seconds", "loss", "l2", "perceptual", "align", "adv", "loss_D", "heldout_mse_base",
-               "heldout_mse")
-    plot_columns = ("loss", "heldout_mse")
+               *HeldoutScores.COLUMNS)
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "hfgi.safetensors"
     trained_by = "experiments.training.train_hfgi"
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.hfgi = self.network = HFGI.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
         world.broadcast_(self.hfgi)
@@ -109,7 +108,6 @@ class HFGITrainer(HeadTrainer):
             self.opt_D = torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.0, 0.99))
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
         self.warp_gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 11))
-        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         nets = {"hfgi": self.hfgi, "opt": self.opt}
@@ -154,23 +152,21 @@ class HFGITrainer(HeadTrainer):
 
     @torch.no_grad()
     def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
-        """Held-out MSE of the base reconstruction and of HFGI's; the grid targets / base / HFGI."""
+        """Held-out MSE of the base reconstruction, MSE, SSIM and identity of HFGI's; the grid targets / base / HFGI."""
+        extra = {column: float("nan") for column in ("adv", "loss_D") if column not in values}
+        if self.heldout is None:
+            return {**extra, "heldout_mse_base": float("nan"), **self.scores(None)}
         self.hfgi.eval()
         ws = self.base(self.heldout)
         x0 = self.G.synthesis(ws, noise_mode="const")
         y = self.hfgi.compensate(self.G, self.heldout, ws, x0).image
         self.hfgi.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
-        extra = {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
-                 "heldout_mse": mean_squared_error(y, self.heldout).item()}
-        for column in ("adv", "loss_D"):
-            if column not in values:
-                extra[column] = float("nan")
-        return extra
+        return {**extra, "heldout_mse_base": mean_squared_error(x0, self.heldout).item(), **self.scores(y)}
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder), "lambda_adv": self.args.lambda_adv,
-                "consult": self.args.consult, "data": self.args.data, "discriminator_start": self.disc_start,
+                "consult": self.args.consult, "discriminator_start": self.disc_start,
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 

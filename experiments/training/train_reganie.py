@@ -5,11 +5,14 @@
     python -m experiments.training.train_reganie --out runs/reganie --resume  # continue a killed run
     python -m experiments.training.train_reganie --out runs/reganie --output residual   # y^ + G_p(...)
 
-Generated pairs only. Each step, per sample: w = mapping(z), x = G(w), y = G(editor(w)), where the editor
+Generated pairs (the paper's data), and photos when --data is a folder. Each step, per generated sample: w = mapping(z), x = G(w), y = G(editor(w)), where the editor
 adds 1-3 W directions (uniform count, distinct directions) at strengths uniform in [-edit_max, edit_max];
 the inversions x^ = G(E(x)), y^ = G(E(y)) by the frozen base encoder E. Each sample draws one of the three
 triplets (residual, rendered, target) = (y - y^, x^, x), (x - x^, y^, y), (x - x^, x^, x) uniformly (per
-sample, not per batch: our choice), and the network's output G_p(E_p(rendered), E_d(residual)) is pulled
+sample, not per batch: our choice). A photo x of a --data folder (1 - --synthetic-ratio of each batch;
+the ratio is 1 for 'default' and 'generator', 0.5 for a folder) gives the one triplet it has, (x - x^,
+x^, x): the reconstruction the network must learn on what the generator cannot render, which edited
+pairs of generated images never show. The network's output G_p(E_p(rendered), E_d(residual)) is pulled
 to the target by (Eq. 9)
 
     l1 * |out - target| + per * P(out, target) + gan * softplus(-D(out))
@@ -37,8 +40,8 @@ R1 gamma 0.0002 R^2 / batch (StyleGAN2's 'auto'), D's reals = the targets, the e
 (1-3 of the 10 strongest GANSpace axes, strengths within 3 stds).
 The shipped default-reganie was trained with `--output residual` (see encoders/reganie.py): in the CPU
 time available (about 25 minutes on a shared core) there was no room for a full direct-mode run.
-Every `--snap` steps (experiments/training/loop.py): checkpoint, log.csv row (held-out MSE of the base
-and of ReGANIE on the real held-out targets), loss plot (loss and held-out MSE against steps), and a grid
+Every `--snap` steps (experiments/training/loop.py): checkpoint, log.csv row (held-out MSE of the base;
+MSE, SSIM and calibrated identity of ReGANIE on the held-out images), loss plot (loss and held-out MSE against steps), and a grid
 targets / base / ReGANIE. At the end: reganie.safetensors in the project's encoder format.
 """
 
@@ -58,7 +61,7 @@ from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed
 from experiments.training.editing import Editor, add_editor_flags
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import TrainingImages, add_data_flag, starting_discriminator
+from experiments.training.images import HeldoutScores, add_data_flag, is_folder_source, starting_discriminator
 from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, default_r1_gamma, discriminator_loss, generator_loss,
@@ -86,24 +89,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lambda-gan", type=non_negative_float, default=0.02)
     ap.add_argument("--adam-beta1", type=probability, default=0.9, help="Adam's beta1 for the network (paper: 0)")
     ap.add_argument("--gamma", type=non_negative_float, default=None, help="R1 weight (default 0.0002 R^2 / batch)")
-    add_data_flag(ap, "the held-out images of the snapshots (training uses generated pairs, as the paper)")
+    add_data_flag(ap, "1 for default/generator (generated pairs, as the paper), 0.5 for a folder")
     add_editor_flags(ap)
     return ap.parse_args(argv)
 
 
 class ReGANIETrainer(HeadTrainer):
-    """Phase II of ReGANIE on generated pairs, over a frozen generator and a frozen W+ encoder."""
+    """Phase II of ReGANIE on generated pairs (and photos), over a frozen generator and a frozen W+ encoder."""
 
     name = "train ReGANIE"
     columns = ("step", "seconds", "loss", "l1", "perceptual", "gan_G", "loss_D", "r1", "heldout_mse_base",
-               "heldout_mse")
-    plot_columns = ("loss", "heldout_mse")
+               *HeldoutScores.COLUMNS)
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "reganie.safetensors"
     trained_by = "experiments.training.train_reganie"
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         net = ReGANIE.for_generator(G, downsamplings=args.downsamplings, channels=args.channels,
                                     sp_channels=args.sp_channels, gl_dim=args.gl_dim, output=args.output)
@@ -120,7 +122,9 @@ class ReGANIETrainer(HeadTrainer):
         self.gamma = args.gamma if args.gamma is not None else default_r1_gamma(G.resolution, args.batch)
         self.editor = Editor(G, args, device)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.heldout = self.images.heldout(args.heldout_images)
+
+    def default_synthetic_ratio(self, data: str) -> float:
+        return 0.5 if is_folder_source(data) else 1.0
 
     def checkpointed(self) -> Dict[str, object]:
         return {"reganie": self.net, "D": self.D, "opt": self.opt, "opt_D": self.opt_D}
@@ -130,8 +134,21 @@ class ReGANIETrainer(HeadTrainer):
 
     @torch.no_grad()
     def triplets(self):
-        """(residual, rendered, target) [B, 3, R, R] each, one of the three triplets per sample."""
-        G, gen, n = self.G, self.data_gen, self.batch
+        """(residual, rendered, target) [B, 3, R, R] each: one of the three triplets per generated sample, then
+        (x - x^, x^, x) per photo of --data."""
+        parts = []
+        if self.images.n_synthetic:
+            parts.append(self.generated_triplets(self.images.n_synthetic))
+        if self.images.n_source:
+            x = self.images.draw_source(self.images.n_source, self.data_gen)
+            xh = self.G.synthesis(self.base(x), noise_mode="const")
+            parts.append((x - xh, xh, x))
+        return tuple(torch.cat(p) for p in zip(*parts))
+
+    @torch.no_grad()
+    def generated_triplets(self, n: int):
+        """(residual, rendered, target) [n, 3, R, R] each of generated pairs, one of the three triplets per sample."""
+        G, gen = self.G, self.data_gen
         z = torch.randn(n, G.z_dim, generator=gen, device=gen.device).to(self.device)
         ws_x = G.broadcast(G.mapping(z))
         ws_y = ws_x + self.editor(n, gen)
@@ -177,23 +194,21 @@ class ReGANIETrainer(HeadTrainer):
 
     @torch.no_grad()
     def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
-        """Held-out MSE (real targets) of the base reconstruction and of ReGANIE's; grid targets / base / ReGANIE."""
+        """Held-out MSE of the base reconstruction, MSE, SSIM and identity of ReGANIE's; grid targets / base / ReGANIE."""
+        extra = {k: float("nan") for k in ("r1", "loss_D") if k not in values}   # no R1 (or no D) step in this window
+        if self.heldout is None:
+            return {**extra, "heldout_mse_base": float("nan"), **self.scores(None)}
         self.net.eval()
         ws = self.base(self.heldout)
         x0 = self.G.synthesis(ws, noise_mode="const")
         y = self.net.compensate(self.G, self.heldout, ws, x0).image
         self.net.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8].clamp(-1, 1)]), self.out / "reconstructions.png", nrow=8)
-        extra = {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
-                 "heldout_mse": mean_squared_error(y, self.heldout).item()}
-        for k in ("r1", "loss_D"):
-            if k not in values:  # no R1 (or no D) step in this window
-                extra[k] = float("nan")
-        return extra
+        return {**extra, "heldout_mse_base": mean_squared_error(x0, self.heldout).item(), **self.scores(y)}
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder), "output": self.args.output,
-                "heldout": self.args.data, "discriminator_start": self.D_start,
+                "discriminator_start": self.D_start,
                 "editor": self.editor.meta(),
                 "loss": {"l1": self.args.lambda_l1, "perceptual": self.args.lambda_per, "gan": self.args.lambda_gan,
                          "gamma": self.gamma},

@@ -3,10 +3,11 @@ Discrepancy Information Compensation for GAN Inversion").
 
     python -m experiments.training.train_sdic --out runs/sdic                    # default generator + 'default-wplus'
     python -m experiments.training.train_sdic --out runs/sdic --resume           # continue a killed run
+    python -m experiments.training.train_sdic --out runs/sdic --data ~/ffhq --flip --generator ffhq.pt --base-encoder e4e.pt
     torchrun --nproc_per_node=4 -m experiments.training.train_sdic --out runs/sdic   # data parallel: --batch split over 4
 
-Each step: images x (`--data`: the default domain's faces, or the generator's own samples at any
-resolution; experiments/training/images.py), W = E(x) from the frozen base encoder, x0 = G(W), then
+Each step: images x (`--data`: the default domain's faces, the generator's own samples at any
+resolution, or a folder of photos; experiments/training/images.py), W = E(x) from the frozen base encoder, x0 = G(W), then
 SDIC's compensated image y with W' and F^ (encoders/sdic.py; `--fusion base`, the released forward, fuses
 G_l of W). Loss (SDIC's joint loss, the released coach's):
 
@@ -16,8 +17,8 @@ P: LPIPS when its backbone is installed, else the default model's D-features dis
 0.1 * ID(ArcFace) term needs a differentiable identity network; none ships offline, so it is off
 unless one is added (dlib's descriptor is not differentiable). The paper trains with Ranger at 1e-3,
 batch 2, 200k steps; here Adam 1e-3, batch 8, a few thousand steps on the 64 px default.
-Every `--snap` steps (experiments/training/loop.py): checkpoint, log.csv row (held-out MSE of the base
-and of SDIC), loss plot, reconstruction grid. At the end: sdic.safetensors in the project's encoder format.
+Every `--snap` steps (experiments/training/loop.py): checkpoint, log.csv row (held-out MSE of the base;
+MSE, SSIM and calibrated identity of SDIC), loss plot, reconstruction grid. At the end: sdic.safetensors in the project's encoder format.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from experiments.argtypes import non_negative_float, positive_float, positive_in
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, rank_seed
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import TrainingImages, add_data_flag
+from experiments.training.images import HeldoutScores, add_data_flag
 from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.interfaces import Compensation, PerceptualDistance
@@ -73,14 +74,13 @@ class SDICTrainer(HeadTrainer):
     """SDIC's joint loss on DCGAN faces, over a frozen generator and a frozen W+ encoder."""
 
     name = "train SDIC"
-    columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "heldout_mse_base", "heldout_mse")
-    plot_columns = ("loss", "heldout_mse")
+    columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "heldout_mse_base", *HeldoutScores.COLUMNS)
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "sdic.safetensors"
     trained_by = "experiments.training.train_sdic"
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.images = TrainingImages(args.data, G, device)
         self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width,
                                                       fusion=args.fusion).to(device).train()
@@ -88,7 +88,6 @@ class SDICTrainer(HeadTrainer):
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.opt = torch.optim.Adam(self.sdic.parameters(), lr=args.lr)
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.heldout = self.images.heldout(args.heldout_images)
 
     def checkpointed(self) -> Dict[str, object]:
         return {"sdic": self.sdic, "opt": self.opt}
@@ -110,18 +109,19 @@ class SDICTrainer(HeadTrainer):
 
     @torch.no_grad()
     def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
-        """Held-out MSE of the base reconstruction and of SDIC's; the grid targets / base / SDIC."""
+        """Held-out MSE of the base reconstruction, MSE, SSIM and identity of SDIC's; the grid targets / base / SDIC."""
+        if self.heldout is None:
+            return {"heldout_mse_base": float("nan"), **self.scores(None)}
         self.sdic.eval()
         ws = self.base(self.heldout)
         x0 = self.G.synthesis(ws, noise_mode="const")
         y = self.sdic.compensate(self.G, self.heldout, ws, x0).image
         self.sdic.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(),
-                "heldout_mse": mean_squared_error(y, self.heldout).item()}
+        return {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(), **self.scores(y)}
 
     def export_meta(self, step: int) -> Dict[str, object]:
-        return {"base_encoder": str(self.args.base_encoder), "data": self.args.data,
+        return {"base_encoder": str(self.args.base_encoder),
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 

@@ -6,8 +6,9 @@
 
 The recipe of "Designing an Encoder for StyleGAN Image Manipulation" (Tov et al. 2021), scaled to the
 default domain:
-- images: `--data` images (the default domain's DCGAN faces, or the generator's own samples at any
-  resolution) and, for `--synthetic-fraction` of each batch, generated images G(w^s) whose codes are known;
+- images: `--data` images (the default domain's DCGAN faces, the generator's own samples at any
+  resolution, or a folder of photos) and, for `--synthetic-ratio` of each batch (default 0.5), generated
+  images G(w^s) whose codes are known;
 - loss: L2(G(E(x)), x) + lambda_per P(G(E(x)), x) + lambda_latent mean((E(x^s) - w^s)^2) on the
   generated part (a latent supervision e4e does not have: it shortens CPU training) +
   delta_reg * sum_i mean ||w_i - w_0||_2 + lambda_wd * softplus(-D_lat(E(x))) (optional);
@@ -16,14 +17,14 @@ default domain:
 - latent discriminator (`--lambda-wd` > 0): a 4-layer MLP on single w rows, real ones from the
   mapping network, non-saturating loss, R1 (gamma 10) every 16 steps.
 Every `--snap` steps (experiments/training/loop.py): an atomic checkpoint, a log.csv row with the
-held-out MSE of G(E(x)) on the shipped held-out faces, the loss plot and a reconstruction grid.
+held-out MSE, SSIM and calibrated identity of G(E(x)) on the held-out images, the loss plot and a
+reconstruction grid.
 At the end: encoder.safetensors.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
@@ -37,7 +38,7 @@ from experiments.argtypes import non_negative_float, non_negative_int, positive_
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed, training_codes
 from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import TrainingImages, add_data_flag
+from experiments.training.images import HeldoutScores, add_data_flag
 from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, discriminator_loss, generator_loss, lazy_r1_term,
@@ -69,8 +70,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--style-channels", type=positive_int, default=64, help="hidden channels of the style blocks")
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8, help="perceptual weight (e4e: 0.8 LPIPS)")
     ap.add_argument("--lambda-latent", type=non_negative_float, default=1.0, help="latent supervision on generated images")
-    ap.add_argument("--synthetic-fraction", type=probability, default=0.5, help="share of each batch drawn from G")
-    add_data_flag(ap, "the rest of each batch and the held-out images")
+    add_data_flag(ap, "0.5")
     ap.add_argument("--delta-reg", type=non_negative_float, default=2e-4, help="weight of the offsets' L2 norms (e4e: 2e-4)")
     ap.add_argument("--progressive-start", type=non_negative_int, default=300, help="steps of w0-only training")
     ap.add_argument("--progressive-every", type=positive_int, default=100, help="steps between newly enabled offsets")
@@ -91,17 +91,15 @@ class WPlusEncoderTrainer(HeadTrainer):
     """e4e's losses (and optional latent discriminator) over a frozen generator."""
 
     name = "train W+ encoder"
-    columns = ("step", "seconds", "loss", "mse", "perceptual", "latent", "delta", "wd", "heldout_mse", "stage")
-    plot_columns = ("loss", "heldout_mse")
+    columns = ("step", "seconds", "loss", "mse", "perceptual", "latent", "delta", "wd", *HeldoutScores.COLUMNS,
+               "stage")
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)
+    synthetic_ratio = 0.5
     fresh_ok = ("D_lat", "opt_d")  # a run may switch the latent discriminator on when resumed
     trained_by = "experiments.training.train_wplus_encoder"
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        # the rest of each batch and the held-out set come from --data; --data default (the 64 px faces) with
-        # another generator is refused when a batch needs them, else it leaves no held-out set (--synthetic-fraction 1)
-        usable = args.data != "default" or G.resolution == 64
-        self.images = TrainingImages(args.data, G, device) if usable or args.synthetic_fraction < 1 else None
         self.backbone = args.backbone or ("small" if G.resolution <= 128 else "ir_se50")
         self.encoder = self.network = WPlusEncoder.for_generator(G, backbone=self.backbone,
                                                   style_channels=args.style_channels).to(device).train()
@@ -109,12 +107,11 @@ class WPlusEncoderTrainer(HeadTrainer):
         self.reconstruction = ReconstructionLoss(self.perceptual, lambda_per=args.lambda_per)
         self.D_lat = LatentDiscriminator(G.w_dim).to(device) if args.lambda_wd > 0 else None
         world.broadcast_(self.encoder, *([self.D_lat] if self.D_lat is not None else []))
-        self.n_syn = int(round(self.batch * args.synthetic_fraction))
+        self.n_syn = self.images.n_synthetic
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
         self.opt_d = torch.optim.Adam(self.D_lat.parameters(), lr=2e-5) if self.D_lat is not None else None
         self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
         self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 2))
-        self.heldout = self.images.heldout(args.heldout_images) if self.images is not None else None
 
     def checkpointed(self) -> Dict[str, object]:
         if self.D_lat is None:
@@ -134,7 +131,7 @@ class WPlusEncoderTrainer(HeadTrainer):
             ws_syn = training_codes(self.G, self.n_syn, self.args.mixing, self.gen)
             parts.append(self.G.synthesis(ws_syn, noise_mode="const"))
         if self.batch - self.n_syn > 0:
-            parts.append(self.images.draw(self.batch - self.n_syn, self.data_gen))
+            parts.append(self.images.draw_source(self.batch - self.n_syn, self.data_gen))
         return torch.cat(parts), ws_syn
 
     def step(self, step: int) -> Dict[str, torch.Tensor]:
@@ -181,19 +178,19 @@ class WPlusEncoderTrainer(HeadTrainer):
     def snapshot(self, step: int, values: Mapping[str, float]) -> Dict[str, float]:
         stage = self.encoder.progressive_stage
         if self.heldout is None:
-            return {"heldout_mse": math.nan, "stage": stage}
+            return {**self.scores(None), "stage": stage}
         self.encoder.eval()
         recon = self.G.synthesis(self.encoder(self.heldout), noise_mode="const")
         self.encoder.train()
         save_images(torch.cat([self.heldout[:8], recon[:8]]), self.out / "reconstructions.png", nrow=8)
-        return {"heldout_mse": mean_squared_error(recon, self.heldout).item(), "stage": stage}
+        return {**self.scores(recon), "stage": stage}
 
     def export(self, step: int) -> None:
         self.encoder.progressive_stage = self.stage(max(step - 1, 0))  # offsets past the last trained stage stay off
         super().export(step)
 
     def export_meta(self, step: int) -> Dict[str, object]:
-        return {"backbone": self.backbone, "synthetic_fraction": self.args.synthetic_fraction, "data": self.args.data,
+        return {"backbone": self.backbone,
                 "progressive_stage": self.encoder.progressive_stage}
 
 
