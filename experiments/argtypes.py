@@ -26,6 +26,13 @@ from latentspaces.images import image_files
 from latentspaces.spaces import SPACE_ORDER
 
 SEED_MAX = 2**32 - 1   # numpy's limit, and far below torch's
+# Bounds on what can finish: a value past them is a typo (an extra zero), not an experiment. The papers
+# invert with 1,000-5,000 steps and train heads for 100k-500k; GANSpace's PCA uses 10^6 samples.
+MAX_STEPS = 100_000          # inversion steps (at ~0.1 s a step on this CPU: ~3 hours a chunk)
+MAX_TRAIN_STEPS = 10_000_000 # training steps of a trainer
+MAX_SAMPLES = 10_000_000     # samples for direction finding (10^7 x 512 float32 = 20 GB)
+LR_RANGE = (1e-8, 10.0)      # learning rates outside it either never move a code or blow it up at once
+MAX_ALPHA = 100.0            # |alpha| of an edit, in the direction's own units (GANSpace: standard deviations)
 
 
 class UsageError(Exception):
@@ -42,14 +49,14 @@ def _number(kind: type, text: str) -> float:
     return value
 
 
-def int_in(low: int, high: Union[int, float] = math.inf) -> Callable[[str], int]:
-    """An integer in [low, high]."""
+def int_in(low: int, high: Union[int, float] = math.inf, why: str = "") -> Callable[[str], int]:
+    """An integer in [low, high]; `why` is said when the value is above `high`."""
     def parse(text: str) -> int:
         value = _number(int, text)
         if value < low:
             raise argparse.ArgumentTypeError(f"{value} is below {low} (give an integer >= {low})")
         if value > high:
-            raise argparse.ArgumentTypeError(f"{value} is above {high} (give an integer <= {high})")
+            raise argparse.ArgumentTypeError(f"{value} is above {high} (give an integer <= {high}{why})")
         return value
     return parse
 
@@ -62,6 +69,19 @@ def int_at_least(low: int) -> Callable[[str], int]:
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 seed = int_in(0, SEED_MAX)
+step_count = int_in(0, MAX_STEPS, "; more would run for days")
+training_steps = int_in(1, MAX_TRAIN_STEPS, "; more would run for months")
+sample_count = int_in(1, MAX_SAMPLES, f"; {MAX_SAMPLES:,} samples of 512 floats are 20 GB")
+
+
+def learning_rate(text: str) -> float:
+    """A learning rate in LR_RANGE."""
+    value = _number(float, text)
+    low, high = LR_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside [{low:g}, {high:g}], where learning rates move a "
+                                         "code without blowing it up")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -124,6 +144,16 @@ def name_list(choices: Tuple[str, ...], what: str) -> Callable[[str], Tuple[str,
 def float_list(text: str) -> Tuple[float, ...]:
     """Comma-separated finite numbers: '-2,0,2' -> (-2.0, 0.0, 2.0) (write --alphas=-2,0,2 for a leading minus)."""
     return tuple(_number(float, part) for part in _entries(text, "-2,0,2"))
+
+
+def alpha_list(text: str) -> Tuple[float, ...]:
+    """Edit strengths: a `float_list` with every |alpha| <= MAX_ALPHA."""
+    values = float_list(text)
+    big = [a for a in values if abs(a) > MAX_ALPHA]
+    if big:
+        raise argparse.ArgumentTypeError(f"|alpha| = {abs(big[0]):g} is above {MAX_ALPHA:g} (in the direction's units: "
+                                         "GANSpace's are standard deviations, and a few already change the face)")
+    return values
 
 
 def layer_list(text: str) -> Tuple[str, ...]:

@@ -5,9 +5,11 @@
   without its newline: a killed write, a full disk) and refuses a file whose header is not `fields`.
   `write_rows` rewrites a CSV atomically (temp file, fsync, rename); `write_summary` a summary's.
 - Reading is forgiving, never silent: `read_rows` drops a torn last line and rows with the wrong number
-  of fields; with a `RowSchema` it also drops rows whose numbers do not parse and keeps one row per key
-  (the last written), each with a `RunFolderWarning` that says how many and why. The studies then
-  redo what was dropped and rewrite the CSV, so a folder holds each key once.
+  of fields; with a `RowSchema` it also drops rows whose numbers do not parse or whose metrics are not
+  finite, keeps one row of a key written twice with the same values, and drops every row of a key
+  written twice with different values (neither can be trusted to be the right one: an appended row
+  with mse = 0 must not win), each with a `RunFolderWarning` that says how many and why. The studies
+  then redo what was dropped and rewrite the CSV, so a folder holds each key once.
 
 Every CSV is written and read with the csv module (a comma inside a value is quoted, never a new column).
 `RunFolderError` (a ValueError) is a file of a run folder that cannot be used as it is.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -48,11 +51,12 @@ class RowSchema:
     key: Tuple[str, ...]             # the columns that identify a row: a later row with the same key replaces it
     ints: Tuple[str, ...] = ()       # columns that must parse as int (normalised to str(int(value)))
     floats: Tuple[str, ...] = ()     # columns that must parse as float ('nan' does)
+    finite: Tuple[str, ...] = ()     # columns that must hold a finite number (a metric every row computes)
 
     @property
     def required(self) -> Tuple[str, ...]:
         """The columns a file must have (others missing from an older file read as '')."""
-        return tuple(dict.fromkeys(self.key + self.ints + self.floats))
+        return tuple(dict.fromkeys(self.key + self.ints + self.floats + self.finite))
 
 
 def _warn_dropped(path: Path, what: str, examples: List[str]) -> None:
@@ -65,8 +69,10 @@ def read_rows(path: Path, schema: Optional[RowSchema] = None) -> List[dict]:
     """The whole rows of a CSV as dicts of strings ([] when the file does not exist).
 
     A torn last line (no newline) and rows with the wrong number of fields are dropped. With `schema`,
-    rows whose numbers do not parse are dropped too, missing optional columns read as '', and of rows
-    with one key the last is kept (in the place it was written). Each drop warns (`RunFolderWarning`).
+    rows whose numbers do not parse or whose `finite` columns are NaN or infinite are dropped too,
+    missing optional columns read as '', rows that repeat an earlier row of their key exactly are
+    dropped, and every row of a key written twice with different values is dropped. Each drop warns
+    (`RunFolderWarning`).
     A file without the schema's required columns raises `RunFolderError`.
     """
     if not path.is_file():
@@ -86,7 +92,7 @@ def read_rows(path: Path, schema: Optional[RowSchema] = None) -> List[dict]:
             raise RunFolderError(f"{path} lacks the columns {missing} (it has {header}); it was not written by this "
                                  "run's command: move it away and rerun to redo its rows")
     rows: Dict[object, dict] = {}
-    repeated = 0
+    repeated, conflicting = 0, {}
     for line, rec in enumerate(records[1:], 2):
         if not rec:
             continue
@@ -101,19 +107,32 @@ def read_rows(path: Path, schema: Optional[RowSchema] = None) -> List[dict]:
                     row[k] = str(int(row[k]))
                 for k in schema.floats:
                     float(row[k])
+                for k in schema.finite:
+                    if not math.isfinite(float(row[k])):
+                        raise ValueError(f"{k} = {row[k]}, not a finite number")
             except ValueError as e:
                 bad.append(f"line {line}: {e}")
                 continue
             for k in schema.fields:
                 row.setdefault(k, "")
             key = tuple(row[k] for k in schema.key)
-        repeated += rows.pop(key, None) is not None  # the last row of a key, in the place it was written
-        rows[key] = row
+        earlier = rows.get(key)
+        if earlier is None:
+            rows[key] = row
+        elif earlier == row:
+            repeated += 1
+        else:
+            conflicting.setdefault(key, line)
+    for key in conflicting:
+        del rows[key]
     if bad:
         _warn_dropped(path, "malformed row(s)", bad)
     if repeated:
-        warnings.warn(f"{path}: {repeated} row(s) repeated the key of an earlier one; the last of each is kept",
+        warnings.warn(f"{path}: {repeated} row(s) repeated the key and values of an earlier one; one of each is kept",
                       RunFolderWarning, stacklevel=2)
+    if conflicting:
+        _warn_dropped(path, "key(s) written twice with different values (every row of each)",
+                      [f"{', '.join(map(str, key))} again at line {line}" for key, line in conflicting.items()])
     return list(rows.values())
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+# The commands choose their compute threads from the machine's load (latentspaces.threads); a test run is
+# load itself, so the suite pins its own count and every command run in-process keeps it.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"

@@ -86,11 +86,16 @@ class _OneThread:
     """torchrun's ranks run with one thread each; the single-process reference does too (same arithmetic)."""
 
     def __enter__(self):
-        self.threads = torch.get_num_threads()
+        self.threads, self.env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"   # what `main` chooses its threads from (latentspaces.threads)
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.threads)
+        if self.env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = self.env
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")

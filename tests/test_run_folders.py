@@ -180,8 +180,31 @@ def test_repeated_and_malformed_rows_are_dropped_and_redone_never_counted_twice(
     with pytest.warns(RunFolderWarning) as said:
         _compare(out, G)
     text = " ".join(str(w.message) for w in said)
-    assert "repeated the key" in text and "malformed row" in text and "could not convert" in text
+    assert "repeated the key and values" in text and "malformed row" in text and "could not convert" in text
     _assert_once_each(out)
+
+
+def test_a_conflicting_duplicate_or_a_non_finite_metric_never_wins_it_is_redone(tmp_path, G):
+    """An appended row with mse = 0 for a target that has one already, and a row edited to NaN: both keys'
+    rows are dropped and their chunks redone, so the table is the one an untouched folder gives."""
+    out = tmp_path / "cmp"
+    _compare(out, G)
+    path = out / PER_IMAGE_CSV
+    clean = _plain_rows(path)
+    lines = path.read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    forged = lines[1].rstrip("\r\n").split(",")
+    forged[header.index("mse")] = "0"
+    nan = lines[4].rstrip("\r\n").split(",")
+    nan[header.index("ssim")] = "nan"
+    path.write_text("".join(lines[:4]) + ",".join(nan) + "\r\n" + ",".join(forged) + "\r\n")
+    with pytest.warns(RunFolderWarning) as said:
+        _compare(out, G)
+    text = " ".join(str(w.message) for w in said)
+    assert "written twice with different values" in text and "ssim = nan, not a finite number" in text
+    _assert_once_each(out)
+    again = {(r["space"], r["target"]): r["mse"] for r in _plain_rows(path)}
+    assert again == {(r["space"], r["target"]): r["mse"] for r in clean}   # redone: the same values, no forged 0
 
 
 def test_read_and_append_rows_keep_whole_lines(tmp_path):
@@ -190,7 +213,7 @@ def test_read_and_append_rows_keep_whole_lines(tmp_path):
     path.write_text("k,v\r\n" + "a,1\r\n" + "b,2\r\n" + "a,3\r\n" + "c,zz\r\n" + "d")
     with pytest.warns(RunFolderWarning):
         rows = read_rows(path, schema)
-    assert rows == [{"k": "b", "v": "2", "note": ""}, {"k": "a", "v": "3", "note": ""}]  # last of a key, in its place
+    assert rows == [{"k": "b", "v": "2", "note": ""}]   # 'a' written twice with different values: neither kept
     with pytest.warns(RunFolderWarning, match="torn last line"):
         append_rows(path, [{"k": "e", "v": 5}], ["k", "v"])
     assert path.read_bytes() == b"k,v\r\na,1\r\nb,2\r\na,3\r\nc,zz\r\ne,5\r\n"

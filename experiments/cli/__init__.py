@@ -41,15 +41,17 @@ from typing import Iterator, List, NoReturn, Optional
 import torch
 
 from latentspaces.errors import CheckpointError, MissingWeightsError
+from latentspaces.threads import use_threads
 from latentspaces.metrics.identity import DEFAULT_IDENTITY, IDENTITY_CHOICES
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 from encoders import COMPENSATION_HEADS
 from optimizers import FULL, PAPER, QUICK, InversionDiverged
 from optimizers.recipes import DEFAULT_RECIPE, INITS, RECIPES
 
-from ..argtypes import (UsageError, device_name, edit_sizes, encoder_spec, layer_list, existing_dir, existing_file, finite_float, float_list,
-                        generator_spec, int_in, name_list, non_negative_float, non_negative_int, out_dir, photo_files,
-                        positive_float, positive_int, seed, space_list, space_name, target_spec)
+from ..argtypes import (UsageError, alpha_list, device_name, edit_sizes, encoder_spec, layer_list, existing_dir,
+                        existing_file, finite_float, generator_spec, int_in, learning_rate, name_list,
+                        non_negative_float, non_negative_int, out_dir, photo_files, positive_float, positive_int,
+                        sample_count, seed, space_list, space_name, step_count, target_spec)
 from ..distributed import close_world, init_world
 from .workers import check_compile, check_workers, run_as_ranks
 from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit,
@@ -96,6 +98,13 @@ def _machine(p: argparse.ArgumentParser, out_help: str = "output folder", out_ty
     p.add_argument("--generator", default="default", type=generator_spec,
                    help="'default' or a checkpoint path (.pt, .pkl, .safetensors)")
     p.add_argument("--device", default=DEFAULT_DEVICE, type=device_name, help="cpu, cuda, cuda:N or mps")
+    _threads(p)
+
+
+def _threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int_in(1, 1024), default=None,
+                   help="compute threads of this process (default: OMP_NUM_THREADS if set, else the usable CPUs "
+                        "less the machine's load, split over local ranks; latentspaces.threads)")
 
 
 def _inversion(p: argparse.ArgumentParser, cls: type, quick: bool = True, identity: bool = True,
@@ -112,9 +121,9 @@ def _inversion(p: argparse.ArgumentParser, cls: type, quick: bool = True, identi
     # --n-targets, not only --n: torchrun's parser takes --n for an abbreviation of its own --nnodes
     p.add_argument("--n-targets", "--n", dest="n_targets", type=positive_int, default=None,
                    help=f"number of held-out targets {_by_recipe('n_targets', cls)}")
-    p.add_argument("--steps", type=non_negative_int, default=None,
+    p.add_argument("--steps", type=step_count, default=None,
                    help=f"optimizer steps; 0 keeps the start {_by_recipe('steps', cls)}")
-    p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate {_by_recipe('lr', cls)}")
+    p.add_argument("--lr", type=learning_rate, default=None, help=f"learning rate {_by_recipe('lr', cls)}")
     p.add_argument("--lambda-per", type=non_negative_float, default=None,
                    help=f"perceptual weight in the loss {_by_recipe('lambda_per', cls)}")
     p.add_argument("--lambda-reg", type=non_negative_float, default=None,
@@ -196,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"methods to run, comma-separated from {','.join(METHODS)} (default: base, every head "
                         "given or installed, pti, fzplus)")
     p.add_argument("--f-encoder", type=encoder_spec, default="default-f", help="F encoder name or file")
-    p.add_argument("--pivot-steps", type=non_negative_int, default=None,
+    p.add_argument("--pivot-steps", type=step_count, default=None,
                    help=f"PTI pivot steps {_by_recipe('pivot_steps', CompensationSettings)}")
-    p.add_argument("--tune-steps", type=non_negative_int, default=None,
+    p.add_argument("--tune-steps", type=step_count, default=None,
                    help=f"PTI tuning steps {_by_recipe('tune_steps', CompensationSettings)}")
     _edit_sizes(p)
     _workers(p, compile=False)
@@ -285,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kind of a foreign direction file (.pt); latentspaces files say their own")
     p.add_argument("--space", type=space_name, default=None,
                    help="space of the codes when the file does not say (default FZPlus)")
-    p.add_argument("--alphas", type=float_list, default=None,
+    p.add_argument("--alphas", type=alpha_list, default=None,
                    help="comma-separated (default -2,-1,0,1,2); write --alphas=-2,0,2 (the = keeps argparse from "
                         "reading -2 as an option); finite numbers")
     p.add_argument("--paste-back", action="store_true",
@@ -303,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["ganspace", "sefa", "random"], default=None, help="default ganspace")
     p.add_argument("--kind", choices=["z", "w"], default=None, help="default w")
     p.add_argument("--count", type=positive_int, default=None, help="default 10")
-    p.add_argument("--samples", type=positive_int, default=None, help="W samples for GANSpace (default 100000)")
+    p.add_argument("--samples", type=sample_count, default=None, help="W samples for GANSpace (default 100000)")
     _seed(p)
     p.set_defaults(fn=cmd_directions, check=check_directions, quick=False)
 
@@ -344,6 +353,11 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
 def _run(args: argparse.Namespace, argv: List[str]) -> None:
     """The checks of args.command, then the command (sharded commands inside the torchrun world)."""
     args.check(args)
+    launching = args.command in SHARDED and check_workers(args.workers, args.device)   # the ranks choose their own
+    if hasattr(args, "threads") and not launching:
+        choice = use_threads(args.threads)
+        if choice.note:
+            print(f"latentspaces {args.command}: {choice.note}", file=sys.stderr, flush=True)
     if args.command not in SHARDED:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise UsageError(f"`{args.command}` runs as one process; only {', '.join(SHARDED)} shard over torchrun "

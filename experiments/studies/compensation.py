@@ -53,7 +53,7 @@ from ..rows import RowSchema, RunFolderWarning, append_rows, read_rows, write_ro
 from ..runs import claim_out_dir, file_problem, hold_out_dir
 from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import calibrated_fields, folder_calibration
-from .inversions import metric_name
+from .inversions import ALWAYS_SCORED, metric_name
 from .matched_edits import EDIT_SIZES, edit_with_alphas, matched_edit_rows, matched_summary, paired_columns, pixel_change
 
 HEADS = COMPENSATION_HEADS    # compensation heads by method name, in the order of the table
@@ -68,7 +68,7 @@ SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_ide
 FIELDS = ["method", "target", *SUMMARY, "images_sha256"]
 # edit_change is optional: rows written before it existed read '' (NaN edit strength), never refused.
 PER_IMAGE = RowSchema(tuple(FIELDS), key=("method", "target"), ints=("target",),
-                      floats=tuple(k for k in SUMMARY if k != "edit_change"))
+                      floats=tuple(k for k in SUMMARY if k != "edit_change"), finite=ALWAYS_SCORED)
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("SSIM", "ssim", ".3f", True), ("perceptual", "perceptual", ".3f", True),
                  ("identity", "identity", ".3f", True), ("edit identity", "edit_identity", ".3f", True),
                  ("edit strength", "edit_strength", ".2f", True), ("s / image", "seconds_per_image", ".3g", False)]

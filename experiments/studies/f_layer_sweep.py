@@ -41,7 +41,7 @@ from latentspaces.spaces import build_space
 from latentspaces.storage import save_figure
 from optimizers import QUICK, HybridInverter, InversionRecipe
 
-from ..rows import RowSchema, append_rows, read_rows, write_summary
+from ..rows import RowSchema, append_rows, read_rows, write_rows, write_summary
 from ..runs import claim_out_dir, hold_out_dir
 from .identity_curves import edit_directions
 from .inversions import metric_name
@@ -105,6 +105,9 @@ def run_f_layer_sweep(
         done = {key for key, c in counts.items() if c >= n}   # a job counts when every target has its row
         dirs = edit_directions(G, out, n_directions, direction_samples, seed)
         jobs = [(name, layer) for layer in layers for name in spaces if (name, layer) not in done]
+        if jobs and (out / ROWS_CSV).exists():   # a job is redone whole: its earlier rows go first (never two per key)
+            kept = [r for r in read_rows(out / ROWS_CSV, schema) if (r["space"], r["layer"]) not in set(jobs)]
+            write_rows(out / ROWS_CSV, kept, fields)
         for name, layer in tqdm(jobs, desc="F-layer sweep", unit="space x layer", disable=not progress or not jobs):
             space = build_space(name, G, layer=layer)
             inv = HybridInverter.from_recipe(space, recipe, perceptual, progress=progress)

@@ -49,7 +49,9 @@ from ..runs import SETTINGS_FILE, claim_out_dir, file_problem, hold_out_dir, rea
 PER_IMAGE_CSV = "space_comparison_per_image.csv"
 METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
 PER_IMAGE_FIELDS = ["space", "target", *METRICS, "codes_sha256"]
-PER_IMAGE = RowSchema(tuple(PER_IMAGE_FIELDS), key=("space", "target"), ints=("target",), floats=tuple(METRICS))
+ALWAYS_SCORED = ("mse", "ssim", "seconds")   # finite in every row (PSNR is inf at mse 0, MS-SSIM can be NaN)
+PER_IMAGE = RowSchema(tuple(PER_IMAGE_FIELDS), key=("space", "target"), ints=("target",), floats=tuple(METRICS),
+                      finite=ALWAYS_SCORED)
 INVERSION_RESULTS = (PER_IMAGE_CSV, "codes")  # what `claim_out_dir` refuses to claim without a settings file
 
 

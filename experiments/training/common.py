@@ -15,10 +15,11 @@ import torch
 from matplotlib.figure import Figure
 
 import latentspaces as ls
-from experiments.argtypes import positive_float, positive_int
+from experiments.argtypes import int_in, positive_float, positive_int
 from experiments.distributed import World, close_world, init_world
 from experiments.rows import read_rows
 from latentspaces.storage import save_figure
+from latentspaces.threads import use_threads
 
 # ---------------------------------------------------------------------------------- flags
 def probability(text: str) -> float:
@@ -34,7 +35,7 @@ def probability(text: str) -> float:
 
 def add_run_flags(ap: argparse.ArgumentParser, snap: float, snap_type=positive_int,
                   snap_help: str = "steps between checkpoints / log rows") -> None:
-    """The flags every trainer has: --out, --snap, --max-seconds, --resume, --device, --seed."""
+    """The flags every trainer has: --out, --snap, --max-seconds, --resume, --device, --seed, --threads."""
     ap.add_argument("--out", required=True, help="run directory (checkpoint, log, plots, export)")
     ap.add_argument("--snap", type=snap_type, default=snap, help=snap_help)
     ap.add_argument("--max-seconds", type=positive_float, default=None,
@@ -42,6 +43,9 @@ def add_run_flags(ap: argparse.ArgumentParser, snap: float, snap_type=positive_i
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int_in(1, 1024), default=None,
+                    help="compute threads (default: OMP_NUM_THREADS if set, else the usable CPUs less the machine's "
+                         "load, split over torchrun's local ranks)")
 
 
 # ---------------------------------------------------------------------------------- run setup
@@ -51,6 +55,9 @@ def open_run(args: argparse.Namespace) -> Tuple[Path, torch.device, World]:
     Under `torchrun` this process joins the process group first; the device becomes its GPU.
     """
     world, device_name = init_world(args.device)
+    choice = use_threads(args.threads)
+    if choice.note and world.main:
+        print(choice.note)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

@@ -15,7 +15,7 @@ import torch
 
 import latentspaces as ls
 from encoders import save_encoder
-from experiments.argtypes import positive_float, positive_int
+from experiments.argtypes import int_in, learning_rate, training_steps
 from experiments.distributed import World
 from experiments.training.common import rank_batch, start_run
 from experiments.training.images import HeldoutScores, TrainingImages
@@ -27,9 +27,9 @@ from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOIC
 def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
     """--generator, --steps, --batch, --lr, --perceptual and --half, with this trainer's defaults."""
     ap.add_argument("--generator", default="default", help="generator name or checkpoint path")
-    ap.add_argument("--steps", type=positive_int, default=steps)
-    ap.add_argument("--batch", type=positive_int, default=batch, help="images per step, over all processes")
-    ap.add_argument("--lr", type=positive_float, default=lr)
+    ap.add_argument("--steps", type=training_steps, default=steps)
+    ap.add_argument("--batch", type=int_in(1, 65_536), default=batch, help="images per step, over all processes")
+    ap.add_argument("--lr", type=learning_rate, default=lr)
     ap.add_argument("--perceptual", default=DEFAULT_PERCEPTUAL, choices=PERCEPTUAL_CHOICES,
                     help="'auto': LPIPS-VGG when its backbone is installed, else the default model's D features")
     ap.add_argument("--half", action="store_true", help="export float16 weights")
