@@ -193,6 +193,22 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def folder_text(text: str) -> str:
+    """A folder that exists, kept as the text given (a trainer stores its flags as JSON)."""
+    existing_dir(text)
+    return text
+
+
+def data_source(text: str) -> str:
+    """A trainer's --data: 'default', 'generator' or a folder that exists (`folder_text`)."""
+    if text in ("default", "generator"):
+        return text
+    try:
+        return folder_text(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (give 'default', 'generator' or a folder of images)") from None
+
+
 def existing_dir(text: str) -> Path:
     """The path of a folder that exists (one a command reads)."""
     path = Path(text)

@@ -115,6 +115,8 @@ def test_every_file_once_per_epoch_with_flips_drawn_per_epoch():
     assert any(f for b in second for _, f in b) and not all(f for b in second for _, f in b)
     batches.start = 2
     assert list(batches) == second[2:]                # resumed at batch 2: the same batches
+    with pytest.raises(SystemExit, match="3 training image.s. over 2 process.es. do not fill one batch of 2"):
+        EpochBatches(3, 2, World(rank=0, size=2), seed=5, flip=False)   # 1 file per rank
 
 
 def test_a_stream_resumed_mid_epoch_gives_the_same_next_batches(tmp_path):
@@ -220,10 +222,13 @@ def test_a_resumed_folder_run_continues_at_the_same_batch(photos, tmp_path):
                          "--resume"])
 
 
-def test_data_flags_are_refused_in_one_line_before_training(photos, tmp_path):
+def test_data_flags_are_refused_in_one_line_before_training(photos, tmp_path, capsys):
     flags = [*COMMON, "--out", str(tmp_path), "--steps", "1", "--width", "0.25", "--heldout-images", "1"]
-    with pytest.raises(SystemExit, match="no such folder"):
-        train_sdic.main([*flags, "--data", str(tmp_path / "missing")])
+    for flag in ("--data", "--val"):   # checked when parsed, before the generator is loaded
+        with pytest.raises(SystemExit) as e:
+            train_sdic.main([*flags, flag, str(tmp_path / "missing")])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert e.value.code == 2 and f"argument {flag}: no folder at" in err
     with pytest.raises(SystemExit, match="--flip works on a --data folder"):
         train_sdic.main([*flags, "--flip"])
     broken = tmp_path / "broken"
@@ -237,7 +242,8 @@ def test_data_flags_are_refused_in_one_line_before_training(photos, tmp_path):
 
 def test_snapshots_score_calibrated_identity_on_the_held_out_folder(photos, tmp_path):
     flags = ["--batch", "2", "--snap", "1", "--device", "cpu", "--perceptual", "none", "--out", str(tmp_path),
-             "--data", "default", "--val", str(photos / "val"), "--heldout-images", "3", "--width", "0.25", "--steps", "1"]
+             "--data", "default", "--val", str(photos / "val"), "--heldout-images", "3", "--width", "0.25",
+             "--steps", "1"]
     train_sdic.main(flags)
     row = (tmp_path / "log.csv").read_text().splitlines()
     identity = float(row[1].split(",")[row[0].split(",").index("heldout_identity")])

@@ -92,3 +92,33 @@ def test_a_perceptual_distance_that_does_not_fit_is_one_line(generator_file, tmp
     with pytest.raises(SystemExit, match="perceptual distance") as info:
         train_f_encoder.main(flags)
     assert "\n" not in str(info.value) and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_photo_folder_at_the_users_scale(generator_file, base_encoder, tmp_path):
+    """Photos of another size and shape, read at 1024 px by the folder pipeline, and the two trainers whose
+    photo path differs from their generated one (the F encoder with mean detail codes, ReGANIE's photo
+    triplet) trained one step on them at 256 px."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from experiments.distributed import World
+    from experiments.training.folder_data import FolderStream
+    from latentspaces.datasets.image_folder import FolderIndex, ImageFolder
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(photos / f"photo{i}.jpg")
+    stream = FolderStream(ImageFolder(FolderIndex.build(photos), 1024), 1, World(), seed=0, flip=True, workers=0,
+                          device=torch.device("cpu"), skipped_log=None)
+    x = stream.next()
+    assert x.shape == (1, 3, 1024, 1024) and x.dtype == torch.float32 and x.abs().max() <= 1
+    folder = ["--data", str(photos), "--synthetic-ratio", "0", "--heldout-images", "1"]
+    reganie = [*SMALL_EDITOR, "--base-encoder", base_encoder]
+    for trainer, extra, export in ((train_f_encoder, ["--widths", "[8,8,8]"], "encoder.safetensors"),
+                                   (train_reganie, reganie, "reganie.safetensors")):
+        out = tmp_path / trainer.__name__.rsplit(".", 1)[-1]
+        trainer.main([*COMMON, "--generator", generator_file, "--out", str(out), "--steps", "1", *folder, *extra])
+        assert load_encoder(out / export).meta["data"] == str(photos.resolve())

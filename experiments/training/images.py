@@ -32,7 +32,7 @@ from typing import Dict, Optional
 import torch
 
 import latentspaces as ls
-from experiments.argtypes import int_in, positive_int
+from experiments.argtypes import data_source, folder_text, int_in, positive_int
 from experiments.distributed import World
 from experiments.training.common import probability, training_codes
 from experiments.training.folder_data import SKIPPED_FILE, FolderStream, folder_indexes, read_heldout
@@ -54,7 +54,7 @@ GPU_LOADER_WORKERS = 4    # --loader-workers on a GPU: a core decodes ~28 1024 p
 def add_data_flag(ap: argparse.ArgumentParser, synthetic: str = "0") -> None:
     """The data flags of a trainer (see the module docstring); `synthetic`: its --synthetic-ratio default, said
     in the help ('0', or e.g. '1 for default/generator, 0.5 for a folder')."""
-    ap.add_argument("--data", default="default", metavar="default|generator|DIR",
+    ap.add_argument("--data", type=data_source, default="default", metavar="default|generator|DIR",
                     help="training images: the default domain's 64 px faces ('default'), the generator's own samples "
                          "('generator', any resolution), or a folder of images at any depth (PNG/JPEG/WEBP/...)")
     ap.add_argument("--synthetic-ratio", type=probability, default=None,
@@ -65,7 +65,7 @@ def add_data_flag(ap: argparse.ArgumentParser, synthetic: str = "0") -> None:
     ap.add_argument("--loader-workers", type=int_in(0, 64), default=None,
                     help=f"processes reading a folder's images, per training process (default: 0 on the CPU, where "
                          f"decoding costs under 1%% of a step; {GPU_LOADER_WORKERS} on a GPU)")
-    ap.add_argument("--val", default=None, metavar="DIR",
+    ap.add_argument("--val", type=folder_text, default=None, metavar="DIR",
                     help="folder of held-out images scored at every snapshot (default: --heldout-images files split "
                          "off a --data folder, or the source's own held-out set)")
     ap.add_argument("--val-split", type=probability, default=None,
@@ -85,7 +85,7 @@ class TrainingImages:
 
     def __init__(
         self,
-        args: argparse.Namespace,   # the flags of `add_data_flag`, --out, --resume, --seed
+        args: argparse.Namespace,   # add_data_flag's flags (folders checked when parsed), --out, --resume, --seed
         G: ls.Generator,            # the frozen generator the network is trained over
         device: torch.device,       # where the images are made
         world: World,               # this process among the ranks (a folder is sharded over them)
@@ -93,18 +93,13 @@ class TrainingImages:
         synthetic_ratio: float,     # the trainer's default share of generated images (--synthetic-ratio wins)
     ):
         self.G, self.device, self.source = G, device, args.data
-        ratio = synthetic_ratio if args.synthetic_ratio is None else args.synthetic_ratio
-        self.synthetic_ratio = ratio
+        self.synthetic_ratio = synthetic_ratio if args.synthetic_ratio is None else args.synthetic_ratio
         self.n_synthetic = int(round(batch * self.synthetic_ratio))      # generated images per batch
         self.n_source = batch - self.n_synthetic                         # images per batch from --data
         folder = is_folder_source(args.data)
         for flag in ("align", "flip", "val_split"):
             if getattr(args, flag) not in (None, False) and not folder:
                 raise SystemExit(f"--{flag.replace('_', '-')} works on a --data folder, not --data {args.data}")
-        if folder and not Path(args.data).is_dir():
-            raise SystemExit(f"--data {args.data}: no such folder (expected 'default', 'generator' or a folder of images)")
-        if args.val is not None and not Path(args.val).is_dir():
-            raise SystemExit(f"--val {args.val}: no such folder")
         usable = args.data != "default" or G.resolution == DEFAULT_DOMAIN_RESOLUTION
         if not usable and self.n_source > 0:
             raise SystemExit(f"--data default draws the default domain's {DEFAULT_DOMAIN_RESOLUTION} px faces and this "
