@@ -9,13 +9,16 @@ experiments/training/train_f_encoder.py).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from latentspaces.spaces import Code, LatentSpace
+
+from .config_checks import MAX_SIDE, check_count, check_side, conv_layer_resolution
+from .probing import probe_images
 
 
 def _block(cin: int, cout: int, convs: int = 3) -> nn.Sequential:
@@ -38,6 +41,15 @@ class FEncoder(nn.Module):
         layer: str = "",                                  # generator layer name this encoder targets
     ):
         super().__init__()
+        check_count(f_channels, "f_channels")
+        check_side(f_resolution, "f_resolution", 4, MAX_SIDE // 8)   # the input is 8 h px
+        if layer and conv_layer_resolution(layer) != f_resolution:
+            raise ValueError(f"layer {layer!r} puts out {conv_layer_resolution(layer)} px features, not f_resolution "
+                             f"= {f_resolution}")
+        if not widths or len(widths) > 8:
+            raise ValueError(f"widths needs 1 to 8 entries, got {len(widths)}")
+        for w in widths:
+            check_count(w, "widths[i]")
         self.f_channels, self.f_resolution, self.layer = f_channels, f_resolution, layer
         self.widths = tuple(widths)
         blocks, cin = [], 3
@@ -69,6 +81,10 @@ class FEncoder(nn.Module):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                               antialias=x.shape[-1] > self.input_size)
         return self.head(self.blocks(x))
+
+    def probe(self) -> Dict[str, torch.Tensor]:
+        """The output check's pass (`encoders.probing`): f of a fixed image at the input size."""
+        return {"f": self(probe_images(self.input_size).to(next(self.parameters()).device))}
 
     def init_code(self, space: LatentSpace, targets: torch.Tensor) -> Code:
         """HybridInverter initialisation: f0 = E(x) with the space's mean detail codes (F spaces only)."""

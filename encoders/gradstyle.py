@@ -88,6 +88,9 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
+from .config_checks import check_count, check_fraction, conv_layer_resolution
+from .probing import probe_features
+
 
 PAPER_BLOCKS = (3, 6, 8)     # GradStyle's stages: after these blocks of the 1024 px generator (b4 = 1st)
 PAPER_BLOCK_COUNT = 9        # blocks of the 1024 px generator: b4, b8, ..., b1024
@@ -260,6 +263,16 @@ class GradStyle(nn.Module):
             raise ValueError(f"layers, layer_channels, layer_resolutions, pyramid_channels and hidden need one "
                              f"entry per stage; got {len(layers)}, {len(layer_channels)}, {len(layer_resolutions)}, "
                              f"{len(pyramid_channels)}, {len(hidden)}")
+        check_count(num_ws, "num_ws", 1, 64)
+        check_count(w_dim, "w_dim")
+        for name, res, c, p, h in zip(layers, layer_resolutions, layer_channels, pyramid_channels, hidden):
+            if conv_layer_resolution(name) != res:
+                raise ValueError(f"layer {name!r} puts out {conv_layer_resolution(name)} px features, not {res}")
+            check_count(c, "layer_channels[m]"), check_count(p, "pyramid_channels[m]"), check_count(h, "hidden[m]")
+        check_count(gate_rank, "gate_rank", 0), check_count(heads, "heads", 1, 64)
+        check_count(head_dim, "head_dim", 1, 1024), check_count(gam_blocks, "gam_blocks", 1, 16)
+        check_fraction(top_mu, "top_mu", 0.0, 1.0)
+        check_count(attention_side, "attention_side", 1, 128)
         if (heads * head_dim) % 4:
             raise ValueError(f"heads * head_dim must be divisible by 4 (2-D position encoding), got {heads * head_dim}")
         self.num_ws, self.w_dim = num_ws, w_dim
@@ -378,6 +391,20 @@ class GradStyle(nn.Module):
 
         edits = {name: stage(m) for m, name in enumerate(self.layer_names)}
         return G.synthesis.with_edits(ws, edits, noise_mode=noise_mode), aligned
+
+    def probe(self) -> Dict[str, torch.Tensor]:
+        """The output check's pass (`encoders.probing`): per stage, the GRM's residual and fusion and the GAM's
+        alignment on fixed stand-ins for the layer's output and the pyramid level (at the layer's side)."""
+        device = next(self.parameters()).device
+        out: Dict[str, torch.Tensor] = {}
+        for m, name in enumerate(self.layer_names):
+            side = self.layer_resolutions[m]
+            f = probe_features(self.layer_channels[m], side, seed=2 * m).to(device)
+            t = probe_features(self.pyramid_channels[m], side, seed=2 * m + 1).to(device)
+            r = self.grm[m].residual(t, f)
+            out[f"residual.{name}"], out[f"fused.{name}"] = r, self.grm[m].fuse(f, r)[0]
+            out[f"aligned.{name}"] = self.gam[m](f, r)
+        return out
 
     # ------------------------------------------------------------------ protocol
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,

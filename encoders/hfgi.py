@@ -43,7 +43,7 @@ The last convs of both heads start at zero, so an untrained head returns the bas
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,7 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
+from .probing import probe_images
 from .single_layer import SingleLayerHead, default_compensated_layer
 from .wplus_encoder import BottleneckIR
 
@@ -175,6 +176,13 @@ class HFGI(SingleLayerHead):
         """(gamma, beta) [N, C_l, h_l, h_l] from the distortion map [N, 3, r, r] aligned to `rendered` [N, 3, R, R]."""
         aligned = self.ada(torch.cat([dmap, self.resize(rendered.clamp(-1, 1))], dim=1))
         return self.consultation(aligned)
+
+    def probe(self) -> Dict[str, torch.Tensor]:
+        """The output check's pass (`encoders.probing`): (gamma, beta) of a fixed distortion and rendered image."""
+        device = next(self.parameters()).device
+        x, x0 = probe_images(self.input_size, seed=0).to(device), probe_images(self.input_size, seed=1).to(device)
+        gamma, beta = self.modulation(self.distortion(x, x0), x0)
+        return {"gamma": gamma, "beta": beta}
 
     def render(self, G, ws: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                noise_mode: str = "const") -> torch.Tensor:

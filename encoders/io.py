@@ -26,12 +26,14 @@ import torch
 
 from latentspaces import assets
 from latentspaces.errors import CheckpointError
+from latentspaces.fingerprints import check_sidecar
 from latentspaces.file_rules import config_is_plausible
 from latentspaces.storage import load_module, read_header, read_raw_header, save_tensors
 
 from .f_encoder import FEncoder
 from .gradstyle import GradStyle
 from .hfgi import HFGI
+from .probing import check_probe
 from .reganie import ReGANIE
 from .sdic import SDIC
 from .wplus_encoder import WPlusEncoder, load_e4e_encoder
@@ -93,9 +95,12 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
     if not path.is_file():
         raise FileNotFoundError(f"no encoder file at {path}; shipped names: {sorted(ENCODER_NAMES)}")
     if path.suffix.lower() == ".pt":   # e4e's own checkpoint: the trainers' --base-encoder takes it as it is
+        check_sidecar(path)
         encoder = load_e4e_encoder(str(path))
+        check_probe(encoder, str(path))
         encoder.meta = {**getattr(encoder, "meta", {}), "source": f"e4e checkpoint {path.name}"}
         return encoder.to(device).eval()
+    check_sidecar(path)
     head = read_encoder_meta(path)
     if head["class"] not in CLASSES:
         raise CheckpointError(f"{path}: encoder class {head['class']!r} is unknown; known: {sorted(CLASSES)}")
@@ -106,5 +111,8 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
     # fields added to a class's config later, with the value every file written before them was made with
     config = {**getattr(cls, "config_before_field", {}), **config}
     encoder = load_module(path, lambda: cls(**config), head["class"])
+    check_probe(encoder, str(path))
+    if not isinstance(head["meta"], dict):
+        raise CheckpointError(f"{path}: the header's meta is a {type(head['meta']).__name__}, expected an object")
     encoder.meta = head["meta"]
     return encoder.to(device).eval()

@@ -52,6 +52,9 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
+from .config_checks import check_count, check_side
+from .probing import probe_images
+
 OUTPUT_MODES = ("direct", "residual")
 DEFAULT_CHANNELS = {64: 32, 32: 48, 16: 64}
 
@@ -202,6 +205,11 @@ class ReGANIE(nn.Module):
         super().__init__()
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
+        check_count(num_ws, "num_ws", 1, 64)
+        check_count(w_dim, "w_dim")
+        check_side(resolution, "resolution", 16)
+        check_count(downsamplings, "downsamplings", 1, 8)
+        check_count(sp_channels, "sp_channels"), check_count(gl_dim, "gl_dim")
         low = resolution >> downsamplings
         if downsamplings < 1 or low < 4 or low << downsamplings != resolution:
             raise ValueError(f"resolution {resolution} must be a multiple of 2^downsamplings with R / 2^d >= 4 "
@@ -259,6 +267,14 @@ class ReGANIE(nn.Module):
     def bind(self, base: nn.Module) -> "ReGANIE":
         """ReGANIE reads only ws and the images: nothing to keep from the base encoder; returns self (`CompensationHead.bind`)."""
         return self
+
+    def probe(self) -> Dict[str, torch.Tensor]:
+        """The output check's pass (`encoders.probing`): the residual codes of a fixed residual and the image
+        rendered from them."""
+        device = next(self.parameters()).device
+        x, x0 = probe_images(self.resolution, seed=0).to(device), probe_images(self.resolution, seed=1).to(device)
+        codes = self.residual_codes(x - x0)
+        return {**codes, "image": self.render(x0, codes)}
 
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,
                    noise_mode: str = "const") -> Compensation:

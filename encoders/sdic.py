@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,7 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
+from .probing import probe_features, probe_images
 from .single_layer import SingleLayerHead, default_compensated_layer
 
 
@@ -217,6 +218,15 @@ class SDIC(SingleLayerHead):
     @property
     def config(self) -> dict:
         return {**super().config, "fusion": self.fusion}
+
+    def probe(self) -> Dict[str, torch.Tensor]:
+        """The output check's pass (`encoders.probing`): DIPN on two fixed images, DICN on its map, the fusion
+        with a fixed stand-in for G_l."""
+        device = next(self.parameters()).device
+        dmap = self.dipn(probe_images(self.input_size, seed=0).to(device), probe_images(self.input_size, seed=1).to(device))
+        a, b, feat2 = self.dicn(dmap)
+        g_l = probe_features(self.layer_channels, self.layer_resolution).to(device)
+        return {"dmap": dmap, "a": a, "b": b, "f_hat": self.dicn.fuse(feat2, g_l)}
 
     def compensate(self, G, x: torch.Tensor, ws: torch.Tensor, x0: Optional[torch.Tensor] = None,
                    noise_mode: str = "const") -> Compensation:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config_checks import check_count, check_fraction, conv_layer_resolution
+
 
 def default_compensated_layer(G) -> str:
     """b64.conv0 for generators of 128 px and more (the papers' layer at 1024 px), b{R/2}.conv0 below
@@ -40,6 +42,14 @@ class SingleLayerHead(nn.Module):
         width: float = 1.0,             # channel multiplier of the head's networks (1.0: the papers' sizes)
     ):
         super().__init__()
+        check_count(num_ws, "num_ws", 1, 64)
+        check_count(w_dim, "w_dim")
+        check_count(layer_channels, "layer_channels")
+        if conv_layer_resolution(layer) != layer_resolution:
+            raise ValueError(f"layer {layer!r} puts out {conv_layer_resolution(layer)} px features, not "
+                             f"layer_resolution = {layer_resolution}")
+        check_count(input_size, "input_size", 16, 1024)   # SDIC also needs a power-of-two multiple of the layer's side
+        check_fraction(width, "width", 0.0, 8.0)
         self.num_ws, self.w_dim, self.layer = num_ws, w_dim, layer
         self.layer_channels, self.layer_resolution = layer_channels, layer_resolution
         self.input_size, self.width = input_size, width

@@ -21,7 +21,7 @@ Structure (e4e's Encoder4Editing, with the backbone made configurable):
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,10 @@ from torch import nn
 
 from latentspaces.errors import CheckpointError
 from latentspaces.spaces import Code, LatentSpace
+from latentspaces.torch_files import load_torch_file
+
+from .config_checks import check_count, check_side
+from .probing import probe_images
 
 # (in_channels, depth, units, stride) per stage
 BACKBONES = {
@@ -120,6 +124,16 @@ class WPlusEncoder(nn.Module):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
         spec = BACKBONES[backbone]
+        check_count(num_ws, "num_ws", 1, 64)
+        check_count(w_dim, "w_dim")
+        if input_size is not None:
+            check_side(input_size, "input_size", 16)
+        if style_channels is not None:
+            check_count(style_channels, "style_channels")
+        if not 0 <= check_count(coarse_ind, "coarse_ind", 0, 64) <= check_count(middle_ind, "middle_ind", 0, 64):
+            raise ValueError(f"coarse_ind {coarse_ind} must not exceed middle_ind {middle_ind}")
+        if progressive_stage is not None:
+            check_count(progressive_stage, "progressive_stage", 0, num_ws - 1)
         self.num_ws, self.w_dim, self.backbone = num_ws, w_dim, backbone
         self.input_size = input_size or spec["input_size"]
         self.coarse_ind, self.middle_ind = coarse_ind, middle_ind
@@ -187,6 +201,11 @@ class WPlusEncoder(nn.Module):
         e4e's three pyramid levels, the T_m of GradStyle's residual modules.
         """
         return self._fpn(*self.features(x))
+
+    def probe(self) -> Dict[str, torch.Tensor]:
+        """The output check's pass (`encoders.probing`): ws and the pyramid of a fixed image."""
+        ws, (c3, p2, p1) = self.forward_with_pyramid(probe_images(self.input_size).to(self.w_avg.device))
+        return {"ws": ws, "c3": c3, "p2": p2, "p1": p1}
 
     def forward_with_pyramid(self, x: torch.Tensor):
         """(ws [N, num_ws, w_dim], pyramid (c3, p2, p1)) from one pass of the backbone."""
@@ -282,12 +301,8 @@ def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncod
 
 def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
     """Read the encoder of an e4e checkpoint file (weights-only torch.load: no code in the file runs)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e}). "
-                         "e4e checkpoints store tensors and an 'opts' dict of plain values; a file that needs "
-                         "arbitrary unpickling is refused.") from e
+    ckpt = load_torch_file(path, "e4e checkpoint", hint="e4e checkpoints store tensors and an 'opts' dict of "
+                           "plain values.")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not an e4e checkpoint (expected a dict with 'state_dict')")
     opts = ckpt.get("opts")
@@ -296,6 +311,9 @@ def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
         raise CheckpointError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
                          "GradualStyleEncoder has the same weight names but predicts each w row independently, "
                          "not w0 + offsets, so it is not read)")
+    if not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{path}: state_dict is a {type(ckpt['state_dict']).__name__}, expected a dict of "
+                              "tensors (an e4e checkpoint)")
     state = dict(ckpt["state_dict"])
     if "latent_avg" in ckpt and "latent_avg" not in state:
         state["latent_avg"] = ckpt["latent_avg"]

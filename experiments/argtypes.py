@@ -13,8 +13,9 @@ it like argparse's own errors, one line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import re
 import math
+import os
+import re
 from pathlib import Path
 from typing import Callable, Tuple, Union
 
@@ -222,8 +223,16 @@ def out_dir(text: str) -> Path:
     path = Path(text)
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path")
+    if path.is_symlink() and not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} is a link to {os.readlink(path)}, which does not exist; create "
+                                         "that folder or choose another --out")
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    for parent in path.absolute().parents:  # an ancestor that is a file or a broken link fails mkdir later
+        if parent.is_symlink() and not parent.exists():
+            raise argparse.ArgumentTypeError(f"{parent} is a link to {os.readlink(parent)}, which does not exist")
+        if parent.exists() and not parent.is_dir():
+            raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be a folder")
     return path
 
 

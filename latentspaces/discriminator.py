@@ -12,6 +12,7 @@ from torch import nn
 from .assets import asset_path
 from .errors import CheckpointError
 from .file_rules import config_is_plausible
+from .fingerprints import check_sidecar
 from .generator.mapping import FullyConnectedLayer
 from .generator.ops import LRELU_GAIN, bias_act, conv2d, filter2d, folded_epilogues, lrelu_, setup_filter
 from .storage import load_module, read_header, save_tensors
@@ -105,15 +106,15 @@ class Discriminator(nn.Module):
 
     def __init__(
         self,
-        resolution: int = 64,                          # input resolution (power of two >= 8)
+        resolution: int = 64,                          # input resolution (a power of two in [8, 2048])
         channels: Optional[Dict[int, int]] = None,      # {resolution: channels}, resolution R down to 4
         img_channels: int = 3,
         mbstd_group: int = 4,                           # minibatch-std group size
     ):
         super().__init__()
         log2 = int(round(math.log2(resolution)))
-        if resolution < 8 or 2**log2 != resolution:
-            raise ValueError(f"discriminator resolution must be a power of two >= 8, got {resolution}")
+        if not 8 <= resolution <= 2048 or 2**log2 != resolution:
+            raise ValueError(f"discriminator resolution must be a power of two in [8, 2048], got {resolution}")
         res_list = [2**k for k in range(log2, 2, -1)]  # R ... 8
         channels = {int(k): int(v) for k, v in (channels or {r: min(16384 // r, 512) for r in res_list + [4]}).items()}
         self.resolution, self.channels = resolution, channels
@@ -171,7 +172,9 @@ def save_discriminator(D: Discriminator, path, dtype: torch.dtype = torch.float3
 
 
 def load_discriminator(path) -> Discriminator:
-    """A discriminator written by `save_discriminator` (float32, eval mode, gradients off)."""
+    """A discriminator written by `save_discriminator` (float32, eval mode, gradients off), checked like a
+    generator: sidecar sha256 when present, tensors before allocation, one finite score of a fixed image."""
+    check_sidecar(path)
     cfg = read_header(path, DISCRIMINATOR_FORMAT).get("config")
     config_is_plausible(cfg, str(path), "discriminator")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("channels"), dict):
@@ -179,7 +182,13 @@ def load_discriminator(path) -> Discriminator:
     D = load_module(path, lambda: Discriminator(cfg["resolution"], {int(k): v for k, v in cfg["channels"].items()},
                                                 img_channels=cfg.get("img_channels", 3),
                                                 mbstd_group=cfg.get("mbstd_group", 4)), "discriminator")
-    return D.float().eval().requires_grad_(False)
+    D = D.float().eval().requires_grad_(False)
+    with torch.no_grad():
+        score = D(torch.zeros(1, D.img_channels, D.resolution, D.resolution))
+    if not bool(torch.isfinite(score).all()) or float(score.abs().max()) > 1e4:
+        raise CheckpointError(f"{path}: every weight is finite, but the discriminator scores a gray image "
+                              f"{float(score.flatten()[0]):.3g}; the weights are damaged")
+    return D
 
 
 def load_default_discriminator() -> Discriminator:

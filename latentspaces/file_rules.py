@@ -41,7 +41,7 @@ def shape_text(shape) -> str:
     return "[" + ", ".join(show(int(s)) for s in shape) + "]"
 
 
-def _backed_by_storage(t: torch.Tensor) -> bool:
+def backed_by_storage(t: torch.Tensor) -> bool:
     """True when every element of `t` is a distinct element of its storage (no stride-0 or overlapping views)."""
     if t.numel() * t.element_size() > t.untyped_storage().nbytes():
         return False
@@ -64,7 +64,7 @@ def check_tensor(key: str, value: object, expected_shape: Optional[tuple], path:
         raise CheckpointError(f"{path}: {key} is a {type(value).__name__}, expected a tensor")
     if value.is_meta or value.layout != torch.strided:
         raise CheckpointError(f"{path}: {key} is a {value.layout} / meta tensor; expected a dense tensor with data")
-    if value.numel() and not _backed_by_storage(value):
+    if value.numel() and not backed_by_storage(value):
         raise CheckpointError(f"{path}: {key} is a view of shape {shape_text(value.shape)} over {value.untyped_storage().nbytes()} "
                               "stored bytes (stride 0 or overlapping); a checkpoint stores every weight. "
                               "Refusing to expand it")
@@ -116,4 +116,4 @@ def config_is_plausible(config: object, path: str, what: str, depth: int = 0) ->
     raise CheckpointError(f"{path}: the {what} config holds a {type(config).__name__}")
 
 
-__all__ = ["FLOAT_DTYPES", "MAX_ABS_WEIGHT", "check_tensor", "config_is_plausible", "shape_text", "show"]
+__all__ = ["FLOAT_DTYPES", "MAX_ABS_WEIGHT", "backed_by_storage", "check_tensor", "config_is_plausible", "shape_text", "show"]

@@ -10,6 +10,9 @@ each function hashes exactly what its predecessor did):
   statistic of the mapping (P_N, the mean z), cached beside the generator.
 - `image_fingerprints(images)`: each image by its uint8 pixels (targets of a run folder).
 - `file_fingerprint(path)`: a file by its bytes (the code or image file a row was computed from).
+- `file_sha256(path)` / `check_sha256(path, expected, what, remedy)`: a file's full sha256 and the integrity
+  check of the shipped assets (digests recorded in `latentspaces.assets`); `check_sidecar(path)`: the same
+  for a user's file that carries a `<file>.sha256` beside it (the `sha256sum` format), when it does.
 - `digest(*parts)`: anything else, as a sequence of tensors (their bytes) and strings (UTF-8): an
   inversion checkpoint's targets, start codes and settings; a set of edit directions.
 """
@@ -22,6 +25,7 @@ from typing import List, Mapping, Optional, Union
 
 import torch
 
+from .errors import CheckpointError
 from .images import to_uint8
 
 SHORT = 16   # hex digits kept in the fingerprints recorded beside results
@@ -67,13 +71,49 @@ def image_fingerprints(images: torch.Tensor) -> List[str]:
     return [digest(t, length=SHORT) for t in to_uint8(images)]
 
 
+_VERIFIED: dict = {}   # (path, size, mtime_ns) -> sha256 already computed in this process
+
+
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """The full sha256 hex digest of a file's bytes (read in 1 MiB blocks; cached per path, size and mtime)."""
+    path = os.path.abspath(os.fspath(path))
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _VERIFIED[key] = h.hexdigest()
+    return _VERIFIED[key]
+
+
+def check_sha256(path: Union[str, os.PathLike], expected: str, what: str, remedy: str) -> None:
+    """CheckpointError naming `what` and the file unless its sha256 is `expected` (a hex digest)."""
+    found = file_sha256(path)
+    if found != expected.strip().lower():
+        raise CheckpointError(f"{os.fspath(path)}: {what} does not match its recorded sha256 (expected "
+                              f"{expected[:16]}..., the file has {found[:16]}...): the file was changed or damaged; "
+                              f"{remedy}")
+
+
+def check_sidecar(path: Union[str, os.PathLike]) -> None:
+    """When `<path>.sha256` exists (as `sha256sum FILE > FILE.sha256` writes it), CheckpointError unless the
+    file matches it; a file without one is not checked."""
+    sidecar = f"{os.fspath(path)}.sha256"
+    if not os.path.isfile(sidecar):
+        return
+    with open(sidecar, "rb") as f:
+        words = f.read(4096).decode("ascii", errors="replace").split()
+    if not words or len(words[0]) != 64 or any(c not in "0123456789abcdefABCDEF" for c in words[0]):
+        raise CheckpointError(f"{sidecar}: not a sha256 file (expected 64 hex digits, as sha256sum writes)")
+    check_sha256(path, words[0], "the file", f"its checksum file {os.path.basename(sidecar)} says otherwise; "
+                 "re-download or re-copy it")
+
+
 def file_fingerprint(path: Union[str, os.PathLike]) -> str:
-    """The first 16 hex digits of the sha256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:SHORT]
+    """The first 16 hex digits of the sha256 of a file's bytes (`file_sha256`)."""
+    return file_sha256(path)[:SHORT]
 
 
-__all__ = ["SHORT", "digest", "file_fingerprint", "generator_fingerprint", "image_fingerprints", "mapping_fingerprint"]
+__all__ = ["SHORT", "check_sha256", "check_sidecar", "digest", "file_fingerprint", "file_sha256", "generator_fingerprint", "image_fingerprints", "mapping_fingerprint"]

@@ -303,7 +303,7 @@ def test_direction_readers_refuse_non_finite_and_misshapen_vectors(tmp_path):
     with pytest.raises(CheckpointError, match=r"pca.pt: component 1: direction vector holds NaN"):
         load_directions(tmp_path / "pca.pt")
     torch.save(torch.zeros(4, 8, dtype=torch.int64), tmp_path / "ints.pt")
-    with pytest.raises(CheckpointError, match="ints.pt: the direction: direction vector must be floating point"):
+    with pytest.raises(CheckpointError, match="ints.pt: the direction tensor has dtype torch.int64; expected a floating-point tensor"):
         load_directions(tmp_path / "ints.pt")
     torch.save(torch.zeros(4, 8), tmp_path / "rows.pt")
     with pytest.raises(CheckpointError, match=r"rows.pt: .* one row per entry of layers \(2 given\)"):

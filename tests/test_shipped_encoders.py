@@ -77,7 +77,7 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     from experiments.cli import main
 
     out = tmp_path / "comp"
-    args = ["compensation", "--quick", "--out", str(out), "--n", "2", "--steps", "3", "--pivot-steps", "3",
+    args = ["compensation", "--quick", "--out", str(out), "--n", "1", "--steps", "3", "--pivot-steps", "3",
             "--tune-steps", "2", "--device", "cpu", "--edit-sizes", "0.04"]
     main(args)
     with open(out / "compensation_comparison.csv", newline="") as f:
@@ -92,7 +92,7 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     def matched_count(method):
         with open(matched_csv, newline="") as f:
             return sum(r["method"] == method for r in csv.DictReader(f))
-    per_method = 3 * 2 * 1 * 2   # directions x signs x sizes x targets
+    per_method = 3 * 2 * 1 * 1   # directions x signs x sizes x targets
     assert all(matched_count(m) == per_method for m in ["base", *COMPENSATION_HEADS, "pti", "fzplus"])
     # an interrupted run: drop the last method's rows; the rerun redoes only that method
     per_image = out / "compensation_per_image.csv"
@@ -101,7 +101,7 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     before = (out / "images" / "base.safetensors").stat().st_mtime_ns
     main(args)
     assert (out / "images" / "base.safetensors").stat().st_mtime_ns == before
-    assert sum(line.startswith("fzplus") for line in per_image.read_text().splitlines()) == 2
+    assert sum(line.startswith("fzplus") for line in per_image.read_text().splitlines()) == 1
     assert matched_count("fzplus") == per_method   # the redone method's matched rows replaced, not added
     # a rerun with other settings would mix rows of two settings in one table: refused, nothing rewritten
     from experiments.runs import RunFolderError

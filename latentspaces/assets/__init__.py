@@ -21,6 +21,7 @@ from typing import Dict, Optional
 
 import torch
 
+from ..fingerprints import check_sha256
 from ..images import from_uint8
 from ..storage import load_tensors
 
@@ -32,22 +33,32 @@ class Asset:
     file: str        # file name inside latentspaces/assets
     kind: str        # 'generator', 'discriminator', 'encoder', 'head' or 'images'
     made_by: str     # the command that produces it
+    sha256: str = ""  # hex digest of the file as shipped; checked on first use (`asset_path`)
 
 
 ASSETS: Dict[str, Asset] = {
-    "default": Asset("default_generator.safetensors", "generator", "python -m experiments.training.train_stylegan2"),
+    "default": Asset("default_generator.safetensors", "generator", "python -m experiments.training.train_stylegan2",
+                     sha256="ed669f8a0fd96ef1c81a424a400bef18bd815d8e5fb6b7c625afd17a2aab0f3f"),
     "default-discriminator": Asset("default_discriminator.safetensors", "discriminator",
-                                   "python -m experiments.training.train_stylegan2 (exported with the generator)"),
-    "default-f": Asset("default_f_encoder.safetensors", "encoder", "python -m experiments.training.train_f_encoder"),
+                                   "python -m experiments.training.train_stylegan2 (exported with the generator)",
+                                   sha256="4a4345a241dd7be350e1e287413ebafd7823477c182ca2aa78ae575fd2769ded"),
+    "default-f": Asset("default_f_encoder.safetensors", "encoder", "python -m experiments.training.train_f_encoder",
+                       sha256="ce7a58350a593883936301753e3b65d36568047ea489f432180b4a45dc377518"),
     "default-wplus": Asset("default_wplus_encoder.safetensors", "encoder",
-                           "python -m experiments.training.train_wplus_encoder"),
-    "default-sdic": Asset("default_sdic.safetensors", "head", "python -m experiments.training.train_sdic"),
-    "default-hfgi": Asset("default_hfgi.safetensors", "head", "python -m experiments.training.train_hfgi"),
+                           "python -m experiments.training.train_wplus_encoder",
+                           sha256="97a457288e2b7874ed3548eaca7a5ecb15df364f3e8461591ebf9e0ea602e777"),
+    "default-sdic": Asset("default_sdic.safetensors", "head", "python -m experiments.training.train_sdic",
+                          sha256="eb68e97dc1428946d8b177b24eb3bdf169d352ec68dca6069a6ef927da00c650"),
+    "default-hfgi": Asset("default_hfgi.safetensors", "head", "python -m experiments.training.train_hfgi",
+                          sha256="824e5fd80fa4b5daa5aa844c2922157ede6429d6098c4a809e20140bfa08dc76"),
     "default-gradstyle": Asset("default_gradstyle.safetensors", "head",
                                "python -m experiments.training.train_gradstyle (then --init-from its checkpoint "
-                               "with --lambda-edit-consistency 1; encoders/gradstyle.py)"),
-    "default-reganie": Asset("default_reganie.safetensors", "head", "python -m experiments.training.train_reganie"),
-    "heldout-targets": Asset("heldout_targets.safetensors", "images", "python -m experiments.tools.make_heldout_targets"),
+                               "with --lambda-edit-consistency 1; encoders/gradstyle.py)",
+                               sha256="440114fd37d87577a1b3fceba71b2f35d0e53a7810e32109617d40fe82d93540"),
+    "default-reganie": Asset("default_reganie.safetensors", "head", "python -m experiments.training.train_reganie",
+                             sha256="f0ddef8c6513b9d0db818cc755b350722e908c8c25f0e20896b49684731c4093"),
+    "heldout-targets": Asset("heldout_targets.safetensors", "images", "python -m experiments.tools.make_heldout_targets",
+                             sha256="90d47aff41eb1bb72d11bc43d8b67a3a2d2ac1a5d4693cdd812510515bc65044"),
 }
 
 
@@ -66,9 +77,11 @@ def installed(name: str) -> bool:
 
 
 def asset_path(name: str, kind: Optional[str] = None) -> Path:
-    """Path of a shipped asset by public name (checked against `kind` when given).
+    """Path of a shipped asset by public name (checked against `kind` when given), its bytes checked against
+    the sha256 recorded here (once per process and file version).
 
-    KeyError for an unknown name, FileNotFoundError saying where it was looked for and how to make it.
+    KeyError for an unknown name, FileNotFoundError saying where it was looked for and how to make it,
+    CheckpointError when the file's bytes changed (a damaged install, or a file remade without recording it).
     """
     if name not in ASSETS or (kind is not None and ASSETS[name].kind != kind):
         raise KeyError(f"unknown {kind or 'asset'} name {name!r}; shipped: {names(kind)}")
@@ -77,6 +90,10 @@ def asset_path(name: str, kind: Optional[str] = None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"asset {name!r} is not installed: expected {path}. It is made by `{asset.made_by}`; "
                                 "until it is shipped, pass the path of a file you made (or own) instead.")
+    if asset.sha256:
+        check_sha256(path, asset.sha256, f"the shipped asset {name!r}",
+                     f"reinstall the package, or if you remade it with `{asset.made_by}`, record its sha256 in "
+                     "latentspaces.assets.ASSETS")
     return path
 
 

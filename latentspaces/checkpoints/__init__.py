@@ -24,6 +24,7 @@ import torch
 
 from .. import assets
 from ..errors import CheckpointError
+from ..fingerprints import check_sidecar
 from ..generator import Generator
 from .native import load_native, save_generator
 from .nvlabs import load_nvlabs
@@ -114,7 +115,8 @@ def load_generator(path_or_name: Union[str, os.PathLike], device: Union[str, tor
     """Load a StyleGAN2 generator in eval mode, gradients off, on `device`.
 
     path_or_name: a registered asset name ("default") or a checkpoint file path.
-    max_bytes: refuse files whose declared architecture needs more float32 weight memory than this.
+    max_bytes: refuse files whose declared architecture needs more memory than this (float32 weights and
+        buffers, plus rendering one image for the output check: `checkpoints.validation.check_layout`).
     verify_output: render one image from a fixed z on `device` and refuse a non-finite one (see
         `checkpoints.validation`; about 5 s for a 1024 px generator on a 2-core CPU).
     Every failure to read a file is a CheckpointError naming the file and the problem.
@@ -125,6 +127,7 @@ def load_generator(path_or_name: Union[str, os.PathLike], device: Union[str, tor
         raise FileNotFoundError(f"no checkpoint at {str(path_or_name)!r} (and not a shipped name; names: "
                                 f"{assets.names('generator')}). Supported: {SUPPORTED}")
     path = str(path_or_name)
+    check_sidecar(path)
     kind = sniff_format(path)
     loader = {"torch-zip": load_rosinality, "torch-legacy": load_rosinality, "pickle": load_nvlabs,
               "safetensors": load_native}[kind]

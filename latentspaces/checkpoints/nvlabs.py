@@ -47,33 +47,69 @@ def _close(a: object, b: float) -> bool:
     return isinstance(a, numbers.Real) and not isinstance(a, bool) and math.isclose(float(a), b, rel_tol=1e-5)
 
 
-def _check_layer_attributes(G_rec: PersistentRecord, cfg: dict, path: str) -> None:
-    """Every attribute NVlabs' forward pass reads must be the value this project's layers compute with.
+def expected_records(cfg: dict) -> Dict[str, Tuple[str, Dict[str, object]]]:
+    """{place in G: (NVlabs class name, {attribute: value its forward pass must find})} for a config.
 
-    A file whose per-layer gains, clamps, noise flags or activations differ (NaN included) would render
-    differently here than in NVlabs' code, so it is refused rather than silently 'corrected'.
+    The attributes are the ones stylegan2-ada-pytorch's ``networks.py`` reads in forward: gains (the
+    SynthesisLayer's ``act_gain`` is lrelu's sqrt(2)), clamps, noise flags, activations, a convolution's
+    ``up`` and ``padding``, a block's ``architecture``. Keyed by place, so a record whose class name was
+    edited is held to the same values (and its class name checked too).
     """
     lr_mul, w_dim, clamp = cfg["mapping_lr_multiplier"], cfg["w_dim"], cfg["conv_clamp"]
+    affine = ("FullyConnectedLayer", {"activation": "linear", "bias_gain": 1.0, "weight_gain": 1 / math.sqrt(w_dim)})
+    places: Dict[str, Tuple[str, Dict[str, object]]] = {
+        "": ("Generator", {}), "mapping": ("MappingNetwork", {}), "synthesis": ("SynthesisNetwork", {})}
+    for i in range(cfg["mapping_layers"]):
+        fan_in = cfg["z_dim"] if i == 0 else w_dim
+        places[f"mapping.fc{i}"] = ("FullyConnectedLayer", {"activation": "lrelu", "bias_gain": lr_mul,
+                                                            "weight_gain": lr_mul / math.sqrt(fan_in)})
+    for res, channels in cfg["channels"].items():
+        block = f"synthesis.b{res}"
+        places[block] = ("SynthesisBlock", {"architecture": "skip",
+                                            "in_channels": 0 if res == 4 else cfg["channels"][res // 2]})
+        for conv, up in (("conv0", 2), ("conv1", 1)):
+            if conv == "conv0" and res == 4:
+                continue
+            places[f"{block}.{conv}"] = ("SynthesisLayer", {"up": up, "padding": 1, "activation": "lrelu",
+                                                            "act_gain": math.sqrt(2), "conv_clamp": clamp,
+                                                            "use_noise": cfg["use_noise"]})
+            places[f"{block}.{conv}.affine"] = affine
+        places[f"{block}.torgb"] = ("ToRGBLayer", {"conv_clamp": clamp, "weight_gain": 1 / math.sqrt(channels)})
+        places[f"{block}.torgb.affine"] = affine
+    return places
+
+
+def _same(found: object, value: object) -> bool:
+    if value is None:
+        return found is None
+    if isinstance(value, bool):
+        return found in (True, False) and bool(found) == value  # numpy bools compare equal to True/False
+    if isinstance(value, str):
+        return isinstance(found, str) and found == value
+    if isinstance(value, int):
+        return isinstance(found, numbers.Integral) and not isinstance(found, bool) and int(found) == value
+    return _close(found, float(value))
+
+
+def _check_layer_attributes(G_rec: PersistentRecord, cfg: dict, path: str) -> None:
+    """Every record at its place, of its class, with the attribute values this project's layers compute with.
+
+    A file whose per-layer gains, clamps, noise flags, activations, resampling or block architecture differ
+    (NaN included) would render differently here than in NVlabs' code, so it is refused rather than silently
+    'corrected'; so is a module at a place NVlabs' generator has none.
+    """
+    places = expected_records(cfg)
     for where, rec in G_rec.walk():
-        name = rec.class_name
-        expect: Dict[str, object] = {}
-        if name == "FullyConnectedLayer":
-            mapping = where.startswith("mapping.")
-            fan_in = cfg["z_dim"] if where == "mapping.fc0" else w_dim
-            gain = lr_mul if mapping else 1.0
-            expect = {"bias_gain": gain, "weight_gain": gain / math.sqrt(fan_in),
-                      "activation": "lrelu" if mapping else "linear"}
-        elif name == "SynthesisLayer":
-            expect = {"conv_clamp": clamp, "use_noise": cfg["use_noise"], "activation": "lrelu"}
-        elif name == "ToRGBLayer":
-            channels = cfg["channels"][int(where.split(".")[1][1:])]
-            expect = {"conv_clamp": clamp, "weight_gain": 1 / math.sqrt(channels)}
+        if where not in places:
+            raise CheckpointError(f"{path}: a {show(rec.class_name)} module at {show(where)}, a place NVlabs' "
+                                  "StyleGAN2 generator has no module; not supported")
+        name, expect = places[where]
+        if rec.class_name != name:
+            raise CheckpointError(f"{path}: the module at {where or 'G'} is a {show(rec.class_name)}, expected "
+                                  f"NVlabs' {name!r}")
         for attr, value in expect.items():
             found = rec.attr(attr)
-            same = (found is None and value is None) or (isinstance(value, str) and found == value) or (
-                isinstance(value, bool) and found in (True, False) and bool(found) == value) or (
-                isinstance(value, float) and _close(found, value))
-            if not same:
+            if not _same(found, value):
                 raise CheckpointError(f"{path}: {where}.{attr} = {show(found)}, but this generator computes with "
                                       f"{show(value)} (from the recorded architecture); a file whose layers differ "
                                       "is not supported")

@@ -285,7 +285,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # pure-Python unpickler: the C o
         # Never imports anything: unknown names are refused before they could be called.
         key = (_PY2_MODULES.get(module, module), name)
         if key not in self._allowed:
-            raise UnsafePickleError(f"{self._path}: refused to load global '{module}.{name}': {_SUPPORTED}, "
+            raise UnsafePickleError(f"{self._path}: refused to load global '{(module + '.' + name)[:100]}': {_SUPPORTED}, "
                                     f"and this name is not one they use. {_NOTHING_RAN}")
         return self._allowed[key]
 
@@ -448,8 +448,7 @@ def load_nvlabs_pickle(path: PathLike) -> dict:
         f.seek(0)
         reader = _BoundedReader(f, size)
         unpickler = _RestrictedUnpickler(reader, path_str)
-        expected = ("expected a complete NVlabs network pickle (a pickled dict with G / D / G_ema / augment_pipe) "
-                    "ending with the pickle STOP opcode")
+        expected = "expected a complete NVlabs network pickle"
         try:
             result = unpickler.load()
         except UnsafePickleError as e:
@@ -459,10 +458,9 @@ def load_nvlabs_pickle(path: PathLike) -> dict:
             raise UnsafePickleError(f"{path_str}: {e}; {_SUPPORTED}. {_NOTHING_RAN}") from None
         except CheckpointError:
             raise
-        except EOFError as e:
-            raise CorruptPickleError(f"{path_str}: the file is truncated: the pickle stream ends early at byte "
-                                     f"{reader.tell()} of {size} ({e or 'no more data'}); {expected}. "
-                                     "Re-download or re-copy it.") from None
+        except EOFError:
+            raise CorruptPickleError(f"{path_str}: the file is truncated: the pickle stream ends at byte "
+                                     f"{reader.tell()} of {size}; {expected}. Re-download or re-copy it.") from None
         except Exception as e:  # anything else the stream provoked (bad opcode, bad memo index, ...)
             kind = "truncated" if "truncated" in str(e) or "exhausted" in str(e) else "corrupt"
             if type(e) is KeyError and isinstance(e.args[0], int):  # the pure-Python unpickler's opcode lookup
@@ -470,7 +468,7 @@ def load_nvlabs_pickle(path: PathLike) -> dict:
             else:
                 detail = f"{type(e).__name__}: {e}"
             raise CorruptPickleError(f"{path_str}: the file is {kind}: not a valid pickle stream near byte "
-                                     f"{reader.tell()} of {size} ({detail}); {expected}.") from None
+                                     f"{reader.tell()} of {size} ({detail[:80]}); {expected}.") from None
         finally:
             unpickler.memo.clear()  # drop the last references to module_src strings early
 

@@ -40,6 +40,7 @@ from ..generator.config import show, state_shapes
 from .validation import shape_text as _shape
 from ..generator.ops import setup_filter
 from ..storage import atomic_torch_save
+from ..torch_files import MAX_ARCHIVE_BYTES, load_torch_file
 from .validation import MAX_GENERATOR_BYTES, build_generator, check_tensor, checked_config, finish
 
 ROSINALITY_LR_MUL = 0.01
@@ -272,15 +273,8 @@ def estimate_w_avg(G: Generator, samples: int = W_AVG_SAMPLES, seed: int = 0) ->
 
 
 def load_rosinality(path: str, max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
-    """Read a rosinality checkpoint with a weights-only torch.load (argparse.Namespace allowed)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for hostile or broken files
-        raise CheckpointError(
-            f"{path}: could not be read as a torch checkpoint with weights_only=True ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). The file may be truncated, corrupt, or contain "
-            "objects other than tensors; nothing from it was executed."
-        ) from e
+    """Read a rosinality checkpoint with a weights-only torch.load (argparse.Namespace allowed), sized first
+    (`latentspaces.torch_files.load_torch_file`: uncompressed records within `max_bytes`, no stride-0 views)."""
+    obj = load_torch_file(path, "rosinality checkpoint", [argparse.Namespace], max_bytes=max(max_bytes, MAX_ARCHIVE_BYTES))
     sd, latent_avg = _to_state_dict(obj, path)
     return convert_rosinality(sd, latent_avg, path, max_bytes, verify_output)

@@ -6,13 +6,18 @@ refuses with `CheckpointError` before allocating anything when
 
 - a config field is implausible (`generator.config.check_config`: sizes, counts, a zero or NaN
   learning-rate multiplier, a clamp of 0 or less, zero/odd/NaN resampling taps);
-- the weights the config implies would need more than `max_bytes` (default `MAX_GENERATOR_BYTES`);
+- the weights and buffers the config implies, plus rendering one image for the output check
+  (`probe_bytes`), would need more than `max_bytes` (default `MAX_GENERATOR_BYTES`): a 14 KB file
+  without noise maps can declare 8192 px with one channel per layer, 0.7 GB of noise buffers and about
+  10 GB to render;
 - a key is missing or unexpected, or a tensor's shape differs from the one the config implies (so a
   tiny file cannot make the build allocate: every tensor is the size the bounded config says);
 - a tensor is a view larger than its stored data (stride 0 or overlapping: a 200 KB file can otherwise
   declare a 16 GiB tensor);
 - a tensor is not floating point (int, uint8, bool, complex weights are refused, not cast) or holds
-  NaN/Inf, or a magnitude over `MAX_ABS_WEIGHT`.
+  NaN/Inf, or a magnitude over `MAX_ABS_WEIGHT`;
+- (after building) the images rendered from a fixed z and from w_avg are not finite or exceed
+  `MAX_ABS_IMAGE` (finite weights with a gain of 100 in the mapping render 1e31).
 
 Only then is the Generator built and the weights cast to float32. `finish` ends every loader: w_avg must
 be finite, and the images rendered from a fixed z and from w_avg must be finite (large finite weights
@@ -33,7 +38,10 @@ from ..file_rules import check_tensor, shape_text, show
 from ..generator import FullyConnectedLayer, Generator, SynthesisLayer, ToRGBLayer
 from ..generator.config import ConfigError, check_config, state_bytes, state_shapes
 
-MAX_GENERATOR_BYTES = 2 * 2**30  # 16x the float32 weights of the largest published StyleGAN2 (config-f, 1024 px)
+MAX_GENERATOR_BYTES = 2 * 2**30  # 2.3x config-f at 1024 px (0.12 GiB of weights and buffers + 0.75 GiB to render one image)
+# The output check's bounds. A trained StyleGAN2 renders about [-1.2, 1.2] (the default model: 1.17 over 64 z); random
+# initialisations of 8-1024 px, 1-512 channels stayed under 10 (config-f: 7.0). 100x that margin is implausible.
+MAX_ABS_IMAGE = 1e3
 LAYER_TYPES = (FullyConnectedLayer, SynthesisLayer, ToRGBLayer)  # named in overflow messages
 
 
@@ -55,11 +63,11 @@ def check_layout(config: Mapping[str, object], shapes: Mapping[str, Optional[tup
     unexpected keys, and shapes that differ from the ones the config implies.
     """
     cfg = checked_config(config, path, sources)
-    need = state_bytes(cfg)
-    if need > max_bytes:
-        raise CheckpointError(f"{path}: the declared architecture needs {need / 2**30:.1f} GiB of float32 weights, "
-                              f"over the limit of {max_bytes / 2**30:.1f} GiB (config-f at 1024 px needs 0.12 GiB); "
-                              "pass max_bytes=... to load_generator if the file is genuine")
+    weights, render = state_bytes(cfg), probe_bytes(cfg)
+    if weights + render > max_bytes:
+        raise CheckpointError(f"{path}: the declared architecture needs {weights / 2**30:.1f} GiB of weights and "
+                              f"{render / 2**30:.1f} GiB to render one image, over max_bytes = {max_bytes / 2**30:.1f} GiB "
+                              "(config-f 1024 px: 0.12 + 0.75); pass max_bytes=... if the file is genuine")
     expected = state_shapes(cfg)
     unexpected = sorted(k for k in shapes if k not in expected)
     missing = sorted(k for k in expected if k not in shapes and not optional(k))
@@ -114,16 +122,40 @@ def check_w_avg(G: Generator, path: str) -> None:
         raise CheckpointError(f"{path}: w_avg (latent_avg) is not finite; the mapping network's output overflows")
 
 
+def probe_bytes(config: Mapping[str, object]) -> int:
+    """Estimated peak bytes of rendering one image of `config` at batch 1 (the output check's probe):
+    4 * R^2 * max(48, 6 C_R), C_R the channels of the last block.
+
+    An upper bound of peak RSS measured on the CPU (torch 2.14): config-f at 1024 px 695 MB (estimate 805);
+    one channel per layer at 1024 / 2048 / 4096 px 207 / 724 / 2657 MB (estimates 201 / 805 / 3221); four
+    channels at 2048 px 411 MB (805). Thin networks cost about 40 floats per output pixel whatever C.
+    """
+    res = int(config["resolution"])
+    channels = int({int(k): v for k, v in config["channels"].items()}[res])
+    return 4 * res * res * max(48, 6 * channels)
+
+
 def verify_output(G: Generator, path: str) -> None:
-    """Render a fixed z and w_avg (on G's device); CheckpointError naming the first layer whose output is not finite."""
+    """Render a fixed z and w_avg (on G's device, one at a time); CheckpointError unless both images are
+    finite and within `MAX_ABS_IMAGE`, naming the first layer whose output is not finite.
+
+    Its memory (`probe_bytes`) was counted in `check_layout`'s budget before the generator was built.
+    """
     device = G.mapping.w_avg.device
     z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(0)).to(device)
+    largest = 0.0
     with torch.no_grad():  # one random z and the average w (the truncation centre)
         ws = torch.stack([G.mapping(z)[0], G.mapping.w_avg]).unsqueeze(1).repeat(1, G.num_ws, 1)
-        image = G.synthesis(ws, noise_mode="const")
-    if not bool(torch.isfinite(image).all()):
-        raise CheckpointError(f"{path}: every weight is finite, but the generator's image is not (first non-finite "
-                              f"output: {_first_non_finite(G, z, ws)}); the weights overflow float32")
+        for i in range(2):
+            image = G.synthesis(ws[i : i + 1], noise_mode="const")
+            if not bool(torch.isfinite(image).all()):
+                raise CheckpointError(f"{path}: every weight is finite, but the generator's image is not (first "
+                                      f"non-finite output: {_first_non_finite(G, z, ws)}); the weights overflow float32")
+            largest = max(largest, float(image.abs().max()))
+    if largest > MAX_ABS_IMAGE:
+        raise CheckpointError(f"{path}: every weight is finite, but the generator renders values of magnitude "
+                              f"{largest:.3g}, over {MAX_ABS_IMAGE:.0e} (images lie in about [-1, 1]); the weights or "
+                              "the declared gains (e.g. mapping_lr_multiplier) are wrong")
 
 
 def finish(G: Generator, path: str, verify: bool = True) -> Generator:
@@ -135,5 +167,5 @@ def finish(G: Generator, path: str, verify: bool = True) -> Generator:
     return G
 
 
-__all__ = ["MAX_GENERATOR_BYTES", "build_generator", "check_layout", "check_w_avg", "checked_config", "finish",
+__all__ = ["MAX_ABS_IMAGE", "MAX_GENERATOR_BYTES", "probe_bytes", "build_generator", "check_layout", "check_w_avg", "checked_config", "finish",
            "verify_output"]

@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import torch
 
 from ..errors import CheckpointError
-from ..fingerprints import generator_fingerprint
+from ..fingerprints import check_sidecar, generator_fingerprint
 from ..storage import load_tensors, read_raw_header, save_tensors
 
 CODE_FORMAT = "latentspaces.code"
@@ -182,6 +182,7 @@ def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.devic
     With `generator`, also `check_generator(generator)`: codes of another generator are refused.
     """
     path = os.fspath(path)
+    check_sidecar(path)
     raw = read_raw_header(path)
     if raw.get("format") not in (None, CODE_FORMAT):
         raise CheckpointError(f"{path}: a safetensors file, but not a latentspaces code file (format="
@@ -204,8 +205,11 @@ def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.devic
         meta = {k: v for k, v in raw.items() if k != "space"}
         out = CodeFile(code, raw.get("space", ""), images, meta, path=path)
     else:
-        out = CodeFile(code, str(header.get("space", "")), images, dict(header.get("meta") or {}),
-                       str(header.get("generator_fingerprint") or ""), path)
+        meta, space, fingerprint = header.get("meta") or {}, header.get("space", ""), header.get("generator_fingerprint") or ""
+        if not isinstance(meta, dict) or not isinstance(space, str) or not isinstance(fingerprint, str):
+            raise CheckpointError(f"{path}: header fields meta (an object), space and generator_fingerprint (strings) "
+                                  f"hold {type(meta).__name__}, {type(space).__name__}, {type(fingerprint).__name__}")
+        out = CodeFile(code, space, images, dict(meta), fingerprint, path)
     if generator is not None:
         out.check_generator(generator)
     return out

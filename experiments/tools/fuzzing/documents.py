@@ -98,15 +98,17 @@ def _nvlabs_doc(G) -> Doc:
         modules[f"mapping.fc{i}"] = "FullyConnectedLayer"
         fields.update({f"mapping.fc{i}:bias_gain": c["mapping_lr_multiplier"], f"mapping.fc{i}:activation": "lrelu",
                        f"mapping.fc{i}:weight_gain": c["mapping_lr_multiplier"] / math.sqrt(fan_in)})
-    for r, ch in sorted((int(k), v) for k, v in c["channels"].items()):
+    chans = {int(k): v for k, v in c["channels"].items()}
+    for r, ch in sorted(chans.items()):
         block = f"synthesis.b{r}"
         modules[block] = "SynthesisBlock"
-        fields[f"{block}:architecture"] = "skip"
+        fields.update({f"{block}:architecture": "skip", f"{block}:in_channels": 0 if r == 4 else chans[r // 2]})
         tensors[f"{block}.resample_filter"] = filt.clone()
         for layer in (["conv0"] if r > 4 else []) + ["conv1"]:
             modules[f"{block}.{layer}"] = "SynthesisLayer"
             fields.update({f"{block}.{layer}:conv_clamp": c["conv_clamp"], f"{block}.{layer}:use_noise": c["use_noise"],
-                           f"{block}.{layer}:activation": "lrelu"})
+                           f"{block}.{layer}:activation": "lrelu", f"{block}.{layer}:up": 2 if layer == "conv0" else 1,
+                           f"{block}.{layer}:padding": 1, f"{block}.{layer}:act_gain": math.sqrt(2)})
             tensors[f"{block}.{layer}.resample_filter"] = filt.clone()
         modules[f"{block}.torgb"] = "ToRGBLayer"
         fields.update({f"{block}.torgb:conv_clamp": c["conv_clamp"], f"{block}.torgb:weight_gain": 1 / math.sqrt(ch)})
@@ -200,6 +202,15 @@ def _nvlabs_bytes(doc: Doc) -> bytes:
                                        _modules={"next": chain}))
                 chain = _Call(names.reconstruct, (meta,))
             states[""]["_modules"]["deep"] = chain
+        levels = int(doc.extra.get("dag_levels", 0))
+        if levels:
+            shared = None
+            for _ in range(levels):   # each level's record holds the one below twice: 2^levels paths
+                meta = dict(type="class", version=6, module_src="", class_name="Module",
+                            state=dict(training=False, _parameters={}, _buffers={}, _non_persistent_buffers_set=set(),
+                                       _modules={"a": shared, "b": shared}))
+                shared = _Call(names.reconstruct, (meta,))
+            states[""]["_modules"]["shared"] = shared
         top = {"training_set_kwargs": {}, "G": root, "D": None, "G_ema": root, "augment_pipe": None}
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 20 * depth + 1000))  # pickling a deep chain recurses once per level

@@ -45,7 +45,7 @@ def m_value(doc: Doc, rng: random.Random) -> None:
     t = doc.tensors[key].float()  # float16 files (encoders) would overflow on the scaling
     if not doc.tensors[key].is_floating_point() or t.numel() == 0:
         return
-    kind = rng.choice(["nan", "inf", "-inf", "1e38", "1e20", "zero"])
+    kind = rng.choice(["nan", "inf", "-inf", "1e38", "1e20", "zero", "1e3", "1e6"])  # 1e3, 1e6: finite, within bounds
     if kind in ("nan", "inf", "-inf"):
         t.view(-1)[rng.randrange(t.numel())] = float(kind)
     elif kind == "zero":
@@ -164,17 +164,38 @@ def m_field(doc: Doc, rng: random.Random) -> None:
 
 
 def m_structure(doc: Doc, rng: random.Random) -> None:
-    if doc.fmt == "native":
+    if doc.fmt == "native" and rng.random() < 0.4:   # a plausible gain with an absurd effect
+        doc.fields["config.mapping_lr_multiplier"] = rng.choice([10.0, 100.0])
+        doc.notes.append(f"config.mapping_lr_multiplier = {doc.fields['config.mapping_lr_multiplier']}")
+    elif doc.fmt == "native":
         kind = rng.choice(["deep-json", "garbage", "not-object", "missing"])
         doc.extra["raw_config"] = {"deep-json": "[" * 100_000 + "]" * 100_000, "garbage": "{\"z_dim\": 8,",
                                    "not-object": "[1, 2, 3]", "missing": "null"}[kind]
         doc.notes.append(f"config {kind}")
     elif doc.fmt == "nvlabs":
-        doc.extra["deep_records"] = rng.choice([50, 2000])
-        if rng.random() < 0.5:
+        kind = rng.choice(["chain", "dag", "rename", "rename", "attribute", "attribute", "gain"])
+        if kind == "chain":
+            doc.extra["deep_records"] = rng.choice([50, 2000])
+        elif kind == "dag":   # records shared by both children at every level: 2^levels paths in a few KB
+            doc.extra["dag_levels"] = rng.choice([20, 40])
+        elif kind == "rename":   # a record's class name edited: its checks must not be skipped
             path = rng.choice(sorted(doc.modules))
-            doc.modules[path] = rng.choice(["StyleGAN3Layer", "Generator", "", "x" * 1000])
-        doc.notes.append(f"structure deep records {doc.extra['deep_records']}")
+            doc.modules[path] = rng.choice(["StyleGAN3Layer", "Generator", "", "x" * 120_000, "SynthesisLayer",
+                                            "ToRGBLayer", "FullyConnectedLayer", "Conv2dLayer"])
+        elif kind == "attribute":   # plausible values NVlabs' forward would compute with differently
+            layer = rng.choice([k.split(":")[0] for k in doc.fields if k.endswith(":conv_clamp")])
+            attr, value = rng.choice([("act_gain", 1.0), ("act_gain", 2.0), ("padding", 0), ("padding", 2), ("up", 2),
+                                      ("up", 1), ("architecture", "resnet"), ("architecture", "orig"),
+                                      ("in_channels", 3), ("use_noise", "yes")])
+            target = layer.rsplit(".", 1)[0] if attr in ("architecture", "in_channels") else layer
+            doc.fields[f"{target}:{attr}"] = value
+            kind = f"attribute {target}.{attr} = {value!r}"
+        else:   # the mapping's gain raised consistently in every layer: finite, plausible per layer, absurd images
+            scale = rng.choice([10.0, 100.0])
+            for key in [k for k in doc.fields if k.startswith("mapping.fc") and k.endswith("_gain")]:
+                doc.fields[key] = float(doc.fields[key]) * scale
+            kind = f"mapping gains x{scale:g}"
+        doc.notes.append(f"structure {kind}")
     else:
         doc.extra["deep_dict"] = rng.choice([100, 900])
         doc.notes.append(f"structure deep dict {doc.extra['deep_dict']}")
@@ -183,8 +204,22 @@ def m_structure(doc: Doc, rng: random.Random) -> None:
 OBJECT_MUTATIONS = (m_value, m_dtype, m_shape, m_stride0, m_keys, m_non_tensor, m_field, m_field, m_structure)
 
 
+def deflate_archive(data: bytes) -> bytes:
+    """A torch.save zip archive rewritten with every record compressed (torch writes them stored)."""
+    import io
+    import zipfile
+    source, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in source.infolist():
+            archive.writestr(info.filename, source.read(info.filename))
+    return out.getvalue()
+
+
 def mutate_bytes(data: bytes, rng: random.Random) -> tuple:
-    kind = rng.choice(["truncate", "flip", "zero-run", "append"])
+    kinds = ["truncate", "flip", "zero-run", "append"] + (["deflate"] * 2 if data[:4] == b"PK\x03\x04" else [])
+    kind = rng.choice(kinds)
+    if kind == "deflate":
+        return deflate_archive(data), "bytes deflate (compressed zip records)"
     b = bytearray(data)
     if kind == "truncate":
         b = b[: rng.randrange(len(b))]
@@ -215,6 +250,9 @@ def make_mutants(n: int, seed: int, folder: Path) -> List[Mutant]:
     out = []
     for i in range(n):
         fmt = FORMATS[i % len(FORMATS)]
+        if fmt in ("rosinality", "e4e") and rng.random() < 0.05:
+            out.append(_thin_and_huge(rng, fmt, folder / f"m{i:05d}_{fmt}"))
+            continue
         G = small_generator(rng)
         while fmt != "native" and fmt != "nvlabs" and not _rosinality_able(G):
             G = small_generator(rng)
@@ -237,6 +275,20 @@ def make_mutants(n: int, seed: int, folder: Path) -> List[Mutant]:
             doc.notes.append(note)
         out.append(Mutant(path.name, fmt, "; ".join(doc.notes) or "none"))
     return out
+
+
+def _thin_and_huge(rng: random.Random, fmt: str, path: Path) -> Mutant:
+    """A 15 KB rosinality-layout file of a genuine 4096 or 8192 px generator with one channel per layer and no
+    noise maps: weights fit any budget, but building it allocates its noise buffers and rendering one image
+    takes 0.6-2.5 GB."""
+    import latentspaces as ls
+    resolution = rng.choice([4096, 8192])
+    G = ls.Generator(z_dim=8, w_dim=8, resolution=resolution, mapping_layers=1, conv_clamp=None,
+                     channels={2**k: 1 for k in range(2, resolution.bit_length())}, mapping_lr_multiplier=0.01)
+    doc = make_doc(G, fmt)
+    doc.tensors = {k: v for k, v in doc.tensors.items() if not k.startswith("noises.")}
+    write_doc(doc, path)
+    return Mutant(path.name, fmt, f"{resolution} px, one channel per layer, no noise maps")
 
 
 def _config_leaves(config: object, trail: tuple = ()) -> List[tuple]:

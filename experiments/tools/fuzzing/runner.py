@@ -12,12 +12,13 @@ import importlib
 import json
 import queue
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -26,34 +27,62 @@ import torch
 from experiments.tools.fuzzing.documents import FORMATS
 from experiments.tools.fuzzing.mutations import make_mutants
 
-OUTCOMES = ("loaded", "refused", "safety-net", "non-finite", "other", "hang", "memory")
-FAILURES = ("safety-net", "non-finite", "other", "hang", "memory")
+OUTCOMES = ("loaded", "refused", "safety-net", "non-finite", "bad-message", "other", "hang", "memory")
+FAILURES = ("safety-net", "non-finite", "bad-message", "other", "hang", "memory")
+PEAK_LIMIT_MB = 1536   # memory a load may take above the worker's resident size before it answers
+READERS = ("generator", "encoder", "discriminator", "directions", "code")
 
 
 # ---------------------------------------------------------------------------------- the sandboxed worker
-def _load_other(kind: str, path: str) -> None:
-    """Load a non-generator file of the storage layer ('encoder' or 'discriminator')."""
+def _load_other(kind: str, path: str) -> str:
+    """Load a file that is not a generator with its reader; '' when what loaded is usable, else why not."""
     if kind == "encoder":
         from encoders import load_encoder
-        load_encoder(path)
+        load_encoder(path)   # runs its own output check (encoders.probing)
     elif kind == "discriminator":
         from latentspaces.discriminator import load_discriminator
         load_discriminator(path)
+    elif kind == "directions":
+        from latentspaces.directions.io import load_directions
+        vectors = [d.vector for d in load_directions(path)]
+        if not all(v.is_floating_point() and bool(torch.isfinite(v).all()) and v.numel() for v in vectors):
+            return "a direction that is empty, not floating point or not finite"
+    elif kind == "code":
+        from latentspaces.spaces.code import read_code_file
+        codes = read_code_file(path)
+        if not all(v.is_floating_point() and bool(torch.isfinite(v).all()) for _, v in codes.code.items()):
+            return "codes that are not finite floats"
     else:
-        raise ValueError(f"unknown reader {kind!r}")
+        raise ValueError(f"unknown reader {kind!r}; readers: {READERS}")
+    return ""
+
+
+def _message_problem(message: str, path: str) -> str:
+    """'' when a refusal's message is one line of at most 300 characters naming the file, else what is wrong."""
+    if "\n" in message:
+        return "message spans several lines"
+    if len(message) > 300:
+        return f"message of {len(message)} characters"
+    if path not in message and Path(path).name not in message:
+        return "message does not name the file"
+    return ""
 
 
 def _classify(line: str) -> dict:
     import latentspaces as ls
+    from latentspaces.checkpoints.validation import MAX_ABS_IMAGE
     from latentspaces.errors import CheckpointError
     from latentspaces.generator.config import ConfigError, check_config
-    kind, _, path = line.rpartition("::")  # 'encoder::path' loads with another reader of the storage layer
+    kind, _, path = line.rpartition("::")  # 'encoder::path' loads with another reader
     try:
         if kind:
-            _load_other(kind, path)
-            return {"outcome": "loaded", "detail": ""}
+            problem = _load_other(kind, path)
+            return {"outcome": "non-finite" if problem else "loaded", "detail": problem}
         G = ls.load_generator(path)
     except CheckpointError as e:
+        problem = _message_problem(str(e), path)
+        if problem:
+            return {"outcome": "bad-message", "detail": f"{problem}: {str(e)[:240]}"}
         return {"outcome": "safety-net" if getattr(e, "safety_net", False) else "refused", "detail": str(e)[:300]}
     except MemoryError as e:
         return {"outcome": "memory", "detail": f"MemoryError {e}"[:300]}
@@ -67,7 +96,15 @@ def _classify(line: str) -> dict:
         finite = bool(torch.isfinite(images).all()) and bool(torch.isfinite(G.w_avg).all())
     except ConfigError as e:
         return {"outcome": "non-finite", "detail": f"invalid config: {e}"[:300]}
-    return {"outcome": "loaded" if finite else "non-finite", "detail": "" if finite else "non-finite images"}
+    if not finite:
+        return {"outcome": "non-finite", "detail": "non-finite images"}
+    if float(images.abs().max()) > MAX_ABS_IMAGE:
+        return {"outcome": "non-finite", "detail": f"implausible images (|x| up to {float(images.abs().max()):.3g})"}
+    return {"outcome": "loaded", "detail": ""}
+
+
+def _memory_kb(field: str) -> int:
+    return int(open("/proc/self/status").read().split(f"{field}:")[1].split()[0])
 
 
 class _Timeout(BaseException):
@@ -87,6 +124,9 @@ def worker(limit_mb: int, timeout: float) -> None:
     signal.signal(signal.SIGALRM, alarm)
     for line in sys.stdin:
         path = line.strip()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")   # resets the peak resident size (VmHWM) to the current one
+        before = _memory_kb("VmRSS")
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             result = _classify(path)
@@ -94,14 +134,18 @@ def worker(limit_mb: int, timeout: float) -> None:
             result = {"outcome": "hang", "detail": f"over {timeout} s"}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        print(json.dumps({"file": path.rpartition("::")[2], **result}), flush=True)
+        peak_mb = (_memory_kb("VmHWM") - before) / 1024
+        if peak_mb > PEAK_LIMIT_MB and result["outcome"] not in ("hang", "memory"):
+            result = {"outcome": "memory", "detail": f"peak {peak_mb:.0f} MB before answering ({result['outcome']})"}
+        print(json.dumps({"file": path.rpartition("::")[2], "peak_mb": round(peak_mb, 1), **result}), flush=True)
 
 
 def run_mutants(paths: Sequence[Path], limit_mb: int = 2048, timeout: float = 20.0,
                 reader: str = "generator") -> Dict[str, dict]:
     """Load every path in a sandboxed worker (restarted after a crash or a hang); {file name: result}.
 
-    reader: 'generator' (ls.load_generator), 'encoder' (encoders.load_encoder) or 'discriminator'.
+    reader: 'generator' (ls.load_generator), 'encoder' (encoders.load_encoder), 'discriminator',
+    'directions' (load_directions) or 'code' (read_code_file).
     """
     results: Dict[str, dict] = {}
     pending = [str(p) if reader == "generator" else f"{reader}::{p}" for p in paths]
@@ -145,11 +189,21 @@ def run_mutants(paths: Sequence[Path], limit_mb: int = 2048, timeout: float = 20
     return results
 
 
+# The families of the fuzz: (family name shown in the report, reader, share of the mutants). The generator
+# formats come from `make_mutants`; encoders, heads and the discriminator are the shipped files damaged by
+# `make_storage_mutants`; directions and codes are `experiments.tools.fuzzing.families`.
+STORAGE_SOURCES = (("encoder", "default-wplus"), ("encoder", "default-f"), ("head", "default-sdic"),
+                   ("head", "default-hfgi"), ("head", "default-gradstyle"), ("head", "default-reganie"),
+                   ("discriminator", "default-discriminator"))
+FAMILY_SHARES = {"generator": 0.5, "storage": 0.2, "directions": 0.15, "codes": 0.15}
+
+
 @dataclass
 class Report:
     counts: Dict[str, int]
     by_format: Dict[str, Dict[str, int]]
     failures: List[dict]
+    peak_mb: Dict[str, float] = field(default_factory=dict)   # family -> largest memory one load took
 
     @property
     def tried(self) -> int:
@@ -159,26 +213,70 @@ class Report:
         return f"tried {self.tried}: " + ", ".join(f"{k} {self.counts[k]}" for k in OUTCOMES)
 
 
+def _family_batch(family: str, count: int, seed: int, folder: Path) -> List[tuple]:
+    """[(mutant, reader, row of the report)] of `count` mutants of one family, written under `folder`."""
+    from experiments.tools.fuzzing.families import make_code_mutants, make_direction_mutants
+    from experiments.tools.fuzzing.mutations import make_storage_mutants
+    from latentspaces.assets import asset_path
+    folder.mkdir()
+    if family == "generator":
+        return [(m, "generator", m.fmt) for m in make_mutants(count, seed, folder)]
+    if family == "directions":
+        return [(m, "directions", "directions") for m in make_direction_mutants(count, seed, folder)]
+    if family == "codes":
+        return [(m, "code", "codes") for m in make_code_mutants(count, seed, folder)]
+    out = []
+    for k, (row, name) in enumerate(STORAGE_SOURCES):   # shipped encoders, heads and the discriminator in turn
+        share = count // len(STORAGE_SOURCES) + (k < count % len(STORAGE_SOURCES))
+        sub = folder / name
+        sub.mkdir()
+        reader = "discriminator" if row == "discriminator" else "encoder"
+        for m in make_storage_mutants(asset_path(name), share, seed + k, sub):
+            (sub / m.name).rename(folder / f"{name}_{m.name}")   # one folder, names unique across the sources
+            m.name = f"{name}_{m.name}"
+            out.append((m, reader, row))
+        sub.rmdir()
+    return out
+
+
 def fuzz(n: int, seed: int, limit_mb: int = 2048, timeout: float = 20.0, batch: int = 250,
-         progress: Optional[Callable[[int], None]] = None) -> Report:
-    """Make and load `n` mutants (in batches, in a temporary folder) and count the outcomes."""
+         progress: Optional[Callable[[int], None]] = None, families: Sequence[str] = ("generator",)) -> Report:
+    """Make and load `n` mutants (in batches, in a temporary folder) and count the outcomes.
+
+    families: which of `FAMILY_SHARES` to draw, in proportion to their shares (the generator formats alone
+    by default, as the test suite's seeded fuzz does).
+    """
+    shares = {f: FAMILY_SHARES[f] for f in families}
+    rows = [*FORMATS] if "generator" in families else []
+    rows += [r for r in ("encoder", "head", "discriminator") if "storage" in families] + \
+        [f for f in ("directions", "codes") if f in families]
     counts = {k: 0 for k in OUTCOMES}
-    by_format = {f: {k: 0 for k in OUTCOMES} for f in FORMATS}
+    by_format = {f: {k: 0 for k in OUTCOMES} for f in rows}
+    peak: Dict[str, float] = {f: 0.0 for f in families}
     failures: List[dict] = []
+    done = 0
     with tempfile.TemporaryDirectory(prefix="ls-fuzz-") as tmp:
         for start in range(0, n, batch):
-            folder = Path(tmp) / f"batch{start}"
-            folder.mkdir()
-            mutants = make_mutants(min(batch, n - start), seed * 1_000_003 + start, folder)
-            results = run_mutants([folder / m.name for m in mutants], limit_mb, timeout)
-            for m in mutants:
-                r = results[m.name]
-                counts[r["outcome"]] += 1
-                by_format[m.fmt][r["outcome"]] += 1
-                if r["outcome"] in FAILURES:
-                    failures.append({"mutant": m.name, "mutations": m.description, **r})
-            for p in folder.iterdir():
-                p.unlink()
+            size = min(batch, n - start)
+            plan = {f: int(round(size * w / sum(shares.values()))) for f, w in shares.items()}
+            plan[families[0]] += size - sum(plan.values())
+            for family, count in plan.items():
+                if count <= 0:
+                    continue
+                folder = Path(tmp) / f"batch{start}_{family}"
+                mutants = _family_batch(family, count, seed * 1_000_003 + start, folder)
+                for reader in sorted({r for _, r, _ in mutants}):
+                    mine = [(m, row) for m, r, row in mutants if r == reader]
+                    results = run_mutants([folder / m.name for m, _ in mine], limit_mb, timeout, reader=reader)
+                    for m, row in mine:
+                        r = results[m.name]
+                        counts[r["outcome"]] += 1
+                        by_format[row][r["outcome"]] += 1
+                        peak[family] = max(peak[family], float(r.get("peak_mb", 0.0)))
+                        if r["outcome"] in FAILURES:
+                            failures.append({"mutant": m.name, "family": row, "mutations": m.description, **r})
+                shutil.rmtree(folder)
+            done += size
             if progress:
-                progress(min(start + batch, n))
-    return Report(counts, by_format, failures)
+                progress(done)
+    return Report(counts, by_format, failures, peak)
