@@ -16,6 +16,7 @@ from typing import List, Optional
 from experiments.argtypes import positive_int
 from latentspaces.assets import ASSET_DIR, ASSETS
 from latentspaces.datasets import HELDOUT_BASE, FaceSampler
+from latentspaces.fingerprints import file_sha256
 from latentspaces.images import IMAGES_FORMAT, to_uint8
 from latentspaces.storage import save_tensors
 
@@ -30,7 +31,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     path = args.out
     save_tensors(path, {"images": to_uint8(FaceSampler("cpu").heldout(args.n))}, IMAGES_FORMAT, 1,
                  source="dcgan_faces heldout", seeds=[HELDOUT_BASE, HELDOUT_BASE + args.n - 1])
-    print(f"wrote {args.n} held-out targets to {path}")
+    print(f"wrote {args.n} held-out targets to {path} (sha256 {file_sha256(path)}: the value to record in "
+          "latentspaces.assets.ASSETS['heldout-targets'] when it replaces the shipped file)")
 
 
 if __name__ == "__main__":
