@@ -2,9 +2,12 @@
 
 The folder convention, shared by `latentspaces align`, `invert --align` and `edit --paste-back`:
 
-- each face of PHOTO is written as OUT/<photo stem>_<face>.png (face 0 the largest detection), and its
-  transform (`latentspaces.align.FaceTransform`: the photo's absolute path, the square in the photo, the
-  FFHQ steps) under that file name in OUT/alignment.json (`latentspaces.align.save_alignment`). A rerun
+- each face of PHOTO is written as OUT/<photo stem>_<face>.png (face 0 the most confident: every detection
+  is examined by its landmarks, `latentspaces.align.FaceAligner.candidates`, and a face-like thing the
+  detector scored, such as a patch on a suit, is dropped and reported), and its transform
+  (`latentspaces.align.FaceTransform`: the photo's absolute path, the square in the photo, the FFHQ steps,
+  whether the photo is grayscale) under that file name in OUT/alignment.json
+  (`latentspaces.align.save_alignment`, which also lists every candidate with its verdict). A rerun
   into OUT replaces the entries of the photos it aligns and keeps the others; a second photo with the
   stem of one already there is refused, since its faces would overwrite the other's files.
 - `invert` records the names of its target files in the code file (meta `targets`), so a code is tied
@@ -24,9 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from PIL import Image
 
-from latentspaces.align import FaceAligner, FaceTransform, load_alignment, paste_back_, save_alignment
+from latentspaces.align import FaceAligner, FaceTransform, load_alignment, load_candidates, paste_back_, save_alignment
 from latentspaces.errors import CheckpointError, FaceNotFoundError
-from latentspaces.images import read_photo, to_uint8
+from latentspaces.images import is_gray, read_photo, to_uint8
+from latentspaces.progress import progress_bar
 from latentspaces.storage import atomic_path
 
 from .argtypes import UsageError
@@ -74,41 +78,56 @@ def save_face(face: torch.Tensor, path: Path) -> None:
     _save_png(Image.fromarray(to_uint8(face).permute(1, 2, 0).numpy(), "RGB"), path)
 
 
-def align_photos(photos: Sequence[Path], out: Path, aligner: FaceAligner,
-                 keep_going: bool = False) -> Tuple[List[str], List[str]]:
+def align_photos(photos: Sequence[Path], out: Path, aligner: FaceAligner, keep_going: bool = False,
+                 face: Optional[int] = None) -> Tuple[List[str], List[str]]:
     """Align every face of every photo into OUT -> (the aligned file names written, failures).
 
-    Each photo's faces are written as they are found, and OUT/alignment.json (entries of other photos
-    kept) when the loop ends, also when it ends in an error. keep_going: a photo without a face, or one
-    that cannot be read, is reported in `failures` (one line each) and the next one aligned; otherwise
-    its error is raised.
+    Each photo's candidates are printed (box, detector score, landmark check, verdict) and its faces written
+    as they are found; OUT/alignment.json (entries of other photos kept) when the loop ends, also when it ends
+    in an error. face: write only face K of each photo (K = its rank, 0 the most confident). keep_going: a
+    photo without a face, or one that cannot be read, is reported in `failures` (one line each) and the next
+    one aligned; otherwise its error is raised.
     """
-    out.mkdir(parents=True, exist_ok=True)
     entries: List[Tuple[str, FaceTransform]] = []
+    candidates: List[dict] = []
     failures: List[str] = []
     written: List[str] = []
     try:
-        for p in photos:
+        for p in progress_bar(photos, desc="align", unit="photo", disable=len(photos) < 2):
             try:
-                faces = aligner.align_file(p, verbose=True)
+                found = aligner.search_file(p, verbose=True)
+                if face is not None and face >= len(found.faces):
+                    raise FaceNotFoundError(f"{p}: --face {face}, but the photo has {len(found.faces)} face"
+                                            f"{'s' if len(found.faces) != 1 else ''} (0 .. {len(found.faces) - 1})")
             except (FaceNotFoundError, CheckpointError, OSError) as e:
                 if not keep_going:
                     raise
                 failures.append(str(e))
                 continue
-            names = [aligned_name(p, face.transform.face) for face in faces]
-            for name, face in zip(names, faces):
-                save_face(face.image, out / name)
-                entries.append((name, face.transform))
+            out.mkdir(parents=True, exist_ok=True)
+            faces = found.faces if face is None else [found.faces[face]]
+            names = [aligned_name(p, f.transform.face) for f in faces]
+            for name, f in zip(names, faces):
+                save_face(f.image, out / name)
+                entries.append((name, f.transform))
+            photo = str(Path(p).resolve())
+            candidates += [{"photo": photo, **c.to_json()} for c in found.candidates]
             written += names
-            print(f"{p}: {len(faces)} face{'s' if len(faces) != 1 else ''} -> {', '.join(names)}")
+            gray = " (grayscale: edits pasted back into it are made gray)" if found.gray else ""
+            print(f"{p}: {len(found.faces)} face{'s' if len(found.faces) != 1 else ''}, {len(found.dropped)} "
+                  f"dropped{gray} -> {', '.join(names)}")
+            for c in found.candidates:
+                rank = found.candidates.index(c) if c.kept else None
+                label = aligned_name(p, rank) if rank is not None and (face is None or face == rank) else ""
+                print(f"  {label + ': ' if label else ''}{c.describe()}")
     finally:
         if entries:
             path = out / ALIGNMENT_FILE
             aligned = {t.photo for _, t in entries}
             if path.is_file():   # keep the faces of the other photos aligned into OUT before
                 entries = [(n, t) for n, t in load_alignment(path).items() if t.photo not in aligned] + entries
-            save_alignment(path, entries)
+                candidates = [c for c in load_candidates(path) if c.get("photo") not in aligned] + candidates
+            save_alignment(path, entries, candidates)
     return written, failures
 
 
@@ -141,7 +160,9 @@ def code_transforms(targets: object, codes: Path, alignment_file: Path) -> List[
 def paste_edits(out: Path, transforms: Sequence[FaceTransform], images: torch.Tensor, alphas: Sequence[float],
                 direction: str, mask: str) -> List[Path]:
     """Write OUT/<photo stem>_<direction>_<alpha>.png for each photo and alpha: the photo with each of its faces
-    replaced by its edit. images: [N, A, 3, R, R] in [-1, 1], code i's edits at the alphas."""
+    replaced by its edit. images: [N, A, 3, R, R] in [-1, 1], code i's edits at the alphas. A grayscale photo
+    (its three channels equal) is written gray, edits included: the generator renders colour, and a coloured
+    face in a gray photo is not what was asked for (a note says so)."""
     groups: Dict[str, List[int]] = {}
     for i, t in enumerate(transforms):
         if not t.photo:
@@ -155,13 +176,16 @@ def paste_edits(out: Path, transforms: Sequence[FaceTransform], images: torch.Te
             raise FileNotFoundError(f"the photo of the aligned faces, {photo_path}, is gone (moved or deleted); "
                                     "align it again where it is now")
         photo, _ = read_photo(photo_path)
+        gray = is_gray(photo)
+        if gray:
+            print(f"note: {photo_path} is grayscale; the edited faces are pasted back gray (ITU-R 601 luma)")
         boxes = [b for b in (transforms[i].bounds() for i in members) if b is not None]
         for a, alpha in enumerate(alphas):
             kept = [(b, photo.crop(b)) for b in boxes]
             for i in sorted(members, key=lambda i: -transforms[i].face):   # the largest face last, on top
                 paste_back_(photo, images[i, a], transforms[i], mask=mask)
             path = out / f"{Path(photo_path).stem}_{direction}_{alpha:+g}.png"
-            _save_png(photo, path)
+            _save_png(photo.convert("L") if gray else photo, path)
             written.append(path)
             for b, pixels in reversed(kept):
                 photo.paste(pixels, b[:2])

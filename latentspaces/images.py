@@ -216,6 +216,25 @@ def read_image(path: PathLike, resolution: Optional[int] = None,
     return x.expand(3, *x.shape).contiguous(), notes
 
 
+def is_gray(photo: Image.Image) -> bool:
+    """Whether an RGB photo is grayscale: its three channels equal at every pixel (an L-mode file read by
+    `read_photo`, or a gray photo saved as RGB)."""
+    a = np.asarray(photo.convert("RGB") if photo.mode != "RGB" else photo)
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def is_gray_batch(images: torch.Tensor, tolerance: float = 1 / 255) -> torch.Tensor:
+    """[N] bool: which images [N, 3, H, W] have three equal channels (to `tolerance`, one 8-bit level)."""
+    return ((images - images.mean(1, keepdim=True)).abs().flatten(1).amax(1) <= tolerance)
+
+
+def to_gray(images: torch.Tensor) -> torch.Tensor:
+    """Images [..., 3, H, W] in [-1, 1] -> the same shape, each channel the ITU-R 601 luma (what Pillow's
+    convert('L') computes): how an edit of a grayscale photo is shown and pasted back."""
+    luma = 0.299 * images[..., 0:1, :, :] + 0.587 * images[..., 1:2, :, :] + 0.114 * images[..., 2:3, :, :]
+    return luma.expand_as(images).contiguous()
+
+
 def read_photo(path: PathLike, background: Tuple[int, int, int] = WHITE) -> Tuple[Image.Image, List[str]]:
     """One image file at its full size -> (Pillow RGB image, 8 bits per channel, notes).
 

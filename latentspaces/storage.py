@@ -15,7 +15,7 @@ Every file the project saves goes through here:
   `latentspaces.file_rules`, and only then allocated.
 
 Format names in use (see each owner's docstring): latentspaces.generator, latentspaces.discriminator,
-latentspaces.encoder, latentspaces.directions, latentspaces.code, latentspaces.pn_stats,
+latentspaces.encoder, latentspaces.directions, latentspaces.code, latentspaces.pn_stats, latentspaces.mean_z,
 latentspaces.images.
 """
 

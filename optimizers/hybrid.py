@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from latentspaces.fingerprints import digest
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.losses import ReconstructionLoss, anchor_penalty
 from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, LatentSpace
 from latentspaces.storage import atomic_torch_save
 from optimizers.recipes import INITS, InversionRecipe
@@ -322,7 +322,7 @@ class HybridInverter:
             start, elapsed, first_loss = int(state["step"]), float(state["seconds"]), state["first_loss"]
 
         t0 = time.perf_counter()
-        bar = tqdm(range(start, self.steps), initial=start, total=self.steps, desc=f"invert {space.name}",
+        bar = progress_bar(range(start, self.steps), initial=start, total=self.steps, desc=f"invert {space.name}",
                    disable=not self.progress, leave=False)
         for step in bar:
             for group in opt.param_groups:

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from latentspaces.interfaces import PerceptualDistance
 from latentspaces.losses import ReconstructionLoss
+from latentspaces.progress import progress_bar
 from latentspaces.spaces import W
 from latentspaces.spaces.w import w_spread
 from optimizers.hybrid import HybridInverter
@@ -104,7 +104,7 @@ class PTI:
         gen = torch.Generator().manual_seed(seed + 1)
         history = {"loss": [], "perceptual": []}
         steps_run = 0
-        for step in tqdm(range(self.tune_steps), desc="PTI tune", disable=not self.progress, leave=False):
+        for step in progress_bar(range(self.tune_steps), desc="PTI tune", disable=not self.progress, leave=False):
             images = G1.synthesis(ws, noise_mode="const")
             terms = self.reconstruction.per_image(images, targets)
             loss, per = terms["loss"], terms.get("perceptual")

@@ -93,6 +93,12 @@ def _by_recipe(field: str, cls: type) -> str:
     return "(" + ", ".join(f"{name} {value(preset):g}" for name, preset in cls.PRESETS.items()) + ")"
 
 
+def _face(p: argparse.ArgumentParser, scope: str = "") -> None:
+    p.add_argument("--face", type=non_negative_int, default=None,
+                   help=f"only face K of each photo{scope} (0 the most confident; the printout lists each photo's faces "
+                        "and the candidates dropped as not faces)")
+
+
 def _machine(p: argparse.ArgumentParser, out_help: str = "output folder", out_type=out_dir) -> None:
     p.add_argument("--out", required=True, type=out_type, help=out_help)
     p.add_argument("--generator", default="default", type=generator_spec,
@@ -257,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = AlignSettings()
     p.add_argument("photos", nargs="+", type=photo_files, metavar="PHOTO",
                    help="photo files or folders of them; each face is written as OUT/<photo stem>_<face>.png, face 0 "
-                        "the largest, and its transform back to the photo to OUT/alignment.json")
+                        "the most confident, and its transform back to the photo to OUT/alignment.json (with every "
+                        "candidate the detector reported and why it was kept or dropped)")
     p.add_argument("--out", required=True, type=out_dir, help="output folder")
     p.add_argument("--size", type=int_in(8, 4096), default=None, help=f"side of the aligned images, px (default "
                                                                       f"{a.size}, FFHQ's; the default model is 64)")
@@ -268,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upsample", type=int_in(0, 3), default=None,
                    help=f"times the detector doubles the photo; each finds faces half as large (default {a.upsample})")
     p.add_argument("--min-score", type=finite_float, default=None,
-                   help=f"drop detections scoring below this (default {a.min_score:g}; dlib's own threshold is 0)")
+                   help=f"detections scoring below this are dropped unexamined (default {a.min_score:g}; dlib's own "
+                        "threshold is 0); the rest must pass the landmark check to count as faces")
+    _face(p)
     p.add_argument("--no-refine", dest="refine", action="store_const", const=False, default=None,
                    help="one landmark pass only (default: a second pass on the aligned face, steadier landmarks)")
     p.set_defaults(fn=cmd_align, check=check_align, quick=False)
@@ -280,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action="store_true",
                    help="--targets are photos: align every face (as `latentspaces align` at the generator's "
                         "resolution, into --out) and invert the faces; `edit --paste-back` then finds them")
+    _face(p, " (with --align)")
     p.set_defaults(fn=cmd_invert, check=check_invert, quick=False)
 
     p = sub.add_parser("edit", help="edit inverted codes along a direction")

@@ -182,6 +182,8 @@ def check_invert(args: argparse.Namespace) -> None:
             raise UsageError("--align finds and aligns the faces of photos: give --targets PHOTO,... (the held-out "
                              "targets are aligned already)")
         check_photos(args.targets, args.out)
+    elif args.face is not None:
+        raise UsageError("--face picks a face of each photo: it goes with --align")
     recipe = InvertSettings.from_args(args).recipe
     weight = recipe.lambda_per
     if args.perceptual not in (None, "none") and weight == 0:

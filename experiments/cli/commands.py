@@ -18,16 +18,19 @@ from encoders import load_encoder
 from latentspaces import assets
 from latentspaces.align import FaceAligner
 from latentspaces.directions import ganspace, load_directions, random_directions, save_directions, sefa
+from latentspaces.errors import FaceNotFoundError
 from latentspaces.fingerprints import generator_fingerprint
-from latentspaces.images import load_images, save_images
+from latentspaces.images import image_files, is_gray_batch, load_images, to_gray, to_uint8
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.metrics.identity import make_identity
 from latentspaces.metrics.perceptual import make_perceptual
+from latentspaces.progress import status
 from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
 from optimizers import HybridInverter
 
 from ..argtypes import HELDOUT, UsageError
 from ..distributed import World
+from ..figures import labelled_grid
 from ..photos import align_photos, alignment_for, code_transforms, paste_edits
 from ..rows import read_rows
 from ..runs import hold_out_dir, read_settings
@@ -46,6 +49,7 @@ from .settings import (AlignSettings, CompareSettings, CompensationSettings, Dir
 
 
 def _generator(args: argparse.Namespace) -> ls.Generator:
+    status(f"loading the generator {args.generator} on {args.device} ...")
     return ls.load_generator(args.generator, device=args.device)
 
 
@@ -216,7 +220,10 @@ def cmd_align(args: argparse.Namespace) -> None:
                           min_score=s.min_score, refine=s.refine)
     out = Path(args.out)
     t = time.time()
-    names, failures = align_photos(args.photos, out, aligner, keep_going=True)
+    names, failures = align_photos(args.photos, out, aligner, keep_going=True, face=args.face)
+    if not names:   # nothing was written: one error line, no claim of a file
+        raise FaceNotFoundError(failures[0] if len(failures) == 1 else
+                                f"none of the {len(args.photos)} photos gave a face: {'; '.join(failures)}")
     print(f"wrote {len(names)} aligned face{'s' if len(names) != 1 else ''} ({s.size} px) and {out}/alignment.json "
           f"({time.time() - t:.1f} s)")
     if failures:
@@ -225,29 +232,40 @@ def cmd_align(args: argparse.Namespace) -> None:
 
 def cmd_invert(args: argparse.Namespace) -> None:
     s = InvertSettings.from_args(args)
+    status(f"inverting into {s.space}: loading the loss, the encoder and the generator ...")
     perceptual = _perceptual(args) if s.recipe.lambda_per > 0 else None   # used only in the loss
+    print(recipe_line(s.recipe, perceptual), flush=True)
     encoder = _encoders(args, s.recipe, [s.space]).get(s.space)
     G = _generator(args)
     out = Path(args.out)
     meta = {}
     if args.align:   # the photos' faces, aligned at the generator's resolution into OUT, are the targets
         aligner = FaceAligner(size=G.resolution)
-        names, _ = align_photos(args.targets, out, aligner)
+        names, _ = align_photos(args.targets, out, aligner, face=args.face)
         args.targets = tuple(out / name for name in names)
         meta["alignment"] = "alignment.json"
     if args.targets not in (None, HELDOUT):
         meta["targets"] = [str(t) for t in args.targets]   # `edit --paste-back` finds each code's face by name
     targets = _targets(args, G, s.n_targets)
+    meta["gray_targets"] = [bool(g) for g in is_gray_batch(targets)]   # `edit` shows their edits gray
+    if any(meta["gray_targets"]):
+        print(f"note: {sum(meta['gray_targets'])} target(s) are grayscale; the generator renders colour, so their "
+              "reconstructions are in colour, and `edit` shows and pastes back their edits in gray")
     space = build_space(s.space, G, _pn_if_needed(G, [s.space], s.pn_samples))
-    print(recipe_line(s.recipe, perceptual))
     res = HybridInverter.from_recipe(space, s.recipe, perceptual, encoder).invert(targets, seed=s.seed)
     out.mkdir(parents=True, exist_ok=True)
     used = inversion_settings(G, s.recipe, perceptual, None, len(targets), s.seed)
     res.code.save(out / "codes.safetensors", space=s.space, generator_fingerprint=generator_fingerprint(G),
                   generator=str(args.generator), steps=s.recipe.steps, recipe=s.recipe.name,
                   inversion={k: v for k, v in used.items() if k not in ("generator", "identity", "chunk")}, **meta)
-    save_images(torch.cat([targets, res.images]), out / "inversion.png", nrow=len(targets))
-    mse = (res.images - targets).square().mean()  # after the last step (history holds the loss before each)
+    per_image = (res.images - targets).square().flatten(1).mean(1)   # after the last step
+    files = image_files(args.targets) if args.targets not in (None, HELDOUT) else []
+    names = [f.name for f in files] if len(files) == len(targets) else [f"target {i}" for i in range(len(targets))]
+    labelled_grid(out / "inversion.png", [to_uint8(torch.stack([t, r])) for t, r in zip(targets, res.images)],
+                  names, ["target", f"{s.space}, {s.recipe.steps} steps"],
+                  captions=[["", f"MSE {m:.4f}"] for m in per_image.tolist()], tile_inches=1.8,
+                  title=f"inversion into {s.space} ({s.recipe.name} recipe)")
+    mse = per_image.mean()
     print(f"{s.space}: final MSE {mse:.4f} after {s.recipe.steps} steps; wrote {out}/codes.safetensors, inversion.png")
 
 
@@ -278,7 +296,15 @@ def cmd_edit(args: argparse.Namespace) -> None:
         rows = torch.stack([space.synthesize(space.edit(saved.code, d, a)) for a in s.alphas], dim=1)  # [N, A, 3, R, R]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_images(rows.flatten(0, 1), out / f"edit_{d.name}.png", nrow=len(s.alphas))
+    targets = saved.meta.get("targets")
+    names = [Path(t).name for t in targets] if isinstance(targets, list) and len(targets) == len(saved.code) and \
+        all(isinstance(t, str) for t in targets) else [f"code {i}" for i in range(len(saved.code))]
+    gray = saved.meta.get("gray_targets")
+    gray = [bool(g) for g in gray] if isinstance(gray, list) and len(gray) == len(saved.code) else [False] * len(rows)
+    shown = [to_gray(r) if g else r for r, g in zip(rows, gray)]   # a gray photo's edits are shown gray, as pasted
+    labelled_grid(out / f"edit_{d.name}.png", [to_uint8(r) for r in shown],
+                  [f"{n} (gray)" if g else n for n, g in zip(names, gray)], [f"alpha {a:+g}" for a in s.alphas],
+                  tile_inches=1.6, title=f"{d.name} ({d.method}, {d.kind}) edited in {space_name}")
     print(f"wrote {out}/edit_{d.name}.png ({len(saved.code)} codes x alphas {list(s.alphas)})")
     if transforms is not None:
         written = paste_edits(out, transforms, rows.cpu(), s.alphas, d.name, s.mask)

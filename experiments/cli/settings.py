@@ -207,7 +207,7 @@ class AlignSettings(Settings):
     supersample: int = 4                  # the square is resampled at size * supersample px first (FFHQ: 4x)
     detector: str = "hog"                 # 'hog' or 'cnn' (dlib's detectors)
     upsample: int = 1                     # times the detector doubles the photo (each finds faces half as large)
-    min_score: float = 0.2                # detections scoring below are dropped
+    min_score: float = 0.3                # detections scoring below are reported as dropped, not examined
     refine: bool = True                   # a second landmark pass on the aligned face
 
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from tqdm.auto import tqdm
 
 from encoders import COMPENSATION_HEADS
 from latentspaces.directions import Direction
@@ -44,6 +43,7 @@ from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
 from latentspaces.images import load_image_file, save_image_file, to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.metrics.image import reconstruction_metrics
+from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, FZPlus, WPlus
 from optimizers import PTI, HybridInverter, InversionRecipe
 
@@ -201,7 +201,7 @@ def run_compensation_comparison(
         world.from_main(lambda: claim_out_dir(out, recorded, targets, (PER_IMAGE_CSV, "images"), SETTINGS_FILE))
         (out / "images").mkdir(parents=True, exist_ok=True)
         todo = world.from_main(lambda: missing_methods(out, methods, n, matched=identity is not None and bool(edit_sizes)))
-        for method in tqdm(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
+        for method in progress_bar(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
             images, edit_id, edit_change, seconds, matched = run_method(method, G, targets, models, directions,
                                                                         edit_alphas, identity, settings, edit_sizes)
             with torch.no_grad():

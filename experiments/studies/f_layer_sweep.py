@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
 from latentspaces.losses import pixel_distance
+from latentspaces.progress import progress_bar
 from latentspaces.spaces import build_space
 from latentspaces.storage import save_figure
 from optimizers import QUICK, HybridInverter, InversionRecipe
@@ -108,7 +108,7 @@ def run_f_layer_sweep(
         if jobs and (out / ROWS_CSV).exists():   # a job is redone whole: its earlier rows go first (never two per key)
             kept = [r for r in read_rows(out / ROWS_CSV, schema) if (r["space"], r["layer"]) not in set(jobs)]
             write_rows(out / ROWS_CSV, kept, fields)
-        for name, layer in tqdm(jobs, desc="F-layer sweep", unit="space x layer", disable=not progress or not jobs):
+        for name, layer in progress_bar(jobs, desc="F-layer sweep", unit="space x layer", disable=not progress or not jobs):
             space = build_space(name, G, layer=layer)
             inv = HybridInverter.from_recipe(space, recipe, perceptual, progress=progress)
             res = inv.invert(targets, seed=seed)

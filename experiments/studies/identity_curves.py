@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
-from tqdm.auto import tqdm
 
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
 from latentspaces.images import to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
+from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, PNStats, build_space
 from latentspaces.storage import save_figure
 from optimizers import PAPER, InversionRecipe
@@ -181,7 +181,7 @@ def _run_jobs(path: Path, fields: Sequence[str], rows: List[dict], jobs: Sequenc
     """Run the (space, direction) jobs, one per rank per round; rank 0 gathers each round's rows, replaces
     the rows of the jobs done and rewrites the CSV (the resume point). Returns the rows (rank 0's)."""
     world = World.current()
-    bar = tqdm(total=len(jobs), desc=desc, unit="direction", disable=not world.main or not jobs)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="direction", disable=not world.main or not jobs)
     for first in range(0, len(jobs), world.size):
         mine = jobs[first + world.rank] if first + world.rank < len(jobs) else None
         new = compute(*mine) if mine is not None else []

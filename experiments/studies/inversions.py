@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
-from tqdm.auto import tqdm
 
 from latentspaces.errors import CheckpointError
 from latentspaces.fingerprints import file_fingerprint, generator_fingerprint
@@ -39,6 +38,7 @@ from latentspaces.images import to_uint8
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.metrics.image import reconstruction_metrics
 from encoders import load_encoder
+from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, PNStats, build_space, is_f_space, read_code_file
 from optimizers import HybridInverter, InversionRecipe
 
@@ -275,7 +275,7 @@ def invert_missing(
     jobs = world.from_main(lambda: missing_chunks(out, spaces, targets.shape[0], chunk))
     fingerprint = generator_fingerprint(G)
     progress = progress and world.main
-    for name, start in tqdm(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
+    for name, start in progress_bar(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
         space = build_space(name, G, pn_stats)
         inv = HybridInverter.from_recipe(space, recipe.replace(lambda_per=recipe.lambda_per if perceptual else 0.0),
                                          perceptual, encoders.get(name), progress=progress, compile=compile)
@@ -330,7 +330,7 @@ def fill_identity(
             raise RunFolderError(f"{out} has rows for {1 + max(int(r['target']) for r in rows)} targets; "
                                  f"pass at least that many (got {targets.shape[0]})")
         redo = f"rerun compare into {out} with its settings (it redoes that chunk), then score-identity"
-        for (space_name, start), group in tqdm(sorted(missing.items()), desc="identity", unit="chunk",
+        for (space_name, start), group in progress_bar(sorted(missing.items()), desc="identity", unit="chunk",
                                                disable=not progress or not missing):
             path = chunk_path(out, space_name, start)
             if not path.is_file():

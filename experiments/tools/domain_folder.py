@@ -18,12 +18,12 @@ from typing import List, Optional
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from experiments.argtypes import positive_int
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import FaceSampler
 from latentspaces.images import to_uint8
+from latentspaces.progress import progress_bar
 from latentspaces.storage import atomic_path
 
 PER_FOLDER = 1000
@@ -42,7 +42,7 @@ def write_domain_folder(out: Path, n: int, seed: int = 0, heldout: int = 64) -> 
     """n training-stream faces into out/train/, `heldout` held-out targets into out/heldout/ (PNG, 64 px)."""
     stream = FaceSampler("cpu").stream(BATCH, seed)
     done = 0
-    with tqdm(total=n, desc="write faces", unit="img") as bar:
+    with progress_bar(total=n, desc="write faces", unit="img") as bar:
         while done < n:
             batch = to_uint8(next(stream))[: n - done]
             for k, image in enumerate(batch):

@@ -38,7 +38,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from scipy import linalg
-from tqdm.auto import tqdm
 
 import latentspaces as ls
 from experiments.argtypes import int_at_least
@@ -46,6 +45,7 @@ from latentspaces.assets import heldout_targets
 from latentspaces.datasets import HELDOUT_BASE, FaceSampler
 from latentspaces.images import save_images
 from latentspaces.metrics.identity import DlibIdentity
+from latentspaces.progress import progress_bar
 from latentspaces.storage import atomic_write_text
 from optimizers import HybridInverter
 
@@ -101,7 +101,7 @@ def generator_samples(G: ls.Generator, n: int, seed: int, batch: int = BATCH, de
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
     device = G.w_avg.device
     out = [G(z[i:i + batch].to(device), noise_mode="const").cpu()
-           for i in tqdm(range(0, n, batch), desc=desc, unit="batch", leave=False)]
+           for i in progress_bar(range(0, n, batch), desc=desc, unit="batch", leave=False)]
     return torch.cat(out)
 
 
@@ -133,7 +133,7 @@ def descriptors(identity, images: torch.Tensor, desc: str, batch: int = BATCH) -
 
     Images with no detected face are still described (DlibIdentity's whole-frame fallback)."""
     feats, found = [], []
-    for i in tqdm(range(0, images.shape[0], batch), desc=f"dlib {desc}", unit="batch", leave=False):
+    for i in progress_bar(range(0, images.shape[0], batch), desc=f"dlib {desc}", unit="batch", leave=False):
         feats.append(identity.embed(images[i:i + batch]).double().numpy())
         found.append(np.asarray(identity.last_detected, dtype=bool))
     return np.concatenate(feats), np.concatenate(found)
@@ -156,7 +156,7 @@ def wplus_inversion_mse(G: ls.Generator, targets: torch.Tensor, steps: int, lr: 
     change the result."""
     inverter = HybridInverter(ls.WPlus(G), steps=steps, lr=lr, lambda_per=0.0, lambda_reg=0.0, progress=False)
     mse = []
-    for i in tqdm(range(0, targets.shape[0], chunk), desc=f"W+ inversion ({steps} steps)", unit="chunk"):
+    for i in progress_bar(range(0, targets.shape[0], chunk), desc=f"W+ inversion ({steps} steps)", unit="chunk"):
         result = inverter.invert(targets[i:i + chunk], init="mean")
         mse.append(result.history["mse"][-1].numpy().astype(np.float64))
     return np.concatenate(mse)
@@ -237,7 +237,7 @@ def run_quality_report(out: Path, n: int, quick: bool = False, seed_a: int = 101
     }
     identity = DlibIdentity()
     feats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
-    for name, make in tqdm(sets.items(), desc="FD sets", unit="set"):
+    for name, make in progress_bar(sets.items(), desc="FD sets", unit="set"):
         feats[name] = descriptors(identity, make(), name)
     fd = {"G_vs_A": fd_pair(feats["G"], feats["A"]), "Aprime_vs_A": fd_pair(feats["A'"], feats["A"]),
           "untrained_vs_A": fd_pair(feats["untrained"], feats["A"])}

@@ -39,13 +39,13 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from tqdm.auto import tqdm
 
 from experiments.distributed import World
 from experiments.rows import append_rows, read_rows
 from latentspaces.datasets.image_folder import FolderIndex, ImageFolder, Skipped, collate_items
 from latentspaces.errors import CheckpointError, FaceNotFoundError
 from latentspaces.images import from_uint8
+from latentspaces.progress import progress_bar
 from latentspaces.storage import atomic_write_text
 
 DATA_INDEX = "data_index.json"          # the training files of a run (written at its start)
@@ -240,7 +240,7 @@ def align_folder(index: FolderIndex, out: Path, size: int, aligner=None, save_ev
     def save() -> None:
         atomic_write_text(manifest, json.dumps({"format": MANIFEST_FORMAT, "source": index.root, "size": size,
                                                 "photos": photos}, indent=1))
-    for k, rel in enumerate(tqdm(todo, desc=f"align {index.root}", unit="photo", disable=not todo)):
+    for k, rel in enumerate(progress_bar(todo, desc=f"align {index.root}", unit="photo", disable=not todo)):
         try:
             faces = aligner.align_file(Path(index.root) / rel)
         except (FaceNotFoundError, CheckpointError, OSError) as e:

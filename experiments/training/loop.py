@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from experiments.distributed import World
 from experiments.training.common import finish_run, plot_log
 from experiments.rows import append_rows, read_columns, read_rows, write_rows
+from latentspaces.progress import progress_bar
 from latentspaces.storage import atomic_torch_save
 
 Scalar = Union[float, int, torch.Tensor]
@@ -201,7 +201,7 @@ class TrainingLoop:
         sums: Dict[str, float] = {}
         counts: Dict[str, int] = {}
         window_start = self.step
-        bar = tqdm(total=self.total, initial=self.progress, desc=trainer.name, unit=trainer.unit,
+        bar = progress_bar(total=self.total, initial=self.progress, desc=trainer.name, unit=trainer.unit,
                    unit_scale=trainer.per_step > 1, disable=not world.main)
         while self.progress < self.total:
             losses = {k: float(v) for k, v in trainer.step(self.step).items()}

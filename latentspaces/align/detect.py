@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..dlib_models import import_dlib, model_path
 from ..errors import FaceNotFoundError
-from ..images import from_uint8, read_photo
+from ..images import from_uint8, is_gray, read_photo
 from ..storage import PathLike
 from .transform import MAX_TRANSFORM, Box, Face, FaceTransform, ffhq_align
 
@@ -37,6 +37,11 @@ DETECTORS = ("hog", "cnn")
 REFINE_SIZE = 512                             # the second landmark pass sees the face aligned at this size
 REFINE_BOX = (0.21, 0.31, 0.79, 0.88)         # its face box when HOG finds none there: the median HOG box on aligned
                                               # faces (held-out targets, the astronaut), as fractions of the side
+# A candidate is a face when its 68 landmarks agree between the two passes: dlib's predictor returns a face-shaped
+# set of points for any box, but only on a face does the second pass (on the crop the first aligned) land where
+# the first did. RMS move over the inter-ocular distance, measured on the astronaut rotated +-10 degrees, flipped
+# and moved in a 1600x1200 canvas: faces 0.013-0.016; the mission patch and the name tag on her suit 0.16-0.53.
+MAX_LANDMARK_SHIFT = 0.08
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,34 @@ class Detection:
     @property
     def area(self) -> int:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A detection examined by its landmarks: kept as a face, or dropped with the reason."""
+
+    detection: Detection
+    landmarks: np.ndarray            # [68, 2] photo coordinates (the refined pass when the aligner refines)
+    landmark_shift: float            # RMS move of the landmarks between the two passes / inter-ocular distance
+    confidence: float                # dlib HOG's score on the face aligned by the landmarks (upright, 512 px)
+    kept: bool
+    reason: str = ""                 # why it was dropped ('' when kept)
+
+    def describe(self) -> str:
+        """One line: box, detector score, landmark shift, confidence and verdict."""
+        d = self.detection
+        verdict = "face" if self.kept else f"dropped: {self.reason}"
+        checked = "" if math.isnan(self.landmark_shift) else \
+            f", landmark shift {self.landmark_shift:.3f}, confidence {self.confidence:.2f}"
+        return f"box {d.box[0]},{d.box[1]}-{d.box[2]},{d.box[3]} ({d.box[2] - d.box[0]} px), detector {d.score:.2f}{checked} -> {verdict}"
+
+    def to_json(self) -> dict:
+        d = self.detection
+        measured = not math.isnan(self.landmark_shift)   # JSON has no NaN: null when not examined
+        return {"box": list(d.box), "score": round(d.score, 4),
+                "landmark_shift": round(self.landmark_shift, 4) if measured else None,
+                "confidence": round(self.confidence, 4) if measured else None,
+                "verdict": "face" if self.kept else "dropped", "reason": self.reason}
 
 
 def _overlap(a: Box, b: Box) -> float:
@@ -85,8 +118,10 @@ class FaceAligner:
         supersample: int = 4,        # transform_size = size * supersample (the FFHQ script: 4096 for 1024)
         detector: str = "hog",       # 'hog' (dlib's frontal HOG detector) or 'cnn' (its MMOD CNN; ~20x slower on a CPU)
         upsample: int = 1,           # times the detector doubles the photo first (each finds faces half as large), >= 0
-        min_score: float = 0.2,      # detections below are dropped (dlib's own threshold is 0; on the astronaut photo
-                                     # it also reports the mission patch on her suit, at 0.12)
+        min_score: float = 0.3,      # detections below are not examined (dlib's own threshold is 0; on the astronaut
+                                     # it also reports the mission patch and name tag on her suit, at 0.003-0.56:
+                                     # the landmark check below drops those)
+        max_landmark_shift: float = MAX_LANDMARK_SHIFT,  # candidates whose landmarks move more are not faces
         detect_size: int = 1600,     # photos with a longer side are searched at this size (landmarks: full resolution)
         landmark_size: int = 400,    # faces wider than this many px get their landmarks on a reduced crop
         padding: bool = True,        # FFHQ's reflect padding with the blurred blend where the square leaves the photo
@@ -102,6 +137,8 @@ class FaceAligner:
             raise ValueError(f"size {size} x supersample {supersample} exceeds the {MAX_TRANSFORM} px transform limit")
         if not math.isfinite(min_score):
             raise ValueError(f"min_score must be finite, got {min_score!r}")
+        if not (math.isfinite(max_landmark_shift) and max_landmark_shift > 0):
+            raise ValueError(f"max_landmark_shift must be a positive number, got {max_landmark_shift!r}")
         dlib = import_dlib("face alignment")
         instead = "align the faces with another tool and pass the aligned images as targets"
         self._dlib = dlib
@@ -111,14 +148,16 @@ class FaceAligner:
             self._cnn = dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR, "use detector='hog'")))
         self.size, self.supersample, self.detector, self.upsample = size, supersample, detector, upsample
         self.min_score, self.detect_size, self.landmark_size = min_score, detect_size, landmark_size
-        self.padding, self.refine = padding, refine
+        self.padding, self.refine, self.max_landmark_shift = padding, refine, max_landmark_shift
 
     def settings(self) -> str:
         return (f"dlib {self.detector} detector, upsample {self.upsample}, min score {self.min_score:g}, "
-                f"searched at <= {self.detect_size} px")
+                f"searched at <= {self.detect_size} px, landmark shift <= {self.max_landmark_shift:g}")
 
-    def detect(self, photo: Image.Image) -> List[Detection]:
-        """The faces of an RGB photo, distinct, largest first."""
+    def detect(self, photo: Image.Image, min_score: Optional[float] = None) -> List[Detection]:
+        """The detections of an RGB photo scoring at least `min_score` (default: the aligner's), distinct, largest
+        first."""
+        min_score = self.min_score if min_score is None else min_score
         s = min(1.0, self.detect_size / max(photo.size))
         small = photo if s == 1.0 else photo.resize((max(1, round(photo.width * s)), max(1, round(photo.height * s))),
                                                     Image.LANCZOS, reducing_gap=3.0)
@@ -131,7 +170,7 @@ class FaceAligner:
             found = [(d.rect, d.confidence) for d in self._cnn(a, self.upsample)]
         out = []
         for r, score in found:
-            if score < self.min_score:
+            if score < min_score:
                 continue
             box = (int(np.floor(r.left() * sx)), int(np.floor(r.top() * sy)), int(np.ceil((r.right() + 1) * sx)),
                    int(np.ceil((r.bottom() + 1) * sy)))
@@ -142,6 +181,36 @@ class FaceAligner:
 
     def landmarks(self, photo: Image.Image, box: Box) -> np.ndarray:
         """dlib's 68 landmarks [68, 2] of the face in `box`, photo coordinates (continuous)."""
+        first = self._first_pass(photo, box)
+        return self._second_pass(photo, first)[0] if self.refine else first
+
+    def examine(self, photo: Image.Image, detection: Detection) -> Candidate:
+        """A detection's landmarks in both passes, their agreement and the aligned face's HOG score: the verdict."""
+        first = self._first_pass(photo, detection.box)
+        second, confidence = self._second_pass(photo, first)
+        eyes = float(np.linalg.norm(second[36:42].mean(0) - second[42:48].mean(0)))
+        shift = float(np.sqrt(((first - second) ** 2).sum(1).mean()) / max(eyes, 1e-6))
+        kept = shift <= self.max_landmark_shift
+        reason = "" if kept else (f"not a face: its landmarks move {shift:.2f} of the eye distance between the two "
+                                  f"passes (faces: under {self.max_landmark_shift:g})")
+        return Candidate(detection, second if self.refine else first, shift, confidence, kept, reason)
+
+    def candidates(self, photo: Image.Image) -> List[Candidate]:
+        """Every detection of an RGB photo (dlib's threshold, score >= 0), those of at least `min_score` examined by
+        their landmarks: the faces first, most confident first (larger first on a tie), then the dropped ones
+        (so a face-sized thing the detector scored is reported, never silently skipped or taken)."""
+        found = []
+        for d in self.detect(photo, min(0.0, self.min_score)):
+            if d.score >= self.min_score:
+                found.append(self.examine(photo, d))
+            else:
+                found.append(Candidate(d, np.zeros((68, 2)), float("nan"), float("nan"), False,
+                                       f"detector score {d.score:.2f} under the minimum {self.min_score:g}"))
+        return sorted(found, key=lambda c: (not c.kept, -round(c.confidence, 2) if c.kept else -c.detection.score,
+                                            -c.detection.area))
+
+    def _first_pass(self, photo: Image.Image, box: Box) -> np.ndarray:
+        """The landmarks predicted in a crop around `box` at full resolution (or at landmark_size px)."""
         left, top, right, bottom = box
         w, h = right - left, bottom - top
         margin = max(w, h) // 2
@@ -156,16 +225,16 @@ class FaceAligner:
         sx, sy = rw / img.width, rh / img.height
         rect = self._dlib.rectangle(int(round((left - region[0]) / sx)), int(round((top - region[1]) / sy)),
                                     int(round((right - region[0]) / sx)) - 1, int(round((bottom - region[1]) / sy)) - 1)
-        lm = (self._predict(img, rect) + 0.5) * [sx, sy] + region[:2]
-        return self._refined(photo, lm) if self.refine else lm
+        return (self._predict(img, rect) + 0.5) * [sx, sy] + region[:2]
 
     def _predict(self, img: Image.Image, rect) -> np.ndarray:
         """dlib's 68 landmarks [68, 2] in the pixel indices of img (integers: dlib rounds them)."""
         shape = self.predictor(np.asarray(img), rect)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
-    def _refined(self, photo: Image.Image, lm: np.ndarray) -> np.ndarray:
-        """The landmarks predicted again on the face aligned (FFHQ, REFINE_SIZE px) by the first ones.
+    def _second_pass(self, photo: Image.Image, lm: np.ndarray) -> Tuple[np.ndarray, float]:
+        """(the landmarks predicted again on the face aligned (FFHQ, REFINE_SIZE px) by the first ones, dlib HOG's
+        best score on that aligned face, -1 when it finds none above -0.5).
 
         The predictor then sees the face upright and at one scale wherever and however it sits in the photo,
         with the box dlib's HOG detector gives it there (the box the predictor was trained with; REFINE_BOX if
@@ -178,38 +247,65 @@ class FaceAligner:
             rect = rects[int(np.argmax(scores))]
         else:
             rect = self._dlib.rectangle(*(int(round(c * REFINE_SIZE)) for c in REFINE_BOX))
-        return first.to_photo((self._predict(img, rect) + 0.5) / REFINE_SIZE)
+        confidence = float(np.max(scores)) if len(rects) else -1.0
+        return first.to_photo((self._predict(img, rect) + 0.5) / REFINE_SIZE), confidence
 
-    def align(self, photo: Image.Image, name: str = "the photo", path: str = "") -> List[Face]:
-        """Every face of an RGB photo, aligned, largest first; FaceNotFoundError naming `name` when there is none."""
+    def search(self, photo: Image.Image, name: str = "the photo", path: str = "") -> "FaceSearch":
+        """Every candidate of an RGB photo examined and every face aligned (`FaceSearch`); FaceNotFoundError naming
+        `name` when no candidate is a face."""
         if photo.mode != "RGB":
             raise ValueError(f"align takes an RGB photo (latentspaces.images.read_photo), got mode {photo.mode!r}")
-        found = self.detect(photo)
-        if not found:
-            raise FaceNotFoundError(f"{name}: no face found ({photo.width}x{photo.height}; {self.settings()}); try "
-                                    "--upsample 2 for small faces, or --detector cnn for turned faces")
+        found = self.candidates(photo)
+        kept = [c for c in found if c.kept]
+        if not kept:
+            dropped = f"{len(found)} candidate{'s' if len(found) != 1 else ''} dropped as not faces; " if found else ""
+            raise FaceNotFoundError(f"{name}: no face found ({dropped}{photo.width}x{photo.height}; {self.settings()}); "
+                                    "try --upsample 2 for small faces, or --detector cnn for turned faces")
+        gray = is_gray(photo)
         faces = []
-        for rank, d in enumerate(found):
-            lm = self.landmarks(photo, d.box)
-            img, fields = ffhq_align(photo, lm, self.size, self.supersample, self.padding)
-            transform = FaceTransform(landmarks=tuple((float(x), float(y)) for x, y in lm), box=d.box, score=d.score,
-                                      face=rank, photo=path, **fields)
+        for rank, c in enumerate(kept):
+            img, fields = ffhq_align(photo, c.landmarks, self.size, self.supersample, self.padding)
+            transform = FaceTransform(landmarks=tuple((float(x), float(y)) for x, y in c.landmarks),
+                                      box=c.detection.box, score=c.detection.score, face=rank, photo=path,
+                                      confidence=c.confidence, gray=gray, **fields)
             faces.append(Face(from_uint8(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)), transform))
-        return faces
+        return FaceSearch(faces, found, gray)
 
-    def align_file(self, path: PathLike, verbose: bool = False) -> List[Face]:
-        """Every face of an image file (read by `latentspaces.images.read_photo`), aligned, largest first."""
+    def align(self, photo: Image.Image, name: str = "the photo", path: str = "") -> List[Face]:
+        """Every face of an RGB photo, aligned, most confident first (`search`'s faces)."""
+        return self.search(photo, name, path).faces
+
+    def search_file(self, path: PathLike, verbose: bool = False) -> "FaceSearch":
+        """`search` on an image file (read by `latentspaces.images.read_photo`; verbose: print its notes)."""
         photo, notes = read_photo(path)
         if verbose:
             for note in notes:
                 print(note)
-        return self.align(photo, name=os.fspath(path), path=str(Path(path).resolve()))
+        return self.search(photo, name=os.fspath(path), path=str(Path(path).resolve()))
+
+    def align_file(self, path: PathLike, verbose: bool = False) -> List[Face]:
+        """Every face of an image file (read by `latentspaces.images.read_photo`), aligned, most confident first."""
+        return self.search_file(path, verbose).faces
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """What `FaceAligner.search` found in one photo: the faces aligned (rank = `face`), every candidate with its
+    verdict, and whether the photo is grayscale (its three channels equal everywhere)."""
+
+    faces: List[Face]
+    candidates: List[Candidate]
+    gray: bool
+
+    @property
+    def dropped(self) -> List[Candidate]:
+        return [c for c in self.candidates if not c.kept]
 
 
 def align_faces(path: PathLike, size: int = 1024, **settings: object) -> List[Face]:
-    """Every face of an image file aligned as FFHQ was made, largest first (see `FaceAligner` for settings)."""
+    """Every face of an image file aligned as FFHQ was made, most confident first (see `FaceAligner` for settings)."""
     return FaceAligner(size=size, **settings).align_file(path)
 
 
-__all__ = ["CNN_DETECTOR", "DETECTORS", "Detection", "FaceAligner", "LANDMARKS_68", "REFINE_BOX", "REFINE_SIZE",
-           "align_faces", "keep_distinct"]
+__all__ = ["CNN_DETECTOR", "DETECTORS", "MAX_LANDMARK_SHIFT", "Candidate", "Detection", "FaceAligner", "FaceSearch",
+           "LANDMARKS_68", "REFINE_BOX", "REFINE_SIZE", "align_faces", "keep_distinct"]

@@ -1,5 +1,6 @@
 """The alignment file: the transforms of aligned faces, each under its aligned image's file name, in JSON
-(`save_alignment`, `load_alignment`; format `ALIGNMENT_FORMAT`, version 1).
+(`save_alignment`, `load_alignment`; format `ALIGNMENT_FORMAT`, version 1), and every candidate the
+detector reported in each photo with its verdict (`load_candidates`: kept faces and dropped non-faces).
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from ..errors import CheckpointError
 from ..storage import PathLike, atomic_write_text
@@ -16,14 +17,23 @@ from .transform import FaceTransform
 ALIGNMENT_FORMAT = "latentspaces.alignment"   # the JSON file of `save_alignment`
 
 
-def save_alignment(path: PathLike, faces: Sequence[Tuple[str, FaceTransform]]) -> None:
-    """Write (aligned image file name, transform) pairs to a JSON file, atomically."""
+def save_alignment(path: PathLike, faces: Sequence[Tuple[str, FaceTransform]],
+                   candidates: Sequence[dict] = ()) -> None:
+    """Write (aligned image file name, transform) pairs to a JSON file, atomically, with the detector's
+    candidates ({photo, box, score, landmark_shift, confidence, verdict, reason} each; `Candidate.to_json`)."""
     names = [name for name, _ in faces]
     if len(set(names)) != len(names):
         raise ValueError(f"aligned file names must be distinct, got {names}")
     doc = {"format": ALIGNMENT_FORMAT, "version": 1,
-           "faces": [dict(file=name, **t.to_json()) for name, t in faces]}
+           "faces": [dict(file=name, **t.to_json()) for name, t in faces], "candidates": list(candidates)}
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def load_candidates(path: PathLike) -> List[dict]:
+    """The candidates recorded in an alignment file ([] for files written before they were)."""
+    load_alignment(path)   # the same checks of the file
+    entries = json.loads(Path(path).read_text(encoding="utf-8")).get("candidates", [])
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
@@ -55,4 +65,4 @@ def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
     return out
 
 
-__all__ = ["ALIGNMENT_FORMAT", "load_alignment", "save_alignment"]
+__all__ = ["ALIGNMENT_FORMAT", "load_alignment", "load_candidates", "save_alignment"]

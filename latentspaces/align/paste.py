@@ -56,7 +56,12 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
     return np.array(lower[:-1] + upper[:-1])
 
 
-def face_polygon(transform: FaceTransform, forehead: float = 0.7) -> np.ndarray:
+# How far above the eyebrows the blend reaches, in eye-to-mouth distances. 0.7 reached the hairline, and the
+# blurred fringe of a 64 px reconstruction's hair came with it: a dark band across the forehead of the photo.
+FOREHEAD = 0.45
+
+
+def face_polygon(transform: FaceTransform, forehead: float = FOREHEAD) -> np.ndarray:
     """The face region in aligned coordinates: the convex hull of the jaw line, the eyebrows, and the eyebrows
     raised by `forehead` x the eye-to-mouth distance (the forehead, which the 68 landmarks do not reach)."""
     lm = transform.to_aligned(np.asarray(transform.landmarks))
@@ -66,12 +71,13 @@ def face_polygon(transform: FaceTransform, forehead: float = 0.7) -> np.ndarray:
 
 
 def face_mask(transform: FaceTransform, uv: torch.Tensor, kind: str = "face", feather: float = 0.05,
-              forehead: float = 0.7) -> torch.Tensor:
+              forehead: float = FOREHEAD) -> torch.Tensor:
     """Blend weights [P] in [0, 1] at aligned coordinates uv [P, 2].
 
     kind: 'face' (the landmark hull with a forehead, `face_polygon`, inside the square) or 'square' (the
     whole aligned square). feather: width of the ramp from 1 to 0, as a fraction of the square's side;
-    the ramp is centred on the hull's edge and ends on the square's edge.
+    the ramp lies inside the hull (0 on its edge: nothing of the reconstruction around the face, such as
+    its hair, reaches the photo) and inside the square's edge.
     """
     if kind not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {kind!r}")
@@ -81,7 +87,7 @@ def face_mask(transform: FaceTransform, uv: torch.Tensor, kind: str = "face", fe
     w = ((-_signed_distance(uv, square)) / feather).clamp(0, 1)
     if kind == "face":
         hull = torch.as_tensor(face_polygon(transform, forehead), dtype=uv.dtype)
-        w = torch.minimum(w, (0.5 - _signed_distance(uv, hull) / feather).clamp(0, 1))
+        w = torch.minimum(w, (-_signed_distance(uv, hull) / feather).clamp(0, 1))
     return w * w * (3 - 2 * w)   # smoothstep: no visible edge where the ramp starts or ends
 
 
@@ -147,4 +153,4 @@ def mask_image(transform: FaceTransform, size: int, kind: str = "face", feather:
     return face_mask(transform, uv, kind, feather).reshape(size, size)
 
 
-__all__ = ["MASKS", "face_mask", "face_polygon", "mask_image", "paste_back", "paste_back_"]
+__all__ = ["FOREHEAD", "MASKS", "face_mask", "face_polygon", "mask_image", "paste_back", "paste_back_"]

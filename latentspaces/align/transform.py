@@ -83,8 +83,10 @@ class FaceTransform:
     crop: Box                        # step 2: crop box (left, top, right, bottom) in the (shrunk) photo's pixels
     pad: Box                         # step 3: reflect padding (left, top, right, bottom), px; zeros: none
     transform_size: int              # step 4: side of the supersampled square, px
-    face: int = 0                    # the face's rank in its photo, 0 = the largest detection
+    face: int = 0                    # the face's rank in its photo, 0 = the most confident face
     photo: str = ""                  # the photo's file (absolute), when it was read from one
+    confidence: float = 0.0          # dlib HOG's score on the aligned face (`FaceAligner.examine`); 0 when not measured
+    gray: bool = False               # the photo is grayscale: pasted-back edits are made gray too
 
     @property
     def qsize(self) -> float:
@@ -125,7 +127,7 @@ class FaceTransform:
         """A transform from `to_json`'s dict; CheckpointError naming `where` and the field when it is not one."""
         if not isinstance(d, dict):
             raise CheckpointError(f"{where}: a face entry must be a JSON object, got {type(d).__name__}")
-        missing = [f for f in cls.__dataclass_fields__ if f not in d and f not in ("face", "photo")]
+        missing = [f for f in cls.__dataclass_fields__ if f not in d and f not in ("face", "photo", "confidence", "gray")]
         if missing:
             raise CheckpointError(f"{where}: face entry without {', '.join(missing)}")
         quad = _points(d, "quad", 4, where)
@@ -138,11 +140,17 @@ class FaceTransform:
         photo = d.get("photo", "")
         if not isinstance(photo, str):
             raise CheckpointError(f"{where}: photo must be a path string, got {photo!r}")
+        confidence, gray = d.get("confidence", 0.0), d.get("gray", False)
+        if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not math.isfinite(confidence):
+            raise CheckpointError(f"{where}: confidence must be a finite number, got {confidence!r}")
+        if not isinstance(gray, bool):
+            raise CheckpointError(f"{where}: gray must be true or false, got {gray!r}")
         return cls(quad=quad, photo_size=_ints(d, "photo_size", 2, 1, where), size=_ints(d, "size", 1, 1, where)[0],
                    landmarks=_points(d, "landmarks", 68, where), box=_ints(d, "box", 4, -2**31, where),
                    score=float(score), shrink=_ints(d, "shrink", 1, 1, where)[0], crop=_ints(d, "crop", 4, 0, where),
                    pad=_ints(d, "pad", 4, 0, where), transform_size=_ints(d, "transform_size", 1, 1, where)[0],
-                   face=_ints(dict(face=d.get("face", 0)), "face", 1, 0, where)[0], photo=photo)
+                   face=_ints(dict(face=d.get("face", 0)), "face", 1, 0, where)[0], photo=photo,
+                   confidence=float(confidence), gray=gray)
 
 
 def _points(d: dict, key: str, n: int, where: str) -> Tuple[Point, ...]:

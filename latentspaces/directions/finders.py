@@ -19,16 +19,16 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar, status
 from .direction import Direction
 
 
 @torch.no_grad()
-def _sample_zw(G, n: int, seed: int, batch: int = 10_000):
+def _sample_zw(G, n: int, seed: int, batch: int = 10_000, desc: str = "mapping samples"):
     gen = torch.Generator(device="cpu").manual_seed(seed)
     zs, ws = [], []
-    for start in range(0, n, batch):
+    for start in progress_bar(range(0, n, batch), desc=desc, unit="batch", disable=n <= batch):
         z = torch.randn(min(batch, n - start), G.z_dim, generator=gen)
         zs.append(z)
         ws.append(G.mapping(z.to(G.w_avg.device)).cpu())
@@ -54,8 +54,9 @@ def ganspace(
 
     if kind not in ("w", "z"):
         raise ValueError(f"kind must be 'w' or 'z', got {kind!r}")
-    z, w = _sample_zw(G, n_samples, seed)
+    z, w = _sample_zw(G, n_samples, seed, desc=f"GANSpace: {n_samples:,} w samples")
     wn = w.double().numpy()
+    status(f"GANSpace: PCA of {n_samples:,} w samples ({n_components} components) ...")
     if n_samples <= 200_000:
         pca = PCA(n_components=n_components, svd_solver="full").fit(wn)
     else:
@@ -98,7 +99,7 @@ def interfacegan(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     codes, scores = [], []
     device = G.w_avg.device
-    for start in tqdm(range(0, n_samples, batch), desc=f"InterfaceGAN {name}", disable=not progress):
+    for start in progress_bar(range(0, n_samples, batch), desc=f"InterfaceGAN {name}", disable=not progress):
         z = torch.randn(min(batch, n_samples - start), G.z_dim, generator=gen).to(device)
         with torch.no_grad():
             w = G.mapping(z, truncation_psi=truncation_psi)

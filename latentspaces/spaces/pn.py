@@ -19,9 +19,9 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..fingerprints import mapping_fingerprint
+from ..progress import progress_bar, status
 from ..storage import load_tensors, save_tensors
 from .base import LatentSpace
 from .code import Code
@@ -82,12 +82,15 @@ class PNStats:
                 z = torch.randn(min(batch, n_samples - start), G.z_dim, generator=gen).to(device)
                 yield F.leaky_relu(G.mapping(z), P_SLOPE).double().cpu().numpy()
 
-        bar = tqdm(total=n_samples, desc="P_N statistics", unit="w", disable=not progress)
+        bar = progress_bar(total=n_samples, desc="P_N statistics", unit="w", disable=not progress)
         if n_samples <= IN_MEMORY_PCA_LIMIT:
             parts = []
             for p in chunks():
                 parts.append(p)
                 bar.update(len(p))
+            bar.close()
+            if progress:   # the full PCA after the last sample takes about as long as the sampling
+                status(f"P_N statistics: PCA of {n_samples:,} samples (cached for the next run) ...")
             pca = PCA(svd_solver="full").fit(np.concatenate(parts))
         else:
             pca = IncrementalPCA(batch_size=batch)

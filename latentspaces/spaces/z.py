@@ -5,28 +5,37 @@ from __future__ import annotations
 
 import torch
 
+from ..progress import progress_bar
+from ..storage import load_tensors, save_tensors
 from .base import LatentSpace, random_sphere
-from .manifolds import retract_to_sphere_
 from .code import Code
+from .manifolds import retract_to_sphere_
+from .pn import cache_dir, mapping_hash
 
 MEAN_Z_STEPS = 200  # projected-gradient steps used to find the sphere point that maps to w_avg
+MEAN_Z_FORMAT = "latentspaces.mean_z"   # its cache file (storage layer)
 
 
 def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torch.Tensor:
     """The point on the sqrt(z_dim) sphere whose mapping is nearest w_avg ([z_dim]), by projected Adam.
 
-    Z has no 'average code' (E[z] = 0 is off the sphere); this is its counterpart of w_avg.
-    Cached per space object.
+    Z has no 'average code' (E[z] = 0 is off the sphere); this is its counterpart of w_avg. Cached per
+    space object and on disk beside the P_N statistics (keyed by the mapping network's fingerprint): the
+    search costs 200 passes of 64 z through the mapping (78 s for a 1024 px generator's on a 2-core CPU).
     """
     cached = getattr(space, "_mean_z", None)
     if cached is not None:
         return cached
     G = space.G
+    path = cache_dir() / "mean_z" / f"{mapping_hash(G)}_s{seed}_k{steps}_r{space.radius:.6g}.safetensors"
+    if path.is_file():
+        space._mean_z = load_tensors(path, MEAN_Z_FORMAT)[0]["z"].to(space.device)
+        return space._mean_z
     gen = torch.Generator(device="cpu").manual_seed(seed)
     z = random_sphere((64, G.z_dim), space.radius, gen, space.device).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=0.05)
     with torch.enable_grad():
-        for _ in range(steps):
+        for _ in progress_bar(range(steps), desc="start point: the sphere z nearest w_avg", unit="step", leave=False):
             loss = (G.mapping(z) - G.w_avg).square().sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -35,6 +44,8 @@ def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torc
     with torch.no_grad():
         best = (G.mapping(z) - G.w_avg).square().sum(1).argmin()
     space._mean_z = z[best].detach().clone()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors(path, {"z": space._mean_z}, MEAN_Z_FORMAT, 1, seed=seed, steps=steps)
     return space._mean_z
 
 
