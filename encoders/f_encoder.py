@@ -62,10 +62,12 @@ class FEncoder(nn.Module):
 
     @property
     def input_size(self) -> int:
+        """Side of the image the encoder reads, px: 8 x f_resolution (three halving blocks)."""
         return self.f_resolution * 2 ** len(self.widths)
 
     @property
     def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return dict(f_channels=self.f_channels, f_resolution=self.f_resolution, widths=list(self.widths), layer=self.layer)
 
     @classmethod

@@ -297,6 +297,7 @@ class GradStyle(nn.Module):
 
     @property
     def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return dict(num_ws=self.num_ws, w_dim=self.w_dim, layers=list(self.layer_names),
                     layer_channels=list(self.layer_channels), layer_resolutions=list(self.layer_resolutions),
                     pyramid_channels=list(self.pyramid_channels), hidden=list(self.hidden), gate_rank=self.gate_rank,

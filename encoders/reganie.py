@@ -231,6 +231,7 @@ class ReGANIE(nn.Module):
 
     @property
     def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return dict(num_ws=self.num_ws, w_dim=self.w_dim, resolution=self.resolution,
                     downsamplings=self.downsamplings, channels={str(k): v for k, v in self.channels.items()},
                     sp_channels=self.sp_channels, gl_dim=self.gl_dim, output=self.output)

@@ -217,6 +217,7 @@ class SDIC(SingleLayerHead):
 
     @property
     def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return {**super().config, "fusion": self.fusion}
 
     def probe(self) -> Dict[str, torch.Tensor]:

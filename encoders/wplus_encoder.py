@@ -160,6 +160,7 @@ class WPlusEncoder(nn.Module):
 
     @property
     def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return dict(num_ws=self.num_ws, w_dim=self.w_dim, backbone=self.backbone, style_channels=self.style_channels,
                     input_size=self.input_size, coarse_ind=self.coarse_ind, middle_ind=self.middle_ind,
                     progressive_stage=self.progressive_stage)

@@ -77,6 +77,17 @@ class InversionResult:
 
 
 class HybridInverter:
+    """One optimizer for every latent space: Adam on a space's code, projected after each step.
+
+        inverter = HybridInverter.from_recipe(space, PAPER, perceptual, encoder)   # or HybridInverter(space, ...)
+        result = inverter.invert(targets)          # targets [N, 3, R, R] in [-1, 1]
+        result.code, result.images, result.history
+
+    The loss per image (module docstring): lambda_mse MSE + lambda_per P + lambda_reg mean((f - f0)^2), plus
+    the space's own penalty; images are independent (a batch equals single-image runs). `invert` can
+    checkpoint and resume, and stops on NaN or divergence naming the images and the step.
+    """
+
     def __init__(
         self,
         space: LatentSpace,                    # the latent space to invert into

@@ -55,6 +55,9 @@ pivot_lr = projector_lr   # PTI's name for the projector's lr schedule
 
 
 class PTI:
+    """Pivotal Tuning Inversion: a W pivot per image, then the generator's synthesis weights tuned to it
+    (module docstring). `run(targets)` returns a `PTIResult` with the tuned generator(s)."""
+
     def __init__(
         self,
         G,                                      # generator to tune (not modified: tuned copies are returned)

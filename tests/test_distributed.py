@@ -244,6 +244,8 @@ def test_collectives_average_gradients_like_one_big_batch():
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
+    from conftest import require_dcgan
+    require_dcgan()   # its ranks train on the default domain
     from encoders import load_encoder
     from experiments.training import train_f_encoder
 

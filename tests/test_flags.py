@@ -344,3 +344,23 @@ def test_the_command_starts_without_its_heavy_libraries():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]", f"imported at start-up: {done.stdout.strip()}"
+
+
+def test_version_and_the_minus_sign_hint(capsys):
+    from experiments.cli import main
+    import latentspaces
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"latentspaces {latentspaces.__version__}"
+    with pytest.raises(SystemExit) as e:
+        main(["edit", "--alphas", "-2,0,2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "goes after '=': --alphas=-2,0,2" in err
+
+
+def test_the_help_shows_its_examples_as_written(capsys):
+    from experiments.cli import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "--paste-back \\\n        --out runs/me" in text   # a continued line stays two lines

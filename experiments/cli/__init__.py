@@ -13,18 +13,18 @@ align, invert, edit, directions.
     latentspaces edit --space FZPlus --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --out runs/me
     latentspaces align photo.jpg --size 256 --out runs/me  # FFHQ alignment: runs/me/photo_0.png, alignment.json
     latentspaces invert --align --targets photo.jpg --out runs/me   # align on the fly, then invert every face
-    latentspaces edit --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --paste-back \
+    latentspaces edit --codes runs/me/codes.safetensors --direction runs/dirs/ganspace_z.safetensors --paste-back \\
         --out runs/me                                      # runs/me/photo_ganspace_0_+2.png: the whole photo, edited
     torchrun --standalone --nproc_per_node=4 -m experiments.cli compare --out runs/full --n-targets 64   # sharded
 
 Also `python -m experiments.cli ...`. Everything runs offline on the embedded default model unless
 --generator names a checkpoint. `--quick` (`--recipe quick`) settings finish both main experiments in minutes on a 2-core
 CPU; `--recipe paper` (the default) is the recipe of "Revisiting Latent Space of GAN Inversion" on all 64
-held-out targets, `--recipe full` this project's earlier full runs (`optimizers.recipes`). A numeric flag left out
-takes the preset's value (`experiments.cli.settings`); a value given is used as given, 0 included.
+held-out targets, `--recipe full` this project's earlier full runs. A numeric flag left out
+takes the preset's value; a value given is used as given, 0 included.
 
-Every flag is checked before any work starts: alone when parsed (`experiments.argtypes`), together
-right after (`experiments.cli.checks`). Errors are one line on stderr, `latentspaces <command>: error:
+Every flag is checked before any work starts: alone when parsed, together
+right after. Errors are one line on stderr, `latentspaces <command>: error:
 ...`: exit status 2 for a command line that cannot run (usage), 1 for a failure while running (a
 broken file, missing weights, a diverged inversion), 130 for Ctrl-C. `--debug` shows the traceback.
 """
@@ -40,6 +40,7 @@ from typing import Iterator, List, NoReturn, Optional
 
 import torch
 
+from latentspaces import __version__
 from latentspaces.errors import CheckpointError, MissingWeightsError
 from latentspaces.threads import use_threads
 from latentspaces.metrics.identity import DEFAULT_IDENTITY, IDENTITY_CHOICES
@@ -74,6 +75,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str, prog: Optional[str] = None) -> NoReturn:
         prog = prog or self.prog
+        if "expected one argument" in message and "--alphas" in message:   # argparse read -2,0,2 as an option
+            message += "; a list that starts with a minus sign goes after '=': --alphas=-2,0,2"
         self.exit(2, f"{prog}: error: {_one_line(message)} (see {prog} --help)\n")
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
@@ -138,7 +141,9 @@ def _inversion(p: argparse.ArgumentParser, cls: type, quick: bool = True, identi
                    help=f"perceptual distance (default {DEFAULT_PERCEPTUAL}: LPIPS-VGG when its backbone is on this "
                         "machine, else D-features, the default model's)")
     if identity:
-        p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=IDENTITY_CHOICES)
+        p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=IDENTITY_CHOICES,
+                       help=f"face-identity similarity scored per image (default {DEFAULT_IDENTITY}: dlib's ResNet "
+                            "embedding, calibrated on the targets; 'none' skips it, `score-identity` fills it later)")
     if encoders:
         p.add_argument("--init", choices=list(INITS), default=None,
                        help="start: 'encoder' (F spaces from the F encoder; W+, W, S, P_N from the W+ encoder; Z and "
@@ -180,6 +185,8 @@ def _chunk(p: argparse.ArgumentParser, help: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = Parser(prog="latentspaces", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--debug", action="store_true", help="on an error, show the traceback")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                    help="print the version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compare", help="invert targets into every space; table + grid")
@@ -235,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     _machine(p, "a folder written by compare", existing_dir)
     p.add_argument("--targets", type=target_spec, default=None,
                    help="the targets the folder was inverted with (as in compare)")
-    p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=[c for c in IDENTITY_CHOICES if c != "none"])
+    p.add_argument("--identity", default=DEFAULT_IDENTITY, choices=[c for c in IDENTITY_CHOICES if c != "none"],
+                   help=f"face-identity similarity to fill in (default {DEFAULT_IDENTITY})")
     p.add_argument("--quick", action="store_true",
                    help="the folder was made with --quick (P_N statistics of 100k samples)")
     p.set_defaults(fn=cmd_score_identity, check=check_nothing)

@@ -51,6 +51,7 @@ class Detection:
 
     @property
     def area(self) -> int:
+        """The box's area, px^2."""
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
@@ -74,6 +75,7 @@ class Candidate:
         return f"box {d.box[0]},{d.box[1]}-{d.box[2]},{d.box[3]} ({d.box[2] - d.box[0]} px), detector {d.score:.2f}{checked} -> {verdict}"
 
     def to_json(self) -> dict:
+        """The candidate as the alignment file records it (null where the landmarks were not examined)."""
         d = self.detection
         measured = not math.isnan(self.landmark_shift)   # JSON has no NaN: null when not examined
         return {"box": list(d.box), "score": round(d.score, 4),
@@ -151,6 +153,7 @@ class FaceAligner:
         self.padding, self.refine, self.max_landmark_shift = padding, refine, max_landmark_shift
 
     def settings(self) -> str:
+        """The detector's settings in one phrase, for messages."""
         return (f"dlib {self.detector} detector, upsample {self.upsample}, min score {self.min_score:g}, "
                 f"searched at <= {self.detect_size} px, landmark shift <= {self.max_landmark_shift:g}")
 
@@ -299,6 +302,7 @@ class FaceSearch:
 
     @property
     def dropped(self) -> List[Candidate]:
+        """The candidates that are not faces, with their reasons."""
         return [c for c in self.candidates if not c.kept]
 
 

@@ -120,6 +120,7 @@ class FaceTransform:
         return (np.asarray(xy, dtype=np.float64) - m[:, 2]) @ np.linalg.inv(m[:, :2]).T
 
     def to_json(self) -> dict:
+        """The transform as plain JSON values (`from_json` reads it back)."""
         return asdict(self)
 
     @classmethod

@@ -20,6 +20,8 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
+from ..errors import MissingWeightsError
+
 HELDOUT_BASE = 10**9   # held-out image i uses seed HELDOUT_BASE + i
 Z_DIM = 100
 
@@ -34,9 +36,9 @@ def dcgan_weights_path() -> Path:
         if path.is_file():
             return path
         where = str(path)
-    raise FileNotFoundError(
+    raise MissingWeightsError(
         f"the default face domain needs weights.tar from the 'gan-face-generate' wheel (looked in {where}). "
-        "Install it with `pip install --no-deps gan-face-generate`."
+        "Install it with `pip install --no-deps gan-face-generate`, or train on --data generator or a photo folder."
     )
 
 

@@ -71,10 +71,12 @@ class LatentSpace:
     # ------------------------------------------------------------------ identity
     @property
     def name(self) -> str:
+        """The space's name, its class name ('FZPlus'): the key of rows, files and flags."""
         return type(self).__name__
 
     @property
     def device(self) -> torch.device:
+        """The device of the space's generator (codes are made there)."""
         return self.G.w_avg.device
 
     def __repr__(self) -> str:

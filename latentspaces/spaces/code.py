@@ -76,12 +76,15 @@ class Code:
 
     @property
     def fields(self) -> tuple:
+        """The names of the tensors, in the order given."""
         return tuple(self._t)
 
     def items(self) -> Iterator:
+        """(name, tensor) pairs, in field order."""
         return iter(self._t.items())
 
     def tensors(self) -> List[torch.Tensor]:
+        """The tensors, in field order."""
         return list(self._t.values())
 
     def __len__(self) -> int:
@@ -93,18 +96,23 @@ class Code:
 
     # -- functional helpers (each returns a new Code) --------------------------------------
     def map(self, fn) -> "Code":
+        """A Code of fn(tensor) for every field (fn must keep the batch dimension first)."""
         return Code(**{k: fn(v) for k, v in self._t.items()})
 
     def clone(self) -> "Code":
+        """A Code of copies of the tensors."""
         return self.map(lambda t: t.clone())
 
     def detach(self) -> "Code":
+        """A Code of the tensors detached from the autograd graph (sharing memory)."""
         return self.map(lambda t: t.detach())
 
     def to(self, *args, **kwargs) -> "Code":
+        """A Code of tensor.to(*args, **kwargs) for every field (device and/or dtype)."""
         return self.map(lambda t: t.to(*args, **kwargs))
 
     def requires_grad_(self, flag: bool = True) -> "Code":
+        """Set requires_grad on every tensor in place; returns self (the optimizer's leaves)."""
         for t in self._t.values():
             t.requires_grad_(flag)
         return self
@@ -116,6 +124,7 @@ class Code:
         return self.map(lambda t: t[index])
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """{field: tensor}: what `save` writes (under 'code.<field>')."""
         return {k: v.detach().cpu() for k, v in self._t.items()}
 
     def save(self, path: Union[str, os.PathLike], space: str = "", images: Optional[torch.Tensor] = None,
@@ -144,6 +153,7 @@ class Code:
 
     @staticmethod
     def cat(codes: Sequence["Code"]) -> "Code":
+        """The codes of several Code objects of one space, concatenated along the batch."""
         fields = codes[0].fields
         if any(c.fields != fields for c in codes):
             raise ValueError("cannot concatenate codes with different fields")

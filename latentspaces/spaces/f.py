@@ -31,6 +31,8 @@ from .z import mean_z
 
 
 def default_f_layer(G) -> str:
+    """The F layer of a generator when none is given: BDInvert's b16.conv0 (512 x 16 x 16 at 1024 px) from
+    128 px up, b8.conv0 below (the 64 px default model's); ValueError under 8 px."""
     if G.resolution >= 128:
         return "b16.conv0"
     if G.resolution >= 8:

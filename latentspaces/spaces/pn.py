@@ -51,6 +51,7 @@ class PNStats:
         self.mean, self.components, self.std = (t.float().contiguous() for t in (mean, components, std))
 
     def to(self, device) -> "PNStats":
+        """The statistics on another device."""
         return PNStats(self.mean.to(device), self.components.to(device), self.std.to(device))
 
     def whiten(self, w: torch.Tensor) -> torch.Tensor:
