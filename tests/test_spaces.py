@@ -215,3 +215,20 @@ def test_truncation_inside_synthesis(G, pn_stats):
     code = plain.random(2)
     ws = plain.to_ws(code)
     assert torch.allclose(trunc.synthesize(code), G.synthesis(G.truncate(ws, 0.7, 4)), atol=1e-6)
+
+
+def test_the_cached_start_point_is_reused_and_a_broken_cache_is_searched_again(G, tmp_path, monkeypatch):
+    import warnings
+
+    import latentspaces as ls
+    from latentspaces.spaces.z import mean_z
+    monkeypatch.setenv("LATENTSPACES_CACHE", str(tmp_path))
+    first = mean_z(ls.ZPlus(G))
+    cached = list((tmp_path / "mean_z").iterdir())
+    assert len(cached) == 1
+    assert torch.equal(mean_z(ls.ZPlus(G)), first)           # read back, not searched again
+    cached[0].write_bytes(b"not a safetensors file")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = mean_z(ls.ZPlus(G))
+    assert torch.allclose(again, first) and any("unusable" in str(w.message) for w in caught)

@@ -3,8 +3,11 @@ optimizer step, retracted after every edit step; `edit(..., substeps=K)` follows
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from ..errors import CheckpointError
 from ..progress import progress_bar
 from ..storage import load_tensors, save_tensors
 from .base import LatentSpace, random_sphere
@@ -29,8 +32,16 @@ def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torc
     G = space.G
     path = cache_dir() / "mean_z" / f"{mapping_hash(G)}_s{seed}_k{steps}_r{space.radius:.6g}.safetensors"
     if path.is_file():
-        space._mean_z = load_tensors(path, MEAN_Z_FORMAT)[0]["z"].to(space.device)
-        return space._mean_z
+        try:
+            z = load_tensors(path, MEAN_Z_FORMAT)[0]["z"]
+            if tuple(z.shape) == (G.z_dim,) and bool(torch.isfinite(z).all()):
+                space._mean_z = z.to(space.device)
+                return space._mean_z
+            reason = f"a tensor of shape {tuple(z.shape)}"
+        except (CheckpointError, KeyError, OSError) as e:
+            reason = str(e)
+        warnings.warn(f"the cached F/Z+ start point {path} is unusable ({reason[:120]}); searching it again",
+                      stacklevel=2)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     z = random_sphere((64, G.z_dim), space.radius, gen, space.device).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=0.05)
@@ -44,8 +55,12 @@ def mean_z(space: LatentSpace, steps: int = MEAN_Z_STEPS, seed: int = 0) -> torc
     with torch.no_grad():
         best = (G.mapping(z) - G.w_avg).square().sum(1).argmin()
     space._mean_z = z[best].detach().clone()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_tensors(path, {"z": space._mean_z}, MEAN_Z_FORMAT, 1, seed=seed, steps=steps)
+    try:   # the cache only saves time: a read-only or full cache folder must not stop an inversion
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(path, {"z": space._mean_z}, MEAN_Z_FORMAT, 1, seed=seed, steps=steps)
+    except OSError as e:
+        warnings.warn(f"the F/Z+ start point was not cached ({path}: {e}); it will be searched again next time",
+                      stacklevel=2)
     return space._mean_z
 
 
