@@ -116,9 +116,8 @@ def align_photos(photos: Sequence[Path], out: Path, aligner: FaceAligner, keep_g
             gray = " (grayscale: edits pasted back into it are made gray)" if found.gray else ""
             print(f"{p}: {len(found.faces)} face{'s' if len(found.faces) != 1 else ''}, {len(found.dropped)} "
                   f"dropped{gray} -> {', '.join(names)}")
-            for c in found.candidates:
-                rank = found.candidates.index(c) if c.kept else None
-                label = aligned_name(p, rank) if rank is not None and (face is None or face == rank) else ""
+            for rank, c in enumerate(found.candidates):   # the kept ones come first: their index is their rank
+                label = aligned_name(p, rank) if c.kept and (face is None or face == rank) else ""
                 print(f"  {label + ': ' if label else ''}{c.describe()}")
     finally:
         if entries:

@@ -171,6 +171,11 @@ def save_discriminator(D: Discriminator, path, dtype: torch.dtype = torch.float3
     save_tensors(path, state, DISCRIMINATOR_FORMAT, 1, config=D.config)
 
 
+# The load check's bound on the score of a gray image: a trained discriminator's logits are tens at most
+# (the default one's training logs them); 1e4 only comes from damaged weights.
+MAX_ABS_SCORE = 1e4
+
+
 def load_discriminator(path) -> Discriminator:
     """A discriminator written by `save_discriminator` (float32, eval mode, gradients off), checked like a
     generator: sidecar sha256 when present, tensors before allocation, one finite score of a fixed image."""
@@ -185,7 +190,7 @@ def load_discriminator(path) -> Discriminator:
     D = D.float().eval().requires_grad_(False)
     with torch.no_grad():
         score = D(torch.zeros(1, D.img_channels, D.resolution, D.resolution))
-    if not bool(torch.isfinite(score).all()) or float(score.abs().max()) > 1e4:
+    if not bool(torch.isfinite(score).all()) or float(score.abs().max()) > MAX_ABS_SCORE:
         raise CheckpointError(f"{path}: every weight is finite, but the discriminator scores a gray image "
                               f"{float(score.flatten()[0]):.3g}; the weights are damaged")
     return D

@@ -71,30 +71,33 @@ def image_fingerprints(images: torch.Tensor) -> List[str]:
     return [digest(t, length=SHORT) for t in to_uint8(images)]
 
 
-_VERIFIED: dict = {}   # (path, size, mtime_ns) -> sha256 already computed in this process
+_VERIFIED: set = set()   # (path, inode, size, mtime_ns, digest) of files `check_sha256` already checked
 
 
 def file_sha256(path: Union[str, os.PathLike]) -> str:
-    """The full sha256 hex digest of a file's bytes (read in 1 MiB blocks; cached per path, size and mtime)."""
-    path = os.path.abspath(os.fspath(path))
-    stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
-    if key not in _VERIFIED:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _VERIFIED[key] = h.hexdigest()
-    return _VERIFIED[key]
+    """The full sha256 hex digest of a file's bytes (read in 1 MiB blocks, every call)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_sha256(path: Union[str, os.PathLike], expected: str, what: str, remedy: str) -> None:
-    """CheckpointError naming `what` and the file unless its sha256 is `expected` (a hex digest)."""
+    """CheckpointError naming `what` and the file unless its sha256 is `expected` (a hex digest). A file that
+    passed once is not read again in this process while its inode, size and mtime stay the same (the shipped
+    assets are checked on every load by name)."""
+    expected = expected.strip().lower()
+    stat = os.stat(path)
+    key = (os.path.abspath(os.fspath(path)), stat.st_ino, stat.st_size, stat.st_mtime_ns, expected)
+    if key in _VERIFIED:
+        return
     found = file_sha256(path)
-    if found != expected.strip().lower():
+    if found != expected:
         raise CheckpointError(f"{os.fspath(path)}: {what} does not match its recorded sha256 (expected "
                               f"{expected[:16]}..., the file has {found[:16]}...): the file was changed or damaged; "
                               f"{remedy}")
+    _VERIFIED.add(key)
 
 
 def check_sidecar(path: Union[str, os.PathLike]) -> None:

@@ -224,7 +224,8 @@ def is_gray(photo: Image.Image) -> bool:
 
 
 def is_gray_batch(images: torch.Tensor, tolerance: float = 1 / 255) -> torch.Tensor:
-    """[N] bool: which images [N, 3, H, W] have three equal channels (to `tolerance`, one 8-bit level)."""
+    """[N] bool: which images [N, 3, H, W] in [-1, 1] have three equal channels (to `tolerance`: the default
+    is half an 8-bit level)."""
     return ((images - images.mean(1, keepdim=True)).abs().flatten(1).amax(1) <= tolerance)
 
 

@@ -181,6 +181,9 @@ def _check_head(G, name, expected, monkeypatch):
             torch.testing.assert_close(comp.cache["g_l"], G.synthesis.features(ws, head.layer))
     monkeypatch.undo()
     assert set(spy.layers) == set(expected[name]), f"{name} edited {sorted(set(spy.layers))}"
+    from encoders.probing import check_probe   # the load-time output check, at the users' scale
+    for net in (base, head):
+        check_probe(net, f"{name} at {G.resolution} px")
     for image in (comp.image, edited):
         assert image.shape == (1, 3, G.resolution, G.resolution) and torch.isfinite(image).all()
     assert (edited - comp.image).abs().mean() > 1e-4

@@ -12,6 +12,8 @@ from typing import List, Optional
 
 import nbformat
 
+from latentspaces.storage import atomic_write_text
+
 CELLS = [
     ("markdown", """# latentspaces in ten cells
 
@@ -114,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/tutorial.ipynb"))
     args = p.parse_args(argv)
-    nbformat.write(build(), str(args.out))
+    atomic_write_text(args.out, nbformat.writes(build()) + "\n")
     print(f"wrote {args.out}")
 
 

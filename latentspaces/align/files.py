@@ -31,14 +31,12 @@ def save_alignment(path: PathLike, faces: Sequence[Tuple[str, FaceTransform]],
 
 def load_candidates(path: PathLike) -> List[dict]:
     """The candidates recorded in an alignment file ([] for files written before they were)."""
-    load_alignment(path)   # the same checks of the file
-    entries = json.loads(Path(path).read_text(encoding="utf-8")).get("candidates", [])
+    entries = _read(os.fspath(path)).get("candidates", [])
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
-def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
-    """The {aligned image file name: transform} of a file written by `save_alignment`, in its order."""
-    path = os.fspath(path)
+def _read(path: str) -> dict:
+    """The checked top level of an alignment file: JSON, its format and version."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no alignment file at {path}")
     try:
@@ -51,7 +49,13 @@ def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
                               f"{ALIGNMENT_FORMAT!r}; `latentspaces align` writes them)")
     if doc.get("version") != 1:
         raise CheckpointError(f"{path}: alignment file version {doc.get('version')!r}; this version reads 1")
-    entries = doc.get("faces")
+    return doc
+
+
+def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
+    """The {aligned image file name: transform} of a file written by `save_alignment`, in its order."""
+    path = os.fspath(path)
+    entries = _read(path).get("faces")
     if not isinstance(entries, list):
         raise CheckpointError(f"{path}: 'faces' must be a list")
     out: Dict[str, FaceTransform] = {}
