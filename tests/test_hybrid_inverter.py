@@ -28,6 +28,27 @@ def targets(G):
     return x.clamp(-1, 1)
 
 
+def test_on_step_sees_every_step_and_can_stop_the_inversion(G, targets, tmp_path):
+    space = ls.WPlus(G)
+    seen = []
+    res = HybridInverter(space, steps=6, lr=0.05, lambda_per=0, progress=False).invert(
+        targets, on_step=lambda done, terms: seen.append((done, terms["loss"].clone())))
+    assert [d for d, _ in seen] == list(range(1, 7))
+    assert torch.equal(torch.stack([t for _, t in seen]), res.history["loss"])   # the same numbers as the history
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_4(done, terms):
+        if done == 4:
+            raise Stop
+    checkpoint = str(tmp_path / "stopped.pt")
+    with pytest.raises(Stop):
+        HybridInverter(space, steps=6, lr=0.05, lambda_per=0, progress=False).invert(
+            targets, on_step=stop_at_4, checkpoint=checkpoint, checkpoint_every=2)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 4   # the step's checkpoint is written first
+
+
 @pytest.mark.parametrize("name", ["ZPlus", "WPlus", "FZPlus", "FWPlus", "Z"])
 def test_batch_equals_single_image_runs(G, targets, name):
     # In float64: in float32, Adam grows the rounding of convolution kernels chosen per batch size into

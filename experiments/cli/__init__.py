@@ -41,12 +41,11 @@ from typing import Iterator, List, NoReturn, Optional
 import torch
 
 from latentspaces import __version__
-from latentspaces.errors import CheckpointError, MissingWeightsError
 from latentspaces.threads import use_threads
 from latentspaces.metrics.identity import DEFAULT_IDENTITY, IDENTITY_CHOICES
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 from encoders import COMPENSATION_HEADS
-from optimizers import FULL, PAPER, QUICK, InversionDiverged
+from optimizers import FULL, PAPER, QUICK
 from optimizers.recipes import DEFAULT_RECIPE, INITS, RECIPES
 
 from ..argtypes import (UsageError, alpha_list, device_name, edit_sizes, encoder_spec, layer_list, existing_dir,
@@ -54,10 +53,11 @@ from ..argtypes import (UsageError, alpha_list, device_name, edit_sizes, encoder
                         non_negative_float, non_negative_int, out_dir, photo_files, positive_float, positive_int,
                         sample_count, seed, space_list, space_name, step_count, target_spec)
 from ..distributed import close_world, init_world
+from ..reporting import describe_error, one_line
 from .workers import check_compile, check_workers, run_as_ranks
 from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit,
                      check_f_layer_sweep, check_identity_curves, check_invert, check_nothing, check_paired)
-from .commands import (cmd_align, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_f_layer_sweep,
+from .commands import (cmd_align, cmd_app, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_f_layer_sweep,
                        cmd_identity_curves, cmd_invert, cmd_paired, cmd_score_identity, cmd_tradeoff)
 from ..studies.compensation import METHODS
 from ..studies.matched_edits import EDIT_SIZES
@@ -66,8 +66,6 @@ from .settings import (RECIPE_FLAGS, AlignSettings, CompareSettings, Compensatio
 
 SHARDED = ("compare", "identity-curves", "compensation")   # the commands that shard over torchrun ranks
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-# Failures whose message says all (the library's own errors and the OS's); others also name their type.
-EXPECTED = (CheckpointError, MissingWeightsError, OSError, ValueError, ImportError, InversionDiverged, KeyError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -77,7 +75,7 @@ class Parser(argparse.ArgumentParser):
         prog = prog or self.prog
         if "expected one argument" in message and "--alphas" in message:   # argparse read -2,0,2 as an option
             message += "; a list that starts with a minus sign goes after '=': --alphas=-2,0,2"
-        self.exit(2, f"{prog}: error: {_one_line(message)} (see {prog} --help)\n")
+        self.exit(2, f"{prog}: error: {one_line(message)} (see {prog} --help)\n")
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """As argparse's, but an unknown flag is reported by the command it was given to."""
@@ -325,6 +323,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "square")
     p.set_defaults(fn=cmd_edit, check=check_edit, quick=False)
 
+    p = sub.add_parser("app", help="the editor in the browser: photo -> faces -> inversion -> sliders -> edited photo")
+    p.add_argument("--generator", default="default", type=generator_spec,
+                   help="'default' or a checkpoint path (.pt, .pkl, .safetensors)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, type=device_name, help="cpu, cuda, cuda:N or mps")
+    _threads(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int_in(0, 65535), default=7860, help="port (default 7860; 0: any free port)")
+    p.add_argument("--open", action="store_true", help="open the page in this machine's browser")
+    p.add_argument("--directions", type=existing_file, nargs="+", default=(),
+                   help="direction files to add as sliders (e.g. InterfaceGAN's; latentspaces .safetensors or "
+                        "e4e .pt)")
+    p.add_argument("--components", type=int_in(1, 50), default=5, help="GANSpace components shown (default 5)")
+    p.add_argument("--direction-samples", type=sample_count, default=20_000,
+                   help="W samples of the sliders' GANSpace PCA (default 20000)")
+    p.add_argument("--wplus-encoder", type=encoder_spec, default=None,
+                   help="W+ encoder name or file: the paper recipe's start and the heads' base (default with the "
+                        "default generator: default-wplus)")
+    p.add_argument("--f-encoder", type=encoder_spec, default=None,
+                   help="F encoder name or file: the paper recipe's start of F spaces (default with the default "
+                        "generator: default-f)")
+    for head in COMPENSATION_HEADS:
+        p.add_argument(f"--{head}", type=encoder_spec, default=None,
+                       help=f"{head} head name or file (default with the default generator: default-{head})")
+    p.set_defaults(fn=cmd_app, check=check_nothing, quick=False)
+
     p = sub.add_parser("directions", help="find directions (GANSpace, SeFa, random) and save them")
     _machine(p)
     p.add_argument("--method", choices=["ganspace", "sefa", "random"], default=None, help="default ganspace")
@@ -339,19 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _one_line(message: object) -> str:
-    """A message on one line (some libraries' messages span several)."""
-    return " ".join(str(message).split())
-
-
-def _describe(e: BaseException) -> str:
-    """The message of an error for the one-line report; unexpected types are named, with the --debug hint."""
-    text = _one_line(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
-    if isinstance(e, EXPECTED):
-        return text
-    return f"{type(e).__name__}: {text} (unexpected; rerun with --debug for the traceback)"
-
-
 def _fail(prog: str, message: str, status: int) -> NoReturn:
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(status)
@@ -361,7 +372,7 @@ def _fail(prog: str, message: str, status: int) -> NoReturn:
 def _one_line_warnings(prog: str) -> Iterator[None]:
     """Warnings as `latentspaces <command>: warning: ...`, one line each (not file:line and the source line)."""
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+        print(f"{prog}: warning: {one_line(message)}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show
@@ -414,7 +425,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         except UsageError as e:
             if args.debug:
                 raise
-            _fail(prog, f"{_one_line(e)} (see {prog} --help)", 2)
+            _fail(prog, f"{one_line(e)} (see {prog} --help)", 2)
         except KeyboardInterrupt:
             if args.debug:
                 raise
@@ -422,7 +433,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         except Exception as e:
             if args.debug:
                 raise
-            _fail(prog, _describe(e), 1)
+            _fail(prog, describe_error(e), 1)
 
 
 __all__ = ["Parser", "build_parser", "main"]

@@ -14,7 +14,7 @@ from typing import Dict, Optional, Sequence
 import torch
 
 import latentspaces as ls
-from encoders import load_encoder
+from encoders import COMPENSATION_HEADS, FEncoder, load_encoder
 from latentspaces import assets
 from latentspaces.align import FaceAligner
 from latentspaces.directions import ganspace, load_directions, random_directions, save_directions, sefa
@@ -25,9 +25,10 @@ from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, Percept
 from latentspaces.metrics.identity import make_identity
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.progress import status
-from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
+from latentspaces.spaces import SPACE_ORDER, build_space, is_f_space, read_code_file
 from optimizers import HybridInverter
 
+from ..app import Editor, serve
 from ..argtypes import HELDOUT, UsageError
 from ..distributed import World
 from ..figures import labelled_grid
@@ -38,7 +39,8 @@ from ..studies.calibration import folder_calibration, read_calibration
 from ..studies.f_layer_sweep import run_f_layer_sweep
 from ..studies.compensation import fzplus_settings, run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
-from ..studies.inversions import PER_IMAGE_CSV, fill_identity, inversion_settings, recipe_encoders, recipe_line
+from ..studies.inversions import (PER_IMAGE_CSV, WPLUS_STARTED, fill_identity, inversion_settings, recipe_encoders,
+                                  recipe_line)
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import f_size_line, run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
@@ -330,6 +332,63 @@ def cmd_directions(args: argparse.Namespace) -> None:
     print(f"wrote {len(dirs)} {s.method} directions to {path}")
 
 
+def _fitting(model: torch.nn.Module, spec: str, G: ls.Generator, base: Optional[torch.nn.Module] = None) -> None:
+    """Refuse an encoder or head that does not fit G, in one line naming the file: it runs once on a gray face
+    (a W+ encoder must predict [num_ws, w_dim], an F encoder G's f, a head must correct `base`'s codes)."""
+    x = torch.zeros(1, 3, G.resolution, G.resolution, device=next(G.parameters()).device)
+    try:
+        with torch.no_grad():
+            if base is not None:
+                ws = base(x)
+                model.bind(base).compensate(G, x, ws, G.synthesis(ws, noise_mode="const"))
+            elif isinstance(model, FEncoder):
+                model.init_code(build_space("FWPlus", G), x)
+            else:
+                ws = model(x)
+                if tuple(ws.shape) != (1, G.num_ws, G.w_dim):
+                    raise ValueError(f"it predicts W+ codes {tuple(ws.shape[1:])}, the generator takes "
+                                     f"{(G.num_ws, G.w_dim)}")
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UsageError(f"{spec} does not fit the {G.resolution} px generator: {' '.join(str(e).split())[:200]}; "
+                         "train one for it (docs/training.md)") from None
+
+
+def _loaded(spec: Optional[str], G: ls.Generator, device: str, base: Optional[torch.nn.Module] = None):
+    """The encoder or head `spec` (None: None), checked to fit G."""
+    if spec is None:
+        return None
+    model = load_encoder(spec, device)
+    _fitting(model, spec, G, base)
+    return model
+
+
+def cmd_app(args: argparse.Namespace) -> None:
+    G = _generator(args)
+    shipped = args.generator == "default"   # the shipped encoders and heads are the default model's
+    base = _loaded(args.wplus_encoder or ("default-wplus" if shipped else None), G, args.device)
+    f_encoder = _loaded(args.f_encoder or ("default-f" if shipped else None), G, args.device)
+    heads = {}
+    for flag in COMPENSATION_HEADS:
+        spec = getattr(args, flag) or (f"default-{flag}" if shipped and assets.installed(f"default-{flag}") else None)
+        if spec is not None and base is None:
+            raise UsageError(f"--{flag} corrects a W+ encoder's codes: pass --wplus-encoder FILE too")
+        head = _loaded(spec, G, args.device, base)
+        if head is not None:
+            heads[type(head).__name__] = head
+    encoders: Dict[str, CodeInitializer] = {}   # the paper recipe's starts (recipe_encoders' rule)
+    if f_encoder is not None:
+        encoders.update({s: f_encoder for s in SPACE_ORDER if is_f_space(s)})
+    if base is not None:
+        encoders.update({s: base for s in WPLUS_STARTED})
+    status(f"finding the sliders' directions ({args.components} GANSpace components from {args.direction_samples:,} "
+           "W samples, SeFa, random) ...")
+    editor = Editor.for_generator(G, str(args.generator), args.directions, components=args.components,
+                                  samples=args.direction_samples, device=args.device, encoders=encoders,
+                                  base_encoder=base, heads=heads)
+    editor.warm_up()
+    serve(editor, args.host, args.port, open_browser=args.open)
+
+
 def cmd_compensation(args: argparse.Namespace) -> None:
     s = CompensationSettings.from_args(args)
     perceptual, identity = _perceptual(args), _identity(args)
@@ -359,5 +418,5 @@ def cmd_compensation(args: argparse.Namespace) -> None:
                                                      "tradeoff.png/.pdf", t)
 
 
-__all__ = ["cmd_align", "cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit", "cmd_identity_curves",
+__all__ = ["cmd_align", "cmd_app", "cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit", "cmd_identity_curves",
            "cmd_invert", "cmd_paired", "cmd_score_identity", "cmd_tradeoff"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -53,7 +54,10 @@ def _read(path: str) -> dict:
 
 
 def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
-    """The {aligned image file name: transform} of a file written by `save_alignment`, in its order."""
+    """The {aligned image file name: transform} of a file written by `save_alignment`, in its order.
+
+    A relative `photo` path is read relative to the alignment file's folder, so a folder holding the photo,
+    its aligned faces and alignment.json can be moved whole (the editor's replay bundle is one)."""
     path = os.fspath(path)
     entries = _read(path).get("faces")
     if not isinstance(entries, list):
@@ -65,7 +69,10 @@ def load_alignment(path: PathLike) -> Dict[str, FaceTransform]:
             raise CheckpointError(f"{path}: face {i} has no aligned file name ('file')")
         if name in out:
             raise CheckpointError(f"{path}: {name} is listed twice")
-        out[name] = FaceTransform.from_json({k: v for k, v in entry.items() if k != "file"}, f"{path}, {name}")
+        t = FaceTransform.from_json({k: v for k, v in entry.items() if k != "file"}, f"{path}, {name}")
+        if t.photo and not os.path.isabs(t.photo):
+            t = replace(t, photo=str(Path(path).resolve().parent / t.photo))
+        out[name] = t
     return out
 
 

@@ -84,7 +84,7 @@ class FaceTransform:
     pad: Box                         # step 3: reflect padding (left, top, right, bottom), px; zeros: none
     transform_size: int              # step 4: side of the supersampled square, px
     face: int = 0                    # the face's rank in its photo, 0 = the most confident face
-    photo: str = ""                  # the photo's file (absolute), when it was read from one
+    photo: str = ""                  # the photo's file (absolute; in a file, relative = beside it), when read from one
     confidence: float = 0.0          # dlib HOG's score on the aligned face (`FaceAligner.examine`); 0 when not measured
     gray: bool = False               # the photo is grayscale: pasted-back edits are made gray too
 

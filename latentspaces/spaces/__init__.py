@@ -11,10 +11,10 @@ from .base import LatentSpace, retract_to_sphere_
 from .code import Code, CodeFile, read_code_file
 from .f import FWPlus, FWPlusPN, FZ, FZPlus, default_f_layer, f_size_note
 from .pn import PN, PNStats
-from .registry import SPACE_ORDER, SPACES, build_space, is_f_space
+from .registry import SPACE_LABELS, SPACE_ORDER, SPACES, build_space, is_f_space
 from .s import S
 from .w import W, WPlus
 from .z import Z, ZPlus
 
-__all__ = ["Code", "CodeFile", "read_code_file", "SPACE_ORDER", "build_space", "is_f_space", "LatentSpace", "retract_to_sphere_", "default_f_layer", "f_size_note", "PNStats", "SPACES",
+__all__ = ["Code", "CodeFile", "read_code_file", "SPACE_LABELS", "SPACE_ORDER", "build_space", "is_f_space", "LatentSpace", "retract_to_sphere_", "default_f_layer", "f_size_note", "PNStats", "SPACES",
            "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FWPlusPN", "FZ", "FZPlus"]

@@ -13,6 +13,9 @@ from .z import Z, ZPlus
 
 # The order of the latent-space comparison's tables: standalone spaces from the most constrained, then F spaces.
 SPACE_ORDER: List[str] = ["Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FWPlusPN", "FZ", "FZPlus"]
+# How the papers write each space (for people: pages and figures; the class names above are the keys).
+SPACE_LABELS: Dict[str, str] = {"Z": "Z", "ZPlus": "Z+", "W": "W", "WPlus": "W+", "S": "S", "PN": "P_N",
+                                "FWPlus": "F/W+", "FWPlusPN": "F/W+(P_N)", "FZ": "F/Z", "FZPlus": "F/Z+"}
 SPACES: Dict[str, Type[LatentSpace]] = {cls.__name__: cls
                                         for cls in (Z, ZPlus, W, WPlus, S, PN, FWPlus, FWPlusPN, FZ, FZPlus)}
 
@@ -34,4 +37,4 @@ def build_space(name: str, G, pn_stats: Optional[PNStats] = None, **kwargs) -> L
     return cls(G, **kwargs)
 
 
-__all__ = ["SPACE_ORDER", "SPACES", "build_space", "is_f_space"]
+__all__ = ["SPACE_LABELS", "SPACE_ORDER", "SPACES", "build_space", "is_f_space"]

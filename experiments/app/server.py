@@ -1,0 +1,346 @@
+"""The editor's web server: Python's own threaded HTTP server, the page's files and a small JSON API.
+
+Offline by construction: the page is three files of this package (no CDN, fonts or analytics; the
+Content-Security-Policy lets it load nothing from elsewhere), and the server binds to 127.0.0.1 unless
+told otherwise. Every request names its tab's session (`s=`), so tabs never share state.
+
+The API (all answers JSON, except images and the bundle; a refused request answers 400 with
+{"error": one line}, the message the command line prints for the same input):
+
+    GET  /api/info                              the generator, spaces, recipes, sliders, heads
+    POST /api/photo?s&name       body: file     faces found and aligned -> {photo, faces, candidates, ...}
+    POST /api/directions?s&name&kind body: file  a direction file's sliders, for this tab -> {sliders}
+    POST /api/heldout?s&index                   a held-out face of the default model as a photo
+    GET  /api/face.png?s&photo&face             an aligned face
+    POST /api/invert?s          body: JSON      {photo, face, spaces: [...], recipe, steps} -> {job}
+    GET  /api/job?s&job&since                   state, step, speed, the loss points since `since`
+    POST /api/cancel?s&job                      stop the job at its next step
+    GET  /api/render.png?s&photo&face&space&recipe&edit   the edited face (head=H: through head H)
+    GET  /api/paste.png?s&...                   the whole photo with the edited face pasted back
+    GET  /api/bundle.zip?s&...                  codes, edit, alignment, photo, settings: replay with `edit`
+
+`edit` is the sliders' values as JSON ({"ganspace_0": 1.5, ...}).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import webbrowser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+from ..reporting import describe_error
+from .editor import Editor, face_png, file_sliders, png_bytes
+from .sessions import SessionStore
+
+MAX_UPLOAD = 64 * 2**20          # bytes of one uploaded photo (larger: refused before it is read)
+MAX_DIRECTIONS = 16 * 2**20      # bytes of one uploaded direction file
+STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/app.css": ("app.css", "text/css; charset=utf-8")}
+CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; style-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RequestError(ValueError):
+    """A request the page should not have sent (a missing or malformed parameter, a body too large): answered
+    with `status` (400 unless said) and the message."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _static(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()
+
+
+def upload_name(name: str) -> str:
+    """An uploaded file's name made safe to store (no folders, no odd characters; the suffix kept)."""
+    base = SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip("._") or "photo"
+    return base[-100:]
+
+
+class EditorServer(ThreadingHTTPServer):
+    """The HTTP server of one `Editor`; each request on its own thread, sessions in `store`."""
+
+    daemon_threads = True
+
+    def __init__(self, address: Tuple[str, int], editor: Editor, folder: Optional[Path] = None, quiet: bool = True):
+        self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="latentspaces-app-")
+        self.folder = Path(folder if folder is not None else self._tmp.name)
+        self.editor, self.quiet = editor, quiet
+        self.store = SessionStore(self.folder)
+        self.page = {path: (_static(name), kind) for path, (name, kind) in STATIC.items()}
+        super().__init__(address, Handler)
+
+    @property
+    def url(self) -> str:
+        """http://host:port/ of the page."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def server_close(self) -> None:
+        """Close the socket and remove the sessions' files (when the server made their folder)."""
+        super().server_close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes one request of the page (see the module docstring)."""
+
+    server: EditorServer
+    protocol_version = "HTTP/1.1"
+
+    # -------------------------------------------------------------------------------- plumbing
+    def log_message(self, format: str, *args) -> None:   # noqa: A002 (the base class's name)
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    def _send(self, status: int, body: bytes, kind: str, headers: Optional[Dict[str, str]] = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, value: object, status: int = 200) -> None:
+        self._send(status, json.dumps(value).encode(), "application/json")
+
+    def _error(self, message: str, status: int = 400) -> None:
+        self._json({"error": message}, status)
+
+    def _query(self) -> Dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
+
+    def _body(self, limit: int) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise RequestError("the request has no Content-Length")
+        n = int(length)
+        if n > limit:
+            self.close_connection = True   # the body is not read: the connection cannot be reused
+            raise RequestError(f"the file is {n / 2**20:.1f} MiB; the editor takes files up to {limit / 2**20:g} MiB",
+                               413)
+        return self.rfile.read(n)
+
+    def _dispatch(self, routes: dict) -> None:
+        if self.headers.get("Content-Length", "0") != "0":   # a request with a body closes its connection: a body a
+            self.close_connection = True                      # route leaves unread is never taken for the next request
+        route = routes.get(urlsplit(self.path).path)
+        if route is None:
+            self._error(f"no such page: {urlsplit(self.path).path}", 404)
+            return
+        try:
+            route(self, self._query())
+        except (BrokenPipeError, ConnectionResetError):
+            pass   # the page went away (a newer slider request replaced this one)
+        except RequestError as e:
+            self._error(str(e), e.status)
+        except Exception as e:   # the same one line the command line prints; the server keeps serving
+            self._error(describe_error(e, "see the terminal running `latentspaces app`"),
+                        400 if isinstance(e, (ValueError, OSError)) else 500)
+            if not isinstance(e, (ValueError, OSError)):   # unexpected: the traceback for the terminal
+                traceback.print_exc()
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path in self.server.page:
+            body, kind = self.server.page[path]
+            self._send(200, body, kind)
+            return
+        self._dispatch(GET_ROUTES)
+
+    def do_POST(self) -> None:
+        self._dispatch(POST_ROUTES)
+
+    # -------------------------------------------------------------------------------- parameters
+    def _session(self, q: Dict[str, str]):
+        return self.server.store.get(q.get("s"))
+
+    @staticmethod
+    def _int(q: Dict[str, str], key: str) -> int:
+        value = q.get(key, "")
+        if not re.fullmatch(r"-?\d{1,9}", value):
+            raise RequestError(f"{key} must be a whole number, got {value!r}")
+        return int(value)
+
+    def _edit(self, q: Dict[str, str]) -> Dict[str, float]:
+        try:
+            edit = json.loads(q.get("edit") or "{}")
+        except ValueError:
+            raise RequestError("edit must be JSON: {\"slider\": alpha, ...}") from None
+        if not isinstance(edit, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v) for v in edit.values()):
+            raise RequestError("edit must map slider keys to finite numbers")
+        return {str(k): float(v) for k, v in edit.items()}
+
+    def _target(self, q: Dict[str, str]):
+        """(session, photo id, photo, face) of a request."""
+        session = self._session(q)
+        pid, face = q.get("photo", ""), self._int(q, "face")
+        return session, pid, session.photo(pid, face), face
+
+    def _edited(self, q: Dict[str, str]):
+        """(photo, face, the edited face [3, R, R], server seconds) of a render request."""
+        session, pid, photo, face = self._target(q)
+        editor, alphas = self.server.editor, self._edit(q)
+        t = time.perf_counter()
+        head = q.get("head", "")
+        if head:
+            image = editor.render_head(head, session.compensation(editor, pid, face, head), alphas, session.sliders)
+        else:
+            space, recipe = q.get("space", ""), q.get("recipe", "")
+            image = editor.render(space, session.inversion(pid, face, space, recipe).code, alphas, session.sliders)
+        return session, photo, face, image, time.perf_counter() - t
+
+    # -------------------------------------------------------------------------------- routes
+    def info(self, q: Dict[str, str]) -> None:
+        self._json(self.server.editor.describe())
+
+    def _stored(self, session, prefix: str, name: str, limit: int, read):
+        """(new id, read(path)) of the request's body stored as `name` in a new folder of the session; when `read`
+        fails, the folder goes and the error names the file as the user knows it, not the server's folder."""
+        data = self._body(limit)
+        fid, folder = session.upload_folder(prefix)
+        path = folder / name
+        path.write_bytes(data)
+        try:
+            return fid, read(path)
+        except Exception as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            e.args = (str(e).replace(str(folder.resolve()) + "/", "").replace(str(folder) + "/", ""), *e.args[1:])
+            raise
+
+    def upload(self, q: Dict[str, str]) -> None:
+        session = self._session(q)
+        name = upload_name(q.get("name", "photo"))
+        pid, photo = self._stored(session, "p", name, MAX_UPLOAD,
+                                  lambda path: self.server.editor.find_faces(path, name))
+        session.add_photo(pid, photo)
+        self._json({"photo": pid, **photo.describe()})
+
+    def directions(self, q: Dict[str, str]) -> None:
+        session = self._session(q)
+        kind = q.get("kind") or None
+        if kind not in (None, "z", "w"):
+            raise RequestError(f"kind must be z or w (the kind of a foreign .pt file), got {kind!r}")
+
+        def read(path: Path):
+            sliders = file_sliders(self.server.editor.G, path, path.parent.name, kind)
+            session.add_sliders(sliders)
+            return sliders
+        _, sliders = self._stored(session, "d", upload_name(q.get("name", "directions.safetensors")), MAX_DIRECTIONS,
+                                  read)
+        self._json({"sliders": [s.describe() for s in sliders]})
+
+    def heldout(self, q: Dict[str, str]) -> None:
+        session = self._session(q)
+        photo = self.server.editor.heldout_face(self._int(q, "index"))
+        pid, _ = session.upload_folder()
+        session.add_photo(pid, photo)
+        self._json({"photo": pid, **photo.describe()})
+
+    def face(self, q: Dict[str, str]) -> None:
+        _, _, photo, face = self._target(q)
+        self._send(200, face_png(photo.faces[face]), "image/png")
+
+    def invert(self, q: Dict[str, str]) -> None:
+        session = self._session(q)
+        try:
+            request = json.loads(self._body(2**16) or b"{}")
+        except ValueError:
+            raise RequestError("the invert request must be JSON") from None
+        if not isinstance(request, dict):
+            raise RequestError("the invert request must be a JSON object")
+        spaces = request.get("spaces")
+        editor = self.server.editor
+        if not isinstance(spaces, list) or not spaces or not all(isinstance(s, str) for s in spaces):
+            raise RequestError("choose at least one space to invert into")
+        for name in spaces:
+            editor.space(name)   # an unknown name: ValueError listing the spaces
+        face = request.get("face")
+        if isinstance(face, bool) or not isinstance(face, int):
+            raise RequestError(f"face must be a whole number, got {face!r}")
+        recipe = editor.recipe(str(request.get("recipe", "")), request.get("steps"))
+        job = session.start_job(editor, str(request.get("photo", "")), face, spaces, recipe)
+        self._json({"job": job.id, "recipe": recipe.name})
+
+    def job(self, q: Dict[str, str]) -> None:
+        job = self._session(q).job(q.get("job", ""))
+        try:
+            since = json.loads(q.get("since") or "{}")
+        except ValueError:
+            raise RequestError("since must be JSON: {\"space\": points}") from None
+        if not isinstance(since, dict):
+            raise RequestError("since must be a JSON object")
+        self._json(job.describe({str(k): int(v) for k, v in since.items() if isinstance(v, int)}))
+
+    def cancel(self, q: Dict[str, str]) -> None:
+        job = self._session(q).job(q.get("job", ""))
+        job.cancel_requested.set()
+        self._json({"job": job.id, "state": job.state})
+
+    def render(self, q: Dict[str, str]) -> None:
+        _, photo, _, image, seconds = self._edited(q)
+        self._send(200, face_png(image, photo.gray), "image/png", {"X-Render-Seconds": f"{seconds:.4f}"})
+
+    def paste(self, q: Dict[str, str]) -> None:
+        _, photo, face, image, _ = self._edited(q)
+        pasted = self.server.editor.pasted(photo, face, image)
+        stem = Path(photo.name).stem
+        self._send(200, png_bytes(pasted), "image/png",
+                   {"Content-Disposition": f'attachment; filename="{stem}_edited.png"'})
+
+    def bundle(self, q: Dict[str, str]) -> None:
+        session, pid, photo, face = self._target(q)
+        space, recipe = q.get("space", ""), q.get("recipe", "")
+        result = session.inversion(pid, face, space, recipe)
+        body = self.server.editor.bundle(photo, face, space, result, self._edit(q), session.recipes[recipe],
+                                         extra=session.sliders)
+        stem = Path(photo.name).stem
+        self._send(200, body, "application/zip", {"Content-Disposition": f'attachment; filename="{stem}_edit.zip"'})
+
+
+GET_ROUTES = {"/api/info": Handler.info, "/api/face.png": Handler.face, "/api/job": Handler.job,
+              "/api/render.png": Handler.render, "/api/paste.png": Handler.paste, "/api/bundle.zip": Handler.bundle}
+POST_ROUTES = {"/api/photo": Handler.upload, "/api/directions": Handler.directions, "/api/heldout": Handler.heldout,
+               "/api/invert": Handler.invert, "/api/cancel": Handler.cancel}
+
+
+def serve(editor: Editor, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:
+    """Serve the editor until Ctrl-C (port 0: any free port)."""
+    server = EditorServer((host, port), editor)
+    print(f"latentspaces app: the editor is at {server.url} ({editor.generator_name}, {editor.G.resolution} px); "
+          "Ctrl-C stops it", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"latentspaces app: warning: bound to {host}: anyone who can reach this machine can use the editor",
+              file=sys.stderr, flush=True)
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+__all__ = ["EditorServer", "Handler", "MAX_UPLOAD", "RequestError", "serve", "upload_name"]

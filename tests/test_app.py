@@ -1,0 +1,469 @@
+"""The browser editor (`latentspaces app`): its JSON API in-process, its computations at 1024 px, and the page
+itself driven in headless Chromium.
+
+The API tests run the server on a free port in this process and talk to it over HTTP as the page does: an
+upload finds the astronaut's face; a text file named .png, a decompression bomb and a photo without a face
+get the one line the command line prints, and the server keeps serving; an inversion reports its steps and
+can be cancelled; two sessions never see each other's photos; a slider move re-renders without inverting;
+the downloaded bundle replays the page's edit with `latentspaces edit`, bit for bit.
+
+The browser test starts the real command (`latentspaces app --port 0`) and drives the page in Debian's
+Chromium through its ChromeDriver (installed by .ci/run; skipped with the reason when they are missing):
+upload, short inversion, slider, download, a bad upload, a good one after it. With
+LATENTSPACES_APP_SCREENSHOT=FILE it also saves the page as FILE (the README's screenshot).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+import zlib
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skimage_data
+
+import latentspaces as ls
+from encoders import SDIC, WPlusEncoder, load_encoder
+from experiments.app import Editor, EditorServer, default_sliders
+from experiments.app import server as server_module
+from experiments.cli import main
+from latentspaces.generator import Generator
+from latentspaces.images import to_uint8
+
+from conftest import randomize_
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def editor() -> Editor:
+    G = ls.load_generator("default")
+    base = load_encoder("default-wplus")
+    return Editor(G, "default", default_sliders(G, components=3, samples=4000), base_encoder=base,
+                  heads={"SDIC": load_encoder("default-sdic")})
+
+
+@pytest.fixture(scope="module")
+def server(editor, tmp_path_factory):
+    srv = EditorServer(("127.0.0.1", 0), editor, folder=tmp_path_factory.mktemp("sessions"))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+class Client:
+    """One tab: its own session id, requests as the page makes them."""
+
+    def __init__(self, srv: EditorServer):
+        self.base, self.session = srv.url.rstrip("/"), uuid.uuid4().hex
+
+    def request(self, path: str, body: bytes = None, **params):
+        query = "&".join(f"{k}={quote(str(v))}" for k, v in {"s": self.session, **params}.items())
+        req = urllib.request.Request(f"{self.base}{path}?{query}", data=body,
+                                     method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, r.read(), r.headers
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), e.headers
+
+    def json(self, path: str, body: bytes = None, **params) -> dict:
+        status, data, _ = self.request(path, body, **params)
+        answer = json.loads(data)
+        assert status == 200, answer
+        return answer
+
+    def error(self, path: str, body: bytes = None, **params) -> str:
+        status, data, _ = self.request(path, body, **params)
+        assert status >= 400, data[:200]
+        return json.loads(data)["error"]
+
+    def upload(self, path: Path, name: str = None) -> dict:
+        return self.json("/api/photo", path.read_bytes(), name=name or path.name)
+
+    def invert(self, photo: str, spaces, steps: int, recipe: str = "quick") -> dict:
+        job = self.json("/api/invert", json.dumps({"photo": photo, "face": 0, "spaces": spaces, "recipe": recipe,
+                                                     "steps": steps}).encode())
+        while True:
+            state = self.json("/api/job", job=job["job"])
+            if state["state"] not in ("queued", "running"):
+                return {**state, "recipe": job["recipe"]}
+            time.sleep(0.05)
+
+
+def cli_error(capsys, *argv) -> str:
+    """The message `latentspaces <argv>` prints after 'error: '."""
+    with pytest.raises(SystemExit):
+        main(list(argv))
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    return line.split(": error: ", 1)[1]
+
+
+def bomb_png(path: Path, side: int = 40_000) -> Path:
+    """A 1.6-gigapixel PNG of a few hundred bytes: header and a stub of compressed data (never decoded)."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) +
+                     chunk(b"IEND", b""))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ the API
+def test_bad_uploads_get_the_command_lines_message_and_the_server_keeps_serving(server, astronaut, tmp_path, capsys,
+                                                                                 monkeypatch):
+    tab = Client(server)
+    text = tmp_path / "notes.png"
+    text.write_text("these are notes, not a photo\n")
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(blank)
+    bomb = bomb_png(tmp_path / "bomb.png")
+    for path in (text, blank, bomb):
+        shown = tab.error("/api/photo", path.read_bytes(), name=path.name)
+        monkeypatch.chdir(tmp_path)   # the command run where the file is: it names the file as the page does
+        printed = cli_error(capsys, "align", path.name, "--out", str(tmp_path / "aligned"))
+        assert shown == printed, (shown, printed)
+        assert len(shown) <= 300 and "\n" not in shown
+    assert "not an image file" in tab.error("/api/photo", text.read_bytes(), name="notes.png")
+    assert "decompression bomb" in tab.error("/api/photo", bomb.read_bytes(), name="bomb.png")
+    assert "no face found" in tab.error("/api/photo", blank.read_bytes(), name="blank.png")
+    photo = tab.upload(astronaut)   # still serving: the next upload works
+    assert photo["faces"] == 1 and (photo["width"], photo["height"]) == (512, 512)
+    assert any("dropped" in line for line in photo["candidates"])   # the name tag, reported
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(server, astronaut, monkeypatch):
+    monkeypatch.setattr(server_module, "MAX_UPLOAD", 1000)
+    tab = Client(server)
+    status, data, _ = tab.request("/api/photo", astronaut.read_bytes(), name="astronaut.png")
+    assert status == 413 and "MiB" in json.loads(data)["error"]
+    monkeypatch.undo()
+    assert tab.upload(astronaut)["faces"] == 1
+
+
+def test_requests_are_checked(server, astronaut):
+    tab = Client(server)
+    photo = tab.upload(astronaut)["photo"]
+    assert "session" in Client(server).error("/api/job", job="x", s="not-hex")
+    assert "faces 0 .. 0" in tab.error("/api/face.png", photo=photo, face=3)
+    bad = {"photo": photo, "face": 0, "spaces": ["NoSpace"], "recipe": "quick", "steps": 3}
+    assert "unknown space" in tab.error("/api/invert", json.dumps(bad).encode())
+    assert "steps must be" in tab.error("/api/invert", json.dumps({**bad, "spaces": ["W"], "steps": 10**6}).encode())
+    assert "not inverted into W" in tab.error("/api/render.png", photo=photo, face=0, space="W", recipe="quick")
+    status, _, _ = tab.request("/api/nothing")
+    assert status == 404
+    assert tab.json("/api/info")["resolution"] == 64
+    heldout = tab.json("/api/heldout", b"", index=2)
+    assert (heldout["name"], heldout["faces"], heldout["width"]) == ("heldout_2.png", 1, 64)
+    assert "held-out faces 0 .. 15" in tab.error("/api/heldout", b"", index=99)
+
+
+def test_two_tabs_do_not_share_photos_or_jobs(server, astronaut):
+    a, b = Client(server), Client(server)
+    photo = a.upload(astronaut)["photo"]
+    assert "no photo" in b.error("/api/face.png", photo=photo, face=0)
+    job = a.json("/api/invert", json.dumps({"photo": photo, "face": 0, "spaces": ["W"], "recipe": "quick",
+                                             "steps": 2}).encode())["job"]
+    assert "no job" in b.error("/api/job", job=job)
+    b_photo = b.upload(astronaut)["photo"]
+    assert b_photo == photo   # each tab numbers its own photos: the same id, two different entries
+    assert server.store.get(a.session).photos[photo] is not server.store.get(b.session).photos[b_photo]
+
+
+def test_inversion_reports_every_step_and_cancels(server, astronaut):
+    tab = Client(server)
+    photo = tab.upload(astronaut)["photo"]
+    done = tab.invert(photo, ["WPlus", "FZPlus"], steps=12)
+    assert done["state"] == "done" and done["recipe"] == "quick, steps=12"
+    assert [len(done["losses"][s]) for s in ("WPlus", "FZPlus")] == [12, 12]
+    assert done["seconds_per_step"] > 0 and all(np.isfinite(done["losses"]["FZPlus"]))
+    # a second request for a space already inverted takes it from the cache at once
+    again = tab.invert(photo, ["FZPlus"], steps=12)
+    assert again["losses"]["FZPlus"] == done["losses"]["FZPlus"]
+    job = tab.json("/api/invert", json.dumps({"photo": photo, "face": 0, "spaces": ["W"], "recipe": "quick",
+                                               "steps": 5000}).encode())["job"]
+    assert "already running" in tab.error("/api/invert", json.dumps({"photo": photo, "face": 0, "spaces": ["W"],
+                                                                       "recipe": "quick", "steps": 3}).encode())
+    while tab.json("/api/job", job=job)["step"] < 3:
+        time.sleep(0.02)
+    tab.json("/api/cancel", b"", job=job)
+    while (state := tab.json("/api/job", job=job))["state"] == "running":
+        time.sleep(0.02)
+    assert state["state"] == "cancelled" and 3 <= state["step"] < 5000
+
+
+def _image(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_sliders_rerender_without_inverting_and_the_bundle_replays_the_edit(server, editor, astronaut, tmp_path,
+                                                                              monkeypatch, capsys):
+    tab = Client(server)
+    photo = tab.upload(astronaut)["photo"]
+    recipe = tab.invert(photo, ["FZPlus"], steps=10)["recipe"]
+    session = server.store.get(tab.session)
+    code = session.inversions[(photo, 0, "FZPlus", recipe)].code
+
+    def render(**edit):
+        status, data, headers = tab.request("/api/render.png", photo=photo, face=0, space="FZPlus", recipe=recipe,
+                                            edit=json.dumps(edit))
+        assert status == 200, data[:200]
+        assert float(headers["X-Render-Seconds"]) > 0
+        return _image(data)
+
+    calls = []
+    monkeypatch.setattr(editor, "invert", lambda *a, **k: calls.append(a))   # a slider never inverts
+    plain, moved = render(), render(ganspace_0=2.0)
+    assert plain.shape == (64, 64, 3) and np.abs(plain.astype(int) - moved).mean() > 2
+    with torch.no_grad():   # alpha 0 is the reconstruction itself
+        expected = to_uint8(editor.space("FZPlus").synthesize(code)[0]).permute(1, 2, 0).numpy()
+    assert np.array_equal(plain, expected)
+    assert "unknown slider" in tab.error("/api/render.png", photo=photo, face=0, space="FZPlus", recipe=recipe,
+                                         edit=json.dumps({"nope": 1}))
+    assert "alpha must be" in tab.error("/api/render.png", photo=photo, face=0, space="FZPlus", recipe=recipe,
+                                        edit=json.dumps({"ganspace_0": 50}))
+    head = tab.request("/api/render.png", photo=photo, face=0, head="SDIC", edit=json.dumps({"ganspace_0": 2.0}))
+    assert head[0] == 200 and _image(head[1]).shape == (64, 64, 3)
+    assert calls == []
+    monkeypatch.undo()
+
+    edit = {"ganspace_0": 2.0, "sefa_1": -1.5}
+    status, pasted, _ = tab.request("/api/paste.png", photo=photo, face=0, space="FZPlus", recipe=recipe,
+                                    edit=json.dumps(edit))
+    assert status == 200 and Image.open(io.BytesIO(pasted)).size == (512, 512)
+    status, bundle, _ = tab.request("/api/bundle.zip", photo=photo, face=0, space="FZPlus", recipe=recipe,
+                                    edit=json.dumps(edit))
+    assert status == 200
+    folder = tmp_path / "bundle"
+    zipfile.ZipFile(io.BytesIO(bundle)).extractall(folder)
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["sliders"] == edit and settings["space"] == "FZPlus"
+    assert np.array_equal(_image((folder / "edited.png").read_bytes()), _image(pasted))
+    monkeypatch.chdir(folder)   # the replay, as the bundle says, from the unpacked folder (the photo path relative)
+    main(settings["replay"].split()[1:])
+    replayed = _image((folder / "replay" / "astronaut_app_edit_+1.png").read_bytes())
+    assert np.array_equal(replayed, _image(pasted))
+
+
+def test_a_tabs_direction_files_become_its_own_sliders(server, astronaut, tmp_path):
+    from latentspaces.directions import Direction, save_directions
+    tab, other = Client(server), Client(server)
+    photo = tab.upload(astronaut)["photo"]
+    recipe = tab.invert(photo, ["WPlus"], steps=5)["recipe"]
+    good = tmp_path / "smile.safetensors"
+    save_directions(good, [Direction(torch.randn(512, generator=torch.Generator().manual_seed(3)), "w", name="smile",
+                                     method="interfacegan")])
+    added = tab.json("/api/directions", good.read_bytes(), name=good.name)["sliders"]
+    assert [(s["label"], s["kinds"]) for s in added] == [("smile smile", ["w"])]
+    key = added[0]["key"]
+
+    def render(client, **edit):
+        return client.request("/api/render.png", photo=photo, face=0, space="WPlus", recipe=recipe,
+                              edit=json.dumps(edit))
+    assert np.abs(_image(render(tab, **{key: 2.0})[1]).astype(int) - _image(render(tab)[1])).mean() > 1
+    status, data, _ = render(other, **{key: 2.0})   # another tab has neither the photo nor the slider
+    assert status == 400
+    small = tmp_path / "small.safetensors"
+    save_directions(small, [Direction(torch.ones(32), "w", name="tiny")])
+    assert "has 32 numbers per layer; this generator's w codes have 512" in tab.error(
+        "/api/directions", small.read_bytes(), name=small.name)
+    assert "small.safetensors" in tab.error("/api/directions", b"junk" * 10, name="small.safetensors")
+    assert "kind must be z or w" in tab.error("/api/directions", good.read_bytes(), name=good.name, kind="q")
+
+
+def test_the_command_refuses_an_encoder_or_head_that_does_not_fit(tmp_path, capsys):
+    torch.manual_seed(0)
+    G = randomize_(ls.Generator(z_dim=32, w_dim=32, resolution=16, mapping_layers=2, channels={4: 32, 8: 16, 16: 8}))
+    path = tmp_path / "tiny.safetensors"
+    ls.save_generator(G, path)
+    message = cli_error(capsys, "app", "--generator", str(path), "--wplus-encoder", "default-wplus", "--port", "0")
+    assert message.startswith("default-wplus does not fit the 16 px generator") and "train one" in message
+    message = cli_error(capsys, "app", "--generator", str(path), "--sdic", "default-sdic", "--port", "0")
+    assert "--sdic corrects a W+ encoder's codes: pass --wplus-encoder FILE too" in message
+
+
+# ------------------------------------------------------------------------------------------ at 1024 px
+def test_the_editor_at_1024_px(astronaut):
+    """A random config-f generator (1024 px, batch 1, CPU): the face aligned at 1024, one inversion step in W+
+    and F/Z+, a slider render, SDIC's edit at its paper layer, the edit pasted back into the 512 px photo."""
+    torch.manual_seed(0)
+    G = randomize_(Generator(resolution=1024), seed=1024).eval()
+    base = WPlusEncoder.for_generator(G).eval()
+    head = SDIC.for_generator(G, width=0.25).eval()
+    assert head.layers == ("b64.conv0",)
+    editor = Editor(G, "stylegan2-config-f-1024.pt", default_sliders(G, components=2, samples=2000),
+                    base_encoder=base, heads={"SDIC": head})
+    photo = editor.find_faces(astronaut)
+    assert photo.faces[0].shape == (3, 1024, 1024)
+    for space in ("WPlus", "FZPlus"):
+        result = editor.invert(photo.faces[0], space, editor.recipe("quick", 1))
+        assert torch.isfinite(result.images).all() and result.images.shape == (1, 3, 1024, 1024)
+        image = editor.render(space, result.code, {"ganspace_0": 2.0})
+        assert image.shape == (3, 1024, 1024) and torch.isfinite(image).all()
+        assert (image - result.images[0]).abs().mean() > 1e-4
+    comp = editor.compensate("SDIC", photo.faces[0])
+    edited = editor.render_head("SDIC", comp, {"ganspace_0": 2.0})
+    assert edited.shape == (3, 1024, 1024) and torch.isfinite(edited).all()
+    pasted = editor.pasted(photo, 0, edited)
+    assert pasted.size == (512, 512)
+
+
+# ------------------------------------------------------------------------------------------ in the browser
+def _browser(downloads: Path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test drives Chromium with selenium "
+                                                                 "(pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} missing; .ci/run installs "
+                    "them: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1200,1750"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+@pytest.fixture
+def app_command(tmp_path):
+    """`latentspaces app --port 0` in its own process; yields the page's address."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "app", "--port", "0", "--direction-samples",
+                             "5000", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=Path(__file__).resolve().parents[1])
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.search(r"the editor is at (http://\S+/)", line)
+        if found:
+            break
+    else:
+        pytest.fail("latentspaces app did not start: " + "".join(lines[-5:]))
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()   # keep its pipe drained
+    yield found.group(1)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_the_page_in_headless_chromium(app_command, astronaut, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = _browser(downloads)
+    try:
+        wait = WebDriverWait(browser, 120)
+        find = browser.find_element
+        browser.get(app_command)
+        wait.until(lambda b: find(By.ID, "model").text.startswith("generator default"))
+        find(By.ID, "upload").send_keys(str(astronaut))
+        wait.until(lambda b: find(By.ID, "face-step").is_displayed())
+        assert "1 face" in find(By.ID, "photo-status").text
+        find(By.ID, "steps").clear()
+        find(By.ID, "steps").send_keys("25")
+        find(By.ID, "invert").click()
+        wait.until(lambda b: "done" in find(By.ID, "job-status").text)
+        find(By.ID, "head").send_keys("SDIC")   # the same edit through SDIC, beside the spaces
+        assert "25/25" in find(By.ID, "job-status").text
+        tile = '#tiles img[data-tile="1"]'   # F/Z+ (W+ is tile 0)
+        wait.until(lambda b: int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders") or 0) >= 1)
+        pixels = "const i = document.querySelector(arguments[0]); const c = document.createElement('canvas'); " \
+                 "c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0); " \
+                 "return c.toDataURL();"
+        before = browser.execute_script(pixels, tile)
+        renders = int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders"))
+        slider = find(By.CSS_SELECTOR, 'input[data-key="ganspace_0"]')
+        slider.click()   # the middle: 0
+        for _ in range(15):
+            slider.send_keys(Keys.ARROW_RIGHT)
+        wait.until(lambda b: find(By.CSS_SELECTOR, 'input[data-key="ganspace_0"]').get_attribute("value") == "1.5")
+        wait.until(lambda b: int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders")) > renders and
+                   browser.execute_script("return document.querySelectorAll('.tile img[data-tile]').length") == 3)
+        time.sleep(1.0)   # the last queued render lands
+        assert browser.execute_script(pixels, tile) != before, "the edited face did not change"
+        assert float(find(By.ID, "render-status").get_attribute("data-seconds")) > 0
+        wait.until(lambda b: browser.execute_script("return document.getElementById('pasted').complete && "
+                                                    "document.getElementById('pasted').naturalWidth") == 512)
+        screenshot = os.environ.get("LATENTSPACES_APP_SCREENSHOT")
+        if screenshot:
+            browser.save_screenshot(screenshot)
+        find(By.ID, "download-png").click()
+        wait.until(lambda b: [p for p in downloads.iterdir() if p.suffix == ".png"])
+        png = next(p for p in downloads.iterdir() if p.suffix == ".png")
+        with Image.open(png) as downloaded:
+            assert downloaded.format == "PNG" and downloaded.size == (512, 512)
+
+        # a direction file added on the page becomes a slider of this tab
+        from latentspaces.directions import Direction, save_directions
+        smile = tmp_path / "smile.safetensors"
+        save_directions(smile, [Direction(torch.randn(512, generator=torch.Generator().manual_seed(3)), "w",
+                                          name="smile", method="interfacegan")])
+        find(By.ID, "direction-file").send_keys(str(smile))
+        wait.until(lambda b: "1 slider added" in find(By.ID, "direction-status").text)
+        assert find(By.CSS_SELECTOR, 'input[aria-label="smile smile"]')
+
+        # a second tab is a second editor: its photo and its cancelled inversion leave the first tab as it was
+        first = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        browser.get(app_command)
+        wait.until(lambda b: find(By.ID, "model").text.startswith("generator default"))
+        assert not browser.find_elements(By.CSS_SELECTOR, 'input[aria-label="smile smile"]')
+        find(By.ID, "use-heldout").click()
+        wait.until(lambda b: "heldout_0.png: 64x64, 1 face" in find(By.ID, "photo-status").text)
+        find(By.ID, "steps").clear()
+        find(By.ID, "steps").send_keys("4000")
+        find(By.ID, "invert").click()
+        wait.until(lambda b: re.search(r"step [1-9]\d*/4000", find(By.ID, "job-status").text))
+        find(By.ID, "cancel").click()
+        wait.until(lambda b: "cancelled" in find(By.ID, "job-status").text)
+        browser.switch_to.window(first)
+        assert "astronaut.png" in find(By.ID, "photo-status").text
+        renders = int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders"))
+        find(By.CSS_SELECTOR, 'input[data-key="ganspace_0"]').send_keys(Keys.ARROW_LEFT)
+        wait.until(lambda b: int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders")) > renders)
+        assert not find(By.ID, "error").is_displayed()
+
+        notes = tmp_path / "notes.png"
+        notes.write_text("not a photo\n")
+        find(By.ID, "upload").send_keys(str(notes))
+        wait.until(lambda b: find(By.ID, "error").is_displayed())
+        assert find(By.ID, "error").text == "notes.png: not an image file Pillow can read"
+        find(By.ID, "upload").send_keys(str(astronaut))
+        wait.until(lambda b: not find(By.ID, "error").is_displayed())
+        wait.until(lambda b: "1 face" in find(By.ID, "photo-status").text)
+    finally:
+        browser.quit()
+        shutil.rmtree(downloads, ignore_errors=True)
