@@ -309,6 +309,13 @@ def test_the_command_refuses_an_encoder_or_head_that_does_not_fit(tmp_path, caps
     assert "--sdic corrects a W+ encoder's codes: pass --wplus-encoder FILE too" in message
 
 
+def test_a_taken_port_is_one_line(editor, server):
+    from experiments.app import serve
+    port = server.server_address[1]
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port} .*choose another --port"):
+        serve(editor, "127.0.0.1", port)
+
+
 # ------------------------------------------------------------------------------------------ at 1024 px
 def test_the_editor_at_1024_px(astronaut):
     """A random config-f generator (1024 px, batch 1, CPU): the face aligned at 1024, one inversion step in W+

@@ -327,7 +327,11 @@ POST_ROUTES = {"/api/photo": Handler.upload, "/api/directions": Handler.directio
 
 def serve(editor: Editor, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:
     """Serve the editor until Ctrl-C (port 0: any free port)."""
-    server = EditorServer((host, port), editor)
+    try:
+        server = EditorServer((host, port), editor)
+    except OSError as e:   # the port taken, or an address this machine does not have
+        raise OSError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port (0: any free "
+                      "port) or --host") from None
     print(f"latentspaces app: the editor is at {server.url} ({editor.generator_name}, {editor.G.resolution} px); "
           "Ctrl-C stops it", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
