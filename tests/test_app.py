@@ -454,8 +454,10 @@ def test_the_page_in_headless_chromium(app_command, astronaut, tmp_path):
         find(By.ID, "steps").send_keys("4000")
         find(By.ID, "invert").click()
         wait.until(lambda b: re.search(r"step [1-9]\d*/4000", find(By.ID, "job-status").text))
+        assert not find(By.ID, "upload").is_enabled()   # the job's photo and face stay while it runs
         find(By.ID, "cancel").click()
         wait.until(lambda b: "cancelled" in find(By.ID, "job-status").text)
+        assert find(By.ID, "upload").is_enabled() and find(By.ID, "invert").is_enabled()
         browser.switch_to.window(first)
         assert "astronaut.png" in find(By.ID, "photo-status").text
         renders = int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders"))

@@ -155,7 +155,7 @@ async function showPhoto(response, what) {
     img.src = url("/api/face.png", {photo: photo.photo, face: i});
     img.alt = `face ${i}`;
     img.title = `face ${i}${i === 0 ? " (the most confident)" : ""}`;
-    img.addEventListener("click", () => chooseFace(i));
+    img.addEventListener("click", () => { if (!state.job) chooseFace(i); });
     $("faces").appendChild(img);
   }
   $("candidates").innerHTML = "";
@@ -209,14 +209,21 @@ async function invert() {
     const answer = await response.json();
     showError("");
     state.job = answer.job;
+    if (answer.recipe !== state.recipeName) state.results = [];   // the same recipe again: its results stay
     state.recipeName = answer.recipe;
     state.since = {};
     state.losses = {};
-    state.results = [];
-    $("invert").disabled = true;
-    $("cancel").disabled = false;
+    busy(true);
     poll();
   } catch (e) { showError(e.message); }
+}
+
+function busy(running) {   // while a job runs, the photo and the face stay as they are (its results are theirs)
+  $("invert").disabled = running;
+  $("cancel").disabled = !running;
+  $("upload").disabled = running;
+  $("use-heldout").disabled = running;
+  $("faces").classList.toggle("locked", running);
 }
 
 async function cancel() {
@@ -243,12 +250,14 @@ async function poll() {
     `${job.space ? label(job.space) : ""} step ${job.step}/${job.steps}${speed}${loss}`;
   drawLosses();
   if (job.state === "queued" || job.state === "running") { setTimeout(poll, 200); return; }
-  $("invert").disabled = false;
-  $("cancel").disabled = true;
+  busy(false);
   state.job = null;
   const finished = job.spaces.filter((s, i) => job.state === "done" || i < job.spaces.indexOf(job.space));
-  state.results = finished.map((key) => ({space: key, label: label(key),
-                                          kind: state.info.spaces.find((s) => s.key === key).kind}));
+  const known = new Set(state.results.map((r) => r.space));
+  const order = state.info.spaces.map((s) => s.key);
+  state.results = state.results.concat(finished.filter((key) => !known.has(key)).map((key) => ({
+    space: key, label: label(key), kind: state.info.spaces.find((s) => s.key === key).kind})))
+    .sort((a, b) => order.indexOf(a.space) - order.indexOf(b.space));
   if (job.state === "error") showError(job.error);
   if (job.state === "cancelled") $("job-status").textContent += " · cancelled";
   if (job.state === "done") $("job-status").textContent += " · done";
