@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -267,9 +268,23 @@ def test_sliders_rerender_without_inverting_and_the_bundle_replays_the_edit(serv
     assert settings["sliders"] == edit and settings["space"] == "FZPlus"
     assert np.array_equal(_image((folder / "edited.png").read_bytes()), _image(pasted))
     monkeypatch.chdir(folder)   # the replay, as the bundle says, from the unpacked folder (the photo path relative)
-    main(settings["replay"].split()[1:])
+    main(shlex.split(settings["replay"])[1:])
     replayed = _image((folder / "replay" / "astronaut_app_edit_+1.png").read_bytes())
     assert np.array_equal(replayed, _image(pasted))
+
+    # a held-out face is its own photo: its bundle replays without pasting back
+    heldout = tab.json("/api/heldout", b"", index=1)["photo"]
+    recipe = tab.invert(heldout, ["WPlus"], steps=3)["recipe"]
+    status, bundle, _ = tab.request("/api/bundle.zip", photo=heldout, face=0, space="WPlus", recipe=recipe,
+                                    edit=json.dumps({"random_0": 1.0}))
+    assert status == 200
+    folder = tmp_path / "heldout_bundle"
+    zipfile.ZipFile(io.BytesIO(bundle)).extractall(folder)
+    replay = json.loads((folder / "settings.json").read_text())["replay"]
+    assert "--paste-back" not in replay and "--mask" not in replay
+    monkeypatch.chdir(folder)
+    main(shlex.split(replay)[1:])
+    assert (folder / "replay" / "edit_app_edit.png").is_file()
 
 
 def test_a_tabs_direction_files_become_its_own_sliders(server, astronaut, tmp_path):

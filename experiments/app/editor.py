@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shlex
 import tempfile
 import threading
 import time
@@ -310,7 +311,7 @@ class Editor:
     def bundle(self, photo: Photo, face_index: int, space_name: str, result: InversionResult,
                alphas: Mapping[str, float], recipe: InversionRecipe, mask: str = "face",
                extra: Optional[Mapping[str, Slider]] = None) -> bytes:
-        """A zip that replays the page's edit of one face with `latentspaces edit` (see `REPLAY`): the code, the
+        """A zip that replays the page's edit of one face with `latentspaces edit` (`replay_command`): the code, the
         edit as one direction, the aligned face, the photo and its alignment (the photo's path relative), the
         edited photo, and settings.json with the sliders and the command."""
         space = self.space(space_name)
@@ -334,14 +335,12 @@ class Editor:
                 z.write(folder / name, name)
             z.writestr(face_name, png_bytes(to_uint8(photo.faces[face_index]).permute(1, 2, 0).numpy()))
             transform = photo.transforms[face_index]
-            replay = REPLAY.format(generator=self.generator_name, mask=mask)
+            replay = replay_command(self.generator_name, mask if transform is not None else None)
             if transform is not None and photo.path is not None:
                 z.write(photo.path, photo.name)
                 # the photo named relative to the bundle's folder: the unpacked folder replays wherever it is
                 save_alignment(folder / "alignment.json", [(face_name, replace(transform, photo=photo.name))])
                 z.write(folder / "alignment.json", "alignment.json")
-            else:
-                replay = replay.replace(" --paste-back", "")
             z.writestr("edited.png", png_bytes(edited))
             writes = (f"replay/{stem}_{EDIT_NAME}_+1.png, equal to edited.png" if transform is not None else
                       f"replay/edit_{EDIT_NAME}.png, a labelled grid holding edited.png")
@@ -353,9 +352,13 @@ class Editor:
         return tmp.getvalue()
 
 
-# the command that replays a bundle's edit, run in the unpacked bundle's folder
-REPLAY = ("latentspaces edit --generator {generator} --codes codes.safetensors --direction edit_direction.safetensors "
-          "--alphas=1 --paste-back --mask {mask} --out replay")
+def replay_command(generator: str, mask: Optional[str]) -> str:
+    """The command that replays a bundle's edit in the unpacked bundle's folder: `latentspaces edit` of its code
+    along its one direction at alpha 1, pasted back with `mask` (None: a held-out face, nothing to paste into)."""
+    words = ["latentspaces", "edit", "--generator", generator, "--codes", "codes.safetensors", "--direction",
+             "edit_direction.safetensors", "--alphas=1", *(["--paste-back", "--mask", mask] if mask else []),
+             "--out", "replay"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def png_bytes(image, compress_level: int = 6) -> bytes:
@@ -405,5 +408,5 @@ def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = No
     return [Slider(f"{key}_{k}", f"{Path(path).stem} {d.name or k}", {d.kind: d}) for k, d in enumerate(directions)]
 
 
-__all__ = ["APP_RECIPES", "Cancelled", "Editor", "MAX_STEPS", "Photo", "REPLAY", "SLIDER_LIMIT", "Slider",
+__all__ = ["APP_RECIPES", "Cancelled", "Editor", "MAX_STEPS", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
            "default_sliders", "face_png", "file_sliders", "png_bytes"]

@@ -60,7 +60,7 @@ class Job:
         return {"id": self.id, "state": self.state, "space": self.space, "step": self.step,
                 "steps": self.recipe.steps, "spaces": list(self.spaces), "error": self.error,
                 "seconds_per_step": None if math.isnan(self.seconds_per_step) else self.seconds_per_step,
-                "losses": {s: v[since.get(s, 0):] for s, v in self.losses.items()}}
+                "losses": {s: v[since.get(s, 0):] for s, v in list(self.losses.items())}}   # copied: the job adds
 
 
 class Session:

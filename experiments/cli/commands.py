@@ -382,7 +382,9 @@ def cmd_app(args: argparse.Namespace) -> None:
         encoders.update({s: base for s in WPLUS_STARTED})
     status(f"finding the sliders' directions ({args.components} GANSpace components from {args.direction_samples:,} "
            "W samples, SeFa, random) ...")
-    editor = Editor.for_generator(G, str(args.generator), args.directions, components=args.components,
+    # the name the replay bundles' command uses: a shipped name as it is, a file by its absolute path
+    name = args.generator if args.generator in assets.names("generator") else str(Path(args.generator).resolve())
+    editor = Editor.for_generator(G, name, args.directions, components=args.components,
                                   samples=args.direction_samples, device=args.device, encoders=encoders,
                                   base_encoder=base, heads=heads)
     editor.warm_up()
