@@ -324,11 +324,15 @@ def test_the_command_refuses_an_encoder_or_head_that_does_not_fit(tmp_path, caps
     assert "--sdic corrects a W+ encoder's codes: pass --wplus-encoder FILE too" in message
 
 
-def test_a_taken_port_is_one_line(editor, server):
+def test_a_taken_port_is_one_line_before_the_models_load(editor, server, capsys, monkeypatch):
     from experiments.app import serve
     port = server.server_address[1]
+    monkeypatch.setattr(ls, "load_generator", lambda *a, **k: pytest.fail("the models loaded before the check"))
+    assert cli_error(capsys, "app", "--port", str(port)).startswith(f"cannot listen on 127.0.0.1:{port} (")
+    assert "choose another --port" in cli_error(capsys, "app", "--host", "no-such-host.invalid")
+    monkeypatch.undo()
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port} .*choose another --port"):
-        serve(editor, "127.0.0.1", port)
+        serve(editor, "127.0.0.1", port)   # taken between the check and the start: the same line
 
 
 # ------------------------------------------------------------------------------------------ at 1024 px

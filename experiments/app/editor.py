@@ -196,7 +196,7 @@ class Editor:
                         "encoder": n in self.encoders} for n in SPACE_ORDER],
             "recipes": {n: {"steps": RECIPES[n].steps, "describe": RECIPES[n].describe()} for n in APP_RECIPES},
             "sliders": [s.describe() for s in self.sliders.values()], "slider_limit": SLIDER_LIMIT,
-            "heads": sorted(self.heads), "heldout": HELDOUT_SHOWN if self.G.resolution == 64 else 0,
+            "heads": sorted(self.heads), "heldout": self.heldout_count,
             "max_steps": MAX_STEPS, "render_seconds": self.render_seconds,
         }
 
@@ -210,9 +210,14 @@ class Editor:
                      transforms=[f.transform for f in found.faces], candidates=[c.describe() for c in found.candidates],
                      gray=found.gray, size=(int(photo_size[0]), int(photo_size[1])))
 
+    @property
+    def heldout_count(self) -> int:
+        """Held-out faces the page offers: the first HELDOUT_SHOWN of the shipped 64 px set, none at other sizes."""
+        return HELDOUT_SHOWN if self.G.resolution == 64 else 0
+
     def heldout_face(self, index: int) -> Photo:
         """Held-out face `index` of the default model's set as a photo of one face (it is its own photo)."""
-        count = HELDOUT_SHOWN if self.G.resolution == 64 else 0
+        count = self.heldout_count
         if not 0 <= index < count:
             raise ValueError(f"held-out face {index}: the editor offers the shipped held-out faces 0 .. {count - 1}"
                              if count else "the shipped held-out faces are 64 px; this generator makes "
@@ -379,6 +384,8 @@ def face_png(image: torch.Tensor, gray: bool = False) -> bytes:
 def default_sliders(G: ls.Generator, components: int, samples: int, files: Sequence[Path] = ()) -> List[Slider]:
     """GANSpace components (z and w, scaled by their axes' std), SeFa (w), random (z and w), then every direction
     of each file (its kind as the file says; sliders named <file stem> <index>)."""
+    # the files first: a bad one is said before the PCA runs
+    from_files = [slider for i, path in enumerate(files) for slider in file_sliders(G, path, f"file{i}")]
     sliders = []
     by_kind = {kind: ganspace(G, n_samples=samples, n_components=components, kind=kind, scale_by_std=True)
                for kind in ("z", "w")}
@@ -387,9 +394,7 @@ def default_sliders(G: ls.Generator, components: int, samples: int, files: Seque
     sliders += [Slider(f"sefa_{k}", f"SeFa {k}", {"w": d}) for k, d in enumerate(sefa(G, n_components=3))]
     random = {"z": random_directions(2, G.z_dim, "z", seed=0), "w": random_directions(2, G.w_dim, "w", seed=0)}
     sliders += [Slider(f"random_{k}", f"random {k}", {kind: random[kind][k] for kind in random}) for k in range(2)]
-    for i, path in enumerate(files):
-        sliders += file_sliders(G, path, f"file{i}")
-    return sliders
+    return sliders + from_files
 
 
 def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = None,

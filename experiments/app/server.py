@@ -28,6 +28,7 @@ import json
 import math
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -38,6 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
+
+from latentspaces.storage import atomic_path
 
 from ..reporting import describe_error
 from .editor import Editor, face_png, file_sliders, png_bytes
@@ -221,7 +224,8 @@ class Handler(BaseHTTPRequestHandler):
         data = self._body(limit)
         fid, folder = session.upload_folder(prefix)
         path = folder / name
-        path.write_bytes(data)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
         try:
             return fid, read(path)
         except Exception as e:
@@ -325,13 +329,29 @@ POST_ROUTES = {"/api/photo": Handler.upload, "/api/directions": Handler.directio
                "/api/invert": Handler.invert, "/api/cancel": Handler.cancel}
 
 
+def _unusable(host: str, port: int, e: OSError) -> OSError:
+    return OSError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port (0: any free port) "
+                   "or --host")
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on (a port taken, a host this machine does not
+    have), before the models load: bound once and released (`serve` says the same if it is taken meanwhile)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server binds
+            probe.bind((host, port))
+    except OSError as e:   # socket.gaierror is one
+        raise _unusable(host, port, e) from None
+
+
 def serve(editor: Editor, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:
     """Serve the editor until Ctrl-C (port 0: any free port)."""
     try:
         server = EditorServer((host, port), editor)
     except OSError as e:   # the port taken, or an address this machine does not have
-        raise OSError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port (0: any free "
-                      "port) or --host") from None
+        raise _unusable(host, port, e) from None
     print(f"latentspaces app: the editor is at {server.url} ({editor.generator_name}, {editor.G.resolution} px); "
           "Ctrl-C stops it", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -347,4 +367,4 @@ def serve(editor: Editor, host: str = "127.0.0.1", port: int = 7860, open_browse
         server.server_close()
 
 
-__all__ = ["EditorServer", "Handler", "MAX_UPLOAD", "RequestError", "serve", "upload_name"]
+__all__ = ["EditorServer", "Handler", "MAX_UPLOAD", "RequestError", "check_address", "serve", "upload_name"]

@@ -55,7 +55,7 @@ from ..argtypes import (UsageError, alpha_list, device_name, edit_sizes, encoder
 from ..distributed import close_world, init_world
 from ..reporting import describe_error, one_line
 from .workers import check_compile, check_workers, run_as_ranks
-from .checks import (check_align, check_compare, check_compensation, check_directions, check_edit,
+from .checks import (check_align, check_app, check_compare, check_compensation, check_directions, check_edit,
                      check_f_layer_sweep, check_identity_curves, check_invert, check_nothing, check_paired)
 from .commands import (cmd_align, cmd_app, cmd_compare, cmd_compensation, cmd_directions, cmd_edit, cmd_f_layer_sweep,
                        cmd_identity_curves, cmd_invert, cmd_paired, cmd_score_identity, cmd_tradeoff)
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     for head in COMPENSATION_HEADS:
         p.add_argument(f"--{head}", type=encoder_spec, default=None,
                        help=f"{head} head name or file (default with the default generator: default-{head})")
-    p.set_defaults(fn=cmd_app, check=check_nothing, quick=False)
+    p.set_defaults(fn=cmd_app, check=check_app, quick=False)
 
     p = sub.add_parser("directions", help="find directions (GANSpace, SeFa, random) and save them")
     _machine(p)

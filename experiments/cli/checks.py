@@ -30,6 +30,7 @@ from latentspaces.metrics.perceptual import perceptual_name
 from latentspaces.spaces import is_f_space
 from latentspaces.storage import tensor_shapes
 
+from ..app.server import check_address
 from ..argtypes import HELDOUT, UsageError
 from ..photos import alignment_for, check_photos
 from optimizers.recipes import RECIPES
@@ -222,10 +223,15 @@ def check_edit(args: argparse.Namespace) -> None:
     alignment_for(args.codes, args.alignment)
 
 
+def check_app(args: argparse.Namespace) -> None:
+    """app: the address can be listened on (the models take seconds to load; a taken port is said first)."""
+    check_address(args.host, args.port)
+
+
 def check_nothing(args: argparse.Namespace) -> None:
     """For the commands whose flags argparse checks completely."""
 
 
-__all__ = ["DEFAULT_PERCEPTUAL", "check_align", "check_compare", "check_directions", "check_edit",
+__all__ = ["DEFAULT_PERCEPTUAL", "check_align", "check_app", "check_compare", "check_directions", "check_edit",
            "check_identity_curves", "check_inversion", "check_invert", "check_nothing", "check_paired",
            "check_perceptual", "check_targets", "heldout_count", "perceptual_flag", "perceptual_resolution"]

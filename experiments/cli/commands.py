@@ -25,7 +25,7 @@ from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, Percept
 from latentspaces.metrics.identity import make_identity
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.progress import status
-from latentspaces.spaces import SPACE_ORDER, build_space, is_f_space, read_code_file
+from latentspaces.spaces import SPACE_ORDER, build_space, read_code_file
 from optimizers import HybridInverter
 
 from ..app import Editor, serve
@@ -39,8 +39,8 @@ from ..studies.calibration import folder_calibration, read_calibration
 from ..studies.f_layer_sweep import run_f_layer_sweep
 from ..studies.compensation import fzplus_settings, run_compensation_comparison
 from ..studies.identity_curves import edit_directions, run_identity_curves
-from ..studies.inversions import (PER_IMAGE_CSV, WPLUS_STARTED, fill_identity, inversion_settings, recipe_encoders,
-                                  recipe_line)
+from ..studies.inversions import (PER_IMAGE_CSV, fill_identity, inversion_settings, recipe_encoders, recipe_line,
+                                  starting_encoder)
 from ..studies.paired_statistics import run_paired_statistics
 from ..studies.space_comparison import f_size_line, run_space_comparison, summarize
 from ..studies.tradeoff import write_tradeoff
@@ -364,6 +364,9 @@ def _loaded(spec: Optional[str], G: ls.Generator, device: str, base: Optional[to
 
 def cmd_app(args: argparse.Namespace) -> None:
     G = _generator(args)
+    if args.components > G.w_dim:
+        raise UsageError(f"--components {args.components}: GANSpace finds at most w_dim = {G.w_dim} directions of "
+                         "this generator")
     shipped = args.generator == "default"   # the shipped encoders and heads are the default model's
     base = _loaded(args.wplus_encoder or ("default-wplus" if shipped else None), G, args.device)
     f_encoder = _loaded(args.f_encoder or ("default-f" if shipped else None), G, args.device)
@@ -375,11 +378,9 @@ def cmd_app(args: argparse.Namespace) -> None:
         head = _loaded(spec, G, args.device, base)
         if head is not None:
             heads[type(head).__name__] = head
-    encoders: Dict[str, CodeInitializer] = {}   # the paper recipe's starts (recipe_encoders' rule)
-    if f_encoder is not None:
-        encoders.update({s: f_encoder for s in SPACE_ORDER if is_f_space(s)})
-    if base is not None:
-        encoders.update({s: base for s in WPLUS_STARTED})
+    loaded = {"f": f_encoder, "wplus": base}   # the paper recipe's starts, by the rule of `recipe_encoders`
+    encoders: Dict[str, CodeInitializer] = {s: loaded[starting_encoder(s)] for s in SPACE_ORDER
+                                            if loaded.get(starting_encoder(s)) is not None}
     status(f"finding the sliders' directions ({args.components} GANSpace components from {args.direction_samples:,} "
            "W samples, SeFa, random) ...")
     # the name the replay bundles' command uses: a shipped name as it is, a file by its absolute path
@@ -420,5 +421,5 @@ def cmd_compensation(args: argparse.Namespace) -> None:
                                                      "tradeoff.png/.pdf", t)
 
 
-__all__ = ["cmd_align", "cmd_app", "cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit", "cmd_identity_curves",
-           "cmd_invert", "cmd_paired", "cmd_score_identity", "cmd_tradeoff"]
+__all__ = ["cmd_align", "cmd_app", "cmd_compare", "cmd_compensation", "cmd_directions", "cmd_edit",
+           "cmd_identity_curves", "cmd_invert", "cmd_paired", "cmd_score_identity", "cmd_tradeoff"]

@@ -166,11 +166,19 @@ def recipe_encoders(recipe: InversionRecipe, spaces: Sequence[str], f_encoder: s
             loaded[name] = load_encoder(name, device)
         return loaded[name]
 
-    return {s: encoder(f_encoder if is_f_space(s) else wplus_encoder) for s in spaces
-            if is_f_space(s) or s in WPLUS_STARTED}
+    names = {"f": f_encoder, "wplus": wplus_encoder}
+    return {s: encoder(names[starting_encoder(s)]) for s in spaces if starting_encoder(s) is not None}
 
 
 WPLUS_STARTED = ("WPlus", "W", "S", "PN")   # the W-type spaces a W+ encoder starts (recipe init 'encoder')
+
+
+def starting_encoder(space: str) -> Optional[str]:
+    """Which encoder starts `space` under recipe init 'encoder': 'f' (F spaces, Eq. 2 of "Revisiting Latent Space
+    of GAN Inversion"), 'wplus' (the W-type spaces) or None (Z and Z+ start from their mean)."""
+    if is_f_space(space):
+        return "f"
+    return "wplus" if space in WPLUS_STARTED else None
 
 
 def _nan(n: int) -> torch.Tensor:
@@ -358,4 +366,4 @@ def fill_identity(
 
 __all__ = ["INVERSION_RESULTS", "PER_IMAGE", "PER_IMAGE_CSV", "PER_IMAGE_FIELDS", "RECIPE_KEYS", "WPLUS_STARTED",
            "chunk_checksums", "fill_identity", "inversion_settings", "invert_missing", "metric_name",
-           "missing_chunks", "recipe_encoders", "recipe_line", "study_models"]
+           "missing_chunks", "recipe_encoders", "recipe_line", "starting_encoder", "study_models"]
