@@ -86,6 +86,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentspaces.assets import DEFAULT_WPLUS_ENCODER
 from latentspaces.interfaces import Compensation
 
 from .config_checks import check_count, check_fraction, conv_layer_resolution
@@ -210,7 +211,8 @@ class GradualResidual(nn.Module):
         self.body = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(hidden, hidden, 3, 1, 1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(hidden, hidden, 3, 1, 1), nn.LeakyReLU(0.2))
         self.out = nn.Conv2d(hidden, channels, 1)
-        nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
         if 0 < gate_rank < channels:
             self.gate = nn.Sequential(nn.Conv2d(2 * channels, gate_rank, 1, bias=False), nn.Conv2d(gate_rank, channels, 1))
         else:
@@ -255,7 +257,7 @@ class GradStyle(nn.Module):
         top_mu: float = 0.25,                     # selective attention: fraction of scores kept per query, (0, 1]
         gam_blocks: int = 1,                      # GAM blocks per stage (paper: "a few"; our choice)
         attention_side: int = 32,                 # GAM attends on at most side x side tokens (pooled above; our choice)
-        base_encoder: str = "default-wplus",      # name or path of the frozen W+ encoder it was trained over (a record)
+        base_encoder: str = DEFAULT_WPLUS_ENCODER,  # name or path of the frozen W+ encoder it was trained over (a record)
     ):
         super().__init__()
         m = len(layers)
@@ -305,7 +307,7 @@ class GradStyle(nn.Module):
                     attention_side=self.attention_side, base_encoder=self.base_encoder)
 
     @classmethod
-    def for_generator(cls, G, base, base_encoder: str = "default-wplus", **kwargs) -> "GradStyle":
+    def for_generator(cls, G, base, base_encoder: str = DEFAULT_WPLUS_ENCODER, **kwargs) -> "GradStyle":
         """An untrained head for G over the W+ encoder `base` (bound to it); kwargs: the size fields."""
         with torch.no_grad():
             probe = base.pyramid(torch.zeros(1, 3, base.input_size, base.input_size,

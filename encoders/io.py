@@ -44,8 +44,11 @@ VERSIONS = (1, 2)
 CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC, HFGI, ReGANIE, GradStyle)}
 # The compensation heads by method name; the shipped network of head h is 'default-h'.
 COMPENSATION_HEADS = ("sdic", "hfgi", "gradstyle", "reganie")
-# Shipped names -> asset file (a view of the library's registry, kept under its earlier name).
-ENCODER_NAMES: Dict[str, str] = {n: assets.ASSETS[n].file for n in assets.names("encoder") + assets.names("head")}
+
+
+def encoder_names() -> list:
+    """The shipped encoder and head names (the library's asset registry, kinds 'encoder' and 'head'), sorted."""
+    return sorted(assets.names("encoder") + assets.names("head"))
 
 
 def save_encoder(encoder: torch.nn.Module, path: Union[str, os.PathLike], meta: dict | None = None,
@@ -64,8 +67,8 @@ def save_encoder(encoder: torch.nn.Module, path: Union[str, os.PathLike], meta: 
 def encoder_path(name: str) -> Path:
     """File of a shipped encoder or head; KeyError for unknown names, FileNotFoundError naming the file and
     the command that makes it."""
-    if name not in ENCODER_NAMES:
-        raise KeyError(f"unknown encoder name {name!r}; shipped encoders and heads: {sorted(ENCODER_NAMES)} "
+    if name not in encoder_names():
+        raise KeyError(f"unknown encoder name {name!r}; shipped encoders and heads: {encoder_names()} "
                        "(or pass the path of a file written by encoders.save_encoder)")
     return assets.asset_path(name)
 
@@ -91,9 +94,9 @@ def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
 def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path:
     the project's format, or an e4e checkpoint (`.pt`, read by `load_e4e_encoder`)."""
-    path = encoder_path(name_or_path) if str(name_or_path) in ENCODER_NAMES else Path(name_or_path)
+    path = encoder_path(name_or_path) if str(name_or_path) in encoder_names() else Path(name_or_path)
     if not path.is_file():
-        raise FileNotFoundError(f"no encoder file at {path}; shipped names: {sorted(ENCODER_NAMES)}")
+        raise FileNotFoundError(f"no encoder file at {path}; shipped names: {encoder_names()}")
     if path.suffix.lower() == ".pt":   # e4e's own checkpoint: the trainers' --base-encoder takes it as it is
         check_sidecar(path)
         encoder = load_e4e_encoder(str(path))

@@ -38,7 +38,6 @@ reconstruction exactly.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Dict, Optional
 
 import torch
@@ -170,8 +169,10 @@ class DICN(nn.Module):
         self.grid = (side, w_dim // side) if side * (w_dim // side) == w_dim else (1, w_dim)
         self.lat1d = nn.Sequential(nn.Conv1d(num_ws * k, num_ws * k, 3, 1, 1), nn.LeakyReLU(0.2),
                                    nn.Conv1d(num_ws * k, 2 * num_ws, 3, 1, 1))
-        nn.init.zeros_(self.feat[-1].weight); nn.init.zeros_(self.feat[-1].bias)
-        nn.init.zeros_(self.lat1d[-1].weight); nn.init.zeros_(self.lat1d[-1].bias)
+        nn.init.zeros_(self.feat[-1].weight)
+        nn.init.zeros_(self.feat[-1].bias)
+        nn.init.zeros_(self.lat1d[-1].weight)
+        nn.init.zeros_(self.lat1d[-1].bias)
 
     def forward(self, dmap: torch.Tensor):
         feat2 = self.feat(dmap)
@@ -259,16 +260,10 @@ class SDIC(SingleLayerHead):
         image = G.synthesis.with_edits(ws_c, {self.layer: replace}, noise_mode=noise_mode)
         return Compensation(image=image, ws=ws_c, cache=cache)
 
-    def edit(self, G, comp: Compensation, delta_ws: torch.Tensor, *deprecated, noise_mode: str = "const") -> torch.Tensor:
+    def edit(self, G, comp: Compensation, delta_ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """Compensate-and-edit: G(W' + delta) with layer l's output G_l(W' + delta) + (F^ - G_l), G_l as fused.
 
         delta_ws [N, num_ws, w_dim]; with fusion 'compensated' delta 0 gives comp.image back exactly.
         """
-        if isinstance(delta_ws, str):  # the earlier signature edit(G, comp, layer, delta_ws)
-            warnings.warn("SDIC.edit(G, comp, layer, delta_ws) is deprecated: the head knows its layer; call "
-                          "sdic.edit(G, comp, delta_ws)", DeprecationWarning, stacklevel=2)
-            if delta_ws != self.layer or len(deprecated) != 1:
-                raise ValueError(f"this head compensates {self.layer!r}; call sdic.edit(G, comp, delta_ws)")
-            (delta_ws,) = deprecated
         residual = comp.cache["residual"]
         return G.synthesis.with_edits(comp.ws + delta_ws, {self.layer: lambda g: g + residual}, noise_mode=noise_mode)

@@ -21,15 +21,15 @@ from typing import Callable, Tuple, Union
 
 import torch
 
-from encoders.io import ENCODER_NAMES
+from encoders.io import encoder_names
 from latentspaces import assets
 from latentspaces.images import image_files
 from latentspaces.spaces import SPACE_ORDER
+from optimizers.recipes import MAX_STEPS
 
 SEED_MAX = 2**32 - 1   # numpy's limit, and far below torch's
 # Bounds on what can finish: a value past them is a typo (an extra zero), not an experiment. The papers
 # invert with 1,000-5,000 steps and train heads for 100k-500k; GANSpace's PCA uses 10^6 samples.
-MAX_STEPS = 100_000          # inversion steps (at ~0.1 s a step on this CPU: ~3 hours a chunk)
 MAX_TRAIN_STEPS = 10_000_000 # training steps of a trainer
 MAX_SAMPLES = 10_000_000     # samples for direction finding (10^7 x 512 float32 = 20 GB)
 LR_RANGE = (1e-8, 10.0)      # learning rates outside it either never move a code or blow it up at once
@@ -98,6 +98,14 @@ def non_negative_float(text: str) -> float:
     value = _number(float, text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{value:g} is negative (give a number >= 0)")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1] (a share that is kept)."""
+    value = _number(float, text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not in (0, 1]")
     return value
 
 
@@ -194,10 +202,13 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def folder_text(text: str) -> str:
-    """A folder that exists, kept as the text given (a trainer stores its flags as JSON)."""
-    existing_dir(text)
-    return text
+def _as_text(check: Callable[[str], Path], what: str) -> Callable[[str], str]:
+    """argparse type: `check`'s test, the value kept as the text given (a trainer stores its flags as JSON)."""
+    def parse(text: str) -> str:
+        check(text)
+        return text
+    parse.__doc__ = f"{what}, kept as the text given (a trainer stores its flags as JSON)."
+    return parse
 
 
 def data_source(text: str) -> str:
@@ -216,6 +227,10 @@ def existing_dir(text: str) -> Path:
     if not text.strip() or not path.is_dir():
         raise argparse.ArgumentTypeError(f"no folder at {text!r}")
     return path
+
+
+file_text = _as_text(existing_file, "A file that exists")
+folder_text = _as_text(existing_dir, "A folder that exists")
 
 
 def out_dir(text: str) -> Path:
@@ -253,7 +268,7 @@ def generator_spec(text: str) -> str:
 
 def encoder_spec(text: str) -> str:
     """A shipped encoder or head name ('default-f', ...) or the path of an encoder file."""
-    return _name_or_file(text, ENCODER_NAMES, "encoder")
+    return _name_or_file(text, encoder_names(), "encoder")
 
 
 def device_name(text: str) -> str:
@@ -301,7 +316,7 @@ def photo_files(text: str) -> Tuple[Path, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-__all__ = ["HELDOUT", "SEED_MAX", "UsageError", "device_name", "encoder_spec", "existing_dir", "existing_file",
+__all__ = ["HELDOUT", "file_text", "fraction", "SEED_MAX", "UsageError", "device_name", "encoder_spec", "existing_dir", "existing_file",
            "finite_float", "float_list", "generator_spec", "int_at_least", "int_in", "non_negative_float",
            "non_negative_int", "out_dir", "photo_files", "positive_float", "positive_int", "seed", "space_list",
            "space_name", "target_spec"]

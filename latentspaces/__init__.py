@@ -16,13 +16,6 @@ from .spaces import (FZ, PN, SPACE_ORDER, SPACES, Code, FWPlus, FWPlusPN, FZPlus
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name == "load_encoder":  # moved up a layer: the library imports nothing of the encoders package
-        raise AttributeError("latentspaces.load_encoder moved to encoders.load_encoder (the library no longer imports "
-                             "the encoders package above it): `from encoders import load_encoder`")
-    raise AttributeError(f"module 'latentspaces' has no attribute {name!r}")
-
-
 __all__ = ["CheckpointError", "Code", "Compensation", "Direction", "Generator", "LatentSpace", "MissingWeightsError",
            "PNStats", "SPACES", "SPACE_ORDER", "Z", "ZPlus", "W", "WPlus", "S", "PN", "FWPlus", "FWPlusPN", "FZ",
            "FZPlus", "build_space", "load_generator", "save_generator", "__version__"]

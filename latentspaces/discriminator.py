@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .assets import asset_path
+from .assets import DEFAULT_DISCRIMINATOR, asset_path
 from .errors import CheckpointError
 from .file_rules import config_is_plausible
 from .fingerprints import check_sidecar
@@ -198,4 +198,4 @@ def load_discriminator(path) -> Discriminator:
 
 def load_default_discriminator() -> Discriminator:
     """The trained discriminator of the default generator (its features are the default perceptual distance)."""
-    return load_discriminator(asset_path("default-discriminator"))
+    return load_discriminator(asset_path(DEFAULT_DISCRIMINATOR))

@@ -66,13 +66,6 @@ class Compensation:
     ws: torch.Tensor
     cache: Dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def __getitem__(self, key: str) -> torch.Tensor:
-        """comp['image'], comp['ws'] or a cache entry (the dict interface of earlier versions)."""
-        if key in ("image", "ws"):
-            return getattr(self, key)
-        return self.cache[key]
-
-
 @runtime_checkable
 class CompensationHead(Protocol):
     layers: Tuple[str, ...]     # generator conv layers the head injects into, in layer order (() for re-rendering heads)

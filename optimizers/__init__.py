@@ -3,7 +3,7 @@ PTI-style generator tuning (W pivot, then the generator tuned to it), and the na
 
 from .hybrid import HybridInverter, InversionDiverged, InversionResult
 from .pti import PTI, PTIResult
-from .recipes import FULL, PAPER, QUICK, RECIPES, InversionRecipe, recipe_named
+from .recipes import FULL, MAX_STEPS, PAPER, QUICK, RECIPES, InversionRecipe, recipe_named
 
-__all__ = ["FULL", "HybridInverter", "InversionDiverged", "InversionRecipe", "InversionResult", "PAPER", "PTI",
+__all__ = ["FULL", "HybridInverter", "MAX_STEPS", "InversionDiverged", "InversionRecipe", "InversionResult", "PAPER", "PTI",
            "PTIResult", "QUICK", "RECIPES", "recipe_named"]

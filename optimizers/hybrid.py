@@ -28,7 +28,6 @@ layers are already fast by default (channels-last convolutions on CPU, folded ep
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, LatentSpace
 from latentspaces.storage import atomic_torch_save
-from optimizers.recipes import INITS, InversionRecipe
+from optimizers.recipes import INITS, PAPER, InversionRecipe, check_inversion_numbers
 from optimizers.schedules import ConstantSchedule, InversionSchedule
 
 InitSpec = Union[None, str, Code]
@@ -91,11 +90,11 @@ class HybridInverter:
     def __init__(
         self,
         space: LatentSpace,                    # the latent space to invert into
-        steps: int = 1200,                     # optimizer steps
-        lr: float = 0.01,                      # Adam learning rate
-        lambda_per: float = 10.0,              # weight of the perceptual distance
-        lambda_reg: float = 10.0,              # weight of mean((f - f0)^2) for F spaces' base codes
-        lambda_mse: float = 1.0,               # weight of the pixel MSE
+        steps: int = PAPER.steps,              # optimizer steps, 0 .. MAX_STEPS (the paper recipe's by default)
+        lr: float = PAPER.lr,                  # Adam learning rate, > 0
+        lambda_per: float = PAPER.lambda_per,  # weight of the perceptual distance, >= 0
+        lambda_reg: float = PAPER.lambda_reg,  # weight of mean((f - f0)^2) for F spaces' base codes, >= 0
+        lambda_mse: float = PAPER.lambda_mse,  # weight of the pixel MSE, >= 0
         perceptual: Optional[PerceptualDistance] = None,  # d(x, y) -> [N]; None: no perceptual term
         encoder: Optional[CodeInitializer] = None,        # init_code(space, targets) -> Code
         identity: Optional[IdentitySimilarity] = None,    # sim(x, y) -> [N], recorded every `identity_every` steps
@@ -107,14 +106,7 @@ class HybridInverter:
         schedule: Optional[InversionSchedule] = None,  # per-step lr and code perturbation; None: constant lr
         init: InitSpec = None,                 # invert()'s start when it is given none (see `initial_code`)
     ):
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-            raise ValueError(f"steps must be a whole number >= 0, got {steps!r}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        weights = {"lambda_per": lambda_per, "lambda_reg": lambda_reg, "lambda_mse": lambda_mse}
-        bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
-        if bad:
-            raise ValueError(f"loss weights must be finite and >= 0, got {bad}")
+        check_inversion_numbers(steps, lr, lambda_mse, lambda_per, lambda_reg)
         if not (math.isfinite(divergence_factor) and divergence_factor > 1):
             raise ValueError(f"divergence_factor must be a finite number > 1 (the stop at that many times the start "
                              f"loss), got {divergence_factor!r}")
@@ -155,10 +147,9 @@ class HybridInverter:
         if perceptual is None and recipe.lambda_per > 0:
             perceptual = make_perceptual(recipe.perceptual, space.G.resolution, space.device)
         use_encoder = recipe.init == "encoder" and encoder is not None
-        return cls(space, steps=recipe.steps, lr=recipe.lr, lambda_mse=recipe.lambda_mse,
-                   lambda_per=recipe.lambda_per if perceptual is not None else 0.0,
-                   lambda_reg=recipe.lambda_reg if use_encoder else 0.0, perceptual=perceptual,
-                   encoder=encoder if use_encoder else None,
+        run = recipe.effective(perceptual=perceptual is not None, encoder=use_encoder)
+        return cls(space, steps=run.steps, lr=run.lr, lambda_mse=run.lambda_mse, lambda_per=run.lambda_per,
+                   lambda_reg=run.lambda_reg, perceptual=perceptual, encoder=encoder if use_encoder else None,
                    init="encoder" if use_encoder else ("mean" if recipe.init == "encoder" else recipe.init),
                    **options)
 

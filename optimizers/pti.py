@@ -6,10 +6,10 @@
 1. Pivot: one w per image, `HybridInverter` on the W space with PTI's projector schedule
    (optimizers/schedules.py `ProjectorSchedule`): Adam, lr 0.01 peak with a 5%
    linear warm-up and a cosine ramp-down over the last 25%, Gaussian noise added to w with std
-   0.05 * std(W) * max(0, 1 - t / 0.75)^2, loss lambda_l2 MSE + lambda_per P. 450 steps in PTI.
+   0.05 * std(W) * max(0, 1 - t / 0.75)^2, loss lambda_mse MSE + lambda_per P. 450 steps in PTI.
    PTI also optimizes the per-layer noise maps with a 1e5 regulariser; here noise is held constant
    (noise_mode='const'), so there is nothing to regularise.
-2. Tuning: all synthesis weights, Adam 3e-4, loss lambda_l2 MSE + lambda_per P of G'(w_pivot) against
+2. Tuning: all synthesis weights, Adam 3e-4, loss lambda_mse MSE + lambda_per P of G'(w_pivot) against
    the target, 350 steps, stopping early once every image's perceptual distance is <= stop_threshold
    (PTI: LPIPS 0.06). Optional locality regulariser: codes w_r = w_p + 30 (w_z - w_p) / ||w_z - w_p||
    (w_z from z with truncation 0.5) must render the same under the original and the tuned generator
@@ -34,6 +34,10 @@ from latentspaces.spaces import W
 from latentspaces.spaces.w import w_spread
 from optimizers.hybrid import HybridInverter
 from optimizers.schedules import ProjectorSchedule, projector_lr
+
+
+PIVOT_STEPS = 450   # W projection steps of "Pivotal Tuning for Latent-based Editing of Real Images" (Sec. 4)
+TUNE_STEPS = 350    # generator tuning steps (same)
 
 
 @dataclass
@@ -61,11 +65,11 @@ class PTI:
     def __init__(
         self,
         G,                                      # generator to tune (not modified: tuned copies are returned)
-        pivot_steps: int = 450,                 # W projection steps
+        pivot_steps: int = PIVOT_STEPS,         # W projection steps
         pivot_lr_max: float = 0.01,             # peak learning rate of the projection
-        tune_steps: int = 350,                  # generator tuning steps
+        tune_steps: int = TUNE_STEPS,           # generator tuning steps
         tune_lr: float = 3e-4,                  # Adam learning rate of the tuning
-        lambda_l2: float = 1.0,                 # pixel MSE weight (both phases)
+        lambda_mse: float = 1.0,                 # pixel MSE weight (both phases)
         lambda_per: float = 1.0,                # perceptual weight (both phases)
         perceptual: Optional[PerceptualDistance] = None,  # d(x, y) -> [N]; LPIPS in PTI
         stop_threshold: Optional[float] = None,  # stop tuning when every image's d <= this (PTI: LPIPS 0.06)
@@ -77,14 +81,14 @@ class PTI:
         self.G = G
         self.pivot_steps, self.pivot_lr_max = pivot_steps, pivot_lr_max
         self.tune_steps, self.tune_lr = tune_steps, tune_lr
-        self.lambda_l2, self.lambda_per, self.perceptual = lambda_l2, lambda_per, perceptual
+        self.lambda_mse, self.lambda_per, self.perceptual = lambda_mse, lambda_per, perceptual
         self.stop_threshold, self.locality, self.per_image = stop_threshold, locality, per_image
         self.w_std_samples, self.progress = w_std_samples, progress
 
     @property
     def reconstruction(self) -> ReconstructionLoss:
-        """lambda_l2 MSE + lambda_per P, the image loss of both phases."""
-        return ReconstructionLoss(self.perceptual, lambda_pixel=self.lambda_l2, lambda_per=self.lambda_per)
+        """lambda_mse MSE + lambda_per P, the image loss of both phases."""
+        return ReconstructionLoss(self.perceptual, lambda_pixel=self.lambda_mse, lambda_per=self.lambda_per)
 
     def find_pivots(self, targets: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """W pivots [N, w_dim] for targets [N, 3, R, R] (images independent: losses are summed).
@@ -92,7 +96,7 @@ class PTI:
         `HybridInverter` on the W space from w_avg with the projector's schedule, so the pivot gets the
         inverter's target checks and divergence diagnosis."""
         inverter = HybridInverter(W(self.G), steps=self.pivot_steps, lr=self.pivot_lr_max, lambda_per=self.lambda_per,
-                                  lambda_reg=0.0, lambda_mse=self.lambda_l2, perceptual=self.perceptual,
+                                  lambda_reg=0.0, lambda_mse=self.lambda_mse, perceptual=self.perceptual,
                                   progress=self.progress, schedule=ProjectorSchedule(w_spread(self.G, self.w_std_samples), seed=seed))
         return inverter.invert(targets, init="mean").code.w
 
@@ -151,7 +155,9 @@ class PTI:
             tuned, steps, images, hist = [], [], [], []
             for i in range(targets.shape[0]):
                 g, s, h = self.tune(targets[i:i + 1], pivots[i:i + 1], seed + i)
-                tuned.append(g); steps.append(s); hist.append(h)
+                tuned.append(g)
+                steps.append(s)
+                hist.append(h)
                 with torch.no_grad():
                     images.append(g.synthesis(g.broadcast(pivots[i:i + 1]), noise_mode="const"))
             images = torch.cat(images)

@@ -34,6 +34,22 @@ from dataclasses import dataclass
 from typing import Dict
 
 INITS = ("encoder", "mean", "random")
+MAX_STEPS = 100_000   # the most Adam steps a recipe may ask for (at ~0.1 s a step on a 2-core CPU: ~3 hours a chunk)
+
+
+def check_inversion_numbers(steps: int, lr: float, lambda_mse: float, lambda_per: float, lambda_reg: float,
+                            where: str = "") -> None:
+    """ValueError (prefixed by `where`) unless steps is a whole number in 0 .. MAX_STEPS, lr a finite number > 0
+    and every loss weight finite and >= 0: the one check of an inversion's numbers (recipes and
+    `HybridInverter` alike)."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{where}steps must be a whole number in 0 .. {MAX_STEPS}, got {steps!r}")
+    if not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{where}lr must be a finite number > 0, got {lr!r}")
+    weights = {"lambda_mse": lambda_mse, "lambda_per": lambda_per, "lambda_reg": lambda_reg}
+    bad = {k: v for k, v in weights.items() if not (isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0)}
+    if bad:
+        raise ValueError(f"{where}loss weights must be finite and >= 0, got {bad}")
 
 
 @dataclass(frozen=True)
@@ -50,14 +66,8 @@ class InversionRecipe:
     lambda_mse: float = 1.0     # weight of the pixel MSE, >= 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 0:
-            raise ValueError(f"recipe {self.name!r}: steps must be a whole number >= 0, got {self.steps!r}")
-        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"recipe {self.name!r}: lr must be a finite number > 0, got {self.lr!r}")
-        for key in ("lambda_per", "lambda_reg", "lambda_mse"):
-            value = getattr(self, key)
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"recipe {self.name!r}: {key} must be a finite number >= 0, got {value!r}")
+        check_inversion_numbers(self.steps, self.lr, self.lambda_mse, self.lambda_per, self.lambda_reg,
+                                f"recipe {self.name!r}: ")
         if self.init not in INITS:
             raise ValueError(f"recipe {self.name!r}: init must be one of {INITS}, got {self.init!r}")
 
@@ -74,6 +84,15 @@ class InversionRecipe:
         name = ", ".join([self.name, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in changed.items())])
         return dataclasses.replace(self, name=name, **changed)  # type: ignore[arg-type]
+
+    def effective(self, perceptual: bool, encoder: bool) -> "InversionRecipe":
+        """The recipe as it runs: no perceptual weight without a distance to weigh (`perceptual` False), and no
+        anchor term unless the codes start from an encoder (`encoder`: init 'encoder' and an encoder for the
+        space; the anchor pulls f toward the encoder's f0). The name is kept: the recipe asked for is the
+        recipe run, with the weights that can take effect."""
+        lambda_per = self.lambda_per if perceptual else 0.0
+        lambda_reg = self.lambda_reg if encoder and self.init == "encoder" else 0.0
+        return dataclasses.replace(self, lambda_per=lambda_per, lambda_reg=lambda_reg)
 
     def record(self) -> Dict[str, object]:
         """The recipe as a run folder records it (JSON values)."""
@@ -106,4 +125,4 @@ def recipe_named(name: str) -> InversionRecipe:
     return RECIPES[name]
 
 
-__all__ = ["DEFAULT_RECIPE", "FULL", "INITS", "InversionRecipe", "PAPER", "QUICK", "RECIPES", "recipe_named"]
+__all__ = ["DEFAULT_RECIPE", "FULL", "INITS", "MAX_STEPS", "check_inversion_numbers", "InversionRecipe", "PAPER", "QUICK", "RECIPES", "recipe_named"]

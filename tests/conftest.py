@@ -46,19 +46,26 @@ def require_dcgan() -> None:
         pytest.skip(f"needs the default domain's DCGAN weights: {e}")
 
 
+def train(name: str, argv: list) -> None:
+    """`latentspaces train NAME ARGV` in this process, its exceptions propagating (--debug) for the test to see."""
+    from experiments.cli import main
+    main(["--debug", "train", name, *argv])
+
+
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+# Outputs of the two reference implementations (rosinality's and NVlabs' generators, random weights), kept in
+# the repository so that a clone anywhere runs every test (tests/fixtures/README.md says how they were made).
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 def fixture_path(name: str) -> Path:
     path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"reference fixture {path} not present (it lives in ../shared/fixtures beside the repo)")
+    assert path.is_file(), f"reference fixture {path} is missing from the repository (tests/fixtures/README.md)"
     return path
 
 
 def rosinality_fixture_state() -> tuple[dict, np.lib.npyio.NpzFile]:
-    """Rebuild the rosinality fixture's weights from its spec (see ../shared/fixtures/README.md)."""
+    """Rebuild the rosinality fixture's weights from its spec (see tests/fixtures/README.md)."""
     spec = json.loads(fixture_path("rosinality_g64_spec.json").read_text())
     expected = np.load(fixture_path("rosinality_g64_expected.npz"))
     rng = np.random.default_rng(spec["seed"])

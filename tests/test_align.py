@@ -217,6 +217,7 @@ def test_align_command_writes_the_faces_and_the_transforms(photo, tmp_path, caps
     assert list(load_alignment(out / "alignment.json")) == ["astronaut_0.png"]
 
 
+@pytest.mark.slow
 def test_align_invert_edit_paste_back_in_four_commands(photo, tmp_path, capsys):
     """The README walk-through, in W with a few steps (F/Z+ adds its 200-step mean-z search, not plumbing): the
     edited photo is the whole photo, changed only inside the face's square."""
@@ -267,6 +268,7 @@ def test_paste_back_needs_codes_of_aligned_faces(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_walkthrough_tool_draws_its_figure(tmp_path):
     """`python -m experiments.tools.walkthrough` (few steps and samples): the four commands, then the figure."""
     from experiments.tools import walkthrough

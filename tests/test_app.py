@@ -336,6 +336,7 @@ def test_a_taken_port_is_one_line_before_the_models_load(editor, server, capsys,
 
 
 # ------------------------------------------------------------------------------------------ at 1024 px
+@pytest.mark.slow
 def test_the_editor_at_1024_px(astronaut):
     """A random config-f generator (1024 px, batch 1, CPU): the face aligned at 1024, one inversion step in W+
     and F/Z+, a slider render, SDIC's edit at its paper layer, the edit pasted back into the 512 px photo."""
@@ -402,6 +403,8 @@ def app_command(tmp_path):
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_the_page_in_headless_chromium(app_command, astronaut, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

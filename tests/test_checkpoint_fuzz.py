@@ -126,7 +126,7 @@ EXPECTED_MESSAGE = {
 def named_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("named")
     paths = []
-    for i, (name, fmt, doc) in enumerate(CASES):
+    for i, (_name, _fmt, doc) in enumerate(CASES):
         path = folder / f"case{i:03d}"
         fz.write_doc(doc, path)
         paths.append(path)
@@ -142,6 +142,7 @@ def test_named_hostile_checkpoint_is_refused(named_results, name):
         assert EXPECTED_MESSAGE[name] in result["detail"], result["detail"]
 
 
+@pytest.mark.slow
 def test_seeded_fuzz_of_every_format():
     """A few hundred mutants: each loads to a finite generator or is refused by an anticipated check."""
     report = fz.fuzz(n=400, seed=20261201, limit_mb=1024, timeout=20)
@@ -212,6 +213,7 @@ def test_finite_weights_whose_image_overflows_are_refused_naming_the_layer(tmp_p
     assert loaded.z_dim == G.z_dim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("asset,reader", [("default-wplus", "encoder"), ("default-sdic", "encoder"),
                                           ("default-discriminator", "discriminator")])
 def test_other_readers_of_the_storage_layer_refuse_damaged_files(tmp_path, asset, reader):

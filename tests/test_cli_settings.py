@@ -15,8 +15,14 @@ from safetensors.torch import save_file
 import latentspaces as ls
 from encoders import load_encoder
 from experiments.cli import build_parser, main
-from experiments.cli.settings import (CompareSettings, CompensationSettings, DirectionsSettings, EditSettings,
-                                      IdentityCurvesSettings, InvertSettings, PairedSettings, ScoreIdentitySettings)
+from experiments.cli.directions import DirectionsConfig
+from experiments.cli.edit import EditConfig
+from experiments.cli.invert import InvertConfig
+from experiments.cli.paired import PairedConfig
+from experiments.cli.score_identity import ScoreIdentityConfig
+from experiments.studies.compensation import CompensationConfig
+from experiments.studies.identity_curves import IdentityCurvesConfig
+from experiments.studies.space_comparison import CompareConfig
 from experiments.rows import read_rows, write_rows
 from experiments.rows import RunFolderError
 from experiments.runs import read_settings, write_settings
@@ -33,23 +39,23 @@ def _settings(cls, argv):
 
 
 def test_presets_are_named_by_recipe_frozen_and_picked_by_recipe_or_quick():
-    C = CompareSettings.PRESETS
+    C = CompareConfig.PRESETS
     assert (C["quick"].recipe, C["full"].recipe, C["paper"].recipe) == (QUICK, FULL, PAPER)
     assert (C["quick"].n_targets, C["full"].n_targets, C["paper"].n_targets) == (8, 64, 64)
     assert C["paper"].spaces == tuple(ls.SPACE_ORDER)
-    assert IdentityCurvesSettings.PRESETS["quick"].directions == 3
-    assert IdentityCurvesSettings.PRESETS["paper"].direction_samples == 300_000
-    P = CompensationSettings.PRESETS["paper"]
+    assert IdentityCurvesConfig.PRESETS["quick"].directions == 3
+    assert IdentityCurvesConfig.PRESETS["paper"].direction_samples == 300_000
+    P = CompensationConfig.PRESETS["paper"]
     assert (P.pivot_steps, P.tune_steps, P.recipe) == (450, 350, PAPER)
-    assert ScoreIdentitySettings.PRESETS["quick"].pn_samples == C["quick"].pn_samples
-    for cls in (PairedSettings, EditSettings, DirectionsSettings):
-        assert len({id(v) for v in cls.PRESETS.values()}) == 1  # one setting for the commands that do not invert
+    assert ScoreIdentityConfig.PRESETS["quick"].pn_samples == C["quick"].pn_samples
+    for cls in (PairedConfig, EditConfig, DirectionsConfig):
+        assert cls.PRESETS == {} and cls.preset("quick") == cls()  # the commands that do not invert: no presets
     with pytest.raises(FrozenInstanceError):
         C["quick"].chunk = 5
-    assert _settings(CompareSettings, ["compare", "--out", "o", "--quick"]) == C["quick"]
-    assert _settings(CompareSettings, ["compare", "--out", "o", "--recipe", "quick"]) == C["quick"]
-    assert _settings(CompareSettings, ["compare", "--out", "o", "--recipe", "full"]) == C["full"]
-    assert _settings(CompareSettings, ["compare", "--out", "o"]) == C["paper"]   # the default is the paper's
+    assert _settings(CompareConfig, ["compare", "--out", "o", "--quick"]) == C["quick"]
+    assert _settings(CompareConfig, ["compare", "--out", "o", "--recipe", "quick"]) == C["quick"]
+    assert _settings(CompareConfig, ["compare", "--out", "o", "--recipe", "full"]) == C["full"]
+    assert _settings(CompareConfig, ["compare", "--out", "o"]) == C["paper"]   # the default is the paper's
 
 
 def test_the_paper_recipe_is_the_papers_and_the_librarys_default():
@@ -63,13 +69,14 @@ def test_the_paper_recipe_is_the_papers_and_the_librarys_default():
     for key in ("steps", "lr", "lambda_per", "lambda_reg", "lambda_mse"):
         assert getattr(made, key) == getattr(plain, key), key
     assert made.init == "encoder"
-    for study in (run_space_comparison, run_identity_curves, invert_missing):
-        default = inspect.signature(study).parameters["recipe"].default
-        assert default is inspect.Parameter.empty or default is PAPER, study.__name__
-    for command, cls in (("compare", CompareSettings), ("identity-curves", IdentityCurvesSettings),
-                         ("compensation", CompensationSettings)):
+    for study in (run_space_comparison, run_identity_curves):   # config None: the config's defaults, the paper's
+        assert inspect.signature(study).parameters["config"].default is None, study.__name__
+    assert CompareConfig().recipe is PAPER and IdentityCurvesConfig().recipe is PAPER
+    assert inspect.signature(invert_missing).parameters["recipe"].default is inspect.Parameter.empty
+    for command, cls in (("compare", CompareConfig), ("identity-curves", IdentityCurvesConfig),
+                         ("compensation", CompensationConfig)):
         assert _settings(cls, [command, "--out", "o"]).recipe is PAPER
-    inv = _settings(InvertSettings, ["invert", "--out", "o"])
+    inv = _settings(InvertConfig, ["invert", "--out", "o"])
     assert inv.recipe is PAPER
     # Z+ has no encoder: the paper recipe starts it from the mean, without the anchor term
     zplus = HybridInverter.from_recipe(ls.ZPlus(G), PAPER, perceptual=lambda x, y: x.new_zeros(len(x)))
@@ -77,7 +84,7 @@ def test_the_paper_recipe_is_the_papers_and_the_librarys_default():
 
 
 def test_a_recipe_changed_by_a_flag_says_so_and_bad_recipes_are_refused():
-    s = _settings(CompareSettings, ["compare", "--out", "o", "--steps", "300", "--lambda-per", "1"])
+    s = _settings(CompareConfig, ["compare", "--out", "o", "--steps", "300", "--lambda-per", "1"])
     assert s.recipe.name == "paper, steps=300, lambda_per=1" and s.recipe.steps == 300
     assert PAPER.replace(steps=1200) is PAPER   # no change, no new name
     for bad in (dict(steps=-1), dict(lr=0.0), dict(lambda_reg=float("nan")), dict(init="median"), dict(steps=2.5)):
@@ -102,30 +109,33 @@ def test_flags_that_contradict_the_recipe_are_usage_errors(argv, message, capsys
 
 
 def test_zero_is_a_value_not_the_preset(tmp_path):
-    s = _settings(CompareSettings, ["compare", "--out", "o", "--quick", "--steps", "0", "--lambda-per", "0",
+    s = _settings(CompareConfig, ["compare", "--out", "o", "--quick", "--steps", "0", "--lambda-per", "0",
                                     "--init", "random", "--seed", "0"])
     assert (s.recipe.steps, s.recipe.lambda_per, s.recipe.lr, s.n_targets) == (0, 0.0, 0.05, 8)
-    full = _settings(CompareSettings, ["compare", "--out", "o", "--recipe", "full", "--lambda-per", "0"])
+    full = _settings(CompareConfig, ["compare", "--out", "o", "--recipe", "full", "--lambda-per", "0"])
     assert (full.recipe.lambda_per, full.recipe.steps) == (0.0, 1200)  # FULL's 1.0 is not brought back by a falsy 0
-    paper = _settings(CompareSettings, ["compare", "--out", "o", "--lambda-reg", "0"])
+    paper = _settings(CompareConfig, ["compare", "--out", "o", "--lambda-reg", "0"])
     assert (paper.recipe.lambda_reg, paper.recipe.lambda_per) == (0.0, 10.0)
-    inv = _settings(InvertSettings, ["invert", "--out", "o", "--recipe", "quick", "--steps", "0", "--lambda-per", "0"])
+    inv = _settings(InvertConfig, ["invert", "--out", "o", "--recipe", "quick", "--steps", "0", "--lambda-per", "0"])
     assert (inv.recipe.steps, inv.recipe.lambda_per, inv.recipe.lr) == (0, 0.0, 0.05)
-    comp = _settings(CompensationSettings, ["compensation", "--out", "o", "--quick", "--pivot-steps", "0",
+    comp = _settings(CompensationConfig, ["compensation", "--out", "o", "--quick", "--pivot-steps", "0",
                                             "--tune-steps", "0"])
     assert (comp.pivot_steps, comp.tune_steps, comp.recipe.steps) == (0, 0, 100)
     for name in ("c", "d"):
         (tmp_path / name).write_bytes(b"")  # --codes and --direction must name files that exist
-    assert _settings(EditSettings, ["edit", "--out", "o", "--codes", str(tmp_path / "c"), "--direction",
+    assert _settings(EditConfig, ["edit", "--out", "o", "--codes", str(tmp_path / "c"), "--direction",
                                     str(tmp_path / "d"), "--alphas=-2,0,2.5", "--index", "0"]).alphas == (-2.0, 0.0, 2.5)
-    assert _settings(CompareSettings, ["compare", "--out", "o", "--spaces", "W, FZPlus"]).spaces == ("W", "FZPlus")
+    assert _settings(CompareConfig, ["compare", "--out", "o", "--spaces", "W, FZPlus"]).spaces == ("W", "FZPlus")
 
 
 def test_compare_records_its_recipe_and_refuses_another_in_the_same_folder(tmp_path):
     G = ls.load_generator("default")
     targets = assets.heldout_targets(1)
-    kw = dict(spaces=["W"], perceptual=None, identity=None)
-    run_space_comparison(tmp_path, G, targets, recipe=PAPER.replace(steps=0, perceptual="none"), **kw)
+    kw = dict(perceptual=None, identity=None)
+
+    def config(recipe):
+        return CompareConfig(spaces=("W",), recipe=recipe)
+    run_space_comparison(tmp_path, G, targets, config(PAPER.replace(steps=0, perceptual="none")), **kw)
     settings = read_settings(tmp_path)
     assert (settings["recipe"], settings["init"], settings["lambda_reg"]) == ("paper, steps=0, perceptual=none",
                                                                             "encoder", 10.0)
@@ -133,11 +143,11 @@ def test_compare_records_its_recipe_and_refuses_another_in_the_same_folder(tmp_p
     start = load_encoder("default-wplus").init_code(ls.W(G), targets)
     torch.testing.assert_close(load_codes(tmp_path, "W", 1).w, start.w)
     with pytest.raises(RunFolderError, match="recipe="):
-        run_space_comparison(tmp_path, G, targets, recipe=QUICK.replace(steps=0, perceptual="none"), **kw)
+        run_space_comparison(tmp_path, G, targets, config(QUICK.replace(steps=0, perceptual="none")), **kw)
     # a folder made before recipes were named (no recipe key) resumes with the same numbers and adopts the name
     old = {k: v for k, v in settings.items() if k not in ("recipe", "lambda_mse")}
     write_settings(tmp_path / "inversion_settings.json", old)
-    run_space_comparison(tmp_path, G, targets, recipe=PAPER.replace(steps=0, perceptual="none"), **kw)
+    run_space_comparison(tmp_path, G, targets, config(PAPER.replace(steps=0, perceptual="none")), **kw)
     assert read_settings(tmp_path)["recipe"] == "paper, steps=0, perceptual=none"
 
 

@@ -63,12 +63,6 @@ def test_sdic_compensate_and_edit_rule(small_G, fusion):
         manual = small_G.synthesis.with_edit(out.ws + delta, sdic.layer, lambda g: g_l + out.cache["residual"])
         torch.testing.assert_close(edited, manual)
         torch.testing.assert_close(out.cache["f_hat"], out.cache["g_l"] + out.cache["residual"])
-        # the earlier call edit(G, comp, layer, delta) still works, with a deprecation warning
-        with pytest.warns(DeprecationWarning, match="deprecated"):
-            torch.testing.assert_close(sdic.edit(small_G, out, sdic.layer, delta), edited, rtol=0, atol=0)
-        assert out["image"] is out.image and out["residual"] is out.cache["residual"]  # the dict interface too
-        with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="this head compensates 'b16.conv0'"):
-            sdic.edit(small_G, out, "b8.conv0", delta)
 
 
 def test_sdic_files_written_before_the_fusion_field_read_as_compensated(small_G, tmp_path, monkeypatch):
@@ -120,23 +114,24 @@ def test_pti_early_stop_on_threshold(small_G):
     assert res.tune_steps_run == [0]
 
 
+@pytest.mark.slow
 def test_trainers_run_resume_and_export(tmp_path):
     """F encoder, W+ encoder and SDIC trainers: a few steps on the default model, killed and resumed."""
-    from experiments.training import train_f_encoder, train_sdic, train_wplus_encoder
+    from conftest import train
 
     f_out, w_out, s_out = tmp_path / "f", tmp_path / "w", tmp_path / "s"
     common = ["--batch", "2", "--snap", "1", "--device", "cpu", "--identity", "none"]
-    train_f_encoder.main(["--out", str(f_out), "--steps", "2", "--widths", "[8, 8, 8]", "--perceptual", "none", *common])
-    train_f_encoder.main(["--out", str(f_out), "--steps", "3", "--widths", "[8, 8, 8]", "--perceptual", "none",
+    train("f-encoder", ["--out", str(f_out), "--steps", "2", "--widths", "[8, 8, 8]", "--perceptual", "none", *common])
+    train("f-encoder", ["--out", str(f_out), "--steps", "3", "--widths", "[8, 8, 8]", "--perceptual", "none",
                           "--resume", *common])
     assert [line.split(",")[0] for line in (f_out / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
     f_enc = load_encoder(f_out / "encoder.safetensors")
     assert f_enc.meta["steps"] == 3 and f_enc.layer == "b8.conv0"
-    train_wplus_encoder.main(["--out", str(w_out), "--steps", "2", "--style-channels", "8", "--progressive-start", "1",
+    train("wplus-encoder", ["--out", str(w_out), "--steps", "2", "--style-channels", "8", "--progressive-start", "1",
                               "--progressive-every", "1", "--lambda-wd", "0.1", "--perceptual", "d-features", *common])
     w_enc = load_encoder(w_out / "encoder.safetensors")
     assert isinstance(w_enc, WPlusEncoder) and w_enc.progressive_stage == 1
-    train_sdic.main(["--out", str(s_out), "--steps", "2", "--width", "0.25", "--base-encoder",
+    train("sdic", ["--out", str(s_out), "--steps", "2", "--width", "0.25", "--base-encoder",
                      str(w_out / "encoder.safetensors"), "--perceptual", "none", "--half", *common])
     sdic = load_encoder(s_out / "sdic.safetensors")
     assert isinstance(sdic, SDIC) and sdic.layer == "b32.conv0" and sdic.input_size == 32
@@ -182,4 +177,4 @@ def test_a_head_named_by_methods_must_exist(monkeypatch, tmp_path, capsys):
         main(["compensation", "--quick", "--out", str(tmp_path / "out"), "--methods", "base,gradstyle"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--methods names gradstyle, but default-gradstyle is not installed" in err
-    assert "python -m experiments.training.train_gradstyle" in err and not (tmp_path / "out").exists()
+    assert "latentspaces train gradstyle" in err and not (tmp_path / "out").exists()

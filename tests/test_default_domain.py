@@ -94,17 +94,17 @@ def test_default_generator_loads_offline_and_has_the_promised_size():
 
 
 def test_trainer_smoke_and_exact_resume(tmp_path):
-    from experiments.training.train_stylegan2 import parse_args, train
+    from conftest import train
 
     common = ["--kimg", "0.032", "--batch", "4", "--resolution", "16", "--device", "cpu", "--snap", "0.016",
               "--g-channels", json.dumps({4: 16, 8: 16, 16: 8}), "--d-channels", json.dumps({16: 8, 8: 16, 4: 16}),
               "--z-dim", "32", "--mapping-layers", "2", "--w-avg-samples", "2000"]
     full = tmp_path / "full"
-    train(parse_args(["--out", str(full)] + common))
+    train("stylegan2", ["--out", str(full)] + common)
     part = tmp_path / "part"
     # A run stopped half way (kimg 0.016), then resumed to the full length.
-    train(parse_args(["--out", str(part), "--kimg", "0.016"] + common[2:]))
-    train(parse_args(["--out", str(part), "--resume"] + common))
+    train("stylegan2", ["--out", str(part), "--kimg", "0.016"] + common[2:])
+    train("stylegan2", ["--out", str(part), "--resume"] + common)
     a = torch.load(full / "checkpoint.pt", weights_only=True)
     b = torch.load(part / "checkpoint.pt", weights_only=True)
     assert int(a["nimg"]) == int(b["nimg"]) == 32

@@ -19,6 +19,7 @@ from experiments.cli import main
 from experiments.distributed import World
 from experiments.runs import append_rows
 from experiments.training.common import rank_batch
+from conftest import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,6 +99,7 @@ class _OneThread:
             os.environ["OMP_NUM_THREADS"] = self.env
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_torchrun_compare_on_two_ranks_matches_one_process(tmp_path):
     """The user's command line: torchrun ... -m experiments.cli compare (gloo, 2 CPU processes)."""
@@ -125,8 +127,10 @@ def _cosine_identity(images, targets):
     return torch.nn.functional.cosine_similarity(images.flatten(1), targets.flatten(1))
 
 
-CURVES = dict(spaces=["W", "FZPlus"], n_directions=2, direction_samples=2000, recipe=QUICK.replace(steps=2, perceptual="none"),
-              chunk=1)
+def _curves_config():
+    from experiments.studies.identity_curves import IdentityCurvesConfig
+    return IdentityCurvesConfig(spaces=("W", "FZPlus"), directions=2, direction_samples=2000,
+                                recipe=QUICK.replace(steps=2, perceptual="none"), chunk=1)
 
 
 def _curves_worker(rank, size, port, out):
@@ -140,11 +144,13 @@ def _curves_worker(rank, size, port, out):
     torch.set_num_threads(1)
     world, device = init_world("cpu")
     assert (world.rank, world.size, device) == (rank, size, "cpu")
-    rows = run_identity_curves(out, ls.load_generator("default"), assets.heldout_targets(3), _cosine_identity, **CURVES)
+    rows = run_identity_curves(out, ls.load_generator("default"), assets.heldout_targets(3), _cosine_identity,
+                               _curves_config())
     assert bool(rows) == world.main  # rank 0 returns the summary, the others nothing
     close_world()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_identity_curves_on_two_ranks_match_one_process(tmp_path):
     import latentspaces as ls
@@ -158,7 +164,7 @@ def test_identity_curves_on_two_ranks_match_one_process(tmp_path):
     torch.multiprocessing.spawn(_curves_worker, args=(2, port, sharded), nprocs=2, join=True)
     with _OneThread():
         run_identity_curves(single, ls.load_generator("default"), assets.heldout_targets(3), _cosine_identity,
-                            **CURVES)
+                            _curves_config())
     _assert_same_codes(sharded, single, ("W", "FZPlus"), range(3))
     key = ("space", "target", "direction", "alpha")
     rows = _rows(sharded / "identity_curves.csv")
@@ -234,6 +240,7 @@ def test_a_finished_rank_whose_peer_left_on_an_error_says_so_instead_of_hanging(
     assert "\n" not in said
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_collectives_average_gradients_like_one_big_batch():
     with socket.socket() as s:
@@ -242,19 +249,19 @@ def test_collectives_average_gradients_like_one_big_batch():
     torch.multiprocessing.spawn(_collectives_worker, args=(2, port), nprocs=2, join=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
     from conftest import require_dcgan
     require_dcgan()   # its ranks train on the default domain
     from encoders import load_encoder
-    from experiments.training import train_f_encoder
 
     out = tmp_path / "f"
     flags = ["--out", str(out), "--batch", "4", "--snap", "1", "--device", "cpu", "--widths", "[8, 8, 8]",
              "--perceptual", "none", "--identity", "none"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "experiments.training.train_f_encoder"]
+           "-m", "experiments.cli", "train", "f-encoder"]
     for steps, extra in (("2", []), ("3", ["--resume"])):
         done = subprocess.run([*run, *flags, "--steps", steps, *extra], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=600)
@@ -266,11 +273,12 @@ def test_trainer_on_two_ranks_checkpoints_every_stream_and_resumes(tmp_path):
     enc = load_encoder(out / "encoder.safetensors")
     assert enc.meta["steps"] == 3 and enc.meta["processes"] == 2 and enc.meta["batch"] == 4
     with pytest.raises(SystemExit, match="written by 2 process"):
-        train_f_encoder.main([*flags, "--steps", "4", "--resume"])
+        train("f-encoder", [*flags, "--steps", "4", "--resume"])
     with pytest.raises(SystemExit, match="--batch 3 does not split over 2"):
         rank_batch(World(rank=0, size=2), 3)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_workers_flag_starts_local_ranks_that_match_one_process(tmp_path, monkeypatch):
     """`compare --workers 2` is torchrun without typing it: same rows and codes as one process."""

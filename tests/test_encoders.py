@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import latentspaces as ls
-from encoders import ENCODER_NAMES, FEncoder, WPlusEncoder, load_encoder, read_encoder_meta, save_encoder
+from encoders import encoder_names, FEncoder, WPlusEncoder, load_encoder, read_encoder_meta, save_encoder
 from encoders.io import encoder_path
 from encoders.wplus_encoder import from_e4e_state_dict, load_e4e_encoder
 
@@ -86,9 +86,9 @@ def test_encoder_loading_errors(tmp_path):
 def test_shipped_encoder_names_resolve_or_explain(monkeypatch, tmp_path):
     import latentspaces.assets as assets
 
-    for name in ENCODER_NAMES:
+    for name in encoder_names():
         monkeypatch.setattr(assets, "ASSET_DIR", tmp_path)
-        with pytest.raises(FileNotFoundError, match="python -m experiments.training.train_"):
+        with pytest.raises(FileNotFoundError, match="latentspaces train "):
             encoder_path(name)
 
 

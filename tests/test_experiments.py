@@ -51,6 +51,7 @@ def test_compare_writes_table_grid_and_resumes(tmp_path, capsys):
     claim_out_dir(out, {k: v for k, v in settings.items() if k != "targets"}, targets[:2])  # a prefix is fine
 
 
+@pytest.mark.slow
 def test_score_identity_fills_what_compare_would_have_written(tmp_path):
     flags = ["--n", "3", "--steps", "2", "--spaces", "W,FZPlus", "--chunk", "2", "--perceptual", "none",
              "--device", "cpu"]
@@ -85,6 +86,7 @@ def test_score_identity_refuses_codes_that_do_not_match_their_images(tmp_path):
         fill_identity(out, G, assets.heldout_targets(2), lambda x, y: torch.ones(len(x)), progress=False)
 
 
+@pytest.mark.slow
 def test_identity_curves_tiny_reuse_compare_inversions(tmp_path):
     out = tmp_path / "curves"
     flags = ["--out", str(out), "--n", "2", "--steps", "2", "--perceptual", "none", "--device", "cpu", "--quick"]

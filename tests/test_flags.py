@@ -261,12 +261,12 @@ def test_debug_shows_the_exception_itself(files, tmp_path):
                                            "(unexpected; rerun with --debug for the traceback)"),
 ])
 def test_runtime_failures_are_one_line(raised, status, said, monkeypatch, tmp_path, capsys):
-    import experiments.cli as cli
+    import experiments.cli.directions as directions
 
     def fail(args):
         raise raised
 
-    monkeypatch.setattr(cli, "cmd_directions", fail)
+    monkeypatch.setattr(directions, "run", fail)
     with pytest.raises(SystemExit) as e:
         main(["directions", "--out", str(tmp_path / "out")])
     assert e.value.code == status and capsys.readouterr().err == said + "\n"

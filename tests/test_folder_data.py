@@ -14,14 +14,13 @@ from PIL import Image
 
 from encoders import load_encoder
 from experiments.distributed import World, close_world
-from experiments.training import (train_f_encoder, train_gradstyle, train_hfgi, train_reganie, train_sdic,
-                                  train_wplus_encoder)
 from experiments.training.folder_data import (DATA_INDEX, MANIFEST, SKIPPED_FILE, VAL_INDEX, EpochBatches, FolderStream,
                                               folder_indexes, split_heldout)
 from latentspaces.datasets import FaceSampler
 from latentspaces.datasets.image_folder import FolderIndex, ImageFolder, index_images
 from latentspaces.errors import CheckpointError
 from latentspaces.images import to_uint8
+from conftest import train
 
 RES = 64
 SMALL_EDITOR = ["--ganspace-samples", "1000", "--ganspace-components", "3"]
@@ -157,6 +156,7 @@ def _shard_worker(rank, size, port, root, out):
         close_world()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 def test_two_gloo_ranks_read_disjoint_shares_of_each_epoch(tmp_path):
     write_faces(tmp_path / "photos", 13)   # 11 after the 2 held out: 5 per rank, 2 batches of 2 each
@@ -177,19 +177,19 @@ COMMON = ["--batch", "2", "--snap", "1", "--device", "cpu", "--perceptual", "non
 
 
 @pytest.mark.parametrize("trainer, extra, export", [
-    (train_f_encoder, ["--widths", "[8,8,8]"], "encoder.safetensors"),
-    (train_wplus_encoder, ["--style-channels", "8"], "encoder.safetensors"),
-    (train_sdic, ["--width", "0.25"], "sdic.safetensors"),
-    (train_hfgi, ["--width", "0.25"], "hfgi.safetensors"),
-    (train_gradstyle, SMALL_EDITOR, "gradstyle.safetensors"),
-    (train_reganie, SMALL_EDITOR, "reganie.safetensors"),
+    ("f-encoder", ["--widths", "[8,8,8]"], "encoder.safetensors"),
+    ("wplus-encoder", ["--style-channels", "8"], "encoder.safetensors"),
+    ("sdic", ["--width", "0.25"], "sdic.safetensors"),
+    ("hfgi", ["--width", "0.25"], "hfgi.safetensors"),
+    ("gradstyle", SMALL_EDITOR, "gradstyle.safetensors"),
+    ("reganie", SMALL_EDITOR, "reganie.safetensors"),
 ], ids=["f_encoder", "wplus_encoder", "sdic", "hfgi", "gradstyle", "reganie"])
 def test_every_trainer_trains_on_a_folder_with_a_damaged_file_and_resumes(trainer, extra, export, photos, tmp_path):
     flags = [*COMMON, "--out", str(tmp_path), "--data", str(photos / "train"), "--val", str(photos / "val"),
              "--synthetic-ratio", "0", "--heldout-images", "2", *extra]
-    trainer.main([*flags, "--steps", "2"])       # one epoch: 2 batches of 2 over the 4 files
+    train(trainer, [*flags, "--steps", "2"])       # one epoch: 2 batches of 2 over the 4 files
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["data_position"]["position"] == 2
-    trainer.main([*flags, "--steps", "3", "--resume"])
+    train(trainer, [*flags, "--steps", "3", "--resume"])
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["data_position"] == {"epoch": 1, "position": 1, "files": 4, "batch": 2}   # into the second epoch
     rows = (tmp_path / "log.csv").read_text().splitlines()
@@ -205,20 +205,21 @@ def test_every_trainer_trains_on_a_folder_with_a_damaged_file_and_resumes(traine
     assert net.meta["heldout"] == f"2 of {(photos / 'val').resolve()}"
 
 
+@pytest.mark.slow
 def test_a_resumed_folder_run_continues_at_the_same_batch(photos, tmp_path):
     """Killed after 3 steps (mid-epoch 2 of batch 2 over 3 files) and resumed: the weights of a run of 5."""
     flags = [*COMMON, "--data", str(photos / "train"), "--val", str(photos / "val"), "--heldout-images", "2",
              "--width", "0.25", "--loader-workers", "2", "--flip"]
-    train_sdic.main([*flags, "--out", str(tmp_path / "whole"), "--steps", "5"])
-    train_sdic.main([*flags, "--out", str(tmp_path / "parts"), "--steps", "3"])
+    train("sdic", [*flags, "--out", str(tmp_path / "whole"), "--steps", "5"])
+    train("sdic", [*flags, "--out", str(tmp_path / "parts"), "--steps", "3"])
     state = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)
     assert state["data_position"] == {"epoch": 1, "position": 1, "files": 4, "batch": 2}
-    train_sdic.main([*flags, "--out", str(tmp_path / "parts"), "--steps", "5", "--resume"])
+    train("sdic", [*flags, "--out", str(tmp_path / "parts"), "--steps", "5", "--resume"])
     whole = load_encoder(tmp_path / "whole" / "sdic.safetensors").state_dict()
     parts = load_encoder(tmp_path / "parts" / "sdic.safetensors").state_dict()
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
     with pytest.raises(SystemExit, match="was trained on .*train"):
-        train_sdic.main([*flags[:-1], "--data", str(photos / "val"), "--out", str(tmp_path / "parts"), "--steps", "6",
+        train("sdic", [*flags[:-1], "--data", str(photos / "val"), "--out", str(tmp_path / "parts"), "--steps", "6",
                          "--resume"])
 
 
@@ -226,17 +227,17 @@ def test_data_flags_are_refused_in_one_line_before_training(photos, tmp_path, ca
     flags = [*COMMON, "--out", str(tmp_path), "--steps", "1", "--width", "0.25", "--heldout-images", "1"]
     for flag in ("--data", "--val"):   # checked when parsed, before the generator is loaded
         with pytest.raises(SystemExit) as e:
-            train_sdic.main([*flags, flag, str(tmp_path / "missing")])
+            train("sdic", [*flags, flag, str(tmp_path / "missing")])
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert e.value.code == 2 and f"argument {flag}: no folder at" in err
     with pytest.raises(SystemExit, match="--flip works on a --data folder"):
-        train_sdic.main([*flags, "--flip"])
+        train("sdic", [*flags, "--flip"])
     broken = tmp_path / "broken"
     broken.mkdir()
     for i in range(3):
         damage(broken / f"{i}.png")
     with pytest.raises(CheckpointError, match="no readable image among 2 files"):
-        train_sdic.main([*flags, "--data", str(broken)])   # 2 after the held-out file: refused before step 1
+        train("sdic", [*flags, "--data", str(broken)])   # 2 after the held-out file: refused before step 1
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -244,7 +245,7 @@ def test_snapshots_score_calibrated_identity_on_the_held_out_folder(photos, tmp_
     flags = ["--batch", "2", "--snap", "1", "--device", "cpu", "--perceptual", "none", "--out", str(tmp_path),
              "--data", "default", "--val", str(photos / "val"), "--heldout-images", "3", "--width", "0.25",
              "--steps", "1"]
-    train_sdic.main(flags)
+    train("sdic", flags)
     row = (tmp_path / "log.csv").read_text().splitlines()
     identity = float(row[1].split(",")[row[0].split(",").index("heldout_identity")])
     assert np.isfinite(identity) and -3 < identity <= 1   # calibrated: 0 another face of the set, 1 the same image
@@ -264,12 +265,12 @@ def test_align_makes_a_face_folder_with_a_manifest_and_trains_on_it(tmp_path):
     out = tmp_path / "run"
     flags = [*COMMON, "--batch", "1", "--out", str(out), "--data", str(raw), "--align", "--val", str(tmp_path / "val"),
              "--width", "0.25"]
-    train_sdic.main([*flags, "--steps", "1"])
+    train("sdic", [*flags, "--steps", "1"])
     manifest = json.loads((out / "aligned" / MANIFEST).read_text())["photos"]
     assert manifest["a/astronaut.png"] == {"faces": ["a__astronaut_0.png"]}
     assert manifest["astronaut.jpg"] == {"faces": ["astronaut_0.png"]}
     assert "no face" in manifest["wall.png"]["skipped"] and "corrupt" in manifest["broken.png"]["skipped"]
     assert Image.open(out / "aligned" / "astronaut_0.png").size == (RES, RES)
     assert FolderIndex.load(out / DATA_INDEX).files == ("a__astronaut_0.png", "astronaut_0.png")
-    train_sdic.main([*flags, "--steps", "2", "--resume"])   # resumed: the aligned faces and index are kept
+    train("sdic", [*flags, "--steps", "2", "--resume"])   # resumed: the aligned faces and index are kept
     assert load_encoder(out / "sdic.safetensors").meta["data"] == str((out / "aligned").resolve())

@@ -13,7 +13,7 @@ from encoders import GradStyle, load_encoder, save_encoder
 from encoders.gradstyle import position_encoding_2d, selective_attention
 from experiments.training.editing import direction_deltas, random_edits
 from experiments.training.train_gradstyle import edit_consistency_loss
-from latentspaces.warps import perspective_warp, random_homographies
+from experiments.training.warps import perspective_warp, random_homographies
 from latentspaces.directions import ganspace
 
 
@@ -174,13 +174,13 @@ def test_edit_consistency_zero_untrained_positive_perturbed(G, base, x):
 
 def test_gradstyle_trainer_runs_resumes_and_exports(tmp_path):
     from encoders import load_encoder
-    from experiments.training import train_gradstyle
+    from conftest import train
 
     out = tmp_path / "gs"
     common = ["--out", str(out), "--batch", "2", "--edit-batch", "1", "--snap", "1", "--device", "cpu",
               "--perceptual", "none", "--lambda-adv", "0.1", "--ganspace-samples", "2000", "--identity", "none"]
-    train_gradstyle.main([*common, "--steps", "1"])
-    train_gradstyle.main([*common, "--steps", "2", "--resume", "--half"])
+    train("gradstyle", [*common, "--steps", "1"])
+    train("gradstyle", [*common, "--steps", "2", "--resume", "--half"])
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].split(",")[-5:] == ["loss_D", "heldout_mse_base", "heldout_mse", "heldout_ssim",
                                                            "heldout_identity"]

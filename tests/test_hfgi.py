@@ -7,8 +7,9 @@ import torch
 
 from encoders import HFGI, load_encoder
 from encoders.hfgi import ConsultationEncoder, DistortionAligner
-from latentspaces.warps import perspective_corners, random_perspective
+from experiments.training.warps import perspective_corners, random_perspective
 from latentspaces.interfaces import CompensationHead
+from conftest import train
 
 
 def _randomize_heads_(hfgi: HFGI, seed: int = 0) -> None:
@@ -97,13 +98,12 @@ def test_random_perspective_is_seeded_per_sample_and_identity_without_distortion
 
 
 def test_hfgi_trainer_runs_resumes_and_exports(tmp_path):
-    from experiments.training import train_hfgi
 
     out = tmp_path / "hfgi"
     common = ["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
               "--perceptual", "none", "--identity", "none"]
-    train_hfgi.main([*common, "--steps", "1", "--lambda-adv", "0.1"])
-    train_hfgi.main([*common, "--steps", "2", "--lambda-adv", "0.1", "--resume", "--half"])
+    train("hfgi", [*common, "--steps", "1", "--lambda-adv", "0.1"])
+    train("hfgi", [*common, "--steps", "2", "--lambda-adv", "0.1", "--resume", "--half"])
     rows = (out / "log.csv").read_text().splitlines()
     assert rows[0].split(",")[-4:] == ["heldout_mse_base", "heldout_mse", "heldout_ssim", "heldout_identity"] and len(rows) == 3
     hfgi = load_encoder(out / "hfgi.safetensors")
@@ -114,10 +114,10 @@ def test_hfgi_trainer_runs_resumes_and_exports(tmp_path):
 def test_hfgi_trainer_released_form(tmp_path):
     """--consult warped (the released forward: the image is fused from ADA of the warped distortion) trains and
     says so in the export; the default is our unwarped form."""
-    from experiments.training import train_hfgi
+    from experiments.cli import build_parser
 
-    assert train_hfgi.parse_args(["--out", "x"]).consult == "unwarped"
+    assert build_parser().parse_args(["train", "hfgi", "--out", "x"]).consult == "unwarped"
     out = tmp_path / "hfgi_released"
-    train_hfgi.main(["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
+    train("hfgi", ["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
                      "--perceptual", "none", "--identity", "none", "--steps", "1", "--consult", "warped", "--warp-p", "1"])
     assert load_encoder(out / "hfgi.safetensors").meta["consult"] == "warped"

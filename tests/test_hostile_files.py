@@ -291,6 +291,7 @@ def test_a_discriminator_declaring_a_huge_resolution_is_refused(tmp_path):
         load_discriminator(path)
 
 
+@pytest.mark.slow
 def test_the_mixed_family_fuzz_finds_nothing():
     """A few hundred damaged direction and code files, sandboxed: only clean refusals or sound loads."""
     report = fz.fuzz(n=160, seed=20261206, limit_mb=1024, timeout=20, families=("directions", "codes"))

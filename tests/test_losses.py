@@ -9,7 +9,7 @@ from torchvision.transforms.v2 import functional as TF
 import latentspaces as ls
 from latentspaces.losses import (ReconstructionLoss, anchor_penalty, mean_absolute_error, mean_squared_error,
                                  pixel_distance, r1_penalty)
-from latentspaces.warps import corner_homography, perspective_corners, perspective_warp, random_perspective
+from experiments.training.warps import corner_homography, perspective_corners, perspective_warp, random_perspective
 from optimizers import PTI, HybridInverter
 from optimizers.schedules import ConstantSchedule, ProjectorSchedule
 
@@ -21,7 +21,9 @@ def _pair(n=3, seed=0):
 
 def test_reconstruction_terms_match_a_float64_computation():
     y, x = _pair()
-    per = lambda a, b: (a - b).abs().flatten(1).amax(1)                       # any [N] distance
+    def per(a, b):   # any [N] distance
+        return (a - b).abs().flatten(1).amax(1)
+
     terms = ReconstructionLoss(per, lambda_pixel=2.0, lambda_per=0.5).per_image(y, x)
     y64, x64 = y.double(), x.double()
     mse = ((y64 - x64) ** 2).mean(dim=(1, 2, 3))
@@ -52,7 +54,8 @@ def test_distances_and_anchor():
 
 def test_r1_of_a_linear_critic_is_its_squared_weight_norm():
     weight = torch.randn(3 * 8 * 8, dtype=torch.float64)
-    D = lambda img: img.flatten(1) @ weight
+    def D(img):
+        return img.flatten(1) @ weight
     assert torch.allclose(r1_penalty(D, torch.randn(4, 3, 8, 8, dtype=torch.float64)), weight.square().sum())
 
 
@@ -85,8 +88,9 @@ def test_scheduled_inversion_resumes_to_the_same_result(small_G, tmp_path):
     with torch.no_grad():
         targets = small_G(torch.randn(2, small_G.z_dim, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
     space = ls.W(small_G)
-    make = lambda steps: HybridInverter(space, steps=steps, lr=0.02, lambda_per=0, lambda_reg=0, progress=False,
-                                        schedule=ProjectorSchedule(0.5, seed=1))
+    def make(steps):
+        return HybridInverter(space, steps=steps, lr=0.02, lambda_per=0, lambda_reg=0, progress=False,
+                              schedule=ProjectorSchedule(0.5, seed=1))
     full = make(12).invert(targets, init="mean")
     ckpt, calls, project = str(tmp_path / "ckpt.pt"), {"n": 0}, space.project_
 

@@ -76,7 +76,7 @@ def test_matched_rows_on_the_default_model_reach_each_size_within_tolerance(G):
 
 def test_f_layer_sweep_rows_shares_resume_and_refusal(G, tmp_path):
     from experiments.rows import RunFolderError
-    from experiments.studies.f_layer_sweep import f_share, run_f_layer_sweep, sweep_layers
+    from experiments.studies.f_layer_sweep import FLayerSweepConfig, f_share, run_f_layer_sweep, sweep_layers
     from optimizers import QUICK
 
     assert sweep_layers(G) == ["b4.conv1", "b8.conv0", "b8.conv1", "b16.conv0"]
@@ -85,17 +85,19 @@ def test_f_layer_sweep_rows_shares_resume_and_refusal(G, tmp_path):
     def cosine(x, y):
         return torch.nn.functional.cosine_similarity(x.flatten(1), y.flatten(1))
 
-    kw = dict(layers=["b4.conv1", "b16.conv0"], n_directions=1, direction_samples=300, edit_sizes=(0.04,),
-              progress=False)
+    def config(recipe):
+        return FLayerSweepConfig(recipe=recipe, layers=("b4.conv1", "b16.conv0"), directions=1, direction_samples=300,
+                                 edit_sizes=(0.04,))
+    kw = dict(progress=False)
     targets = assets.heldout_targets(2)
-    summary = run_f_layer_sweep(tmp_path, G, targets, cosine, QUICK.replace(steps=1), **kw)
+    summary = run_f_layer_sweep(tmp_path, G, targets, cosine, config(QUICK.replace(steps=1)), **kw)
     assert [(r["space"], r["layer"]) for r in summary] == [("FZPlus", "b4.conv1"), ("FZPlus", "b16.conv0"),
                                                           ("FWPlus", "b4.conv1"), ("FWPlus", "b16.conv0")]
     assert all(r["edit_change_at_2"] > 0 and 0 <= r["reached_at_size_0.04"] <= 1 for r in summary)
     assert (tmp_path / "f_layer_sweep.png").is_file()
     rows = (tmp_path / "f_layer_sweep.csv").read_text()
     assert rows.count("\n") == 1 + 4 * 2
-    run_f_layer_sweep(tmp_path, G, targets, cosine, QUICK.replace(steps=1), **kw)   # resumed: nothing redone
+    run_f_layer_sweep(tmp_path, G, targets, cosine, config(QUICK.replace(steps=1)), **kw)   # resumed: nothing redone
     assert (tmp_path / "f_layer_sweep.csv").read_text() == rows
     with pytest.raises(RunFolderError, match="other settings"):
-        run_f_layer_sweep(tmp_path, G, targets, cosine, QUICK.replace(steps=2), **kw)
+        run_f_layer_sweep(tmp_path, G, targets, cosine, config(QUICK.replace(steps=2)), **kw)

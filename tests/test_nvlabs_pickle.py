@@ -32,10 +32,7 @@ from latentspaces.checkpoints.nvlabs_pickle import (
     load_nvlabs_pickle,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-FIXTURE = FIXTURES / "nvlabs_ada_g32.pkl"
-
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"NVlabs fixture pickle not found at {FIXTURE}")
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "nvlabs_ada_g32.pkl"   # in the repository: never skipped
 
 # Every global the reader accepts, spelled as pickle writes them (protocols 0-2 use the Python 2 names).
 ALLOWED_GLOBALS = {
@@ -188,8 +185,6 @@ def module_state(**extra):
 
 @pytest.fixture(scope="module")
 def fixture_data():
-    if not FIXTURE.is_file():
-        pytest.skip(f"NVlabs fixture pickle not found at {FIXTURE}")
     return load_nvlabs_pickle(FIXTURE)
 
 
@@ -197,7 +192,6 @@ def fixture_data():
 # The real fixture
 
 
-@needs_fixture
 def test_fixture_uses_only_allowed_globals():
     found = globals_in(FIXTURE.read_bytes())
     assert found <= ALLOWED_GLOBALS, found - ALLOWED_GLOBALS
@@ -270,8 +264,6 @@ def test_fixture_g_and_g_ema_are_one_record(fixture_data):
 
 
 def test_fixture_accepts_str_and_pathlike():
-    if not FIXTURE.is_file():
-        pytest.skip(f"NVlabs fixture pickle not found at {FIXTURE}")
     a = load_nvlabs_pickle(str(FIXTURE))["G_ema"].state_dict()
     b = load_nvlabs_pickle(FIXTURE)["G_ema"].state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -541,7 +533,6 @@ def test_record_constructor_validates():
 # Truncated, corrupt and foreign files
 
 
-@needs_fixture
 @pytest.mark.parametrize("fraction", [0.5, 0.01, 0.999])
 def test_truncated_fixture(tmp_path, fraction):
     data = FIXTURE.read_bytes()
@@ -553,7 +544,6 @@ def test_truncated_fixture(tmp_path, fraction):
     assert str(path) in str(info.value)
 
 
-@needs_fixture
 def test_fixture_missing_last_byte(tmp_path):
     data = FIXTURE.read_bytes()
     with pytest.raises(CorruptPickleError, match="truncated"):

@@ -149,6 +149,7 @@ def test_progress_written_to_a_file_is_a_few_lines(tmp_path, monkeypatch):
     assert "\r" not in stream.getvalue()
 
 
+@pytest.mark.slow
 def test_a_quick_invert_logged_to_a_file_shows_progress_and_stays_small(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("LATENTSPACES_CACHE", str(tmp_path / "cache"))   # the start point is searched, not read
     main(["invert", "--space", "FZPlus", "--steps", "300", "--n-targets", "2", "--out", str(tmp_path / "run"),

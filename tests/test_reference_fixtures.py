@@ -1,4 +1,4 @@
-"""The generator + loaders reproduce both reference implementations (../shared/fixtures)."""
+"""The generator + loaders reproduce both reference implementations (tests/fixtures)."""
 
 from __future__ import annotations
 

@@ -116,10 +116,10 @@ def test_save_load_round_trip(tmp_path, small_G):
 
 
 def test_trainer_runs_logs_and_exports(tmp_path):
-    from experiments.training import train_reganie
+    from conftest import train
 
     out = tmp_path / "run"
-    train_reganie.main(["--out", str(out), "--steps", "2", "--snap", "1", "--batch", "2", "--device", "cpu",
+    train("reganie", ["--out", str(out), "--steps", "2", "--snap", "1", "--batch", "2", "--device", "cpu",
                         "--perceptual", "none", "--identity", "none", "--ganspace-samples", "600", "--ganspace-components", "4",
                         "--channels", '{"64": 4, "32": 4, "16": 4}', "--sp-channels", "2", "--gl-dim", "4",
                         "--output", "residual", "--half"])

@@ -20,9 +20,9 @@ from experiments.studies.inversions import chunk_path, load_codes, save_chunk
 from latentspaces.images import save_image_file
 from experiments.studies.compensation import FIELDS as COMP_FIELDS
 from experiments.studies.compensation import missing_methods
-from experiments.studies.identity_curves import run_identity_curves
+from experiments.studies.identity_curves import IdentityCurvesConfig, run_identity_curves
 from experiments.studies.inversions import PER_IMAGE_CSV, chunk_checksums, fill_identity
-from experiments.studies.space_comparison import run_space_comparison
+from experiments.studies.space_comparison import CompareConfig, run_space_comparison
 from latentspaces import assets
 from latentspaces.errors import CheckpointError
 from latentspaces.images import save_images
@@ -40,7 +40,7 @@ def G():
 def _compare(out, G=None, n=N):
     """The smallest compare: one space, 2 steps, no perceptual or identity metric."""
     G = G if G is not None else ls.load_generator("default")
-    return run_space_comparison(out, G, assets.heldout_targets(n), spaces=["W"], recipe=TINY, chunk=2)
+    return run_space_comparison(out, G, assets.heldout_targets(n), CompareConfig(spaces=("W",), recipe=TINY, chunk=2))
 
 
 def _cosine(images, targets):
@@ -49,8 +49,9 @@ def _cosine(images, targets):
 
 
 def _curves(out, G, n=2):
-    return run_identity_curves(out, G, assets.heldout_targets(n), _cosine, spaces=["W"], n_directions=1,
-                               direction_samples=300, recipe=TINY, chunk=1)
+    return run_identity_curves(out, G, assets.heldout_targets(n), _cosine,
+                               IdentityCurvesConfig(spaces=("W",), directions=1, direction_samples=300, recipe=TINY,
+                                                    chunk=1))
 
 
 def _plain_rows(path):
@@ -87,6 +88,7 @@ def _paused_run(out, holding, release):
     _compare(out)
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_folder_is_refused_and_no_row_is_doubled(tmp_path, G):
     out = tmp_path / "cmp"
     ctx = multiprocessing.get_context("spawn")
@@ -363,8 +365,9 @@ def test_random_starts_are_drawn_with_the_seed_and_recorded(tmp_path, G):
     targets = assets.heldout_targets(2)
 
     def compare(out, seed, init="random"):
-        return run_space_comparison(out, G, targets, spaces=["W", "ZPlus"], recipe=TINY.replace(steps=0, init=init),
-                                    chunk=1, seed=seed)
+        return run_space_comparison(out, G, targets, CompareConfig(spaces=("W", "ZPlus"),
+                                                                   recipe=TINY.replace(steps=0, init=init), chunk=1,
+                                                                   seed=seed))
 
     compare(tmp_path / "s1", 1)
     compare(tmp_path / "s2", 2)

@@ -27,6 +27,8 @@ from encoders.gradstyle import gradstyle_blocks
 from latentspaces.checkpoints.rosinality import rosinality_state_dict
 from latentspaces.generator import Generator
 
+pytestmark = pytest.mark.slow   # 256 and 1024 px networks: CI runs them, the README's command skips them
+
 PAPER_LAYERS_1024 = {"SDIC": ("b64.conv0",), "HFGI": ("b64.conv0",), "GradStyle": ("b16.conv1", "b128.conv1", "b512.conv1"),
                      "ReGANIE": ()}
 PAPER_LAYERS_256 = {"SDIC": ("b64.conv0",), "HFGI": ("b64.conv0",), "GradStyle": ("b8.conv1", "b64.conv1", "b128.conv1"),

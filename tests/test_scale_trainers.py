@@ -14,6 +14,8 @@ from experiments.training import (train_f_encoder, train_gradstyle, train_hfgi, 
                                   train_wplus_encoder)
 from test_scale_conformance import config_f_checkpoint
 
+pytestmark = pytest.mark.slow   # 256 and 1024 px networks: CI runs them, the README's command skips them
+
 RESOLUTION = 256
 COMMON = ["--batch", "1", "--snap", "1", "--device", "cpu", "--perceptual", "none"]
 HEAD = ["--data", "generator", "--heldout-images", "1"]

@@ -29,6 +29,7 @@ def test_shipped_encoders_load_by_name():
     assert isinstance(load_encoder("default-sdic"), SDIC)
 
 
+@pytest.mark.slow
 def test_encoder_initialised_fzplus_beats_wavg_wplus(G, targets):
     """The encoder-initialisation check, shortened for the suite (100 steps, 8 targets; the 200-step, 64-target run is
     `python -m experiments.studies.encoder_init`)."""
@@ -71,6 +72,7 @@ def test_shipped_heads_beat_their_base_encoder_and_edit_from_their_reconstructio
         torch.testing.assert_close(unedited, comp.image, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
     import csv
 
@@ -112,8 +114,3 @@ def test_compensation_command_writes_table_grid_and_resumes(tmp_path):
         main(other + ["--debug"])
     assert (out / "compensation_settings.json").read_text() == settings
 
-
-def test_library_no_longer_loads_encoders():
-    """latentspaces sits below encoders: ls.load_encoder is gone, with a message naming its new home."""
-    with pytest.raises(AttributeError, match="moved to encoders.load_encoder"):
-        ls.load_encoder("default-f")

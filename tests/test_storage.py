@@ -3,11 +3,8 @@ round trip through it (generator, discriminator, encoders and heads, directions,
 
 from __future__ import annotations
 
-import ast
 import json
 import os
-import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -184,67 +181,9 @@ def test_pn_statistics_cache_uses_the_header_convention(small_G, tmp_path, monke
     assert torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
 
 
-# ---------------------------------------------------------------------------------- the old module
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_old_names_resolve_through_latentspaces_io_with_a_warning_naming_the_new_place():
-    import latentspaces.file_rules
-    import latentspaces.images
-    import latentspaces.io
-    import latentspaces.storage
-
-    for name, new in [("save_tensors", latentspaces.storage), ("check_tensor", latentspaces.file_rules),
-                      ("to_uint8", latentspaces.images), ("IMAGES_FORMAT", latentspaces.images)]:
-        with pytest.warns(DeprecationWarning, match=f"latentspaces.io.{name} moved to {new.__name__}.{name}"):
-            assert getattr(latentspaces.io, name) is getattr(new, name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError, match="no_such_name"):
-            latentspaces.io.no_such_name
-
-
 def test_run_folders_still_export_the_image_file_functions():
     import experiments.runs
     import latentspaces.images
 
     assert experiments.runs.save_image_file is latentspaces.images.save_image_file
     assert experiments.runs.load_image_file is latentspaces.images.load_image_file
-
-
-def _imports_of_latentspaces_io(path: Path) -> list:
-    """'file:line' for every import of the module latentspaces.io in `path` (relative imports resolved)."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    package = parts[:-1]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            stem = ".".join(base + ([node.module] if node.module else []))
-            names = [stem] + [f"{stem}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        if any(n == "latentspaces.io" or n.startswith("latentspaces.io.") for n in names):
-            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    return found
-
-
-def test_nothing_in_the_project_imports_latentspaces_io():
-    found = [hit for pkg in ("latentspaces", "optimizers", "encoders", "experiments")
-             for path in sorted((ROOT / pkg).rglob("*.py")) if path != ROOT / "latentspaces" / "io.py"
-             for hit in _imports_of_latentspaces_io(path)]
-    assert not found, f"imports of the deprecated latentspaces.io (import from storage, file_rules or images): {found}"
-
-
-def test_the_scan_sees_every_spelling_of_the_import(tmp_path, monkeypatch):
-    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
-    (tmp_path / "latentspaces" / "spaces").mkdir(parents=True)
-    (tmp_path / "encoders").mkdir()
-    a = tmp_path / "latentspaces" / "spaces" / "a.py"
-    a.write_text("from ..io import save_tensors\nfrom .. import io\nimport latentspaces.io\nfrom .io import x\n")
-    b = tmp_path / "encoders" / "b.py"
-    b.write_text("from latentspaces.io import to_uint8\nfrom .io import load_encoder\nimport io\n")
-    assert _imports_of_latentspaces_io(a) == [f"latentspaces/spaces/a.py:{n}" for n in (1, 2, 3)]
-    assert _imports_of_latentspaces_io(b) == ["encoders/b.py:1"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from experiments.tools.make_tutorial import build
@@ -19,6 +20,7 @@ def test_the_notebook_is_the_generated_one():
         "docs/tutorial.ipynb differs from experiments/tools/make_tutorial.py: run python -m experiments.tools.make_tutorial"
 
 
+@pytest.mark.slow
 def test_every_cell_of_the_tutorial_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("TUTORIAL_STEPS", "3")
     monkeypatch.setenv("TUTORIAL_SAMPLES", "2000")

@@ -47,13 +47,17 @@ from latentspaces.images import is_gray_batch, read_photo, to_gray, to_uint8
 from latentspaces.interfaces import CodeInitializer, PerceptualDistance
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.spaces import SPACE_LABELS, SPACE_ORDER, build_space
+from encoders.heads import compensate, edit_compensated
 from optimizers import QUICK, RECIPES, HybridInverter, InversionRecipe, InversionResult
 
 SLIDER_LIMIT = 5.0          # |alpha| of one slider (GANSpace directions are scaled to one std of their axis)
-MAX_STEPS = 5000            # inversion steps one request may ask for
+JOB_MAX_STEPS = 5000        # inversion steps one page request may ask for (a tab's job budget, below the
+                            # library's optimizers.MAX_STEPS: a stranger's request must not hold the CPU for hours)
 APP_RECIPES = ("quick", "paper")   # the recipes the page offers (steps adjustable)
 EDIT_NAME = "app_edit"      # the direction name of a bundle's edit (and of the replayed file's name)
 MAX_FILE_SLIDERS = 20       # sliders one direction file adds (a GANSpace dict may hold 80 components)
+SLIDER_COMPONENTS = 5       # GANSpace components the page shows as sliders, per kind
+SLIDER_SAMPLES = 20_000     # W samples of the sliders' GANSpace PCA (seconds on a CPU: the page starts fast)
 HELDOUT_SHOWN = 16          # held-out faces the page offers (the default model's; the first of its 64)
 
 
@@ -144,7 +148,7 @@ class Editor:
     # ---------------------------------------------------------------------------------------- set-up
     @classmethod
     def for_generator(cls, G: ls.Generator, generator_name: str, direction_files: Sequence[Path] = (),
-                      components: int = 5, samples: int = 20_000, device: str = "cpu",
+                      components: int = SLIDER_COMPONENTS, samples: int = SLIDER_SAMPLES, device: str = "cpu",
                       encoders: Optional[Mapping[str, CodeInitializer]] = None,
                       base_encoder: Optional[torch.nn.Module] = None,
                       heads: Optional[Mapping[str, torch.nn.Module]] = None, pn_samples: int = 100_000) -> "Editor":
@@ -196,8 +200,8 @@ class Editor:
                         "encoder": n in self.encoders} for n in SPACE_ORDER],
             "recipes": {n: {"steps": RECIPES[n].steps, "describe": RECIPES[n].describe()} for n in APP_RECIPES},
             "sliders": [s.describe() for s in self.sliders.values()], "slider_limit": SLIDER_LIMIT,
-            "heads": sorted(self.heads), "heldout": self.heldout_count,
-            "max_steps": MAX_STEPS, "render_seconds": self.render_seconds,
+            "heads": sorted(self.heads), "heldout": self.heldout_offered,
+            "max_steps": JOB_MAX_STEPS, "render_seconds": self.render_seconds,
         }
 
     # ---------------------------------------------------------------------------------------- photos
@@ -211,13 +215,13 @@ class Editor:
                      gray=found.gray, size=(int(photo_size[0]), int(photo_size[1])))
 
     @property
-    def heldout_count(self) -> int:
+    def heldout_offered(self) -> int:
         """Held-out faces the page offers: the first HELDOUT_SHOWN of the shipped 64 px set, none at other sizes."""
         return HELDOUT_SHOWN if self.G.resolution == 64 else 0
 
     def heldout_face(self, index: int) -> Photo:
         """Held-out face `index` of the default model's set as a photo of one face (it is its own photo)."""
-        count = self.heldout_count
+        count = self.heldout_offered
         if not 0 <= index < count:
             raise ValueError(f"held-out face {index}: the editor offers the shipped held-out faces 0 .. {count - 1}"
                              if count else "the shipped held-out faces are 64 px; this generator makes "
@@ -232,8 +236,8 @@ class Editor:
         """Recipe `name` (one of APP_RECIPES) with `steps` steps."""
         if name not in APP_RECIPES:
             raise ValueError(f"unknown recipe {name!r}; the editor offers {', '.join(APP_RECIPES)}")
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
-            raise ValueError(f"steps must be a whole number in 0 .. {MAX_STEPS}, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= JOB_MAX_STEPS:
+            raise ValueError(f"steps must be a whole number in 0 .. {JOB_MAX_STEPS}, got {steps!r}")
         return RECIPES[name].replace(steps=steps)
 
     def invert(self, face: torch.Tensor, space_name: str, recipe: InversionRecipe = QUICK,
@@ -279,11 +283,7 @@ class Editor:
         """The head's compensation of one aligned face (the W+ encoder's codes, corrected): kept per face."""
         if head not in self.heads:
             raise ValueError(f"no {head} head loaded (loaded: {', '.join(sorted(self.heads)) or 'none'})")
-        x = face[None].to(self.device)
-        with torch.no_grad():
-            ws = self.base_encoder(x)
-            x0 = self.G.synthesis(ws, noise_mode="const")
-            return self.heads[head].bind(self.base_encoder).compensate(self.G, x, ws, x0)
+        return compensate(self.G, self.base_encoder, self.heads[head], face[None].to(self.device))
 
     def render_head(self, head: str, comp, alphas: Mapping[str, float],
                     extra: Optional[Mapping[str, Slider]] = None) -> torch.Tensor:
@@ -294,9 +294,7 @@ class Editor:
             if d is None:
                 image = comp.image[0]
             else:
-                wplus = self.space("WPlus")
-                delta = wplus.edit(ls.Code(w=comp.ws), d, 1.0).w - comp.ws
-                image = self.heads[head].edit(self.G, comp, delta)[0]
+                image = edit_compensated(self.G, self.heads[head], comp, d, 1.0)[0]
         self.render_seconds = time.perf_counter() - t
         return image
 
@@ -413,5 +411,5 @@ def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = No
     return [Slider(f"{key}_{k}", f"{Path(path).stem} {d.name or k}", {d.kind: d}) for k, d in enumerate(directions)]
 
 
-__all__ = ["APP_RECIPES", "Cancelled", "Editor", "MAX_STEPS", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
+__all__ = ["APP_RECIPES", "Cancelled", "Editor", "JOB_MAX_STEPS", "SLIDER_COMPONENTS", "SLIDER_SAMPLES", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
            "default_sliders", "face_png", "file_sliders", "png_bytes"]

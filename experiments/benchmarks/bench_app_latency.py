@@ -32,6 +32,8 @@ from skimage import data as skimage_data
 import latentspaces as ls
 from encoders import SDIC, WPlusEncoder, load_encoder
 from experiments.app import Editor, EditorServer, default_sliders
+from experiments.app.editor import SLIDER_COMPONENTS, SLIDER_SAMPLES
+from latentspaces import assets
 from latentspaces.generator import Generator
 from latentspaces.threads import use_threads
 
@@ -39,8 +41,9 @@ from latentspaces.threads import use_threads
 def _editor(resolution: int) -> Editor:
     if resolution == 64:
         G = ls.load_generator("default")
-        heads = {name: load_encoder(f"default-{name.lower()}") for name in ("SDIC", "HFGI", "GradStyle", "ReGANIE")}
-        return Editor(G, "default", default_sliders(G, 5, 20_000), base_encoder=load_encoder("default-wplus"),
+        heads = {name: load_encoder(assets.default_head(name.lower())) for name in ("SDIC", "HFGI", "GradStyle", "ReGANIE")}
+        return Editor(G, assets.DEFAULT_GENERATOR, default_sliders(G, SLIDER_COMPONENTS, SLIDER_SAMPLES),
+                      base_encoder=load_encoder(assets.DEFAULT_WPLUS_ENCODER),
                       heads=heads)
     torch.manual_seed(0)
     G = Generator(resolution=resolution).eval()

@@ -44,11 +44,16 @@ def main(argv=None) -> None:
             for i in range(args.batch):
                 inv.invert(targets[i:i + 1], init="mean")
 
-        batched(); singles()  # warm-up
+        batched()  # warm-up
+        singles()
         tb, ts = [], []
         for _ in range(args.repeats):
-            t = time.perf_counter(); batched(); tb.append(time.perf_counter() - t)
-            t = time.perf_counter(); singles(); ts.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            batched()
+            tb.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            singles()
+            ts.append(time.perf_counter() - t)
         b, s = statistics.median(tb) / args.steps, statistics.median(ts) / args.steps
         print(f"| {name} | {b:.4f} | {s:.4f} | {s / b:.2f} |")
 

@@ -32,11 +32,13 @@ import math
 import time
 import warnings
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from encoders import COMPENSATION_HEADS
+from encoders.heads import compensate, edit_compensated, wplus_delta
 from latentspaces.directions import Direction
 from latentspaces.fingerprints import SHORT, digest, file_fingerprint, generator_fingerprint
 from latentspaces.interfaces import IdentitySimilarity, PerceptualDistance
@@ -44,8 +46,13 @@ from latentspaces.images import load_image_file, save_image_file, to_uint8
 from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.metrics.image import reconstruction_metrics
 from latentspaces.progress import progress_bar
-from latentspaces.spaces import Code, FZPlus, WPlus
-from optimizers import PTI, HybridInverter, InversionRecipe
+from latentspaces.spaces import FZPlus
+from optimizers import PAPER, PTI, RECIPES, HybridInverter, InversionRecipe
+from optimizers.pti import PIVOT_STEPS, TUNE_STEPS
+
+from ..argtypes import name_list, positive_int, step_count
+from ..argtypes import seed as seed_flag
+from ..config import Config, option
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
@@ -54,7 +61,9 @@ from ..runs import claim_out_dir, file_problem, hold_out_dir
 from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import calibrated_fields, folder_calibration
 from .inversions import ALWAYS_SCORED, metric_name
-from .matched_edits import EDIT_SIZES, edit_with_alphas, matched_edit_rows, matched_summary, paired_columns, pixel_change
+from .presets import DIRECTION_SAMPLES, DIRECTIONS, TARGETS
+from .identity_curves import edit_directions
+from .matched_edits import edit_sizes_option, edit_with_alphas, matched_edit_rows, matched_summary, paired_columns, pixel_change
 
 HEADS = COMPENSATION_HEADS    # compensation heads by method name, in the order of the table
 METHODS = ["base", *HEADS, "pti", "fzplus"]
@@ -74,12 +83,6 @@ TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("SSIM", "ssim", ".3f", True), ("p
                  ("edit strength", "edit_strength", ".2f", True), ("s / image", "seconds_per_image", ".3g", False)]
 
 
-def _wplus_delta(G: torch.nn.Module, ws: torch.Tensor, direction: Direction, alpha: float) -> torch.Tensor:
-    """The change of ws [N, num_ws, w_dim] that editing along a W direction by alpha makes."""
-    space = WPlus(G)
-    return space.edit(Code(w=ws), direction, alpha).w - ws
-
-
 def _edit_scores(identity: Optional[IdentitySimilarity], targets: torch.Tensor, images: torch.Tensor,
                  render: Callable[[Direction, float], torch.Tensor], directions: Sequence[Direction],
                  alphas: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -97,12 +100,55 @@ def _edit_scores(identity: Optional[IdentitySimilarity], targets: torch.Tensor, 
     return (torch.stack(sims).mean(0) if sims else torch.full((n,), math.nan)), torch.stack(changes).mean(0)
 
 
-def fzplus_settings(recipe: InversionRecipe, perceptual: Optional[PerceptualDistance]) -> dict:
-    """The F/Z+ method's HybridInverter settings under `recipe`. The method starts from the F encoder
-    whatever the recipe's init (that start is what makes it the method of "Revisiting Latent Space of
-    GAN Inversion"); the recipe gives the steps, lr and weights (no perceptual weight without a distance)."""
-    return dict(steps=recipe.steps, lr=recipe.lr, lambda_per=recipe.lambda_per if perceptual is not None else 0.0,
-                lambda_reg=recipe.lambda_reg, perceptual=perceptual)
+@dataclass(frozen=True)
+class CompensationConfig(Config):
+    """`latentspaces compensation` and `run_compensation_comparison`. The recipe is the F/Z+ method's (its steps,
+    lr and weights; the method always starts from the F encoder: that start is what makes it the method of
+    "Revisiting Latent Space of GAN Inversion"); PTI's perceptual weight is 1 whenever a distance is on.
+    Default: the `paper` preset."""
+
+    n_targets: int = option(TARGETS["paper"], "number of held-out targets", type=positive_int, names=("--n",))
+    recipe: InversionRecipe = PAPER
+    pivot_steps: int = option(PIVOT_STEPS, "PTI pivot (W projection) steps", type=step_count)
+    tune_steps: int = option(TUNE_STEPS, "PTI generator tuning steps", type=step_count)
+    directions: int = DIRECTIONS["paper"]                 # GANSpace directions per kind for the edit identity
+    direction_samples: int = DIRECTION_SAMPLES["paper"]   # W samples of the GANSpace PCA
+    seed: int = option(0, "GANSpace sampling, 0 .. 2^32 - 1", type=seed_flag)
+    edit_sizes: Tuple[float, ...] = edit_sizes_option()
+    edit_alphas: Tuple[float, ...] = (-2.0, 2.0)          # edit strengths of the edit identity and change
+    methods: Optional[Tuple[str, ...]] = option(None, f"methods to run, comma-separated from {','.join(METHODS)}",
+                                                type=name_list(tuple(METHODS), "method"),
+                                                default_text="base, every head given or installed, pti, fzplus")
+
+
+CompensationConfig.PRESETS = {
+    name: CompensationConfig(n_targets=TARGETS[name], recipe=recipe, directions=DIRECTIONS[name],
+                             direction_samples=DIRECTION_SAMPLES[name],
+                             **({"pivot_steps": 100, "tune_steps": 100} if name == "quick" else {}))
+    for name, recipe in RECIPES.items()}
+
+
+@dataclass
+class CompensationModels:
+    """The networks of a compensation run, loaded once by the caller."""
+
+    base: torch.nn.Module                                  # W+ encoder: x [N, 3, R, R] -> ws [N, num_ws, w_dim]
+    f: torch.nn.Module                                     # F encoder: the F/Z+ method's start
+    heads: Dict[str, torch.nn.Module] = field(default_factory=dict)   # head name (HEADS) -> head over `base`
+
+
+def fzplus_recipe(config: CompensationConfig, perceptual: Optional[PerceptualDistance]) -> InversionRecipe:
+    """The F/Z+ method's recipe as it runs: config.recipe from the F encoder, with the weights that take effect
+    (`InversionRecipe.effective`: no perceptual weight without a distance)."""
+    return config.recipe.replace(init="encoder").effective(perceptual=perceptual is not None, encoder=True)
+
+
+def method_settings(config: CompensationConfig, perceptual: Optional[PerceptualDistance]) -> Dict[str, dict]:
+    """PTI's and F/Z+'s settings (recorded with the run): PTI's steps and perceptual weight (1 when a distance is
+    on), and F/Z+'s recipe as it runs (`fzplus_recipe`)."""
+    on = perceptual is not None
+    return {"pti": dict(pivot_steps=config.pivot_steps, tune_steps=config.tune_steps, lambda_per=1.0 if on else 0.0),
+            "fzplus": fzplus_recipe(config, perceptual).record()}
 
 
 def _matched_rows(identity: Optional[IdentitySimilarity], targets: torch.Tensor, images: torch.Tensor,
@@ -119,54 +165,47 @@ def _matched_rows(identity: Optional[IdentitySimilarity], targets: torch.Tensor,
     return rows
 
 
-def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: dict,
-               directions: Dict[str, List[Direction]], alphas: Sequence[float],
-               identity: Optional[IdentitySimilarity], settings: dict, sizes: Sequence[float] = EDIT_SIZES):
+def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: CompensationModels,
+               directions: Dict[str, List[Direction]], config: CompensationConfig,
+               perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity]):
     """(images [N, 3, R, R], edit identity [N], edit change [N], seconds per image, matched-size rows) for one
     method; the rows (`_matched_rows`) give each edit's alpha at each size in `sizes`."""
     n = targets.shape[0]
-    base = models["base"]
+    alphas, sizes = config.edit_alphas, config.edit_sizes
     if method == "base" or method in HEADS:
-        if method not in models:
-            raise KeyError(f"no {method} head was given (models has {sorted(models)})")
-        head = models[method].bind(base) if method in HEADS else None
+        if method in HEADS and method not in models.heads:
+            raise KeyError(f"no {method} head was given (models has {sorted(models.heads)})")
+        head = models.heads[method] if method in HEADS else None
         t0 = time.perf_counter()
-        with torch.no_grad():
-            ws = base(targets)
-            x0 = G.synthesis(ws, noise_mode="const")
-            comp = head.compensate(G, targets, ws, x0) if head is not None else None
+        comp = compensate(G, models.base, head, targets)
         seconds = (time.perf_counter() - t0) / n
-        if head is None:
-            images = x0
+        images = comp.image
 
-            def render(d, a):   # a: a number, or one alpha per image [N, 1, 1]
-                return G.synthesis(ws + _wplus_delta(G, ws, d, a), noise_mode="const")
-        else:
-            images = comp.image
-
-            def render(d, a):
-                return head.edit(G, comp, _wplus_delta(G, comp.ws, d, a))
+        def render(d, a):   # a: a number, or one alpha per image [N, 1, 1]
+            return edit_compensated(G, head, comp, d, a)
 
         def render_each(d, a):
             return render(d, a.reshape(-1, 1, 1))
         return (images, *_edit_scores(identity, targets, images, render, directions["w"], alphas), seconds,
                 _matched_rows(identity, targets, images, render_each, directions["w"], sizes))
     if method == "pti":
-        res = PTI(G, per_image=True, progress=False, **settings["pti"]).run(targets)
+        res = PTI(G, per_image=True, progress=False, perceptual=perceptual,
+                  **method_settings(config, perceptual)["pti"]).run(targets)
         pivots = [g.broadcast(res.pivots[i:i + 1]) for i, g in enumerate(res.generator)]
 
         def render(d, a):
-            return torch.cat([g.synthesis(p + _wplus_delta(g, p, d, a), noise_mode="const")
+            return torch.cat([g.synthesis(p + wplus_delta(g, p, d, a), noise_mode="const")
                               for g, p in zip(res.generator, pivots)])
 
         def render_each(d, a):   # one tuned generator per image, each with its own alpha
-            return torch.cat([g.synthesis(p + _wplus_delta(g, p, d, float(a_i)), noise_mode="const")
+            return torch.cat([g.synthesis(p + wplus_delta(g, p, d, float(a_i)), noise_mode="const")
                               for g, p, a_i in zip(res.generator, pivots, a)])
         return (res.images, *_edit_scores(identity, targets, res.images, render, directions["w"], alphas),
                 res.seconds / n, _matched_rows(identity, targets, res.images, render_each, directions["w"], sizes))
     if method == "fzplus":
         space = FZPlus(G)
-        res = HybridInverter(space, encoder=models["f"], progress=False, **settings["fzplus"]).invert(targets)
+        res = HybridInverter.from_recipe(space, fzplus_recipe(config, perceptual), perceptual, encoder=models.f,
+                                         progress=False).invert(targets)
 
         def render(d, a):
             return space.synthesize(space.edit(res.code, d, a))
@@ -182,28 +221,32 @@ def run_compensation_comparison(
     out: Path,
     G: torch.nn.Module,
     targets: torch.Tensor,                  # [N, 3, R, R] in [-1, 1]
-    models: dict,                           # 'base' (W+ encoder), 'f' (F encoder), one entry per head in HEADS run
-    directions: Dict[str, List[Direction]],  # 'w' and 'z' GANSpace directions (std-scaled)
-    settings: dict,                         # 'pti': PTI kwargs, 'fzplus': HybridInverter kwargs
+    models: CompensationModels,             # the base W+ encoder, the F encoder, the heads to run
+    config: Optional[CompensationConfig] = None,   # None: CompensationConfig(), the paper preset
     perceptual: Optional[PerceptualDistance] = None,
     identity: Optional[IdentitySimilarity] = None,
-    methods: Optional[Sequence[str]] = None,  # default: base, the heads in `models`, pti, fzplus
-    edit_alphas: Sequence[float] = (-2.0, 2.0),
-    edit_sizes: Sequence[float] = EDIT_SIZES,  # pixel changes at which edit identity is compared (() none)
 ) -> List[dict]:
-    """Run each method still missing from OUT (sharded over `torchrun` ranks); rank 0 returns the summary rows."""
+    """Run each method still missing from OUT (sharded over `torchrun` ranks); rank 0 returns the summary rows.
+
+    The methods are config.methods, or base, every head in `models`, pti and fzplus. The GANSpace directions
+    of the edits (both kinds, std-scaled) are found once and cached in OUT (`identity_curves.edit_directions`).
+    """
+    c = config or CompensationConfig()
     world = World.current()
     n = len(targets)
-    if methods is None:
-        methods = ["base", *[h for h in HEADS if h in models], "pti", "fzplus"]
+    methods = c.methods or ["base", *[h for h in HEADS if h in models.heads], "pti", "fzplus"]
     with hold_out_dir(out):
-        recorded = compensation_settings(G, models, directions, settings, perceptual, identity, edit_alphas)
+        out.mkdir(parents=True, exist_ok=True)
+        directions = world.main_first(lambda: edit_directions(G, out, c.directions, c.direction_samples, c.seed))
+        recorded = compensation_settings(G, models, directions, method_settings(c, perceptual), perceptual, identity,
+                                         c.edit_alphas)
         world.from_main(lambda: claim_out_dir(out, recorded, targets, (PER_IMAGE_CSV, "images"), SETTINGS_FILE))
         (out / "images").mkdir(parents=True, exist_ok=True)
-        todo = world.from_main(lambda: missing_methods(out, methods, n, matched=identity is not None and bool(edit_sizes)))
+        todo = world.from_main(lambda: missing_methods(out, methods, n, matched=identity is not None and
+                                                       bool(c.edit_sizes)))
         for method in progress_bar(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
-            images, edit_id, edit_change, seconds, matched = run_method(method, G, targets, models, directions,
-                                                                        edit_alphas, identity, settings, edit_sizes)
+            images, edit_id, edit_change, seconds, matched = run_method(method, G, targets, models, directions, c,
+                                                                        perceptual, identity)
             with torch.no_grad():
                 m = reconstruction_metrics(images, targets)
                 per = perceptual(images, targets).reshape(-1) if perceptual else torch.full((n,), math.nan)
@@ -230,19 +273,17 @@ def run_compensation_comparison(
     return summary
 
 
-def compensation_settings(G: torch.nn.Module, models: dict, directions: Dict[str, List[Direction]], settings: dict,
-                          perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity],
-                          edit_alphas: Sequence[float]) -> Dict[str, object]:
+def compensation_settings(G: torch.nn.Module, models: CompensationModels, directions: Dict[str, List[Direction]],
+                          settings: Dict[str, dict], perceptual: Optional[PerceptualDistance],
+                          identity: Optional[IdentitySimilarity], edit_alphas: Sequence[float]) -> Dict[str, object]:
     """What decides the rows of a compensation run (recorded in SETTINGS_FILE by `claim_out_dir`): the
     generator's, encoders' and directions' fingerprints, every method's settings and the metrics' names."""
-    def plain(kwargs: dict) -> dict:
-        return {k: metric_name(v) if k == "perceptual" else v for k, v in sorted(kwargs.items())}
-
+    networks = {"base": models.base, "f": models.f, **models.heads}
     return {"generator": generator_fingerprint(G),
-            "models": {name: generator_fingerprint(m) for name, m in sorted(models.items())},
+            "models": {name: generator_fingerprint(m) for name, m in sorted(networks.items())},
             "directions": {kind: digest(*(d.vector.float() for d in dirs), length=SHORT)
                            for kind, dirs in sorted(directions.items())},
-            "methods": {name: plain(kwargs) for name, kwargs in sorted(settings.items())},
+            "methods": {name: dict(sorted(kwargs.items())) for name, kwargs in sorted(settings.items())},
             "perceptual": metric_name(perceptual), "identity": metric_name(identity),
             "edit_alphas": [float(a) for a in edit_alphas]}
 
@@ -266,7 +307,7 @@ def missing_methods(out: Path, methods: Sequence[str], n: int, matched: bool = F
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         if matched and mine and not _matched_complete(matched_rows, method, n, mine[0]["images_sha256"]):
-            warnings.warn(f"{out / MATCHED_CSV} lacks the matched-size edits of {method}: redoing it", RunFolderWarning)
+            warnings.warn(f"{out / MATCHED_CSV} lacks the matched-size edits of {method}: redoing it", RunFolderWarning, stacklevel=2)
         elif {int(r["target"]) for r in mine} >= set(range(n)):
             recorded = {r["images_sha256"] for r in mine}
             problem = (f"the rows of {method} record {len(recorded)} different images files" if len(recorded) > 1
@@ -277,10 +318,10 @@ def missing_methods(out: Path, methods: Sequence[str], n: int, matched: bool = F
                     for r in mine:
                         r["images_sha256"] = sha
                 continue
-            warnings.warn(f"{problem}: redoing {method}", RunFolderWarning)
+            warnings.warn(f"{problem}: redoing {method}", RunFolderWarning, stacklevel=2)
         elif mine:
             warnings.warn(f"{path} has rows for {len(mine)} of the {n} targets of {method}: redoing it",
-                          RunFolderWarning)
+                          RunFolderWarning, stacklevel=2)
         todo.append(method)
     kept = [r for r in rows if r["method"] not in todo]
     if kept or path.exists():

@@ -20,6 +20,7 @@ import torch
 
 from encoders import load_encoder
 from latentspaces.assets import heldout_targets
+from latentspaces.assets import DEFAULT_F_ENCODER, DEFAULT_GENERATOR, DEFAULT_WPLUS_ENCODER
 from latentspaces.checkpoints import load_generator
 from latentspaces.spaces import build_space
 from optimizers import RECIPES, HybridInverter
@@ -27,7 +28,7 @@ from optimizers import RECIPES, HybridInverter
 from ..argtypes import positive_float, positive_int
 from ..rows import write_rows
 
-RUNS = [("FZPlus", "encoder", "default-f"), ("FZPlus", "mean", None), ("WPlus", "encoder", "default-wplus"),
+RUNS = [("FZPlus", "encoder", DEFAULT_F_ENCODER), ("FZPlus", "mean", None), ("WPlus", "encoder", DEFAULT_WPLUS_ENCODER),
         ("WPlus", "mean", None)]
 
 
@@ -41,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--out", default="runs/encoder_init")
     args = ap.parse_args(argv)
     recipe = RECIPES[args.recipe].replace(steps=args.steps, **({} if args.lr is None else {"lr": args.lr}))
-    G = load_generator("default")
+    G = load_generator(DEFAULT_GENERATOR)
     targets = heldout_targets(args.n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

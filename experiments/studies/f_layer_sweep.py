@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -39,13 +40,18 @@ from latentspaces.losses import pixel_distance
 from latentspaces.progress import progress_bar
 from latentspaces.spaces import build_space
 from latentspaces.storage import save_figure
-from optimizers import QUICK, HybridInverter, InversionRecipe
+from optimizers import PAPER, RECIPES, HybridInverter, InversionRecipe
+
+from ..argtypes import layer_list, positive_int, space_list
+from ..argtypes import seed as seed_flag
+from ..config import Config, option
 
 from ..rows import RowSchema, append_rows, read_rows, write_rows, write_summary
 from ..runs import claim_out_dir, hold_out_dir
 from .identity_curves import edit_directions
 from .inversions import metric_name
-from .matched_edits import EDIT_SIZES, edit_with_alphas, matched_edit_rows, matched_summary, pixel_change
+from .presets import DIRECTION_SAMPLES, DIRECTIONS, TARGETS
+from .matched_edits import edit_sizes_option, edit_with_alphas, matched_edit_rows, matched_summary, pixel_change
 
 SWEEP_SPACES = ("FZPlus", "FWPlus")
 PAPER_F_SHARE = 131_072 / (3 * 1024 * 1024)   # BDInvert's f at 1024 px: 512 x 16 x 16 of 3 x 1024 x 1024 numbers
@@ -71,27 +77,46 @@ def _fields(sizes: Sequence[float]) -> List[str]:
             + [f"{k}_at_size_{s:g}" for s in sizes for k in ("identity", "reached")])
 
 
+@dataclass(frozen=True)
+class FLayerSweepConfig(Config):
+    """`latentspaces f-layer-sweep` and `run_f_layer_sweep`: F/Z+ and F/W+ with f at each layer up to b16.conv0.
+    The recipe gives the steps, lr and weights; the study always starts from the mean code. Default: the
+    `paper` preset."""
+
+    n_targets: int = option(TARGETS["paper"], "number of held-out targets", type=positive_int, names=("--n",))
+    recipe: InversionRecipe = PAPER
+    directions: int = option(DIRECTIONS["paper"], "GANSpace directions per kind", type=positive_int)
+    direction_samples: int = DIRECTION_SAMPLES["paper"]   # W samples of the GANSpace PCA
+    spaces: Tuple[str, ...] = option(SWEEP_SPACES, "F spaces", type=space_list)
+    layers: Optional[Tuple[str, ...]] = option(None, "comma-separated conv layers", type=layer_list,
+                                               default_text="b4.conv1 .. b16.conv0")
+    edit_sizes: Tuple[float, ...] = edit_sizes_option()
+    seed: int = option(0, "GANSpace sampling, 0 .. 2^32 - 1", type=seed_flag)
+
+
+FLayerSweepConfig.PRESETS = {
+    name: FLayerSweepConfig(n_targets=TARGETS[name], recipe=recipe, directions=DIRECTIONS[name],
+                            direction_samples=DIRECTION_SAMPLES[name]) for name, recipe in RECIPES.items()}
+
+
 def run_f_layer_sweep(
     out: Path,
     G: torch.nn.Module,
     targets: torch.Tensor,                        # [N, 3, R, R] in [-1, 1]
     identity: IdentitySimilarity,                 # (images, targets) -> [N] in [-1, 1]
-    recipe: InversionRecipe = QUICK,              # steps, lr, weights; the start is always the mean (see above)
+    config: Optional[FLayerSweepConfig] = None,   # None: FLayerSweepConfig(), the paper preset
     perceptual: Optional[PerceptualDistance] = None,   # the loss's perceptual term (recipe.lambda_per > 0)
-    spaces: Sequence[str] = SWEEP_SPACES,
-    layers: Optional[Sequence[str]] = None,       # None: sweep_layers(G)
-    n_directions: int = 3,                        # GANSpace directions per kind
-    direction_samples: int = 50_000,
-    edit_sizes: Sequence[float] = EDIT_SIZES,
-    seed: int = 0,
     progress: bool = True,
 ) -> List[dict]:
     """Invert and edit `targets` in each (space, layer) still missing from OUT; returns the summary rows."""
-    layers = list(layers or sweep_layers(G))
+    c = config or FLayerSweepConfig()
+    spaces, edit_sizes, seed, n_directions, direction_samples = (c.spaces, c.edit_sizes, c.seed, c.directions,
+                                                                  c.direction_samples)
+    layers = list(c.layers or sweep_layers(G))
     unknown = [name for name in layers if name not in G.synthesis.feature_layers]
     if unknown:
         raise ValueError(f"layers {unknown} are not conv layers of this generator ({list(G.synthesis.feature_layers)})")
-    recipe = recipe.replace(init="mean")
+    recipe = c.recipe.replace(init="mean")
     fields = _fields(edit_sizes)
     schema = RowSchema(tuple(fields), key=("space", "layer", "target"), ints=("target",),
                        floats=tuple(fields[4:]))
@@ -200,4 +225,4 @@ def plot_sweep(out: Path, summary: Sequence[dict], spaces: Sequence[str], sizes:
     plt.close(fig)
 
 
-__all__ = ["PAPER_F_SHARE", "SWEEP_SPACES", "f_share", "plot_sweep", "run_f_layer_sweep", "sweep_layers"]
+__all__ = ["FLayerSweepConfig", "PAPER_F_SHARE", "SWEEP_SPACES", "f_share", "plot_sweep", "run_f_layer_sweep", "sweep_layers"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -39,20 +40,26 @@ from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, PNStats, build_space
 from latentspaces.storage import save_figure
-from optimizers import PAPER, InversionRecipe
+from optimizers import RECIPES
+
+from ..argtypes import non_negative_int, space_list
+from ..argtypes import seed as seed_flag
+from ..config import option
 
 from ..distributed import World
 from ..figures import labelled_grid
 from ..rows import RowSchema, RunFolderWarning, read_rows, write_rows, write_summary
-from ..runs import claim_out_dir, hold_out_dir
+from ..runs import hold_out_dir
 from .calibration import folder_calibration
-from .matched_edits import (EDIT_SIZES, MATCHED, MATCHED_CSV, edit_with_alphas, matched_edit_rows, matched_summary,
-                            paired_columns, pixel_change)
+from .matched_edits import (MATCHED, MATCHED_CSV, edit_with_alphas, matched_edit_rows, matched_summary,
+                            paired_columns, pixel_change, edit_sizes_option)
 from .matched_edits import FIELDS as MATCHED_FIELDS
-from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, RECIPE_KEYS, chunk_checksums,
-                         inversion_settings, invert_missing, load_codes, study_models)
+from .inversions import PER_IMAGE, PER_IMAGE_CSV, chunk_checksums, invert_into, load_codes, study_models
+from .presets import DIRECTION_SAMPLES, DIRECTIONS, PN_SAMPLES, TARGETS
+from .space_comparison import CompareConfig
 
-CURVE_SPACES = ["ZPlus", "WPlus", "FZPlus", "FWPlus", "FWPlusPN"]   # F/W+(P_N): the paper's own F/W+ baseline
+CURVE_SPACES = ("ZPlus", "WPlus", "FZPlus", "FWPlus", "FWPlusPN")   # F/W+(P_N): the paper's own F/W+ baseline
+CURVE_ALPHAS = tuple(torch.linspace(-2, 2, 11).tolist())   # Fig. 6's edit strengths (float32 steps, as recorded)
 CURVES_CSV = "identity_curves.csv"
 FIELDS = ["space", "target", "direction", "alpha", "identity", "edit_change", "codes_sha256"]
 # edit_change is optional: rows written before it existed read '' (no edit size in the summary), never refused.
@@ -76,23 +83,37 @@ def edit_directions(G: torch.nn.Module, out: Path, n_directions: int, n_samples:
     return dirs
 
 
+@dataclass(frozen=True)
+class IdentityCurvesConfig(CompareConfig):
+    """`latentspaces identity-curves` and `run_identity_curves`: the inversions of `compare` (the same fields make
+    the same files), then edits along GANSpace directions. The default is the `paper` preset."""
+
+    seed: int = option(0, "the start of --init random and the GANSpace samples, 0 .. 2^32 - 1", type=seed_flag)
+    spaces: Tuple[str, ...] = option(tuple(CURVE_SPACES), "comma-separated space names", type=space_list)
+    directions: int = DIRECTIONS["paper"]                  # GANSpace directions per kind
+    direction_samples: int = DIRECTION_SAMPLES["paper"]    # W samples of the GANSpace PCA
+    alphas: Tuple[float, ...] = CURVE_ALPHAS               # edit strengths, in std of the PCA coordinate
+    index: Optional[int] = option(None, "target shown in random_directions.png", type=non_negative_int,
+                                  default_text="the one closest to the set's median brightness and reconstruction "
+                                               "error")
+    edit_sizes: Tuple[float, ...] = edit_sizes_option()
+
+
+IdentityCurvesConfig.PRESETS = {
+    name: IdentityCurvesConfig(n_targets=TARGETS[name], recipe=recipe, pn_samples=PN_SAMPLES[name],
+                               directions=DIRECTIONS[name], direction_samples=DIRECTION_SAMPLES[name])
+    for name, recipe in RECIPES.items()}
+
+
 def run_identity_curves(
     out: Path,
     G: torch.nn.Module,
     targets: torch.Tensor,                     # [N, 3, R, R] in [-1, 1]
     identity: IdentitySimilarity,              # (images, targets) -> [N] similarity in [-1, 1]
-    spaces: Sequence[str] = CURVE_SPACES,
-    n_directions: int = 5,
-    alphas: Sequence[float] = tuple(torch.linspace(-2, 2, 11).tolist()),
-    direction_samples: int = 100_000,          # W samples for the GANSpace PCA
-    recipe: InversionRecipe = PAPER,           # the inversions' recipe, as in `run_space_comparison`
+    config: Optional[IdentityCurvesConfig] = None,     # None: IdentityCurvesConfig(), the paper preset
     perceptual: Optional[PerceptualDistance] = None,   # None: the recipe's, by name
     encoders: Optional[Mapping[str, CodeInitializer]] = None,  # None: the recipe's defaults
-    chunk: int = 8,
-    seed: int = 0,
     pn_stats: Optional[PNStats] = None,
-    figure_index: Optional[int] = None,        # target of random_directions.png (None: `representative_target`)
-    edit_sizes: Sequence[float] = EDIT_SIZES,  # pixel changes at which identity is compared (matched_edits; () none)
     compile: bool = False,                     # torch.compile the inversion steps (HybridInverter)
 ) -> List[dict]:
     """Edit every target's inversion along GANSpace directions per space; returns the summary rows.
@@ -102,20 +123,20 @@ def run_identity_curves(
     Under `torchrun` the inversions and then the (space, direction) edit jobs are sharded over the
     ranks; rank 0 writes every file (the other ranks return no rows).
     """
+    c = config or IdentityCurvesConfig()
+    spaces, alphas, chunk, seed, edit_sizes = c.spaces, c.alphas, c.chunk, c.seed, c.edit_sizes
     world = World.current()
-    perceptual, encoders = study_models(G, recipe, spaces, perceptual, encoders)
-    settings = inversion_settings(G, recipe, perceptual, identity, chunk, seed)
+    perceptual, encoders = study_models(G, c.recipe, spaces, perceptual, encoders)
     with hold_out_dir(out):
-        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS, adopt=RECIPE_KEYS))
-        invert_missing(out, G, targets, spaces, recipe, perceptual, identity, pn_stats, encoders, chunk, seed,
-                       compile=compile)
+        invert_into(out, G, targets, spaces, c.recipe, perceptual, identity, pn_stats, encoders, chunk, seed,
+                    compile=compile)
         n = targets.shape[0]
         rows, sums = world.from_main(lambda: _current_rows(out, n, chunk))
         # A (space, direction) is done when all its rows for these targets are there (an earlier run may have had
         # fewer) and record the edit size (rows older than edit_change are redone: edits only, codes are kept).
         counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n and r["edit_change"])
         done = {key for key, c in counts.items() if c >= n * len(alphas)}
-        dirs = world.main_first(lambda: edit_directions(G, out, n_directions, direction_samples, seed))
+        dirs = world.main_first(lambda: edit_directions(G, out, c.directions, c.direction_samples, seed))
         built = {name: build_space(name, G, pn_stats) for name in spaces}
         jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
         cache: Dict[str, Tuple[Code, torch.Tensor]] = {}
@@ -172,7 +193,7 @@ def run_identity_curves(
         matched = [r for r in matched if int(r["target"]) < n]
         summary = summarize(out, rows, spaces, folder_calibration(out, identity, targets), matched)
         plot_curves(out, rows, spaces)
-        random_direction_grid(out, G, targets, spaces, seed, pn_stats, identity, checksums=sums, index=figure_index)
+        random_direction_grid(out, G, targets, spaces, seed, pn_stats, identity, checksums=sums, index=c.index)
     return summary
 
 
@@ -205,7 +226,7 @@ def _current_matched(out: Path, n: int, chunk: int, sums: Mapping[Tuple[str, int
         (valid if ok else stale).append(r)
     if stale:
         warnings.warn(f"{out / MATCHED_CSV}: {len(stale)} rows were computed from code files since redone: "
-                      "recomputing them", RunFolderWarning)
+                      "recomputing them", RunFolderWarning, stacklevel=2)
     return valid
 
 
@@ -221,7 +242,7 @@ def _current_rows(out: Path, n: int, chunk: int) -> Tuple[List[dict], Dict[Tuple
         (valid if ok else stale).append(r)
     if stale:
         warnings.warn(f"{out / CURVES_CSV}: {len(stale)} rows were computed from code files since redone "
-                      f"({', '.join(sorted({r['space'] for r in stale}))}): recomputing them", RunFolderWarning)
+                      f"({', '.join(sorted({r['space'] for r in stale}))}): recomputing them", RunFolderWarning, stacklevel=2)
     return valid, sums
 
 

@@ -31,6 +31,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from latentspaces import assets
 from latentspaces.errors import CheckpointError
 from latentspaces.fingerprints import file_fingerprint, generator_fingerprint
 from latentspaces.interfaces import CodeInitializer, IdentitySimilarity, PerceptualDistance
@@ -114,9 +115,7 @@ def inversion_settings(G: torch.nn.Module, recipe: InversionRecipe, perceptual: 
     """What decides the codes and the per-image rows of a run (recorded by `claim_out_dir`): the recipe
     (its name and numbers, the weights that take effect: no perceptual weight without a distance, no
     anchor without an encoder start), the metrics by name, the chunk and the seed of a random start."""
-    record = recipe.record()
-    record["lambda_per"] = recipe.lambda_per if perceptual is not None else 0.0
-    record["lambda_reg"] = recipe.lambda_reg if recipe.init == "encoder" else 0.0
+    record = recipe.effective(perceptual=perceptual is not None, encoder=True).record()
     return {"generator": generator_fingerprint(G), **record, "perceptual": metric_name(perceptual),
             "identity": metric_name(identity), "chunk": chunk, "seed": seed}
 
@@ -148,8 +147,8 @@ def recipe_line(recipe: InversionRecipe, perceptual: Optional[PerceptualDistance
 RECIPE_KEYS = ("recipe", "lambda_mse")
 
 
-def recipe_encoders(recipe: InversionRecipe, spaces: Sequence[str], f_encoder: str = "default-f",
-                    wplus_encoder: str = "default-wplus",
+def recipe_encoders(recipe: InversionRecipe, spaces: Sequence[str], f_encoder: str = assets.DEFAULT_F_ENCODER,
+                    wplus_encoder: str = assets.DEFAULT_WPLUS_ENCODER,
                     device: str | torch.device = "cpu") -> Dict[str, CodeInitializer]:
     """Space name -> the encoder that starts it under `recipe` ({} unless recipe.init is 'encoder').
 
@@ -234,10 +233,10 @@ def missing_chunks(out: Path, spaces: Sequence[str], n: int, chunk: int) -> List
                 problem = _chunk_problem(out, name, start, mine)
                 if problem is None:
                     continue
-                warnings.warn(f"{problem}: redoing the {name} chunk of targets {start}..", RunFolderWarning)
+                warnings.warn(f"{problem}: redoing the {name} chunk of targets {start}..", RunFolderWarning, stacklevel=2)
             elif mine:
                 warnings.warn(f"{path} has rows for {len(mine)} of the targets of the {name} chunk at {start}: "
-                              "redoing the chunk", RunFolderWarning)
+                              "redoing the chunk", RunFolderWarning, stacklevel=2)
             jobs.append((name, start))
     redo = set(jobs)
     kept = [r for r in rows if (r["space"], int(r["target"]) // chunk * chunk) not in redo]
@@ -285,7 +284,7 @@ def invert_missing(
     progress = progress and world.main
     for name, start in progress_bar(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
         space = build_space(name, G, pn_stats)
-        inv = HybridInverter.from_recipe(space, recipe.replace(lambda_per=recipe.lambda_per if perceptual else 0.0),
+        inv = HybridInverter.from_recipe(space, recipe.effective(perceptual=perceptual is not None, encoder=True),
                                          perceptual, encoders.get(name), progress=progress, compile=compile)
         x = targets[start : start + chunk]
         res = inv.invert(x, seed=seed)
@@ -300,6 +299,19 @@ def invert_missing(
         append_rows(per_image, rows, PER_IMAGE_FIELDS)
     world.barrier()
     return jobs
+
+
+def invert_into(out: Path, G: torch.nn.Module, targets: torch.Tensor, spaces: Sequence[str], recipe: InversionRecipe,
+                perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity],
+                pn_stats: Optional[PNStats], encoders: Mapping[str, CodeInitializer], chunk: int, seed: int,
+                compile: bool = False) -> List[Tuple[str, int]]:
+    """Claim OUT for these settings and targets (rank 0; a folder of other settings is refused), then make every
+    chunk it lacks (`invert_missing`): the inversions `compare` and `identity-curves` share. The caller holds
+    OUT (`hold_out_dir`) around this and whatever it reads of the results."""
+    settings = inversion_settings(G, recipe, perceptual, identity, chunk, seed)
+    World.current().from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS, adopt=RECIPE_KEYS))
+    return invert_missing(out, G, targets, spaces, recipe, perceptual, identity, pn_stats, encoders, chunk, seed,
+                          compile=compile)
 
 
 def fill_identity(
@@ -365,5 +377,5 @@ def fill_identity(
 
 
 __all__ = ["INVERSION_RESULTS", "PER_IMAGE", "PER_IMAGE_CSV", "PER_IMAGE_FIELDS", "RECIPE_KEYS", "WPLUS_STARTED",
-           "chunk_checksums", "fill_identity", "inversion_settings", "invert_missing", "metric_name",
+           "chunk_checksums", "fill_identity", "inversion_settings", "invert_into", "invert_missing", "metric_name",
            "missing_chunks", "recipe_encoders", "recipe_line", "starting_encoder", "study_models"]

@@ -32,10 +32,19 @@ from latentspaces.interfaces import IdentitySimilarity
 from latentspaces.losses import pixel_distance
 from latentspaces.spaces import Code, LatentSpace
 
+from ..argtypes import edit_sizes as edit_sizes_flag
+from ..config import option
 from ..rows import RowSchema
 from ..summaries import paired_test, paired_values, per_target_means
 
 EDIT_SIZES = (0.02, 0.04, 0.06)   # mean absolute pixel change, images in [-1, 1]
+
+
+def edit_sizes_option():
+    """The `edit_sizes` field of a study's config (`experiments.config.option`): its default and its flag."""
+    return option(EDIT_SIZES, "edit sizes (mean absolute pixel change) at which identity is compared, each edit's "
+                              "alpha searched for ('none': skip)", type=edit_sizes_flag)
+
 MATCHED_CSV = "matched_edits.csv"
 FIELDS = ["space", "target", "direction", "sign", "size", "alpha", "edit_change", "identity", "codes_sha256"]
 MATCHED = RowSchema(tuple(FIELDS), key=("space", "target", "direction", "sign", "size"), ints=("target", "sign"),
@@ -186,5 +195,5 @@ def matched_summary(rows: Sequence[dict]) -> Dict[float, Dict[str, object]]:
     return out
 
 
-__all__ = ["EDIT_SIZES", "FIELDS", "MATCHED", "MATCHED_CSV", "Render", "alphas_for_size", "edit_with_alphas",
+__all__ = ["EDIT_SIZES", "edit_sizes_option", "FIELDS", "MATCHED", "MATCHED_CSV", "Render", "alphas_for_size", "edit_with_alphas",
            "matched_edit_rows", "matched_identity_pairs", "matched_summary", "paired_columns", "pixel_change"]

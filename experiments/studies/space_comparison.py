@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,16 +29,20 @@ from latentspaces.metrics.identity_calibration import IdentityCalibration
 from latentspaces.spaces import SPACE_ORDER, PNStats, f_size_note, is_f_space, read_code_file
 from latentspaces.spaces.f import default_f_layer
 from latentspaces.storage import atomic_write_text
-from optimizers import PAPER, InversionRecipe
+from optimizers import PAPER, RECIPES, InversionRecipe
+
+from ..argtypes import positive_int, space_list
+from ..argtypes import seed as seed_flag
+from ..config import Config, option
 
 from ..distributed import World
 from ..figures import labelled_grid, tile_caption
 from ..rows import read_rows
-from ..runs import claim_out_dir, hold_out_dir
+from ..runs import hold_out_dir
 from ..summaries import mean_std_rows, write_mean_std_table
 from .calibration import CALIBRATED_COLUMNS, CALIBRATED_FIELDS, calibrated_fields, folder_calibration
-from .inversions import (INVERSION_RESULTS, PER_IMAGE, PER_IMAGE_CSV, RECIPE_KEYS, chunk_path, inversion_settings,
-                         invert_missing, recipe_line, study_models)
+from .inversions import PER_IMAGE, PER_IMAGE_CSV, chunk_path, invert_into, recipe_line, study_models
+from .presets import PN_SAMPLES, TARGETS
 
 SUMMARY_METRICS = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "seconds"]
 TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("PSNR", "psnr", ".2f", True), ("SSIM", "ssim", ".3f", True),
@@ -45,38 +50,53 @@ TABLE_COLUMNS = [("MSE", "mse", ".4f", True), ("PSNR", "psnr", ".2f", True), ("S
                  ("identity", "identity", ".3f", True), ("s / image", "seconds_per_image", ".2f", False)]
 
 
+@dataclass(frozen=True)
+class CompareConfig(Config):
+    """`latentspaces compare` and `run_space_comparison`: invert the targets into each space.
+
+    The default is the `paper` preset; `CompareConfig.PRESETS[name]` holds each recipe's (`studies.presets`)."""
+
+    n_targets: int = option(TARGETS["paper"], "number of held-out targets", type=positive_int, names=("--n",))
+    recipe: InversionRecipe = PAPER         # steps, lr, loss weights and start (optimizers.recipes)
+    pn_samples: int = PN_SAMPLES["paper"]   # W samples the P_N statistics are fitted on
+    chunk: int = option(8, "images inverted together, results saved per chunk (16 ran 1.07x faster under --workers "
+                           "2 on a 2-core CPU, BENCHMARKS.md)", type=positive_int)
+    seed: int = option(0, "the start of --init random, 0 .. 2^32 - 1 (nothing else is random)", type=seed_flag)
+    spaces: Tuple[str, ...] = option(tuple(SPACE_ORDER), "comma-separated space names", type=space_list)
+
+
+CompareConfig.PRESETS = {name: CompareConfig(n_targets=TARGETS[name], recipe=recipe, pn_samples=PN_SAMPLES[name])
+                         for name, recipe in RECIPES.items()}
+
+
 def run_space_comparison(
     out: Path,
     G: torch.nn.Module,
     targets: torch.Tensor,                             # [N, 3, R, R] in [-1, 1]
-    spaces: Sequence[str] = SPACE_ORDER,
-    recipe: InversionRecipe = PAPER,                   # steps, lr, loss weights and start (optimizers.recipes)
+    config: Optional[CompareConfig] = None,            # None: CompareConfig(), the paper preset
     perceptual: Optional[PerceptualDistance] = None,   # used in the loss and reported; None: the recipe's, by name
     identity: Optional[IdentitySimilarity] = None,     # reported
-    pn_stats: Optional[PNStats] = None,
+    pn_stats: Optional[PNStats] = None,                # P_N's statistics (spaces that use them)
     encoders: Optional[Mapping[str, CodeInitializer]] = None,  # space name -> start (None: the recipe's defaults)
-    chunk: int = 8,
-    seed: int = 0,                                     # draws the start of recipe init 'random'
     compile: bool = False,                             # torch.compile the inversion steps (HybridInverter)
 ) -> List[dict]:
-    """Invert `targets` into each space with `recipe` (resumable per chunk); returns the summary rows.
+    """Invert `targets` into each space of `config` with its recipe (resumable per chunk); returns the summary rows.
 
     The models the recipe names are made when not given (`study_models`): a call from Python with a
-    recipe runs what `latentspaces compare --recipe NAME` runs. Under `torchrun` the chunks are sharded
-    over the ranks, and rank 0 writes the table and the grid (the other ranks return no rows).
+    config runs what `latentspaces compare` with the same flags runs. Under `torchrun` the chunks are
+    sharded over the ranks, and rank 0 writes the table and the grid (the other ranks return no rows).
     """
+    c = config or CompareConfig()
     world = World.current()
-    perceptual, encoders = study_models(G, recipe, spaces, perceptual, encoders)
-    settings = inversion_settings(G, recipe, perceptual, identity, chunk, seed)
+    perceptual, encoders = study_models(G, c.recipe, c.spaces, perceptual, encoders)
     with hold_out_dir(out):
-        world.from_main(lambda: claim_out_dir(out, settings, targets, INVERSION_RESULTS, adopt=RECIPE_KEYS))
-        invert_missing(out, G, targets, spaces, recipe, perceptual, identity, pn_stats, encoders, chunk, seed,
-                       compile=compile)
+        invert_into(out, G, targets, c.spaces, c.recipe, perceptual, identity, pn_stats, encoders, c.chunk, c.seed,
+                    compile=compile)
         if not world.main:
             return []
-        summary = summarize(out, spaces, targets.shape[0], folder_calibration(out, identity, targets),
-                            f_note=f_size_line(G, spaces), recipe_note=recipe_line(recipe, perceptual))
-        reconstruction_grid(out, targets, spaces)
+        summary = summarize(out, c.spaces, targets.shape[0], folder_calibration(out, identity, targets),
+                            f_note=f_size_line(G, c.spaces), recipe_note=recipe_line(c.recipe, perceptual))
+        reconstruction_grid(out, targets, c.spaces)
     return summary
 
 
@@ -140,4 +160,4 @@ def reconstruction_grid(out: Path, targets: torch.Tensor, spaces: Sequence[str],
     atomic_write_text(out / "reconstructions.json", json.dumps({"rows": names}))
 
 
-__all__ = ["SUMMARY_METRICS", "f_size_line", "reconstruction_grid", "run_space_comparison", "summarize"]
+__all__ = ["CompareConfig", "SUMMARY_METRICS", "f_size_line", "reconstruction_grid", "run_space_comparison", "summarize"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from experiments.argtypes import positive_int
-from latentspaces.assets import ASSET_DIR, ASSETS
+from latentspaces.assets import ASSET_DIR, ASSETS, HELDOUT_TARGETS
 from latentspaces.datasets import HELDOUT_BASE, FaceSampler
 from latentspaces.fingerprints import file_sha256
 from latentspaces.images import IMAGES_FORMAT, to_uint8
@@ -25,7 +25,7 @@ from latentspaces.storage import save_tensors
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=positive_int, default=64, help="number of held-out faces")
-    ap.add_argument("--out", type=Path, default=ASSET_DIR / ASSETS["heldout-targets"].file,
+    ap.add_argument("--out", type=Path, default=ASSET_DIR / ASSETS[HELDOUT_TARGETS].file,
                     help="file to write (default: the shipped asset)")
     args = ap.parse_args(argv)
     path = args.out

@@ -15,5 +15,5 @@
     adversarial.py           one discriminator step beside a head (HFGI and GradStyle with --lambda-adv)
     editing.py               random edits along W directions (GANSpace), for the ReGANIE and GradStyle trainers
 
-Run one with `python -m experiments.training.train_<name> --help`.
+Run one with `latentspaces train <name> --help`.
 """

@@ -18,14 +18,14 @@ from typing import List, Optional
 import torch
 
 import latentspaces as ls
-from experiments.argtypes import existing_file, positive_float, positive_int
+from experiments.argtypes import file_text, positive_float, positive_int
 from latentspaces.directions import Direction, ganspace, load_directions
 from latentspaces.spaces import Code, WPlus
 
 
 def add_editor_flags(ap: argparse.ArgumentParser) -> None:
     """--directions, --ganspace-samples, --ganspace-components, --edit-max, --max-edits."""
-    ap.add_argument("--directions", type=existing_file, default=None,
+    ap.add_argument("--directions", type=file_text, default=None,
                     help="file of W directions for the editor (default: GANSpace at the start)")
     ap.add_argument("--ganspace-samples", type=positive_int, default=20_000)
     ap.add_argument("--ganspace-components", type=positive_int, default=10)

@@ -1,7 +1,7 @@
 """A photo folder as a trainer's data: its index kept with the run, held-out images split off, batches
 from worker processes, sharded over the ranks, resumed at the exact batch.
 
-    python -m experiments.training.train_sdic --out runs/sdic --data ~/ffhq --loader-workers 8 --flip
+    latentspaces train sdic --out runs/sdic --data ~/ffhq --loader-workers 8 --flip
 
 - **Index**: the folder is indexed once (`latentspaces.datasets.index_images`) and the index written to
   OUT/data_index.json (and the held-out part to OUT/val_index.json); a resumed run reads them back, so

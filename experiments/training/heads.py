@@ -14,8 +14,9 @@ from typing import Callable, Dict
 import torch
 
 import latentspaces as ls
-from encoders import save_encoder
-from experiments.argtypes import int_in, learning_rate, training_steps
+from latentspaces import assets
+from encoders import load_encoder, save_encoder
+from experiments.argtypes import encoder_spec, int_in, learning_rate, training_steps
 from experiments.distributed import World
 from experiments.training.common import rank_batch, start_run
 from experiments.training.images import HeldoutScores, TrainingImages
@@ -24,15 +25,19 @@ from latentspaces.errors import ModelChoiceError
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 
 
-def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
-    """--generator, --steps, --batch, --lr, --perceptual and --half, with this trainer's defaults."""
-    ap.add_argument("--generator", default="default", help="generator name or checkpoint path")
+def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: float, base_encoder: bool = False) -> None:
+    """--generator, --steps, --batch, --lr, --perceptual and --half, with this trainer's defaults; --base-encoder
+    for a head over a frozen W+ encoder (`HeadTrainer.over_base_encoder`)."""
+    ap.add_argument("--generator", default=assets.DEFAULT_GENERATOR, help="generator name or checkpoint path")
     ap.add_argument("--steps", type=training_steps, default=steps)
     ap.add_argument("--batch", type=int_in(1, 65_536), default=batch, help="images per step, over all processes")
     ap.add_argument("--lr", type=learning_rate, default=lr)
     ap.add_argument("--perceptual", default=DEFAULT_PERCEPTUAL, choices=PERCEPTUAL_CHOICES,
                     help="'auto': LPIPS-VGG when its backbone is installed, else the default model's D features")
     ap.add_argument("--half", action="store_true", help="export float16 weights")
+    if base_encoder:
+        ap.add_argument("--base-encoder", type=encoder_spec, default=assets.DEFAULT_WPLUS_ENCODER,
+                        help=f"W+ encoder name or file, frozen (default {assets.DEFAULT_WPLUS_ENCODER})")
 
 
 class HeadTrainer(Trainer):
@@ -41,6 +46,7 @@ class HeadTrainer(Trainer):
     export_file: str = "encoder.safetensors"   # file name of the export in the run directory
     trained_by: str = ""                       # the command's module, recorded in the export's metadata
     synthetic_ratio: float = 0.0               # default share of generated images per batch (--synthetic-ratio)
+    over_base_encoder: bool = False            # a head over a frozen W+ encoder (--base-encoder, loaded as self.base)
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         self.args = args                       # the parsed flags (add_run_flags, add_head_flags, the trainer's own)
@@ -54,6 +60,8 @@ class HeadTrainer(Trainer):
         self.images = TrainingImages(args, G, device, world, self.batch, self.default_synthetic_ratio(args.data))
         self.heldout = self.images.heldout     # [N, 3, R, R] held-out images, or None
         self.scores = HeldoutScores(self.heldout if world.main else None, args.identity)
+        if self.over_base_encoder:   # x [N, 3, R, R] -> ws [N, num_ws, w_dim], frozen
+            self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
 
     def default_synthetic_ratio(self, data: str) -> float:
         """The share of generated images per batch when --synthetic-ratio is not given, for --data `data`."""

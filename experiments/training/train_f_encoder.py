@@ -1,9 +1,9 @@
 """Train an F encoder (BDInvert's base-code encoder) on generated pairs ("Revisiting Latent Space of GAN
 Inversion", Eq. 2), and on photos when --data is a folder.
 
-    python -m experiments.training.train_f_encoder --out runs/f_encoder                 # default generator
-    python -m experiments.training.train_f_encoder --out runs/f_encoder --resume        # continue a killed run
-    torchrun --nproc_per_node=4 -m experiments.training.train_f_encoder --out runs/f_encoder   # --batch split over 4
+    latentspaces train f-encoder --out runs/f_encoder                 # default generator
+    latentspaces train f-encoder --out runs/f_encoder --resume        # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.cli train f-encoder --out runs/f_encoder   # --batch split over 4
 
 Each step draws z (with style mixing), w^s = mapping(z), the base code f^s = G's own output of the F
 layer and x = G(f^s, w^s_{M+}) (the F-space image: the coarse RGB skip is dropped). The loss is
@@ -27,11 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping
 
 import torch
 
 import latentspaces as ls
+from latentspaces import assets
 from encoders import FEncoder
 from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
@@ -44,8 +45,8 @@ from latentspaces.losses import ReconstructionLoss
 from latentspaces.spaces.f import default_f_layer
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train f-encoder --help` lists them)."""
     add_run_flags(ap, snap=250)
     add_head_flags(ap, steps=10_000, batch=16, lr=1e-3)
     ap.add_argument("--layer", default=None, help="F layer (default: the F spaces' default for G)")
@@ -55,7 +56,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lambda-enc", type=non_negative_float, default=1.0, help="weight of the perceptual term")
     ap.add_argument("--mixing", type=probability, default=0.5, help="style-mixing probability of the training codes")
     add_data_flag(ap, "1 for default/generator (Eq. 2's generated pairs), 0.5 for a folder")
-    return ap.parse_args(argv)
+
 
 
 class FEncoderTrainer(HeadTrainer):
@@ -69,7 +70,7 @@ class FEncoderTrainer(HeadTrainer):
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.layer = args.layer or default_f_layer(G)
-        widths = args.widths or ([32, 64, 128] if args.generator == "default" else [128, 256, 512])
+        widths = args.widths or ([32, 64, 128] if args.generator == assets.DEFAULT_GENERATOR else [128, 256, 512])
         self.encoder = self.network = FEncoder.for_generator(G, self.layer, widths).to(device).train()
         world.broadcast_(self.encoder)
         self.space = ls.FWPlus(G, layer=self.layer)
@@ -127,11 +128,3 @@ class FEncoderTrainer(HeadTrainer):
 
 def train(args: argparse.Namespace) -> Path:
     return train_head(FEncoderTrainer, args)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

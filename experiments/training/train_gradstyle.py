@@ -1,9 +1,9 @@
 """Train a GradStyle compensation head (gradual residual modules + global alignment) over a frozen W+ encoder
 ("Gradual Residuals Alignment: A Dual-Stream Framework for GAN Inversion and Image Attribute Editing").
 
-    python -m experiments.training.train_gradstyle --out runs/gradstyle            # default generator + 'default-wplus'
-    python -m experiments.training.train_gradstyle --out runs/gradstyle --resume   # continue a killed run
-    python -m experiments.training.train_gradstyle --out runs/gs_ft --init-from runs/gradstyle/checkpoint.pt
+    latentspaces train gradstyle --out runs/gradstyle            # default generator + 'default-wplus'
+    latentspaces train gradstyle --out runs/gradstyle --resume   # continue a killed run
+    latentspaces train gradstyle --out runs/gs_ft --init-from runs/gradstyle/checkpoint.pt
 
 Each step: images x (`--data`: the default domain's faces, the generator's own samples, or a folder of
 photos); W = E(x) and the pyramid T_m from one pass of the frozen
@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Sequence, Tuple
 
 import torch
 
 import latentspaces as ls
 from encoders import GradStyle, load_encoder
-from experiments.argtypes import (encoder_spec, existing_file, non_negative_float, non_negative_int, positive_float,
+from experiments.argtypes import (file_text, fraction, non_negative_float, non_negative_int, positive_float,
                                   positive_int)
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, rank_seed
@@ -70,24 +70,23 @@ from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
                                  mean_squared_error)
-from latentspaces.warps import perspective_warp, random_homographies
+from experiments.training.warps import perspective_warp, random_homographies
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train gradstyle --help` lists them)."""
     add_run_flags(ap, snap=100)
-    add_head_flags(ap, steps=2000, batch=8, lr=5e-4)
-    ap.add_argument("--base-encoder", type=encoder_spec, default="default-wplus", help="W+ encoder name or file (frozen)")
+    add_head_flags(ap, steps=2000, batch=8, lr=5e-4, base_encoder=True)
     ap.add_argument("--hidden", type=positive_int, nargs=3, default=[32, 48, 64], help="E_res width per stage")
     ap.add_argument("--gate-rank", type=non_negative_int, default=16, help="rank of W_g (0: full)")
     ap.add_argument("--heads", type=positive_int, default=2)
     ap.add_argument("--head-dim", type=positive_int, default=16, help="d_k (paper: 64)")
-    ap.add_argument("--top-mu", type=positive_float, default=0.25, help="fraction of attention scores kept per query")
+    ap.add_argument("--top-mu", type=fraction, default=0.25, help="fraction of attention scores kept per query, (0, 1]")
     ap.add_argument("--gam-blocks", type=positive_int, default=1)
     ap.add_argument("--edit-batch", type=positive_int, default=2, help="images per step through the editing stream")
     ap.add_argument("--warp", type=non_negative_float, default=0.1, help="perspective-warp strength")
     add_data_flag(ap)
-    ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
+    ap.add_argument("--lambda-mse", type=non_negative_float, default=1.0)
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
     ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of the editing stream's image loss")
     ap.add_argument("--lambda-f", type=non_negative_float, default=0.01, help="L_f (Eq. 5)")
@@ -97,17 +96,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     help="adversarial term with a trained discriminator (0: off)")
     ap.add_argument("--lambda-edit-consistency", type=non_negative_float, default=1.0,
                     help="edit-consistency loss (not in the paper: our choice; 0 turns it off)")
-    ap.add_argument("--init-from", type=existing_file, default=None,
+    ap.add_argument("--init-from", type=file_text, default=None,
                     help="start the head's weights from a GradStyle run's checkpoint.pt or exported .safetensors "
                          "(fresh optimizer, step 0 in --out); the sizes must match")
     add_editor_flags(ap)
-    args = ap.parse_args(argv)
-    for key in ("init_from", "directions"):       # kept as text: the settings are stored as JSON
-        if getattr(args, key) is not None:
-            setattr(args, key, str(getattr(args, key)))
-    if args.top_mu > 1:
-        ap.error(f"--top-mu is the fraction of scores kept per query, in (0, 1]; got {args.top_mu}")
-    return args
+
 
 
 def edit_consistency_loss(head: GradStyle, G: ls.Generator, ws: torch.Tensor, image: torch.Tensor,
@@ -157,10 +150,10 @@ class GradStyleTrainer(HeadTrainer):
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "gradstyle.safetensors"
     trained_by = "experiments.training.train_gradstyle"
+    over_base_encoder = True
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.head = self.network = GradStyle.for_generator(
             G, self.base, base_encoder=str(args.base_encoder), hidden=tuple(args.hidden), gate_rank=args.gate_rank,
             heads=args.heads, head_dim=args.head_dim, top_mu=args.top_mu, gam_blocks=args.gam_blocks).to(device).train()
@@ -168,7 +161,7 @@ class GradStyleTrainer(HeadTrainer):
         world.broadcast_(self.head)
         self.editor = Editor(G, args, device) if args.lambda_edit_consistency > 0 else None
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
-        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_l2, args.lambda_per)
+        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_mse, args.lambda_per)
         self.D = self.opt_D = self.D_start = None
         if args.lambda_adv > 0:
             D, self.D_start = starting_discriminator(G)
@@ -264,11 +257,3 @@ class GradStyleTrainer(HeadTrainer):
 
 def train(args: argparse.Namespace) -> Path:
     return train_head(GradStyleTrainer, args)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

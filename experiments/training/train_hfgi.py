@@ -1,9 +1,9 @@
 """Train an HFGI compensation head (ADA + consultation encoder) over a frozen W+ encoder ("High-Fidelity
 GAN Inversion for Image Attribute Editing", the authors' released trainer adapted to what exists offline).
 
-    python -m experiments.training.train_hfgi --out runs/hfgi                    # default generator + 'default-wplus'
-    python -m experiments.training.train_hfgi --out runs/hfgi --resume           # continue a killed run
-    torchrun --nproc_per_node=4 -m experiments.training.train_hfgi --out runs/hfgi   # data parallel
+    latentspaces train hfgi --out runs/hfgi                    # default generator + 'default-wplus'
+    latentspaces train hfgi --out runs/hfgi --resume           # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.cli train hfgi --out runs/hfgi   # data parallel
 
 Each step: images x (`--data`: the default domain's faces, the generator's own samples at any
 resolution, or a folder of photos), W = E(x) from the frozen base encoder, x0 = G(W), D = x - clamp(x0). Two forms:
@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping
 
 import torch
 
 import latentspaces as ls
-from encoders import HFGI, load_encoder
+from encoders import HFGI
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed
@@ -52,23 +52,22 @@ from latentspaces.images import save_images
 from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
                                  mean_squared_error)
-from latentspaces.warps import random_perspective
+from experiments.training.warps import random_perspective
 
 
 CONSULT_FORMS = ("warped", "unwarped")
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train hfgi --help` lists them)."""
     add_run_flags(ap, snap=100)
-    add_head_flags(ap, steps=2000, batch=8, lr=1e-3)
-    ap.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file (frozen)")
+    add_head_flags(ap, steps=2000, batch=8, lr=1e-3, base_encoder=True)
     ap.add_argument("--layer", default=None, help="modulated layer (default: encoders.hfgi.default_hfgi_layer)")
     ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the released sizes)")
     ap.add_argument("--input-size", type=positive_int, default=None,
                     help="side of the distortion map (default: min(resolution, 256); the paper: 256)")
     add_data_flag(ap)
-    ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
+    ap.add_argument("--lambda-mse", type=non_negative_float, default=1.0)
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
     ap.add_argument("--lambda-align", type=non_negative_float, default=0.1, help="weight of ADA's alignment loss")
     ap.add_argument("--lambda-adv", type=non_negative_float, default=0.0,
@@ -79,7 +78,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     help="what the fused image is made from in training: ADA of the unwarped distortion ('unwarped', "
                          "our form, the default: it measured better) or of the warped one ('warped', the released "
                          "code)")
-    return ap.parse_args(argv)
+
 
 
 class HFGITrainer(HeadTrainer):
@@ -91,14 +90,14 @@ class HFGITrainer(HeadTrainer):
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "hfgi.safetensors"
     trained_by = "experiments.training.train_hfgi"
+    over_base_encoder = True
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.hfgi = self.network = HFGI.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
         world.broadcast_(self.hfgi)
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
-        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_l2, args.lambda_per)
+        self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_mse, args.lambda_per)
         self.opt = torch.optim.Adam(self.hfgi.parameters(), lr=args.lr)
         self.disc = self.opt_D = self.disc_start = None
         if args.lambda_adv > 0:
@@ -172,11 +171,3 @@ class HFGITrainer(HeadTrainer):
 
 def train(args: argparse.Namespace) -> Path:
     return train_head(HFGITrainer, args)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,9 @@
 """Train ReGANIE's rectifying network (Phase II) over a frozen generator and a frozen W+ encoder
 ("ReGANIE: Rectifying GAN Inversion Errors for Accurate Real Image Editing", Algorithm 1 and Eq. 9).
 
-    python -m experiments.training.train_reganie --out runs/reganie           # default generator + 'default-wplus'
-    python -m experiments.training.train_reganie --out runs/reganie --resume  # continue a killed run
-    python -m experiments.training.train_reganie --out runs/reganie --output residual   # y^ + G_p(...)
+    latentspaces train reganie --out runs/reganie           # default generator + 'default-wplus'
+    latentspaces train reganie --out runs/reganie --resume  # continue a killed run
+    latentspaces train reganie --out runs/reganie --output residual   # y^ + G_p(...)
 
 Generated pairs (the paper's data), and photos when --data is a folder. Each step, per generated sample: w = mapping(z), x = G(w), y = G(editor(w)), where the editor
 adds 1-3 W directions (uniform count, distinct directions) at strengths uniform in [-edit_max, edit_max];
@@ -50,12 +50,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping
 
 import torch
 
 import latentspaces as ls
-from encoders import ReGANIE, load_encoder
+from encoders import ReGANIE
 from experiments.argtypes import non_negative_float, positive_int
 from experiments.distributed import World
 from experiments.training.common import add_run_flags, probability, rank_seed
@@ -70,11 +70,10 @@ from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, default_r1_gam
 TRIPLETS = ("(y - y^, x^, x)", "(x - x^, y^, y)", "(x - x^, x^, x)")  # (residual, rendered, target)
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train reganie --help` lists them)."""
     add_run_flags(ap, snap=50)
-    add_head_flags(ap, steps=3000, batch=8, lr=0.001)
-    ap.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file (frozen)")
+    add_head_flags(ap, steps=3000, batch=8, lr=0.001, base_encoder=True)
     ap.add_argument("--output", default="direct", choices=("direct", "residual"),
                     help="'direct': G_p's image (the paper's); 'residual': y^ + G_p(...)")
     ap.add_argument("--downsamplings", type=positive_int, default=None,
@@ -91,7 +90,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--gamma", type=non_negative_float, default=None, help="R1 weight (default 0.0002 R^2 / batch)")
     add_data_flag(ap, "1 for default/generator (generated pairs, as the paper), 0.5 for a folder")
     add_editor_flags(ap)
-    return ap.parse_args(argv)
+
 
 
 class ReGANIETrainer(HeadTrainer):
@@ -103,10 +102,10 @@ class ReGANIETrainer(HeadTrainer):
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "reganie.safetensors"
     trained_by = "experiments.training.train_reganie"
+    over_base_encoder = True
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         net = ReGANIE.for_generator(G, downsamplings=args.downsamplings, channels=args.channels,
                                     sp_channels=args.sp_channels, gl_dim=args.gl_dim, output=args.output)
         self.net = self.network = net.to(device).train()
@@ -217,11 +216,3 @@ class ReGANIETrainer(HeadTrainer):
 
 def train(args: argparse.Namespace) -> Path:
     return train_head(ReGANIETrainer, args)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

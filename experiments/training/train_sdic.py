@@ -1,10 +1,10 @@
 """Train an SDIC compensation head (DIPN + DICN) over a frozen W+ encoder ("Spatial-Contextual
 Discrepancy Information Compensation for GAN Inversion").
 
-    python -m experiments.training.train_sdic --out runs/sdic                    # default generator + 'default-wplus'
-    python -m experiments.training.train_sdic --out runs/sdic --resume           # continue a killed run
-    python -m experiments.training.train_sdic --out runs/sdic --data ~/ffhq --flip --generator ffhq.pt --base-encoder e4e.pt
-    torchrun --nproc_per_node=4 -m experiments.training.train_sdic --out runs/sdic   # data parallel: --batch split over 4
+    latentspaces train sdic --out runs/sdic                    # default generator + 'default-wplus'
+    latentspaces train sdic --out runs/sdic --resume           # continue a killed run
+    latentspaces train sdic --out runs/sdic --data ~/ffhq --flip --generator ffhq.pt --base-encoder e4e.pt
+    torchrun --nproc_per_node=4 -m experiments.cli train sdic --out runs/sdic   # data parallel: --batch split over 4
 
 Each step: images x (`--data`: the default domain's faces, the generator's own samples at any
 resolution, or a folder of photos; experiments/training/images.py), W = E(x) from the frozen base encoder, x0 = G(W), then
@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 
 import latentspaces as ls
-from encoders import SDIC, load_encoder
+from encoders import SDIC
+from encoders.heads import compensate
 from encoders.sdic import FUSIONS
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.distributed import World
@@ -43,11 +44,10 @@ from latentspaces.interfaces import Compensation, PerceptualDistance
 from latentspaces.losses import ReconstructionLoss, mean_squared_error
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train sdic --help` lists them)."""
     add_run_flags(ap, snap=100)
-    add_head_flags(ap, steps=2000, batch=8, lr=1e-3)
-    ap.add_argument("--base-encoder", default="default-wplus", help="W+ encoder name or file (frozen)")
+    add_head_flags(ap, steps=2000, batch=8, lr=1e-3, base_encoder=True)
     ap.add_argument("--layer", default=None, help="compensated layer (default: encoders.sdic.default_sdic_layer)")
     ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the paper's sizes)")
     ap.add_argument("--input-size", type=positive_int, default=32, help="side of the network input (paper: 256)")
@@ -55,16 +55,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     help="feature fused with DICN's map: G_l of the base codes W ('base', the released forward) or of "
                          "the compensated W' ('compensated', our variant)")
     add_data_flag(ap)
-    ap.add_argument("--lambda-l2", type=non_negative_float, default=1.0)
+    ap.add_argument("--lambda-mse", type=non_negative_float, default=1.0)
     ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
     ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of 0.8 map + 0.2 code distances")
-    return ap.parse_args(argv)
+
 
 
 def sdic_losses(comp: Compensation, x: torch.Tensor, ws: torch.Tensor, perceptual: Optional[PerceptualDistance],
                 args: argparse.Namespace) -> Dict[str, torch.Tensor]:
     """The joint loss terms (scalars) of one batch: 'loss' (the weighted sum), 'l2', 'perceptual', 'edit'."""
-    recon = ReconstructionLoss(perceptual, args.lambda_l2, args.lambda_per).batch(comp.image, x)
+    recon = ReconstructionLoss(perceptual, args.lambda_mse, args.lambda_per).batch(comp.image, x)
     edit = 0.8 * comp.cache["residual"].square().mean() + 0.2 * mean_squared_error(comp.ws, ws)
     total = recon["loss"] + args.lambda_edit * edit
     return {"loss": total, "l2": recon["pixel"], "perceptual": recon["perceptual"], "edit": edit}
@@ -78,10 +78,10 @@ class SDICTrainer(HeadTrainer):
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "sdic.safetensors"
     trained_by = "experiments.training.train_sdic"
+    over_base_encoder = True
 
     def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.base = load_encoder(args.base_encoder, device=device).eval().requires_grad_(False)
         self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width,
                                                       fusion=args.fusion).to(device).train()
         world.broadcast_(self.sdic)
@@ -113,9 +113,8 @@ class SDICTrainer(HeadTrainer):
         if self.heldout is None:
             return {"heldout_mse_base": float("nan"), **self.scores(None)}
         self.sdic.eval()
-        ws = self.base(self.heldout)
-        x0 = self.G.synthesis(ws, noise_mode="const")
-        y = self.sdic.compensate(self.G, self.heldout, ws, x0).image
+        x0 = compensate(self.G, self.base, None, self.heldout).image
+        y = compensate(self.G, self.base, self.sdic, self.heldout).image
         self.sdic.train()
         save_images(torch.cat([self.heldout[:8], x0[:8], y[:8]]), self.out / "reconstructions.png", nrow=8)
         return {"heldout_mse_base": mean_squared_error(x0, self.heldout).item(), **self.scores(y)}
@@ -127,11 +126,3 @@ class SDICTrainer(HeadTrainer):
 
 def train(args: argparse.Namespace) -> Path:
     return train_head(SDICTrainer, args)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Train the default 64x64 face StyleGAN2 (or any small StyleGAN2) on the DCGAN face domain.
 
-    python -m experiments.training.train_stylegan2 --out runs/default_g --kimg 1000 --batch 64 --device cuda
-    python -m experiments.training.train_stylegan2 --out runs/default_g --resume      # continue a killed run
+    latentspaces train stylegan2 --out runs/default_g --kimg 1000 --batch 64 --device cuda
+    latentspaces train stylegan2 --out runs/default_g --resume      # continue a killed run
 
 The recipe of "Analyzing and Improving the Image Quality of StyleGAN" (Karras et al. 2020) with the
 'auto' hyperparameters of "Training Generative Adversarial Networks with Limited Data": non-saturating
@@ -23,7 +23,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,24 +42,29 @@ DEFAULT_D_CHANNELS = {64: 32, 32: 64, 16: 128, 8: 256, 4: 256}
 GRID_SEED = 123   # z stream of the snapshot grids
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def resolution(text: str) -> int:
+    """argparse type: a side in px that divides 64 (the DCGAN face domain is 64 px)."""
+    value = positive_int(text)
+    if value > 64 or 64 % value:
+        raise argparse.ArgumentTypeError(f"the DCGAN face domain is 64 px: the resolution must divide 64, got {value}")
+    return value
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train stylegan2 --help` lists them)."""
     add_run_flags(ap, snap=50, snap_type=positive_float, snap_help="kimg between checkpoints / grids")
     ap.add_argument("--kimg", type=positive_float, default=1000, help="training length in thousands of real images")
     ap.add_argument("--batch", type=positive_int, default=64)
     ap.add_argument("--gamma", type=non_negative_float, default=None, help="R1 weight (default 0.0002 R^2 / batch)")
     ap.add_argument("--lr", type=positive_float, default=0.0025)
-    ap.add_argument("--resolution", type=positive_int, default=64)
+    ap.add_argument("--resolution", type=resolution, default=64, help="side in px, a divisor of 64")
     ap.add_argument("--g-channels", type=json.loads, default=DEFAULT_G_CHANNELS, help="JSON {res: ch}")
     ap.add_argument("--d-channels", type=json.loads, default=DEFAULT_D_CHANNELS, help="JSON {res: ch}")
     ap.add_argument("--z-dim", type=positive_int, default=512)
     ap.add_argument("--mapping-layers", type=positive_int, default=8)
     ap.add_argument("--mixing", type=probability, default=0.9, help="style-mixing probability")
     ap.add_argument("--w-avg-samples", type=positive_int, default=100_000, help="mapping samples for the exported w_avg")
-    args = ap.parse_args(argv)
-    if args.resolution > 64 or 64 % args.resolution:
-        ap.error(f"the DCGAN face domain is 64 px: --resolution must divide 64, got {args.resolution}")
-    return args
+
 
 
 def build(args: argparse.Namespace) -> Tuple[Generator, Discriminator, Generator]:
@@ -117,13 +122,15 @@ class StyleGAN2Trainer(Trainer):
         if real.shape[-1] != self.args.resolution:  # smaller test models: box-downsample the 64 px faces
             real = F.adaptive_avg_pool2d(real, self.args.resolution)
         # G step: non-saturating loss.
-        G.requires_grad_(True); D.requires_grad_(False)
+        G.requires_grad_(True)
+        D.requires_grad_(False)
         loss_G = generator_loss(D(self.fakes()))
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
         # D step: logistic loss, plus lazy R1 on reals.
-        G.requires_grad_(False); D.requires_grad_(True)
+        G.requires_grad_(False)
+        D.requires_grad_(True)
         with torch.no_grad():
             fake = self.fakes()
         loss_D = discriminator_loss(D(fake), D(real))
@@ -187,11 +194,3 @@ def train(args: argparse.Namespace) -> Path:
     TrainingLoop(trainer, out, world, total=round(args.kimg * 1000), snap=round(args.snap * 1000), resume=args.resume,
                  max_seconds=args.max_seconds, config=vars(args), device=device).run()
     return out
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,8 @@
 """Train an e4e-style W+ encoder for a generator (default: the embedded 64 px model).
 
-    python -m experiments.training.train_wplus_encoder --out runs/wplus_encoder
-    python -m experiments.training.train_wplus_encoder --out runs/wplus_encoder --resume     # continue a killed run
-    torchrun --nproc_per_node=4 -m experiments.training.train_wplus_encoder --out runs/wplus_encoder   # data parallel
+    latentspaces train wplus-encoder --out runs/wplus_encoder
+    latentspaces train wplus-encoder --out runs/wplus_encoder --resume     # continue a killed run
+    torchrun --nproc_per_node=4 -m experiments.cli train wplus-encoder --out runs/wplus_encoder   # data parallel
 
 The recipe of "Designing an Encoder for StyleGAN Image Manipulation" (Tov et al. 2021), scaled to the
 default domain:
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping
 
 import torch
 from torch import nn
@@ -61,8 +61,8 @@ class LatentDiscriminator(nn.Module):
         return self.net(w).squeeze(-1)
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trainer's flags (`latentspaces train wplus-encoder --help` lists them)."""
     add_run_flags(ap, snap=250)
     add_head_flags(ap, steps=3000, batch=8, lr=5e-4)
     ap.add_argument("--backbone", default=None, choices=sorted(BACKBONES),
@@ -77,7 +77,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lambda-wd", type=non_negative_float, default=0.0, help="latent discriminator weight (e4e: 0.1; 0: off)")
     ap.add_argument("--r1", type=non_negative_float, default=10.0, help="R1 weight of the latent discriminator")
     ap.add_argument("--mixing", type=probability, default=0.5, help="style mixing of the generated training codes")
-    return ap.parse_args(argv)
+
 
 
 def progressive_stage(step: int, start: int, every: int, num_ws: int) -> int:
@@ -196,11 +196,3 @@ class WPlusEncoderTrainer(HeadTrainer):
 
 def train(args: argparse.Namespace) -> Path:
     return train_head(WPlusEncoderTrainer, args)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    train(parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

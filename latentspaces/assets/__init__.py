@@ -23,7 +23,7 @@ import torch
 
 from ..fingerprints import check_sha256
 from ..images import from_uint8
-from ..storage import load_tensors
+from ..storage import load_tensors, tensor_shapes
 
 ASSET_DIR = Path(__file__).resolve().parent
 
@@ -36,39 +36,47 @@ class Asset:
     sha256: str = ""  # hex digest of the file as shipped; checked on first use (`asset_path`)
 
 
+# The shipped names, one constant each: code spells a shipped asset by these, never as a string of its own.
+DEFAULT_GENERATOR = "default"
+DEFAULT_DISCRIMINATOR = "default-discriminator"
+DEFAULT_F_ENCODER = "default-f"
+DEFAULT_WPLUS_ENCODER = "default-wplus"
+HELDOUT_TARGETS = "heldout-targets"
+
+
+def default_head(head: str) -> str:
+    """The shipped network of compensation head `head` ('sdic' -> 'default-sdic')."""
+    return f"default-{head}"
+
+
 ASSETS: Dict[str, Asset] = {
-    "default": Asset("default_generator.safetensors", "generator", "python -m experiments.training.train_stylegan2",
-                     sha256="ed669f8a0fd96ef1c81a424a400bef18bd815d8e5fb6b7c625afd17a2aab0f3f"),
-    "default-discriminator": Asset("default_discriminator.safetensors", "discriminator",
-                                   "python -m experiments.training.train_stylegan2 (exported with the generator)",
-                                   sha256="4a4345a241dd7be350e1e287413ebafd7823477c182ca2aa78ae575fd2769ded"),
-    "default-f": Asset("default_f_encoder.safetensors", "encoder", "python -m experiments.training.train_f_encoder",
-                       sha256="ce7a58350a593883936301753e3b65d36568047ea489f432180b4a45dc377518"),
-    "default-wplus": Asset("default_wplus_encoder.safetensors", "encoder",
-                           "python -m experiments.training.train_wplus_encoder",
-                           sha256="97a457288e2b7874ed3548eaca7a5ecb15df364f3e8461591ebf9e0ea602e777"),
-    "default-sdic": Asset("default_sdic.safetensors", "head", "python -m experiments.training.train_sdic",
-                          sha256="eb68e97dc1428946d8b177b24eb3bdf169d352ec68dca6069a6ef927da00c650"),
-    "default-hfgi": Asset("default_hfgi.safetensors", "head", "python -m experiments.training.train_hfgi",
-                          sha256="824e5fd80fa4b5daa5aa844c2922157ede6429d6098c4a809e20140bfa08dc76"),
-    "default-gradstyle": Asset("default_gradstyle.safetensors", "head",
-                               "python -m experiments.training.train_gradstyle (then --init-from its checkpoint "
-                               "with --lambda-edit-consistency 1; encoders/gradstyle.py)",
-                               sha256="440114fd37d87577a1b3fceba71b2f35d0e53a7810e32109617d40fe82d93540"),
-    "default-reganie": Asset("default_reganie.safetensors", "head", "python -m experiments.training.train_reganie",
-                             sha256="f0ddef8c6513b9d0db818cc755b350722e908c8c25f0e20896b49684731c4093"),
-    "heldout-targets": Asset("heldout_targets.safetensors", "images", "python -m experiments.tools.make_heldout_targets",
-                             sha256="90d47aff41eb1bb72d11bc43d8b67a3a2d2ac1a5d4693cdd812510515bc65044"),
+    DEFAULT_GENERATOR: Asset("default_generator.safetensors", "generator", "latentspaces train stylegan2",
+                             sha256="ed669f8a0fd96ef1c81a424a400bef18bd815d8e5fb6b7c625afd17a2aab0f3f"),
+    DEFAULT_DISCRIMINATOR: Asset("default_discriminator.safetensors", "discriminator",
+                                 "latentspaces train stylegan2 (exported with the generator)",
+                                 sha256="4a4345a241dd7be350e1e287413ebafd7823477c182ca2aa78ae575fd2769ded"),
+    DEFAULT_F_ENCODER: Asset("default_f_encoder.safetensors", "encoder", "latentspaces train f-encoder",
+                             sha256="ce7a58350a593883936301753e3b65d36568047ea489f432180b4a45dc377518"),
+    DEFAULT_WPLUS_ENCODER: Asset("default_wplus_encoder.safetensors", "encoder", "latentspaces train wplus-encoder",
+                                 sha256="97a457288e2b7874ed3548eaca7a5ecb15df364f3e8461591ebf9e0ea602e777"),
+    default_head("sdic"): Asset("default_sdic.safetensors", "head", "latentspaces train sdic",
+                                sha256="eb68e97dc1428946d8b177b24eb3bdf169d352ec68dca6069a6ef927da00c650"),
+    default_head("hfgi"): Asset("default_hfgi.safetensors", "head", "latentspaces train hfgi",
+                                sha256="824e5fd80fa4b5daa5aa844c2922157ede6429d6098c4a809e20140bfa08dc76"),
+    default_head("gradstyle"): Asset("default_gradstyle.safetensors", "head",
+                                     "latentspaces train gradstyle (then --init-from its checkpoint with "
+                                     "--lambda-edit-consistency 1; encoders/gradstyle.py)",
+                                     sha256="440114fd37d87577a1b3fceba71b2f35d0e53a7810e32109617d40fe82d93540"),
+    default_head("reganie"): Asset("default_reganie.safetensors", "head", "latentspaces train reganie",
+                                   sha256="f0ddef8c6513b9d0db818cc755b350722e908c8c25f0e20896b49684731c4093"),
+    HELDOUT_TARGETS: Asset("heldout_targets.safetensors", "images", "python -m experiments.tools.make_heldout_targets",
+                           sha256="90d47aff41eb1bb72d11bc43d8b67a3a2d2ac1a5d4693cdd812510515bc65044"),
 }
 
 
 def names(kind: Optional[str] = None) -> list:
     """Public names of the shipped assets (of one kind), sorted."""
     return sorted(n for n, a in ASSETS.items() if kind is None or a.kind == kind)
-
-
-# The generator names `ls.load_generator` accepts (kept under its earlier name).
-NAMES = {n: ASSETS[n].file for n in names("generator")}
 
 
 def installed(name: str) -> bool:
@@ -97,9 +105,14 @@ def asset_path(name: str, kind: Optional[str] = None) -> Path:
     return path
 
 
+def heldout_count() -> int:
+    """How many held-out targets are shipped (read from the file's tensor table, no pixels decoded)."""
+    return tensor_shapes(asset_path(HELDOUT_TARGETS))["images"][0][0]
+
+
 def heldout_targets(n: Optional[int] = None) -> torch.Tensor:
     """The shipped held-out faces as float32 [N, 3, 64, 64] in [-1, 1] (all 64, or the first n)."""
-    tensors, _ = load_tensors(asset_path("heldout-targets"))
+    tensors, _ = load_tensors(asset_path(HELDOUT_TARGETS))
     x = from_uint8(tensors["images"])
     return x if n is None else x[:n]
 
@@ -116,4 +129,6 @@ def astronaut_face(size: int = 64) -> torch.Tensor:
     return F.interpolate(img, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
 
 
-__all__ = ["ASSETS", "ASSET_DIR", "Asset", "NAMES", "asset_path", "astronaut_face", "heldout_targets", "names"]
+__all__ = ["ASSETS", "ASSET_DIR", "Asset", "DEFAULT_DISCRIMINATOR", "DEFAULT_F_ENCODER", "DEFAULT_GENERATOR",
+           "DEFAULT_WPLUS_ENCODER", "HELDOUT_TARGETS", "asset_path", "astronaut_face", "default_head", "heldout_count",
+           "heldout_targets", "installed", "names"]

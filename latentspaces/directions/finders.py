@@ -24,6 +24,9 @@ from ..progress import progress_bar, status
 from .direction import Direction
 
 
+GANSPACE_SAMPLES = 300_000   # W samples of GANSpace's PCA ("GANSpace: Discovering Interpretable GAN Controls")
+
+
 @torch.no_grad()
 def _sample_zw(G, n: int, seed: int, batch: int = 10_000, desc: str = "mapping samples"):
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -37,7 +40,7 @@ def _sample_zw(G, n: int, seed: int, batch: int = 10_000, desc: str = "mapping s
 
 def ganspace(
     G,
-    n_samples: int = 300_000,         # W samples for the PCA (GANSpace default 300k; 1e6 in some papers)
+    n_samples: int = GANSPACE_SAMPLES,  # W samples for the PCA (GANSpace's 300k; 1e6 in some papers)
     n_components: int = 80,           # principal directions kept
     seed: int = 0,
     kind: str = "w",                  # 'w' (PCA axes) or 'z' (least-squares counterparts, Eq. 6)

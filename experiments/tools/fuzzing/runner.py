@@ -25,6 +25,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from experiments.tools.fuzzing.documents import FORMATS
+from encoders import COMPENSATION_HEADS
+from latentspaces import assets
 from experiments.tools.fuzzing.mutations import make_mutants
 
 OUTCOMES = ("loaded", "refused", "safety-net", "non-finite", "bad-message", "other", "hang", "memory")
@@ -192,9 +194,9 @@ def run_mutants(paths: Sequence[Path], limit_mb: int = 2048, timeout: float = 20
 # The families of the fuzz: (family name shown in the report, reader, share of the mutants). The generator
 # formats come from `make_mutants`; encoders, heads and the discriminator are the shipped files damaged by
 # `make_storage_mutants`; directions and codes are `experiments.tools.fuzzing.families`.
-STORAGE_SOURCES = (("encoder", "default-wplus"), ("encoder", "default-f"), ("head", "default-sdic"),
-                   ("head", "default-hfgi"), ("head", "default-gradstyle"), ("head", "default-reganie"),
-                   ("discriminator", "default-discriminator"))
+STORAGE_SOURCES = (("encoder", assets.DEFAULT_WPLUS_ENCODER), ("encoder", assets.DEFAULT_F_ENCODER),
+                   *(("head", assets.default_head(h)) for h in COMPENSATION_HEADS),
+                   ("discriminator", assets.DEFAULT_DISCRIMINATOR))
 FAMILY_SHARES = {"generator": 0.5, "storage": 0.2, "directions": 0.15, "codes": 0.15}
 
 
