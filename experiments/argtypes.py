@@ -28,6 +28,7 @@ from latentspaces.spaces import SPACE_ORDER
 from optimizers.recipes import MAX_STEPS
 
 SEED_MAX = 2**32 - 1   # numpy's limit, and far below torch's
+DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"   # every command's and trainer's --device
 # Bounds on what can finish: a value past them is a typo (an extra zero), not an experiment. The papers
 # invert with 1,000-5,000 steps and train heads for 100k-500k; GANSpace's PCA uses 10^6 samples.
 MAX_TRAIN_STEPS = 10_000_000 # training steps of a trainer
@@ -316,7 +317,7 @@ def photo_files(text: str) -> Tuple[Path, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-__all__ = ["HELDOUT", "file_text", "fraction", "SEED_MAX", "UsageError", "device_name", "encoder_spec", "existing_dir", "existing_file",
+__all__ = ["DEFAULT_DEVICE", "HELDOUT", "file_text", "fraction", "SEED_MAX", "UsageError", "device_name", "encoder_spec", "existing_dir", "existing_file",
            "finite_float", "float_list", "generator_spec", "int_at_least", "int_in", "non_negative_float",
            "non_negative_int", "out_dir", "photo_files", "positive_float", "positive_int", "seed", "space_list",
            "space_name", "target_spec"]

@@ -24,7 +24,9 @@ count, say).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import json
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, ClassVar, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
@@ -46,14 +48,20 @@ class Flag:
     choices: Optional[Sequence[Any]] = None     # the allowed values, when a closed set
     names: Tuple[str, ...] = ()                 # more option strings ('--n' beside '--n-targets')
     metavar: Optional[str] = None
+    nargs: Optional[int] = None                 # values the flag takes (None: one)
+    required: bool = False                      # the command line must give it (a run directory, say)
     const: Any = None                           # a switch: the flag takes no value and sets this one
     negative: bool = False                      # a switch spelled '--no-NAME' (const False), default True
     default_text: Optional[str] = None          # how the default reads in the help, when not the value itself
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **flag: Any) -> Any:
-    """A config field with a flag: its default (the config's own) and how the command line gives it (`Flag`)."""
-    return dataclasses.field(default=default, metadata={"flag": Flag(help=help, **flag)})
+    """A config field with a flag: its default (the config's own) and how the command line gives it (`Flag`).
+    A dict or list default is copied for each config (a frozen config never shares a mutable default)."""
+    metadata = {"flag": Flag(help=help, **flag)}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def flag_of(f: dataclasses.Field) -> Optional[Flag]:
@@ -89,11 +97,20 @@ def recipe_flag(args: argparse.Namespace) -> str:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, dict):
+        return json.dumps(value)
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (tuple, list)):
         return ",".join(_text(v) for v in value) if value else "none"
     return str(value)
+
+
+def _as_field(f: dataclasses.Field, value: Any) -> Any:
+    """A parsed flag as a frozen config holds it: the values of a flag that takes several (nargs) as a tuple."""
+    return tuple(value) if flag_of(f).nargs is not None else value
 
 
 class Config:
@@ -110,9 +127,11 @@ class Config:
     def from_args(cls: Type[T], args: argparse.Namespace) -> T:
         """The preset --recipe / --quick picks, with every field whose flag was given (not None) replaced by it;
         flags of recipe fields change the recipe (renamed to say so)."""
-        base = cls.preset(recipe_flag(args))
-        given = {f.name: getattr(args, f.name) for f in fields(cls)
+        given = {f.name: _as_field(f, getattr(args, f.name)) for f in fields(cls)
                  if flag_of(f) is not None and getattr(args, f.name, None) is not None}
+        if not cls.PRESETS:   # built from the flags given (a config may require some: a trainer's run directory)
+            return cls(**given)
+        base = cls.preset(recipe_flag(args))
         recipe: Optional[InversionRecipe] = getattr(base, "recipe", None)
         if isinstance(recipe, InversionRecipe):
             changes = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k, None) is not None}
@@ -131,7 +150,14 @@ def _default_text(cls: Type[Config], name: str, flag: Optional[Flag] = None,
         if len(set(values.values())) > 1:
             return "(" + ", ".join(f"{preset} {v}" for preset, v in values.items()) + ")"
         return f"(default {next(iter(values.values()))})"
-    return f"(default {_text(get(cls()))})"
+    f = next(f for f in fields(cls) if f.name == name)   # the field's own default (a config may require others)
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return f"(default {_text(default if value is None else get(cls()))})"
+
+
+def _escaped(help: str) -> str:
+    """A help text as argparse reads it (it formats help with %: a literal % is written %%)."""
+    return help.replace("%", "%%")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: Type[Config], skip: Sequence[str] = (),
@@ -149,22 +175,26 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: Type[Config], skip: S
                 flag = RECIPE_FLAGS[key]
                 text = _default_text(cls, key, value=lambda c, k=key: getattr(c.recipe, k))
                 parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=flag.type, choices=flag.choices,
-                                    default=None, help=f"{flag.help} {text}")
+                                    default=None, help=_escaped(f"{flag.help} {text}"))
             continue
         flag = flag_of(f)
         if flag is None:
             continue
         names = (f"--{'no-' if flag.negative else ''}{f.name.replace('_', '-')}", *flag.names)
+        if flag.required:
+            parser.add_argument(*names, dest=f.name, type=flag.type, required=True, metavar=flag.metavar,
+                                help=_escaped(flag.help))
+            continue
         text = _default_text(cls, f.name, flag)
         if flag.negative:
             parser.add_argument(*names, dest=f.name, action="store_const", const=False, default=None,
-                                help=f"{flag.help} {text}")
+                                help=_escaped(f"{flag.help} {text}"))
         elif flag.const is not None:
             parser.add_argument(*names, dest=f.name, action="store_const", const=flag.const, default=None,
-                                help=f"{flag.help} {text}")
+                                help=_escaped(f"{flag.help} {text}"))
         else:
             parser.add_argument(*names, dest=f.name, type=flag.type, choices=flag.choices, default=None,
-                                metavar=flag.metavar, help=f"{flag.help} {text}")
+                                nargs=flag.nargs, metavar=flag.metavar, help=_escaped(f"{flag.help} {text}"))
 
 
 __all__ = ["Config", "Flag", "RECIPE_FLAGS", "RECIPE_WITHOUT_INIT", "add_config_flags", "flag_of", "option", "recipe_flag"]

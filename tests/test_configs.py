@@ -118,5 +118,25 @@ def test_every_trainer_is_a_train_subcommand():
     train = _parsers(build_parser())["train"]
     assert set(_parsers(train)) == set(TRAINERS) == {"stylegan2", "f-encoder", "wplus-encoder", "sdic", "hfgi",
                                                     "gradstyle", "reganie"}
-    args = build_parser().parse_args(["train", "sdic", "--out", "x"])
-    assert (args.command, args.trainer, args.out, args.lambda_mse) == ("train", "sdic", "x", 1.0)
+    args = build_parser().parse_args(["train", "sdic", "--out", "x", "--steps", "5"])
+    assert (args.command, args.trainer, args.out) == ("train", "sdic", "x")
+    from experiments.training.train_sdic import SDICConfig
+    assert SDICConfig.from_args(build_parser().parse_args(["train", "sdic", "--out", "x"])) == SDICConfig(out="x")
+
+
+@pytest.mark.parametrize("name", ["stylegan2", "f-encoder", "wplus-encoder", "sdic", "hfgi", "gradstyle", "reganie"])
+def test_every_trainers_flags_are_its_configs_fields(name):
+    """`latentspaces train NAME --out x` gives the trainer's config with out='x' and every other field at its default;
+    each field is a flag whose help states the default; a config without its run directory is refused."""
+    from experiments.cli.train import TRAINERS
+    config = TRAINERS[name].CONFIG
+    parser = _parsers(_parsers(build_parser())["train"])[name]
+    assert config.from_args(build_parser().parse_args(["train", name, "--out", "x"])) == config(out="x")
+    actions = {a.dest: a for a in parser._actions}
+    for f in fields(config):
+        assert f.name in actions, (name, f.name)
+        if f.name != "out":
+            assert actions[f.name].default is None and "(default " in " ".join(actions[f.name].help.split()), (name,
+                                                                                                           f.name)
+    with pytest.raises(ValueError, match="out, the run directory, is required"):
+        config()

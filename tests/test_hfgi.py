@@ -115,8 +115,9 @@ def test_hfgi_trainer_released_form(tmp_path):
     """--consult warped (the released forward: the image is fused from ADA of the warped distortion) trains and
     says so in the export; the default is our unwarped form."""
     from experiments.cli import build_parser
+    from experiments.training.train_hfgi import HFGIConfig
 
-    assert build_parser().parse_args(["train", "hfgi", "--out", "x"]).consult == "unwarped"
+    assert HFGIConfig.from_args(build_parser().parse_args(["train", "hfgi", "--out", "x"])).consult == "unwarped"
     out = tmp_path / "hfgi_released"
     train("hfgi", ["--out", str(out), "--batch", "2", "--snap", "1", "--device", "cpu", "--width", "0.25",
                      "--perceptual", "none", "--identity", "none", "--steps", "1", "--consult", "warped", "--warp-p", "1"])

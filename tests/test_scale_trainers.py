@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 
 from encoders import load_encoder
-from experiments.training import (train_f_encoder, train_gradstyle, train_hfgi, train_reganie, train_sdic,
-                                  train_wplus_encoder)
+from conftest import train
 from test_scale_conformance import config_f_checkpoint
 
 pytestmark = pytest.mark.slow   # 256 and 1024 px networks: CI runs them, the README's command skips them
@@ -35,12 +34,12 @@ def base_encoder(generator_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("wplus")
     flags = [*COMMON, "--generator", generator_file, "--out", str(out), "--backbone", "small", "--style-channels", "16",
              "--data", "generator", "--heldout-images", "1"]   # half of each batch G(w) with w known, half G's samples
-    _train_one_step(train_wplus_encoder.main, flags, out, "encoder.safetensors")
+    _train_one_step("wplus-encoder", flags, out, "encoder.safetensors")
     return str(out / "encoder.safetensors")
 
 
-def _train_one_step(main, flags, out, export: str):
-    main([*flags, "--steps", "1"])
+def _train_one_step(name: str, flags, out, export: str):
+    train(name, [*flags, "--steps", "1"])
     rows = (out / "log.csv").read_text().splitlines()
     assert (out / "checkpoint.pt").is_file() and len(rows) == 2 and rows[-1].split(",")[0] == "1"
     net = load_encoder(out / export)
@@ -54,18 +53,18 @@ def test_wplus_encoder_trainer_at_256(base_encoder):
 
 
 @pytest.mark.parametrize("trainer, extra, export, layers", [
-    (train_f_encoder, ["--widths", "[8,8,8]"], "encoder.safetensors", None),
-    (train_sdic, ["--width", "0.25", "--input-size", "64"], "sdic.safetensors", ("b64.conv0",)),
-    (train_hfgi, ["--width", "0.25", "--lambda-adv", "0.1", "--consult", "warped"], "hfgi.safetensors", ("b64.conv0",)),
-    (train_gradstyle, SMALL_EDITOR, "gradstyle.safetensors",
+    ("f-encoder", ["--widths", "[8,8,8]"], "encoder.safetensors", None),
+    ("sdic", ["--width", "0.25", "--input-size", "64"], "sdic.safetensors", ("b64.conv0",)),
+    ("hfgi", ["--width", "0.25", "--lambda-adv", "0.1", "--consult", "warped"], "hfgi.safetensors", ("b64.conv0",)),
+    ("gradstyle", SMALL_EDITOR, "gradstyle.safetensors",
      ("b8.conv1", "b64.conv1", "b128.conv1")),
-    (train_reganie, SMALL_EDITOR, "reganie.safetensors", ()),
+    ("reganie", SMALL_EDITOR, "reganie.safetensors", ()),
 ], ids=["f_encoder", "sdic", "hfgi", "gradstyle", "reganie"])
 def test_trainer_at_256(trainer, extra, export, layers, generator_file, base_encoder, tmp_path):
     flags = [*COMMON, "--generator", generator_file, "--out", str(tmp_path), *extra, *HEAD]
     if layers is not None:
         flags += ["--base-encoder", base_encoder]
-    net = _train_one_step(trainer.main, flags, tmp_path, export)
+    net = _train_one_step(trainer, flags, tmp_path, export)
     rows = (tmp_path / "log.csv").read_text().splitlines()
     heldout = rows[0].split(",").index("heldout_mse")
     assert all(row.split(",")[heldout] != "nan" for row in rows[1:])   # scored on the generator's held-out samples
@@ -79,7 +78,7 @@ def test_trainer_at_256(trainer, extra, export, layers, generator_file, base_enc
 def test_default_domain_data_is_refused_for_another_resolution(generator_file, tmp_path):
     with pytest.raises(SystemExit, match="--data default draws the default domain's 64 px faces and this generator "
                                          "makes 256 px images; pass --data generator"):
-        train_sdic.main([*COMMON, "--generator", generator_file, "--out", str(tmp_path), "--steps", "1"])
+        train("sdic", [*COMMON, "--generator", generator_file, "--out", str(tmp_path), "--steps", "1"])
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -91,7 +90,7 @@ def test_a_perceptual_distance_that_does_not_fit_is_one_line(generator_file, tmp
     flags = [*COMMON[:-2], "--perceptual", perceptual, "--generator", generator_file, "--out", str(tmp_path),
              "--steps", "1", "--widths", "[8,8,8]"]
     with pytest.raises(SystemExit, match="perceptual distance") as info:
-        train_f_encoder.main(flags)
+        train("f-encoder", flags)
     assert "\n" not in str(info.value) and not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -118,8 +117,8 @@ def test_a_photo_folder_at_the_users_scale(generator_file, base_encoder, tmp_pat
     assert x.shape == (1, 3, 1024, 1024) and x.dtype == torch.float32 and x.abs().max() <= 1
     folder = ["--data", str(photos), "--synthetic-ratio", "0", "--heldout-images", "1"]
     reganie = [*SMALL_EDITOR, "--base-encoder", base_encoder]
-    for trainer, extra, export in ((train_f_encoder, ["--widths", "[8,8,8]"], "encoder.safetensors"),
-                                   (train_reganie, reganie, "reganie.safetensors")):
-        out = tmp_path / trainer.__name__.rsplit(".", 1)[-1]
-        trainer.main([*COMMON, "--generator", generator_file, "--out", str(out), "--steps", "1", *folder, *extra])
+    for trainer, extra, export in (("f-encoder", ["--widths", "[8,8,8]"], "encoder.safetensors"),
+                                   ("reganie", reganie, "reganie.safetensors")):
+        out = tmp_path / trainer
+        train(trainer, [*COMMON, "--generator", generator_file, "--out", str(out), "--steps", "1", *folder, *extra])
         assert load_encoder(out / export).meta["data"] == str(photos.resolve())

@@ -115,12 +115,11 @@ def bench_pipeline(batches: int) -> float:
 
 def bench_trainer(steps: int = 10) -> float:
     """Images per second SDIC's trainer consumes at 64 px (batch 8, its defaults, --data default)."""
-    from experiments.training import train_sdic
-    from experiments.training.train_sdic import SDICTrainer
+    from experiments.training.train_sdic import SDICConfig, SDICTrainer
     import latentspaces as ls
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = train_sdic.parse_args(["--out", tmp, "--perceptual", "d-features", "--identity", "none"])
+        args = SDICConfig(out=tmp, perceptual="d-features", identity="none")
         G = ls.load_generator("default").eval().requires_grad_(False)
         trainer = SDICTrainer(args, Path(tmp), G, World(), torch.device("cpu"))
         trainer.step(0)   # warm-up

@@ -33,13 +33,12 @@ from latentspaces.progress import status
 from optimizers import InversionRecipe
 from optimizers.recipes import RECIPES
 
-from ..argtypes import (HELDOUT, UsageError, device_name, encoder_spec, generator_spec, int_in, non_negative_int,
+from ..argtypes import (DEFAULT_DEVICE, HELDOUT, UsageError, device_name, encoder_spec, generator_spec, int_in, non_negative_int,
                         out_dir, positive_int, target_spec)
 from ..config import Config, add_config_flags, recipe_flag
 from ..distributed import World
 from ..studies.inversions import recipe_encoders, recipe_line
 
-DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------------- flags

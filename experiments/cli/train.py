@@ -5,8 +5,9 @@
     latentspaces train hfgi --out runs/hfgi --data ~/ffhq --generator ffhq.pt --base-encoder e4e.pt
     torchrun --nproc_per_node=4 -m experiments.cli train sdic --out runs/sdic   # data parallel
 
-Each trainer's flags are its module's (`experiments.training.train_<name>.add_arguments`); `python -m
-experiments.training.train_<name>` takes the same flags.
+Each trainer's flags are made from its typed config (`experiments.training.train_<name>.CONFIG`, e.g.
+`SDICConfig`), which its `train` takes whole: from Python, `train_sdic.train(SDICConfig(out="runs/sdic"))` runs
+what `latentspaces train sdic --out runs/sdic` runs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import argparse
 from types import ModuleType
 from typing import Dict
 
+from ..config import add_config_flags
 from ..training import (train_f_encoder, train_gradstyle, train_hfgi, train_reganie, train_sdic, train_stylegan2,
                         train_wplus_encoder)
 
 NAME = "train"
 HELP = "train the default model, an encoder or a compensation head (latentspaces train NAME --help)"
 RANKS = "trainer"   # joins torchrun's process group itself (experiments.training.common.open_run)
-CONFIG = None       # each trainer's flags are its own (experiments.training)
+CONFIG = None       # each trainer has its own (TRAINERS[name].CONFIG)
 
 # The trainers by subcommand name, in the order the default assets are made.
 TRAINERS: Dict[str, ModuleType] = {
@@ -35,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, module in TRAINERS.items():
         sub = trainers.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0], description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
+        add_config_flags(sub, module.CONFIG)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -43,4 +45,5 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    TRAINERS[args.trainer].train(args)
+    trainer = TRAINERS[args.trainer]
+    trainer.train(trainer.CONFIG.from_args(args))

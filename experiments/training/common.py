@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence, Tuple
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
 
 import torch
 from matplotlib.figure import Figure
 
 import latentspaces as ls
-from experiments.argtypes import int_in, positive_float, positive_int
+from experiments.argtypes import DEFAULT_DEVICE, device_name, int_in, positive_float, positive_int
+from experiments.argtypes import seed as seed_flag
+from experiments.config import Config, option
 from experiments.distributed import World, close_world, init_world
 from experiments.rows import read_rows
 from latentspaces.storage import save_figure
@@ -33,19 +36,30 @@ def probability(text: str) -> float:
     return value
 
 
-def add_run_flags(ap: argparse.ArgumentParser, snap: float, snap_type=positive_int,
-                  snap_help: str = "steps between checkpoints / log rows") -> None:
-    """The flags every trainer has: --out, --snap, --max-seconds, --resume, --device, --seed, --threads."""
-    ap.add_argument("--out", required=True, help="run directory (checkpoint, log, plots, export)")
-    ap.add_argument("--snap", type=snap_type, default=snap, help=snap_help)
-    ap.add_argument("--max-seconds", type=positive_float, default=None,
-                    help="stop (with a checkpoint, then export) after this long; --resume continues")
-    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int_in(1, 1024), default=None,
-                    help="compute threads (default: OMP_NUM_THREADS if set, else the usable CPUs less the machine's "
-                         "load, split over torchrun's local ranks)")
+def snap_option(steps: int):
+    """The `snap` field of a trainer's config: steps between checkpoints / log rows, `steps` by default."""
+    return option(steps, "steps between checkpoints / log rows", type=positive_int)
+
+
+@dataclass(frozen=True)
+class RunConfig(Config):
+    """What every trainer's config holds: where the run writes, how often it snapshots, when it stops, where it
+    runs. `latentspaces train NAME` makes the flags from these fields (`experiments.config`)."""
+
+    out: Optional[str] = option(None, "run directory (checkpoint, log, plots, export)", required=True)
+    snap: int = snap_option(100)
+    max_seconds: Optional[float] = option(None, "stop (with a checkpoint, then export) after this long; --resume "
+                                                "continues", type=positive_float, default_text="no limit")
+    resume: bool = option(False, "continue from OUT/checkpoint.pt", const=True)
+    device: str = option(DEFAULT_DEVICE, "cpu, cuda, cuda:N or mps", type=device_name)
+    seed: int = option(0, "seed of the run's random draws, 0 .. 2^32 - 1", type=seed_flag)
+    threads: Optional[int] = option(None, "compute threads", type=int_in(1, 1024),
+                                    default_text="OMP_NUM_THREADS if set, else the usable CPUs less the machine's "
+                                                 "load, split over torchrun's local ranks")
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            raise ValueError(f"{type(self).__name__}: out, the run directory, is required")
 
 
 # ---------------------------------------------------------------------------------- run setup

@@ -12,25 +12,28 @@ covers the compensation table's edits (GANSpace W directions at alpha +-2).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 
 import latentspaces as ls
 from experiments.argtypes import file_text, positive_float, positive_int
+from experiments.config import Config, option
 from latentspaces.directions import Direction, ganspace, load_directions
 from latentspaces.spaces import Code, WPlus
 
 
-def add_editor_flags(ap: argparse.ArgumentParser) -> None:
-    """--directions, --ganspace-samples, --ganspace-components, --edit-max, --max-edits."""
-    ap.add_argument("--directions", type=file_text, default=None,
-                    help="file of W directions for the editor (default: GANSpace at the start)")
-    ap.add_argument("--ganspace-samples", type=positive_int, default=20_000)
-    ap.add_argument("--ganspace-components", type=positive_int, default=10)
-    ap.add_argument("--edit-max", type=positive_float, default=3.0, help="largest edit strength (GANSpace: in stds)")
-    ap.add_argument("--max-edits", type=positive_int, default=3, help="directions summed per edit: 1..this")
+@dataclass(frozen=True)
+class EditorConfig(Config):
+    """The trainer's editor: which W directions, how strong, how many at once."""
+
+    directions: Optional[str] = option(None, "file of W directions for the editor", type=file_text,
+                                       default_text="GANSpace at the start")
+    ganspace_samples: int = option(20_000, "W samples of the editor's GANSpace PCA", type=positive_int)
+    ganspace_components: int = option(10, "GANSpace directions the editor draws from", type=positive_int)
+    edit_max: float = option(3.0, "largest edit strength (GANSpace: in stds)", type=positive_float)
+    max_edits: int = option(3, "directions summed per edit: 1..this", type=positive_int)
 
 
 def editor_directions(G: ls.Generator, directions: Optional[str], samples: int, components: int,
@@ -65,7 +68,7 @@ def random_edits(deltas: torch.Tensor, n: int, max_edits: int, edit_max: float, 
 class Editor:
     """Random W+ edits for a generator: `editor(n, gen)` -> [n, num_ws, w_dim] (see the module docstring)."""
 
-    def __init__(self, G: ls.Generator, args: argparse.Namespace, device: torch.device):
+    def __init__(self, G: ls.Generator, args: EditorConfig, device: torch.device):
         dirs = editor_directions(G, args.directions, args.ganspace_samples, args.ganspace_components, args.seed)
         self.names = [d.name for d in dirs]
         self.source = str(args.directions or "ganspace")
@@ -82,4 +85,4 @@ class Editor:
                 "max_edits": self.max_edits}
 
 
-__all__ = ["Editor", "add_editor_flags", "direction_deltas", "editor_directions", "random_edits"]
+__all__ = ["Editor", "EditorConfig", "direction_deltas", "editor_directions", "random_edits"]

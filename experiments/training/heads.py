@@ -7,7 +7,7 @@ step does; `train_head` loads the generator, builds the trainer and runs it in t
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -16,40 +16,61 @@ import torch
 import latentspaces as ls
 from latentspaces import assets
 from encoders import load_encoder, save_encoder
-from experiments.argtypes import encoder_spec, int_in, learning_rate, training_steps
+from experiments.argtypes import encoder_spec, generator_spec, int_in, learning_rate, training_steps
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import rank_batch, start_run
-from experiments.training.images import HeldoutScores, TrainingImages
+from experiments.training.common import RunConfig, rank_batch, start_run
+from experiments.training.images import DataConfig, HeldoutScores, TrainingImages
 from experiments.training.loop import Trainer, TrainingLoop
 from latentspaces.errors import ModelChoiceError
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 
 
-def add_head_flags(ap: argparse.ArgumentParser, steps: int, batch: int, lr: float, base_encoder: bool = False) -> None:
-    """--generator, --steps, --batch, --lr, --perceptual and --half, with this trainer's defaults; --base-encoder
-    for a head over a frozen W+ encoder (`HeadTrainer.over_base_encoder`)."""
-    ap.add_argument("--generator", default=assets.DEFAULT_GENERATOR, help="generator name or checkpoint path")
-    ap.add_argument("--steps", type=training_steps, default=steps)
-    ap.add_argument("--batch", type=int_in(1, 65_536), default=batch, help="images per step, over all processes")
-    ap.add_argument("--lr", type=learning_rate, default=lr)
-    ap.add_argument("--perceptual", default=DEFAULT_PERCEPTUAL, choices=PERCEPTUAL_CHOICES,
-                    help="'auto': LPIPS-VGG when its backbone is installed, else the default model's D features")
-    ap.add_argument("--half", action="store_true", help="export float16 weights")
-    if base_encoder:
-        ap.add_argument("--base-encoder", type=encoder_spec, default=assets.DEFAULT_WPLUS_ENCODER,
-                        help=f"W+ encoder name or file, frozen (default {assets.DEFAULT_WPLUS_ENCODER})")
+def steps_option(steps: int):
+    """The `steps` field of a trainer's config, `steps` by default."""
+    return option(steps, "training steps", type=training_steps)
+
+
+def batch_option(batch: int):
+    """The `batch` field of a trainer's config, `batch` by default."""
+    return option(batch, "images per step, over all processes", type=int_in(1, 65_536))
+
+
+def lr_option(lr: float):
+    """The `lr` field of a trainer's config, `lr` by default."""
+    return option(lr, "Adam's learning rate", type=learning_rate)
+
+
+@dataclass(frozen=True)
+class HeadConfig(DataConfig, RunConfig):
+    """A network trained over a frozen generator (the F and W+ encoders, the heads): the run, its data (`DataConfig`)
+    and the numbers every such trainer has."""
+
+    generator: str = option(assets.DEFAULT_GENERATOR, "generator name or checkpoint path", type=generator_spec)
+    steps: int = steps_option(2000)
+    batch: int = batch_option(8)
+    lr: float = lr_option(1e-3)
+    perceptual: str = option(DEFAULT_PERCEPTUAL, "'auto': LPIPS-VGG when its backbone is installed, else the default "
+                                                 "model's D features", choices=PERCEPTUAL_CHOICES)
+    half: bool = option(False, "export float16 weights", const=True)
+
+
+@dataclass(frozen=True)
+class OverBaseConfig(HeadConfig):
+    """A compensation head over a frozen W+ encoder (`HeadTrainer.over_base_encoder`)."""
+
+    base_encoder: str = option(assets.DEFAULT_WPLUS_ENCODER, "W+ encoder name or file, frozen", type=encoder_spec)
 
 
 class HeadTrainer(Trainer):
     """A network trained over a frozen generator, exported as OUT/<export_file> by `encoders.save_encoder`."""
 
     export_file: str = "encoder.safetensors"   # file name of the export in the run directory
-    trained_by: str = ""                       # the command's module, recorded in the export's metadata
     synthetic_ratio: float = 0.0               # default share of generated images per batch (--synthetic-ratio)
     over_base_encoder: bool = False            # a head over a frozen W+ encoder (--base-encoder, loaded as self.base)
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
-        self.args = args                       # the parsed flags (add_run_flags, add_head_flags, the trainer's own)
+    def __init__(self, args: HeadConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
+        self.args = args                       # the trainer's config (RunConfig, DataConfig, HeadConfig, its own)
         self.out = out                         # run directory
         self.G = G                             # the frozen generator (eval mode, no gradients)
         self.world = world                     # this process among the ranks
@@ -82,13 +103,13 @@ class HeadTrainer(Trainer):
         meta = {"generator": self.args.generator, "steps": step, "batch": self.args.batch,
                 "processes": self.world.size,
                 "perceptual": "none" if self.perceptual is None else str(self.perceptual.name),
-                "trained_by": self.trained_by, **self.images.meta(), **self.export_meta(step)}
+                "trained_by": type(self).__module__, **self.images.meta(), **self.export_meta(step)}
         save_encoder(self.network, self.out / self.export_file, meta=meta, half=self.args.half)
         print(f"wrote {self.out / self.export_file} ({step} steps)")
 
 
-def train_head(make: Callable[[argparse.Namespace, Path, ls.Generator, World, torch.device], HeadTrainer],
-               args: argparse.Namespace) -> Path:
+def train_head(make: Callable[[HeadConfig, Path, ls.Generator, World, torch.device], HeadTrainer],
+               args: HeadConfig) -> Path:
     """Load --generator, build the trainer with `make` and run it for --steps in the shared loop."""
     out, device, G, world = start_run(args)
     try:
@@ -96,5 +117,5 @@ def train_head(make: Callable[[argparse.Namespace, Path, ls.Generator, World, to
     except ModelChoiceError as e:   # a --perceptual that does not fit this generator: one line, no traceback
         raise SystemExit(str(e)) from None
     TrainingLoop(trainer, out, world, total=args.steps, snap=args.snap,
-                 resume=args.resume, max_seconds=args.max_seconds, config=vars(args), device=device).run()
+                 resume=args.resume, max_seconds=args.max_seconds, config=asdict(args), device=device).run()
     return out

@@ -24,8 +24,8 @@ Every snapshot scores the held-out images with `HeldoutScores`: MSE, SSIM and ca
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -33,6 +33,7 @@ import torch
 
 import latentspaces as ls
 from experiments.argtypes import data_source, folder_text, int_in, positive_int
+from experiments.config import Config, option
 from experiments.distributed import World
 from experiments.training.common import probability, training_codes
 from experiments.training.folder_data import SKIPPED_FILE, FolderStream, folder_indexes, read_heldout
@@ -51,29 +52,36 @@ HELDOUT_SEED = 2**31 - 1   # the generator source's held-out samples: a seed no 
 GPU_LOADER_WORKERS = 4    # --loader-workers on a GPU: a core decodes ~28 1024 px PNGs per second (BENCHMARKS.md)
 
 
-def add_data_flag(ap: argparse.ArgumentParser, synthetic: str = "0") -> None:
-    """The data flags of a trainer (see the module docstring); `synthetic`: its --synthetic-ratio default, said
-    in the help ('0', or e.g. '1 for default/generator, 0.5 for a folder')."""
-    ap.add_argument("--data", type=data_source, default="default", metavar="default|generator|DIR",
-                    help="training images: the default domain's 64 px faces ('default'), the generator's own samples "
-                         "('generator', any resolution), or a folder of images at any depth (PNG/JPEG/WEBP/...)")
-    ap.add_argument("--synthetic-ratio", type=probability, default=None,
-                    help=f"share of each batch drawn from the generator, the rest from --data (default: {synthetic})")
-    ap.add_argument("--align", action="store_true",
-                    help="align the folder's raw photos first (FFHQ procedure, dlib) into OUT/aligned/")
-    ap.add_argument("--flip", action="store_true", help="mirror folder images left-right with probability 1/2")
-    ap.add_argument("--loader-workers", type=int_in(0, 64), default=None,
-                    help=f"processes reading a folder's images, per training process (default: 0 on the CPU, where "
-                         f"decoding costs under 1%% of a step; {GPU_LOADER_WORKERS} on a GPU)")
-    ap.add_argument("--val", type=folder_text, default=None, metavar="DIR",
-                    help="folder of held-out images scored at every snapshot (default: --heldout-images files split "
-                         "off a --data folder, or the source's own held-out set)")
-    ap.add_argument("--val-split", type=probability, default=None,
-                    help="share of a --data folder held out (chosen by a fixed seed; default: --heldout-images files)")
-    ap.add_argument("--heldout-images", type=positive_int, default=16,
-                    help="held-out images scored at every snapshot (the first 8 drawn in the grid)")
-    ap.add_argument("--identity", choices=IDENTITY_CHOICES, default="dlib",
-                    help="face descriptor of the snapshots' calibrated identity ('none': MSE and SSIM only)")
+def synthetic_ratio_option(default_text: str = "0"):
+    """The `synthetic_ratio` field: None means the trainer's own share (`HeadTrainer.synthetic_ratio`), said in the help
+    as `default_text` ('0', or e.g. '1 for default/generator, 0.5 for a folder')."""
+    return option(None, "share of each batch drawn from the generator, the rest from --data", type=probability,
+                  default_text=default_text)
+
+
+@dataclass(frozen=True)
+class DataConfig(Config):
+    """Where a trainer's images come from (see the module docstring) and which are held out."""
+
+    data: str = option("default", "training images: the default domain's 64 px faces ('default'), the generator's own "
+                                  "samples ('generator', any resolution), or a folder of images at any depth "
+                                  "(PNG/JPEG/WEBP/...)", type=data_source, metavar="default|generator|DIR")
+    synthetic_ratio: Optional[float] = synthetic_ratio_option()
+    align: bool = option(False, "align the folder's raw photos first (FFHQ procedure, dlib) into OUT/aligned/",
+                         const=True)
+    flip: bool = option(False, "mirror folder images left-right with probability 1/2", const=True)
+    loader_workers: Optional[int] = option(None, "processes reading a folder's images, per training process",
+                                           type=int_in(0, 64), default_text="0 on the CPU, where decoding costs under 1% "
+                                                                            f"of a step; {GPU_LOADER_WORKERS} on a GPU")
+    val: Optional[str] = option(None, "folder of held-out images scored at every snapshot", type=folder_text,
+                                metavar="DIR", default_text="--heldout-images files split off a --data folder, or the "
+                                                            "source's own held-out set")
+    val_split: Optional[float] = option(None, "share of a --data folder held out (chosen by a fixed seed)",
+                                        type=probability, default_text="--heldout-images files")
+    heldout_images: int = option(16, "held-out images scored at every snapshot (the first 8 drawn in the grid)",
+                                 type=positive_int)
+    identity: str = option("dlib", "face descriptor of the snapshots' calibrated identity ('none': MSE and SSIM only)",
+                           choices=IDENTITY_CHOICES)
 
 
 def is_folder_source(data: str) -> bool:
@@ -85,7 +93,7 @@ class TrainingImages:
 
     def __init__(
         self,
-        args: argparse.Namespace,   # add_data_flag's flags (folders checked when parsed), --out, --resume, --seed
+        args: DataConfig,           # a trainer's config: its data fields (folders checked when parsed), out, resume, seed
         G: ls.Generator,            # the frozen generator the network is trained over
         device: torch.device,       # where the images are made
         world: World,               # this process among the ranks (a folder is sharded over them)
@@ -230,5 +238,5 @@ def starting_discriminator(G: ls.Generator) -> tuple:
     return Discriminator(G.resolution, img_channels=G.img_channels), f"fresh at {G.resolution} px"
 
 
-__all__ = ["HELDOUT_SEED", "HeldoutScores", "SAMPLED_SOURCES", "TrainingImages", "add_data_flag",
+__all__ = ["HELDOUT_SEED", "HeldoutScores", "SAMPLED_SOURCES", "TrainingImages", "DataConfig", "synthetic_ratio_option",
            "is_folder_source", "starting_discriminator"]

@@ -24,39 +24,46 @@ codes, on the held-out images), the loss plot and a reconstruction grid. At the 
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import torch
 
 import latentspaces as ls
-from latentspaces import assets
 from encoders import FEncoder
 from experiments.argtypes import non_negative_float, positive_int
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed, training_codes
-from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import HeldoutScores, add_data_flag, is_folder_source
+from experiments.training.common import probability, rank_seed, snap_option, training_codes
+from experiments.training.heads import HeadConfig, HeadTrainer, batch_option, steps_option, train_head
+from experiments.training.images import HeldoutScores, is_folder_source, synthetic_ratio_option
+from latentspaces import assets
 from latentspaces.images import save_images
-from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.losses import ReconstructionLoss
+from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.spaces.f import default_f_layer
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train f-encoder --help` lists them)."""
-    add_run_flags(ap, snap=250)
-    add_head_flags(ap, steps=10_000, batch=16, lr=1e-3)
-    ap.add_argument("--layer", default=None, help="F layer (default: the F spaces' default for G)")
-    ap.add_argument("--widths", type=json.loads, default=None,
-                    help="JSON list of the three block widths (default [128, 256, 512]; [32, 64, 128] for 'default')")
-    ap.add_argument("--decay-every", type=positive_int, default=2000, help="steps between x0.1 learning-rate decays")
-    ap.add_argument("--lambda-enc", type=non_negative_float, default=1.0, help="weight of the perceptual term")
-    ap.add_argument("--mixing", type=probability, default=0.5, help="style-mixing probability of the training codes")
-    add_data_flag(ap, "1 for default/generator (Eq. 2's generated pairs), 0.5 for a folder")
+@dataclass(frozen=True)
+class FEncoderConfig(HeadConfig):
+    """`latentspaces train f-encoder`: BDInvert's F-space encoder on generated pairs (Eq. 2)."""
 
+    snap: int = snap_option(250)
+    steps: int = steps_option(10_000)
+    batch: int = batch_option(16)
+    layer: Optional[str] = option(None, "F layer", default_text="the F spaces' default for G")
+    widths: Optional[list] = option(None, "JSON list of the three block widths", type=json.loads,
+                                    default_text="[128, 256, 512]; [32, 64, 128] for 'default'")
+    decay_every: int = option(2000, "steps between x0.1 learning-rate decays", type=positive_int)
+    lambda_enc: float = option(1.0, "weight of the perceptual term", type=non_negative_float)
+    mixing: float = option(0.5, "style-mixing probability of the training codes", type=probability)
+    synthetic_ratio: Optional[float] = synthetic_ratio_option("1 for default/generator (Eq. 2's generated pairs), 0.5 "
+                                                              "for a folder")
+
+
+CONFIG = FEncoderConfig
 
 
 class FEncoderTrainer(HeadTrainer):
@@ -65,9 +72,8 @@ class FEncoderTrainer(HeadTrainer):
     name = "train F encoder"
     columns = ("step", "seconds", "loss", "mse", "perceptual", *HeldoutScores.COLUMNS, "lr")
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
-    trained_by = "experiments.training.train_f_encoder"
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+    def __init__(self, args: FEncoderConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.layer = args.layer or default_f_layer(G)
         widths = args.widths or ([32, 64, 128] if args.generator == assets.DEFAULT_GENERATOR else [128, 256, 512])
@@ -126,5 +132,5 @@ class FEncoderTrainer(HeadTrainer):
         return {"layer": self.layer, "lambda_enc": self.args.lambda_enc}
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: FEncoderConfig) -> Path:
     return train_head(FEncoderTrainer, args)

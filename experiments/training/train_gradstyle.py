@@ -50,57 +50,62 @@ gradstyle.safetensors in the project's encoder format.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 import latentspaces as ls
 from encoders import GradStyle, load_encoder
-from experiments.argtypes import (file_text, fraction, non_negative_float, non_negative_int, positive_float,
-                                  positive_int)
+from experiments.argtypes import file_text, fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, rank_seed
-from experiments.training.editing import Editor, add_editor_flags
-from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import HeldoutScores, add_data_flag, starting_discriminator
 from experiments.training.adversarial import discriminator_step
-from latentspaces.images import save_images
-from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
-                                 mean_squared_error)
+from experiments.training.common import rank_seed
+from experiments.training.editing import Editor, EditorConfig
+from experiments.training.heads import HeadTrainer, OverBaseConfig, lr_option, train_head
+from experiments.training.images import HeldoutScores, starting_discriminator
 from experiments.training.warps import perspective_warp, random_homographies
+from latentspaces.images import save_images
+from latentspaces.losses import (
+    ReconstructionLoss,
+    default_r1_gamma,
+    generator_loss,
+    mean_absolute_error,
+    mean_squared_error,
+)
+from latentspaces.metrics.perceptual import make_perceptual
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train gradstyle --help` lists them)."""
-    add_run_flags(ap, snap=100)
-    add_head_flags(ap, steps=2000, batch=8, lr=5e-4, base_encoder=True)
-    ap.add_argument("--hidden", type=positive_int, nargs=3, default=[32, 48, 64], help="E_res width per stage")
-    ap.add_argument("--gate-rank", type=non_negative_int, default=16, help="rank of W_g (0: full)")
-    ap.add_argument("--heads", type=positive_int, default=2)
-    ap.add_argument("--head-dim", type=positive_int, default=16, help="d_k (paper: 64)")
-    ap.add_argument("--top-mu", type=fraction, default=0.25, help="fraction of attention scores kept per query, (0, 1]")
-    ap.add_argument("--gam-blocks", type=positive_int, default=1)
-    ap.add_argument("--edit-batch", type=positive_int, default=2, help="images per step through the editing stream")
-    ap.add_argument("--warp", type=non_negative_float, default=0.1, help="perspective-warp strength")
-    add_data_flag(ap)
-    ap.add_argument("--lambda-mse", type=non_negative_float, default=1.0)
-    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
-    ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of the editing stream's image loss")
-    ap.add_argument("--lambda-f", type=non_negative_float, default=0.01, help="L_f (Eq. 5)")
-    ap.add_argument("--lambda-aligner", type=non_negative_float, default=1.0, help="L_aligner (Eq. 10)")
-    ap.add_argument("--clip", type=positive_float, default=1.0, help="gradient-norm clip")
-    ap.add_argument("--lambda-adv", type=non_negative_float, default=0.0,
-                    help="adversarial term with a trained discriminator (0: off)")
-    ap.add_argument("--lambda-edit-consistency", type=non_negative_float, default=1.0,
-                    help="edit-consistency loss (not in the paper: our choice; 0 turns it off)")
-    ap.add_argument("--init-from", type=file_text, default=None,
-                    help="start the head's weights from a GradStyle run's checkpoint.pt or exported .safetensors "
-                         "(fresh optimizer, step 0 in --out); the sizes must match")
-    add_editor_flags(ap)
+@dataclass(frozen=True)
+class GradStyleConfig(OverBaseConfig, EditorConfig):
+    """`latentspaces train gradstyle`: a GradStyle head over a frozen W+ encoder, with its editing stream."""
 
+    lr: float = lr_option(5e-4)
+    hidden: Tuple[int, int, int] = option((32, 48, 64), "E_res width per stage", type=positive_int, nargs=3)
+    gate_rank: int = option(16, "rank of W_g (0: full)", type=non_negative_int)
+    heads: int = option(2, "attention heads", type=positive_int)
+    head_dim: int = option(16, "d_k (paper: 64)", type=positive_int)
+    top_mu: float = option(0.25, "fraction of attention scores kept per query, (0, 1]", type=fraction)
+    gam_blocks: int = option(1, "GAM blocks", type=positive_int)
+    edit_batch: int = option(2, "images per step through the editing stream", type=positive_int)
+    warp: float = option(0.1, "perspective-warp strength", type=non_negative_float)
+    lambda_mse: float = option(1.0, "weight of the pixel MSE", type=non_negative_float)
+    lambda_per: float = option(0.8, "weight of the perceptual distance", type=non_negative_float)
+    lambda_edit: float = option(0.5, "weight of the editing stream's image loss", type=non_negative_float)
+    lambda_f: float = option(0.01, "L_f (Eq. 5)", type=non_negative_float)
+    lambda_aligner: float = option(1.0, "L_aligner (Eq. 10)", type=non_negative_float)
+    clip: float = option(1.0, "gradient-norm clip", type=positive_float)
+    lambda_adv: float = option(0.0, "adversarial term with a trained discriminator (0: off)", type=non_negative_float)
+    lambda_edit_consistency: float = option(1.0, "edit-consistency loss (not in the paper: our choice; 0 turns it off)",
+                                            type=non_negative_float)
+    init_from: Optional[str] = option(None, "start the head's weights from a GradStyle run's checkpoint.pt or exported "
+                                            ".safetensors (fresh optimizer, step 0 in --out); the sizes must match",
+                                      type=file_text, default_text="fresh weights")
+
+
+CONFIG = GradStyleConfig
 
 
 def edit_consistency_loss(head: GradStyle, G: ls.Generator, ws: torch.Tensor, image: torch.Tensor,
@@ -149,10 +154,9 @@ class GradStyleTrainer(HeadTrainer):
                "loss_D", "heldout_mse_base", *HeldoutScores.COLUMNS)
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "gradstyle.safetensors"
-    trained_by = "experiments.training.train_gradstyle"
     over_base_encoder = True
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+    def __init__(self, args: GradStyleConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.head = self.network = GradStyle.for_generator(
             G, self.base, base_encoder=str(args.base_encoder), hidden=tuple(args.hidden), gate_rank=args.gate_rank,
@@ -255,5 +259,5 @@ class GradStyleTrainer(HeadTrainer):
                 **self.init_meta}
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: GradStyleConfig) -> Path:
     return train_head(GradStyleTrainer, args)

@@ -34,51 +34,56 @@ reconstruction grid. At the end: hfgi.safetensors in the project's encoder forma
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import torch
 
 import latentspaces as ls
 from encoders import HFGI
 from experiments.argtypes import non_negative_float, positive_float, positive_int
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed
 from experiments.training.adversarial import discriminator_step
-from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import HeldoutScores, add_data_flag, starting_discriminator
-from latentspaces.images import save_images
-from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.losses import (ReconstructionLoss, default_r1_gamma, generator_loss, mean_absolute_error,
-                                 mean_squared_error)
+from experiments.training.common import probability, rank_seed
+from experiments.training.heads import HeadTrainer, OverBaseConfig, train_head
+from experiments.training.images import HeldoutScores, starting_discriminator
 from experiments.training.warps import random_perspective
-
+from latentspaces.images import save_images
+from latentspaces.losses import (
+    ReconstructionLoss,
+    default_r1_gamma,
+    generator_loss,
+    mean_absolute_error,
+    mean_squared_error,
+)
+from latentspaces.metrics.perceptual import make_perceptual
 
 CONSULT_FORMS = ("warped", "unwarped")
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train hfgi --help` lists them)."""
-    add_run_flags(ap, snap=100)
-    add_head_flags(ap, steps=2000, batch=8, lr=1e-3, base_encoder=True)
-    ap.add_argument("--layer", default=None, help="modulated layer (default: encoders.hfgi.default_hfgi_layer)")
-    ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the released sizes)")
-    ap.add_argument("--input-size", type=positive_int, default=None,
-                    help="side of the distortion map (default: min(resolution, 256); the paper: 256)")
-    add_data_flag(ap)
-    ap.add_argument("--lambda-mse", type=non_negative_float, default=1.0)
-    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
-    ap.add_argument("--lambda-align", type=non_negative_float, default=0.1, help="weight of ADA's alignment loss")
-    ap.add_argument("--lambda-adv", type=non_negative_float, default=0.0,
-                    help="non-saturating adversarial loss with a trained discriminator (0: off, as released)")
-    ap.add_argument("--warp-distortion", type=probability, default=0.15, help="perspective warp strength")
-    ap.add_argument("--warp-p", type=probability, default=0.9, help="probability that a sample is warped")
-    ap.add_argument("--consult", choices=CONSULT_FORMS, default="unwarped",
-                    help="what the fused image is made from in training: ADA of the unwarped distortion ('unwarped', "
-                         "our form, the default: it measured better) or of the warped one ('warped', the released "
-                         "code)")
+@dataclass(frozen=True)
+class HFGIConfig(OverBaseConfig):
+    """`latentspaces train hfgi`: an HFGI head (ADA + consultation encoder) over a frozen W+ encoder."""
 
+    layer: Optional[str] = option(None, "modulated layer", default_text="encoders.hfgi.default_hfgi_layer")
+    width: float = option(0.5, "channel multiplier (1.0: the released sizes)", type=positive_float)
+    input_size: Optional[int] = option(None, "side of the distortion map", type=positive_int,
+                                       default_text="min(resolution, 256); the paper: 256")
+    lambda_mse: float = option(1.0, "weight of the pixel MSE", type=non_negative_float)
+    lambda_per: float = option(0.8, "weight of the perceptual distance", type=non_negative_float)
+    lambda_align: float = option(0.1, "weight of ADA's alignment loss", type=non_negative_float)
+    lambda_adv: float = option(0.0, "non-saturating adversarial loss with a trained discriminator (0: off, as "
+                                    "released)", type=non_negative_float)
+    warp_distortion: float = option(0.15, "perspective warp strength", type=probability)
+    warp_p: float = option(0.9, "probability that a sample is warped", type=probability)
+    consult: str = option("unwarped", "what the fused image is made from in training: ADA of the unwarped distortion "
+                                      "('unwarped', our form: it measured better) or of the warped one ('warped', the "
+                                      "released code)", choices=CONSULT_FORMS)
+
+
+CONFIG = HFGIConfig
 
 
 class HFGITrainer(HeadTrainer):
@@ -89,10 +94,9 @@ class HFGITrainer(HeadTrainer):
                *HeldoutScores.COLUMNS)
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "hfgi.safetensors"
-    trained_by = "experiments.training.train_hfgi"
     over_base_encoder = True
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+    def __init__(self, args: HFGIConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.hfgi = self.network = HFGI.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
         world.broadcast_(self.hfgi)
@@ -169,5 +173,5 @@ class HFGITrainer(HeadTrainer):
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: HFGIConfig) -> Path:
     return train_head(HFGITrainer, args)

@@ -47,50 +47,63 @@ targets / base / ReGANIE. At the end: reganie.safetensors in the project's encod
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import torch
 
 import latentspaces as ls
 from encoders import ReGANIE
 from experiments.argtypes import non_negative_float, positive_int
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed
-from experiments.training.editing import Editor, add_editor_flags
-from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import HeldoutScores, add_data_flag, is_folder_source, starting_discriminator
+from experiments.training.common import probability, rank_seed, snap_option
+from experiments.training.editing import Editor, EditorConfig
+from experiments.training.heads import HeadTrainer, OverBaseConfig, steps_option, train_head
+from experiments.training.images import HeldoutScores, is_folder_source, starting_discriminator, synthetic_ratio_option
 from latentspaces.images import save_images
+from latentspaces.losses import (
+    R1_INTERVAL,
+    ReconstructionLoss,
+    default_r1_gamma,
+    discriminator_loss,
+    generator_loss,
+    lazy_r1_term,
+    mean_squared_error,
+    r1_penalty,
+)
 from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, default_r1_gamma, discriminator_loss, generator_loss,
-                                 lazy_r1_term, mean_squared_error, r1_penalty)
 
 TRIPLETS = ("(y - y^, x^, x)", "(x - x^, y^, y)", "(x - x^, x^, x)")  # (residual, rendered, target)
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train reganie --help` lists them)."""
-    add_run_flags(ap, snap=50)
-    add_head_flags(ap, steps=3000, batch=8, lr=0.001, base_encoder=True)
-    ap.add_argument("--output", default="direct", choices=("direct", "residual"),
-                    help="'direct': G_p's image (the paper's); 'residual': y^ + G_p(...)")
-    ap.add_argument("--downsamplings", type=positive_int, default=None,
-                    help="halvings of E_p's map (default: encoders.reganie.default_reganie_sizes, 2 at 64 px; the "
-                         "paper: 4 at 512 px)")
-    ap.add_argument("--channels", type=json.loads, default=None,
-                    help='JSON {res: ch}, e.g. \'{"64": 32, "32": 48, "16": 64}\' (default: the network\'s)')
-    ap.add_argument("--sp-channels", type=positive_int, default=32, help="channels of the spatial residual code")
-    ap.add_argument("--gl-dim", type=positive_int, default=64, help="length of the global residual code")
-    ap.add_argument("--lambda-l1", type=non_negative_float, default=1.0)
-    ap.add_argument("--lambda-per", type=non_negative_float, default=0.2)
-    ap.add_argument("--lambda-gan", type=non_negative_float, default=0.02)
-    ap.add_argument("--adam-beta1", type=probability, default=0.9, help="Adam's beta1 for the network (paper: 0)")
-    ap.add_argument("--gamma", type=non_negative_float, default=None, help="R1 weight (default 0.0002 R^2 / batch)")
-    add_data_flag(ap, "1 for default/generator (generated pairs, as the paper), 0.5 for a folder")
-    add_editor_flags(ap)
+@dataclass(frozen=True)
+class ReGANIEConfig(OverBaseConfig, EditorConfig):
+    """`latentspaces train reganie`: ReGANIE's rectifying network (phase II) over a frozen W+ encoder."""
 
+    snap: int = snap_option(50)
+    steps: int = steps_option(3000)
+    output: str = option("direct", "'direct': G_p's image (the paper's); 'residual': y^ + G_p(...)",
+                         choices=("direct", "residual"))
+    downsamplings: Optional[int] = option(None, "halvings of E_p's map", type=positive_int,
+                                          default_text="encoders.reganie.default_reganie_sizes, 2 at 64 px; the "
+                                                       "paper: 4 at 512 px")
+    channels: Optional[dict] = option(None, 'JSON {res: ch}, e.g. \'{"64": 32, "32": 48, "16": 64}\'',
+                                      type=json.loads, default_text="the network's")
+    sp_channels: int = option(32, "channels of the spatial residual code", type=positive_int)
+    gl_dim: int = option(64, "length of the global residual code", type=positive_int)
+    lambda_l1: float = option(1.0, "weight of the pixel L1", type=non_negative_float)
+    lambda_per: float = option(0.2, "weight of the perceptual distance", type=non_negative_float)
+    lambda_gan: float = option(0.02, "weight of the adversarial loss", type=non_negative_float)
+    adam_beta1: float = option(0.9, "Adam's beta1 for the network (paper: 0)", type=probability)
+    gamma: Optional[float] = option(None, "R1 weight", type=non_negative_float, default_text="0.0002 R^2 / batch")
+    synthetic_ratio: Optional[float] = synthetic_ratio_option("1 for default/generator (generated pairs, as the "
+                                                              "paper), 0.5 for a folder")
+
+
+CONFIG = ReGANIEConfig
 
 
 class ReGANIETrainer(HeadTrainer):
@@ -101,10 +114,9 @@ class ReGANIETrainer(HeadTrainer):
                *HeldoutScores.COLUMNS)
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "reganie.safetensors"
-    trained_by = "experiments.training.train_reganie"
     over_base_encoder = True
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+    def __init__(self, args: ReGANIEConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         net = ReGANIE.for_generator(G, downsamplings=args.downsamplings, channels=args.channels,
                                     sp_channels=args.sp_channels, gl_dim=args.gl_dim, output=args.output)
@@ -214,5 +226,5 @@ class ReGANIETrainer(HeadTrainer):
                 "identity_loss": "none (the paper has none)"}
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: ReGANIEConfig) -> Path:
     return train_head(ReGANIETrainer, args)

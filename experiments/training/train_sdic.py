@@ -23,7 +23,7 @@ MSE, SSIM and calibrated identity of SDIC), loss plot, reconstruction grid. At t
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
@@ -34,35 +34,36 @@ from encoders import SDIC
 from encoders.heads import compensate
 from encoders.sdic import FUSIONS
 from experiments.argtypes import non_negative_float, positive_float, positive_int
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, rank_seed
-from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import HeldoutScores, add_data_flag
+from experiments.training.common import rank_seed
+from experiments.training.heads import HeadTrainer, OverBaseConfig, train_head
+from experiments.training.images import HeldoutScores
 from latentspaces.images import save_images
-from latentspaces.metrics.perceptual import make_perceptual
 from latentspaces.interfaces import Compensation, PerceptualDistance
 from latentspaces.losses import ReconstructionLoss, mean_squared_error
+from latentspaces.metrics.perceptual import make_perceptual
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train sdic --help` lists them)."""
-    add_run_flags(ap, snap=100)
-    add_head_flags(ap, steps=2000, batch=8, lr=1e-3, base_encoder=True)
-    ap.add_argument("--layer", default=None, help="compensated layer (default: encoders.sdic.default_sdic_layer)")
-    ap.add_argument("--width", type=positive_float, default=0.5, help="channel multiplier (1.0: the paper's sizes)")
-    ap.add_argument("--input-size", type=positive_int, default=32, help="side of the network input (paper: 256)")
-    ap.add_argument("--fusion", choices=FUSIONS, default="base",
-                    help="feature fused with DICN's map: G_l of the base codes W ('base', the released forward) or of "
-                         "the compensated W' ('compensated', our variant)")
-    add_data_flag(ap)
-    ap.add_argument("--lambda-mse", type=non_negative_float, default=1.0)
-    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8)
-    ap.add_argument("--lambda-edit", type=non_negative_float, default=0.5, help="weight of 0.8 map + 0.2 code distances")
+@dataclass(frozen=True)
+class SDICConfig(OverBaseConfig):
+    """`latentspaces train sdic`: an SDIC head over a frozen W+ encoder."""
 
+    layer: Optional[str] = option(None, "compensated layer", default_text="encoders.sdic.default_sdic_layer")
+    width: float = option(0.5, "channel multiplier (1.0: the paper's sizes)", type=positive_float)
+    input_size: int = option(32, "side of the network input (paper: 256)", type=positive_int)
+    fusion: str = option("base", "feature fused with DICN's map: G_l of the base codes W ('base', the released forward) "
+                                 "or of the compensated W' ('compensated', our variant)", choices=FUSIONS)
+    lambda_mse: float = option(1.0, "weight of the pixel MSE", type=non_negative_float)
+    lambda_per: float = option(0.8, "weight of the perceptual distance", type=non_negative_float)
+    lambda_edit: float = option(0.5, "weight of 0.8 map + 0.2 code distances", type=non_negative_float)
+
+
+CONFIG = SDICConfig
 
 
 def sdic_losses(comp: Compensation, x: torch.Tensor, ws: torch.Tensor, perceptual: Optional[PerceptualDistance],
-                args: argparse.Namespace) -> Dict[str, torch.Tensor]:
+                args: SDICConfig) -> Dict[str, torch.Tensor]:
     """The joint loss terms (scalars) of one batch: 'loss' (the weighted sum), 'l2', 'perceptual', 'edit'."""
     recon = ReconstructionLoss(perceptual, args.lambda_mse, args.lambda_per).batch(comp.image, x)
     edit = 0.8 * comp.cache["residual"].square().mean() + 0.2 * mean_squared_error(comp.ws, ws)
@@ -77,10 +78,9 @@ class SDICTrainer(HeadTrainer):
     columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "heldout_mse_base", *HeldoutScores.COLUMNS)
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "sdic.safetensors"
-    trained_by = "experiments.training.train_sdic"
     over_base_encoder = True
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+    def __init__(self, args: SDICConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width,
                                                       fusion=args.fusion).to(device).train()
@@ -124,5 +124,5 @@ class SDICTrainer(HeadTrainer):
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: SDICConfig) -> Path:
     return train_head(SDICTrainer, args)

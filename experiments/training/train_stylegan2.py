@@ -22,27 +22,36 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from experiments.argtypes import non_negative_float, positive_float, positive_int
-from experiments.training.common import add_run_flags, open_run, probability, training_codes
-from latentspaces.losses import R1_INTERVAL, default_r1_gamma, discriminator_loss, generator_loss, lazy_r1_term, r1_penalty
+from experiments.config import option
+from experiments.training.common import RunConfig, open_run, probability, training_codes
 from experiments.training.loop import Trainer, TrainingLoop
 from latentspaces import Generator, save_generator
 from latentspaces.datasets import FaceSampler
 from latentspaces.discriminator import Discriminator, save_discriminator
 from latentspaces.images import save_images
+from latentspaces.losses import (
+    R1_INTERVAL,
+    default_r1_gamma,
+    discriminator_loss,
+    generator_loss,
+    lazy_r1_term,
+    r1_penalty,
+)
 
 DEFAULT_G_CHANNELS = {4: 256, 8: 256, 16: 128, 32: 48, 64: 16}
 DEFAULT_D_CHANNELS = {64: 32, 32: 64, 16: 128, 8: 256, 4: 256}
 GRID_SEED = 123   # z stream of the snapshot grids
 
 
-def resolution(text: str) -> int:
+def face_resolution(text: str) -> int:
     """argparse type: a side in px that divides 64 (the DCGAN face domain is 64 px)."""
     value = positive_int(text)
     if value > 64 or 64 % value:
@@ -50,24 +59,28 @@ def resolution(text: str) -> int:
     return value
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train stylegan2 --help` lists them)."""
-    add_run_flags(ap, snap=50, snap_type=positive_float, snap_help="kimg between checkpoints / grids")
-    ap.add_argument("--kimg", type=positive_float, default=1000, help="training length in thousands of real images")
-    ap.add_argument("--batch", type=positive_int, default=64)
-    ap.add_argument("--gamma", type=non_negative_float, default=None, help="R1 weight (default 0.0002 R^2 / batch)")
-    ap.add_argument("--lr", type=positive_float, default=0.0025)
-    ap.add_argument("--resolution", type=resolution, default=64, help="side in px, a divisor of 64")
-    ap.add_argument("--g-channels", type=json.loads, default=DEFAULT_G_CHANNELS, help="JSON {res: ch}")
-    ap.add_argument("--d-channels", type=json.loads, default=DEFAULT_D_CHANNELS, help="JSON {res: ch}")
-    ap.add_argument("--z-dim", type=positive_int, default=512)
-    ap.add_argument("--mapping-layers", type=positive_int, default=8)
-    ap.add_argument("--mixing", type=probability, default=0.9, help="style-mixing probability")
-    ap.add_argument("--w-avg-samples", type=positive_int, default=100_000, help="mapping samples for the exported w_avg")
+@dataclass(frozen=True)
+class StyleGAN2Config(RunConfig):
+    """`latentspaces train stylegan2`: the default generator (and its discriminator) on the default domain's faces."""
+
+    snap: float = option(50, "kimg between checkpoints / grids", type=positive_float)
+    kimg: float = option(1000, "training length in thousands of real images", type=positive_float)
+    batch: int = option(64, "images per step", type=positive_int)
+    gamma: Optional[float] = option(None, "R1 weight", type=non_negative_float, default_text="0.0002 R^2 / batch")
+    lr: float = option(0.0025, "Adam's learning rate", type=positive_float)
+    resolution: int = option(64, "side in px, a divisor of 64", type=face_resolution)
+    g_channels: dict = option(DEFAULT_G_CHANNELS, "JSON {res: ch} of the generator", type=json.loads)
+    d_channels: dict = option(DEFAULT_D_CHANNELS, "JSON {res: ch} of the discriminator", type=json.loads)
+    z_dim: int = option(512, "z (and w) dimensionality", type=positive_int)
+    mapping_layers: int = option(8, "mapping network layers", type=positive_int)
+    mixing: float = option(0.9, "style-mixing probability", type=probability)
+    w_avg_samples: int = option(100_000, "mapping samples for the exported w_avg", type=positive_int)
 
 
+CONFIG = StyleGAN2Config
 
-def build(args: argparse.Namespace) -> Tuple[Generator, Discriminator, Generator]:
+
+def build(args: StyleGAN2Config) -> Tuple[Generator, Discriminator, Generator]:
     """(G, D, G_ema) freshly initialised from the flags; G_ema starts as a copy of G."""
     G = Generator(z_dim=args.z_dim, w_dim=args.z_dim, resolution=args.resolution, mapping_layers=args.mapping_layers,
                   channels={int(k): v for k, v in args.g_channels.items()})
@@ -85,7 +98,7 @@ class StyleGAN2Trainer(Trainer):
     columns = ("kimg", "seconds", "loss_G", "loss_D", "r1", "img_per_s")
     plot_columns = ("loss_G", "loss_D")
 
-    def __init__(self, args: argparse.Namespace, out: Path, device: torch.device):
+    def __init__(self, args: StyleGAN2Config, out: Path, device: torch.device):
         self.args = args                  # the parsed flags
         self.out = out                    # run directory
         self.device = device
@@ -182,7 +195,7 @@ def export(G_ema: Generator, D: Discriminator, out: Path, seed: int = 0, w_avg_s
     print(f"exported {out / 'generator.safetensors'} and {out / 'discriminator.safetensors'}")
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: StyleGAN2Config) -> Path:
     out, device, world = open_run(args)
     if world.size > 1:
         raise SystemExit("the StyleGAN2 trainer runs in one process; start it without torchrun")
@@ -192,5 +205,5 @@ def train(args: argparse.Namespace) -> Path:
         torch.backends.cudnn.benchmark = True
     trainer = StyleGAN2Trainer(args, out, device)
     TrainingLoop(trainer, out, world, total=round(args.kimg * 1000), snap=round(args.snap * 1000), resume=args.resume,
-                 max_seconds=args.max_seconds, config=vars(args), device=device).run()
+                 max_seconds=args.max_seconds, config=asdict(args), device=device).run()
     return out

@@ -24,9 +24,9 @@ At the end: encoder.safetensors.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import nn
@@ -35,15 +35,22 @@ import latentspaces as ls
 from encoders import WPlusEncoder
 from encoders.wplus_encoder import BACKBONES, EqualLinear
 from experiments.argtypes import non_negative_float, non_negative_int, positive_int
+from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import add_run_flags, probability, rank_seed, training_codes
-from experiments.training.heads import HeadTrainer, add_head_flags, train_head
-from experiments.training.images import HeldoutScores, add_data_flag
+from experiments.training.common import probability, rank_seed, snap_option, training_codes
+from experiments.training.heads import HeadConfig, HeadTrainer, lr_option, steps_option, train_head
+from experiments.training.images import HeldoutScores, synthetic_ratio_option
 from latentspaces.images import save_images
+from latentspaces.losses import (
+    R1_INTERVAL,
+    ReconstructionLoss,
+    discriminator_loss,
+    generator_loss,
+    lazy_r1_term,
+    mean_squared_error,
+    r1_penalty,
+)
 from latentspaces.metrics.perceptual import make_perceptual
-from latentspaces.losses import (R1_INTERVAL, ReconstructionLoss, discriminator_loss, generator_loss, lazy_r1_term,
-                                 mean_squared_error, r1_penalty)
-
 
 
 class LatentDiscriminator(nn.Module):
@@ -61,23 +68,28 @@ class LatentDiscriminator(nn.Module):
         return self.net(w).squeeze(-1)
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The trainer's flags (`latentspaces train wplus-encoder --help` lists them)."""
-    add_run_flags(ap, snap=250)
-    add_head_flags(ap, steps=3000, batch=8, lr=5e-4)
-    ap.add_argument("--backbone", default=None, choices=sorted(BACKBONES),
-                    help="'small' (default up to 128 px) or 'ir_se50'")
-    ap.add_argument("--style-channels", type=positive_int, default=64, help="hidden channels of the style blocks")
-    ap.add_argument("--lambda-per", type=non_negative_float, default=0.8, help="perceptual weight (e4e: 0.8 LPIPS)")
-    ap.add_argument("--lambda-latent", type=non_negative_float, default=1.0, help="latent supervision on generated images")
-    add_data_flag(ap, "0.5")
-    ap.add_argument("--delta-reg", type=non_negative_float, default=2e-4, help="weight of the offsets' L2 norms (e4e: 2e-4)")
-    ap.add_argument("--progressive-start", type=non_negative_int, default=300, help="steps of w0-only training")
-    ap.add_argument("--progressive-every", type=positive_int, default=100, help="steps between newly enabled offsets")
-    ap.add_argument("--lambda-wd", type=non_negative_float, default=0.0, help="latent discriminator weight (e4e: 0.1; 0: off)")
-    ap.add_argument("--r1", type=non_negative_float, default=10.0, help="R1 weight of the latent discriminator")
-    ap.add_argument("--mixing", type=probability, default=0.5, help="style mixing of the generated training codes")
+@dataclass(frozen=True)
+class WPlusEncoderConfig(HeadConfig):
+    """`latentspaces train wplus-encoder`: the e4e-style W+ encoder."""
 
+    snap: int = snap_option(250)
+    steps: int = steps_option(3000)
+    lr: float = lr_option(5e-4)
+    backbone: Optional[str] = option(None, "the encoder's backbone", choices=sorted(BACKBONES),
+                                     default_text="'small' up to 128 px, else 'ir_se50'")
+    style_channels: int = option(64, "hidden channels of the style blocks", type=positive_int)
+    lambda_per: float = option(0.8, "perceptual weight (e4e: 0.8 LPIPS)", type=non_negative_float)
+    lambda_latent: float = option(1.0, "latent supervision on generated images", type=non_negative_float)
+    synthetic_ratio: Optional[float] = synthetic_ratio_option("0.5")
+    delta_reg: float = option(2e-4, "weight of the offsets' L2 norms (e4e: 2e-4)", type=non_negative_float)
+    progressive_start: int = option(300, "steps of w0-only training", type=non_negative_int)
+    progressive_every: int = option(100, "steps between newly enabled offsets", type=positive_int)
+    lambda_wd: float = option(0.0, "latent discriminator weight (e4e: 0.1; 0: off)", type=non_negative_float)
+    r1: float = option(10.0, "R1 weight of the latent discriminator", type=non_negative_float)
+    mixing: float = option(0.5, "style mixing of the generated training codes", type=probability)
+
+
+CONFIG = WPlusEncoderConfig
 
 
 def progressive_stage(step: int, start: int, every: int, num_ws: int) -> int:
@@ -96,9 +108,8 @@ class WPlusEncoderTrainer(HeadTrainer):
     plot_columns = ("loss", *HeldoutScores.COLUMNS)
     synthetic_ratio = 0.5
     fresh_ok = ("D_lat", "opt_d")  # a run may switch the latent discriminator on when resumed
-    trained_by = "experiments.training.train_wplus_encoder"
 
-    def __init__(self, args: argparse.Namespace, out: Path, G: ls.Generator, world: World, device: torch.device):
+    def __init__(self, args: WPlusEncoderConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.backbone = args.backbone or ("small" if G.resolution <= 128 else "ir_se50")
         self.encoder = self.network = WPlusEncoder.for_generator(G, backbone=self.backbone,
@@ -194,5 +205,5 @@ class WPlusEncoderTrainer(HeadTrainer):
                 "progressive_stage": self.encoder.progressive_stage}
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: WPlusEncoderConfig) -> Path:
     return train_head(WPlusEncoderTrainer, args)
