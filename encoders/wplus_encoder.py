@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentspaces.errors import CheckpointError
+from latentspaces.file_rules import FLOAT_DTYPES
 from latentspaces.spaces import Code, LatentSpace
 from latentspaces.torch_files import load_torch_file
 
@@ -256,7 +257,7 @@ class WPlusEncoder(nn.Module):
         return space.from_ws(ws)
 
 
-def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncoder:
+def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None, where: str = "the e4e state dict") -> WPlusEncoder:
     """An ir_se50 WPlusEncoder with the encoder weights of an e4e checkpoint's state dict.
 
     `state`: the checkpoint's 'state_dict' (keys 'encoder.*', 'decoder.*') or just the encoder part;
@@ -288,10 +289,18 @@ def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None) -> WPlusEncod
     if missing or extra or wrong:
         raise CheckpointError(f"the e4e encoder does not match IR-SE50 Encoder4Editing: missing {missing[:4]}, "
                          f"unexpected {extra[:4]}, wrong shapes {wrong[:4]}")
-    enc_state = {k: v.float() for k, v in enc_state.items()}
+    for k, v in enc_state.items():   # floating weights as float32; an integer buffer keeps its own dtype; no other cast
+        wanted = FLOAT_DTYPES if own[k].is_floating_point() else (own[k].dtype,)
+        if v.dtype not in wanted:
+            raise CheckpointError(f"{where}: {k} has dtype {str(v.dtype).replace('torch.', '')}; expected "
+                                  f"{', '.join(str(d).replace('torch.', '') for d in wanted)}. Refusing to cast")
+    enc_state = {k: v.to(own[k].dtype) for k, v in enc_state.items()}
     if avg is None:
         raise CheckpointError("the e4e state has no 'latent_avg'; pass the checkpoint's top-level dict (it stores "
                          "latent_avg beside state_dict)")
+    if not isinstance(avg, torch.Tensor) or avg.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{where}: latent_avg is {getattr(avg, 'dtype', type(avg).__name__)}; expected a floating "
+                              "tensor. Refusing to cast")
     avg = avg.float()
     if avg.ndim == 2 and not torch.equal(avg, avg[:1].expand_as(avg)):
         raise CheckpointError("the checkpoint's latent_avg has differing rows; e4e's is one w_avg repeated per layer")
@@ -318,4 +327,4 @@ def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
     state = dict(ckpt["state_dict"])
     if "latent_avg" in ckpt and "latent_avg" not in state:
         state["latent_avg"] = ckpt["latent_avg"]
-    return from_e4e_state_dict(state, num_ws)
+    return from_e4e_state_dict(state, num_ws, where=path)

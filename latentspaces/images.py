@@ -33,6 +33,7 @@ draft mode: the DCT scaled by 1/2, 1/4 or 1/8, never below twice the target size
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -45,6 +46,13 @@ from .storage import PathLike, atomic_path, load_tensors, save_tensors
 
 IMAGES_FORMAT = "latentspaces.images"  # uint8 image batches: tensor `images` [N, 3, R, R] (targets, method outputs)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # what a folder expands to
+# The only formats Pillow is asked to open (its JPEG opener also reads the MPO files some cameras write): a file of
+# another format is refused by name, whatever its suffix says (an EPS named .png never reaches Ghostscript).
+READ_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+# The most pixels a file may declare in its header (80 Mpx: 240 MB once decoded as 8-bit RGB, below Pillow's own bomb
+# warning at 89 Mpx; a 64 Mpx phone photo fits); a larger image is
+# refused before any pixel is decoded, except a JPEG read at a resolution, whose draft mode decodes it reduced.
+MAX_IMAGE_PIXELS = 80_000_000
 WHITE = (255, 255, 255)
 
 EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "RGBX", "YCbCr", "CMYK", "LA", "La", "PA", "RGBA", "RGBa")
@@ -101,23 +109,32 @@ def _open(path: Path, resolution: Optional[int], notes: List[str]):
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():   # Pillow's bomb warning: the stricter budget below refuses such files
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path, formats=READ_FORMATS)
+        with img:
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 notes.append(f"{path}: {frames} frames; read the first")
-            if resolution and img.format == "JPEG" and min(img.size) >= 4 * resolution:
-                size = img.size
+            declared = img.size
+            if resolution and img.format in ("JPEG", "MPO") and min(img.size) >= 4 * resolution:
                 img.draft(None, (2 * resolution, 2 * resolution))   # decode at 1/2, 1/4 or 1/8 scale
-                if img.size != size:
-                    notes.append(f"{path}: decoded {size[0]}x{size[1]} at {img.size[0]}x{img.size[1]} (JPEG draft)")
+                if img.size != declared:
+                    notes.append(f"{path}: decoded {declared[0]}x{declared[1]} at {img.size[0]}x{img.size[1]} "
+                                 "(JPEG draft)")
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:   # from the header: nothing decoded yet
+                raise CheckpointError(f"{path}: {declared[0]}x{declared[1]} pixels, more than the "
+                                      f"{MAX_IMAGE_PIXELS:,} an image may have here; resize it first")
             img.load()
             orientation = img.getexif().get(ORIENTATION, 1)
             if orientation in range(2, 9):   # a new image: twice the photo in memory while it is made
                 img = ImageOps.exif_transpose(img)
                 notes.append(f"{path}: turned upright (EXIF orientation {orientation})")
             # no copy otherwise: load() has read the pixels, and leaving the `with` only closes the file
+    except CheckpointError:
+        raise
     except UnidentifiedImageError:
-        raise CheckpointError(f"{path}: not an image file Pillow can read") from None
+        raise CheckpointError(f"{path}: not an image file of the formats read here ({', '.join(READ_FORMATS)})") from None
     except Image.DecompressionBombError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as e:
@@ -291,5 +308,5 @@ def load_image_file(path: Path) -> torch.Tensor:
     return tensors["images"]
 
 
-__all__ = ["IMAGES_FORMAT", "IMAGE_SUFFIXES", "WHITE", "from_uint8", "image_files", "load_image_file", "load_images",
+__all__ = ["IMAGES_FORMAT", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "READ_FORMATS", "WHITE", "from_uint8", "image_files", "load_image_file", "load_images",
            "read_image", "read_photo", "save_image_file", "save_images", "to_uint8"]

@@ -311,6 +311,45 @@ def test_a_tabs_direction_files_become_its_own_sliders(server, astronaut, tmp_pa
         "/api/directions", small.read_bytes(), name=small.name)
     assert "small.safetensors" in tab.error("/api/directions", b"junk" * 10, name="small.safetensors")
     assert "kind must be z or w" in tab.error("/api/directions", good.read_bytes(), name=good.name, kind="q")
+    rows = tmp_path / "rows.safetensors"   # 100 rows of 512: not one per layer of this generator (10 ws)
+    save_directions(rows, [Direction(torch.randn(100, 512), "w", name="rows")])
+    assert "rows is [100, 512]; a w direction of this generator is [512] or one row per layer [10, 512]" in \
+        tab.error("/api/directions", rows.read_bytes(), name=rows.name)
+    huge = '{"%s": 1%s}' % (key, "0" * 400)   # an integer past any float: refused as a number, not a 500
+    status, data, _ = tab.request("/api/render.png", photo=photo, face=0, space="WPlus", recipe=recipe, edit=huge)
+    assert status == 400 and "finite numbers" in json.loads(data)["error"]
+
+
+def test_the_servers_own_replies_speak_the_pages_json_and_headers(server):
+    """HEAD works where GET does; http.server's own refusals (a request line or a header too long, a method not
+    served) are the page's JSON with its security headers; a long refused parameter is not echoed back whole."""
+    import http.client
+    import socket
+
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("HEAD", "/")
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == b"" and int(r.getheader("Content-Length")) > 100
+    assert "default-src 'self'" in r.getheader("Content-Security-Policy")
+    conn.close()
+
+    def raw(request: bytes):
+        with socket.create_connection((host, port), timeout=30) as sock:
+            sock.sendall(request)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        return int(head.split()[1]), head.decode("latin-1"), json.loads(body)
+
+    for request, status in ((b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+                            (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+                            (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 501)):
+        got, head, body = raw(request)
+        assert got == status and "Content-Security-Policy: default-src 'self'" in head and body["error"], status
+    message = Client(server).error("/api/job", job="x" * 20_000)
+    assert len(message) < 600 and "characters)" in message
 
 
 def test_the_command_refuses_an_encoder_or_head_that_does_not_fit(tmp_path, capsys):
@@ -404,6 +443,22 @@ def app_command(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_stops_the_editor_and_removes_its_temporary_folder(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "app", "--port", "0", "--direction-samples",
+                             "2000", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=Path(__file__).resolve().parents[1])
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "the editor is at" in line:
+            break
+    assert list(tmp_path.glob("latentspaces-app-*")), "".join(lines[-5:])   # the sessions' folder exists
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0 and not list(tmp_path.glob("latentspaces-app-*"))
+
+
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_page_in_headless_chromium(app_command, astronaut, tmp_path):
     from selenium.webdriver.common.by import By
@@ -491,7 +546,7 @@ def test_the_page_in_headless_chromium(app_command, astronaut, tmp_path):
         notes.write_text("not a photo\n")
         find(By.ID, "upload").send_keys(str(notes))
         wait.until(lambda b: find(By.ID, "error").is_displayed())
-        assert find(By.ID, "error").text == "notes.png: not an image file Pillow can read"
+        assert find(By.ID, "error").text == "notes.png: not an image file of the formats read here (PNG, JPEG, WEBP, BMP, GIF, TIFF)"
         find(By.ID, "upload").send_keys(str(astronaut))
         wait.until(lambda b: not find(By.ID, "error").is_displayed())
         wait.until(lambda b: "1 face" in find(By.ID, "photo-status").text)

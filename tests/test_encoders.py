@@ -116,3 +116,19 @@ def test_e4e_reader_refuses_other_layouts(tmp_path):
     torch.save({"state_dict": {}, "opts": {"encoder_type": "GradualStyleEncoder"}}, tmp_path / "psp.pt")
     with pytest.raises(ValueError, match="not 'Encoder4Editing'"):
         load_encoder(tmp_path / "psp.pt")
+
+
+def test_e4e_weights_of_another_dtype_are_refused_not_cast():
+    """docs/formats.md: integer or complex weights are refused; floating ones (fp16, bf16, fp64) read as float32."""
+    enc = WPlusEncoder(4, 512, backbone="ir_se50", style_channels=512)
+    state = {f"encoder.{k}": v for k, v in enc.state_dict().items() if k != "w_avg"}
+    state["latent_avg"] = torch.zeros(512)
+    assert torch.equal(from_e4e_state_dict({**state, "encoder.styles.0.linear.weight":
+                                            state["encoder.styles.0.linear.weight"].half()}).styles[0].linear.weight,
+                       state["encoder.styles.0.linear.weight"].half().float())
+    for dtype in (torch.int64, torch.complex64):
+        bad = {**state, "encoder.styles.0.linear.weight": state["encoder.styles.0.linear.weight"].to(dtype)}
+        with pytest.raises(ValueError, match=f"styles.0.linear.weight has dtype {str(dtype)[6:]}; expected float16"):
+            from_e4e_state_dict(bad, where="e4e.pt")
+    with pytest.raises(ValueError, match="latent_avg is torch.int64"):
+        from_e4e_state_dict({**state, "latent_avg": torch.zeros(512, dtype=torch.int64)})

@@ -117,7 +117,7 @@ CASES = [
     ("invert --out {out} --targets ,", 2, "argument --targets: ',' has an empty entry"),
     ("invert --out {out} --targets {d}/missing.png", 2, "argument --targets: no image file or folder at"),
     ("invert --out {out} --targets {d}/empty_dir", 2, "empty_dir: a folder without image files"),
-    ("invert --out {out} --targets {d}/notes.png", 1, "notes.png: not an image file Pillow can read", NEEDS_G),
+    ("invert --out {out} --targets {d}/notes.png", 1, "notes.png: not an image file of the formats read here (PNG, JPEG, WEBP, BMP, GIF, TIFF)", NEEDS_G),
     ("compare --out {out} --generator {d}/nope.pt", 2, "argument --generator: '{d}/nope.pt' is not a file"),
     ("compare --out {out} --generator {d}/empty_dir", 2, "argument --generator: '{d}/empty_dir' is a folder"),
     ("compare --out {out} --init encoder --f-encoder nope", 2, "argument --f-encoder: 'nope' is not a file and not "

@@ -4,6 +4,7 @@ over two gloo ranks, resume at the exact batch, every trainer on a folder, and -
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from encoders import load_encoder
 from experiments.distributed import World, close_world
+from experiments.rows import read_rows
 from experiments.training.folder_data import (DATA_INDEX, MANIFEST, SKIPPED_FILE, VAL_INDEX, EpochBatches, FolderStream,
                                               folder_indexes, split_heldout)
 from latentspaces.datasets import FaceSampler
@@ -70,6 +72,64 @@ def test_the_index_walks_the_tree_sorted_skipping_hidden_and_non_images(tmp_path
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no image files in this folder or below"):
         index_images(tmp_path / "empty")
+
+
+def _links_and_a_locked_folder(folder: Path, monkeypatch) -> None:
+    """A file link loop (a.png <-> b.png), a link to nothing and a subfolder the walk may not list (root may list any
+    folder, so the refusal is os.scandir's, simulated)."""
+    (folder / "a.png").symlink_to(folder / "b.png")
+    (folder / "b.png").symlink_to(folder / "a.png")
+    (folder / "gone.png").symlink_to(folder / "nothing.png")
+    (folder / "locked").mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "locked" / "x.png")
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_the_walk_survives_any_link_and_says_what_it_skipped(tmp_path, monkeypatch):
+    write_faces(tmp_path, 3, nested=False)
+    _links_and_a_locked_folder(tmp_path, monkeypatch)
+    skipped = []
+    assert index_images(tmp_path, skipped) == ["face000.png", "face001.png", "face002.png"]
+    assert dict(skipped) == {"a.png": "a symbolic link in a loop", "b.png": "a symbolic link in a loop",
+                             "gone.png": "a link to no file", "locked/": "cannot list the folder (Permission denied)"}
+    assert index_images(tmp_path) == ["face000.png", "face001.png", "face002.png"]   # no list: skipped silently
+
+
+def test_the_held_out_draw_passes_over_files_that_are_not_images(tmp_path):
+    """200 empty files beside 4 faces: the held-out files are faces (the draw once took only empty files and
+    refused the run)."""
+    write_faces(tmp_path, 4, nested=False)
+    for i in range(200):
+        (tmp_path / f"empty{i:03d}.png").write_bytes(b"")
+    index = FolderIndex.build(tmp_path)
+    train, held = split_heldout(index, 3)
+    assert len(held) == 3 and all(f.startswith("face") for f in held.files) and len(train) == 201
+    for f in index.files:
+        if f.startswith("face"):
+            (tmp_path / f).write_bytes(b"")
+    with pytest.raises(SystemExit, match="none of its 204 image file"):
+        split_heldout(FolderIndex.build(tmp_path), 3)
+
+
+def test_a_trainer_trains_on_a_folder_with_a_link_loop_and_lists_it(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    write_faces(data, 4, nested=False)
+    _links_and_a_locked_folder(data, monkeypatch)
+    out = tmp_path / "run"
+    train("f-encoder", ["--batch", "2", "--snap", "1", "--device", "cpu", "--perceptual", "none", "--identity", "none",
+                        "--out", str(out), "--data", str(data), "--synthetic-ratio", "0", "--heldout-images", "1",
+                        "--widths", "[8,8,8]", "--steps", "1"])
+    said = capsys.readouterr().out
+    assert f"skipped {data / 'a.png'}: a symbolic link in a loop" in said
+    listed = {r["file"]: r["reason"] for r in read_rows(out / SKIPPED_FILE)}
+    assert listed["a.png"] == "a symbolic link in a loop" and "locked/" in listed
+    assert (out / "encoder.safetensors").is_file()
 
 
 def test_a_damaged_file_is_skipped_and_a_folder_of_damaged_files_is_one_line(tmp_path):

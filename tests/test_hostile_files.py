@@ -298,3 +298,24 @@ def test_the_mixed_family_fuzz_finds_nothing():
     assert not report.failures, report.failures[:3]
     assert report.counts["refused"] > 80 and report.counts["loaded"] > 10
     assert math.isfinite(report.peak_mb["directions"]) and report.peak_mb["directions"] < 200
+
+
+def test_a_torch_archive_with_a_damaged_record_is_refused_by_its_crc(tmp_path):
+    """torch.load does not check the zip records' CRC-32: a flipped byte in a tensor would load as a changed weight.
+    The one door for torch.save files checks every record first."""
+    import zipfile
+
+    from latentspaces.torch_files import load_torch_file
+    path = tmp_path / "d.pt"
+    torch.save({"d": torch.arange(4096, dtype=torch.float32)}, path)
+    assert torch.equal(load_torch_file(path, "direction file")["d"], torch.arange(4096, dtype=torch.float32))
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)   # the tensor's data record
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)   # past the local header
+    data[start + info.file_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    loaded = torch.load(path, weights_only=True)["d"]   # torch itself reads the changed weight
+    assert not torch.equal(loaded, torch.arange(4096, dtype=torch.float32))
+    with pytest.raises(CheckpointError, match="fails its CRC-32 check"):
+        load_torch_file(path, "direction file")

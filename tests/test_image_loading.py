@@ -145,7 +145,7 @@ def test_big_jpeg_is_decoded_in_draft_mode_and_matches_a_full_decode(tmp_path):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda p: p.write_bytes(b"just some text\n"), "not an image file Pillow can read"),
+    (lambda p: p.write_bytes(b"just some text\n"), "not an image file of the formats read here"),
     (lambda p: p.write_bytes(_noise_png(p.with_suffix(".full.png")).read_bytes()[:5000]),
      "truncated or corrupt image file"),
     (lambda p: p.mkdir(), "is a folder, not an image file"),
@@ -189,3 +189,39 @@ def test_load_images_crops_resizes_stacks_and_prints_notes(tmp_path, capsys):
     assert torch.allclose(x[1], torch.ones(3, 4, 4))
     out = capsys.readouterr().out
     assert "center-cropped 12x8 to 8x8" in out and "resized 8x8 to 4x4" in out and "composited" in out
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that declares width x height 8-bit gray pixels and holds none (a few dozen bytes): a reader that
+    decodes before it looks at the header spends width x height bytes on it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def test_an_image_declaring_more_pixels_than_the_budget_is_refused_from_its_header(tmp_path):
+    from latentspaces.images import MAX_IMAGE_PIXELS
+    path = tmp_path / "huge.png"
+    _png_header_only(path, 13_000, 13_000)   # 169 Mpx declared, under Pillow's own bomb limit
+    assert 13_000 ** 2 > MAX_IMAGE_PIXELS and path.stat().st_size < 100
+    with pytest.raises(CheckpointError, match="13000x13000 pixels, more than the 80,000,000"):
+        read_image(path, 64)
+    _png_header_only(path, 8_000, 8_000)   # within the budget: read as far as its (missing) pixels go
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_image(path, 64)
+
+
+def test_only_the_formats_named_are_opened_whatever_the_suffix(tmp_path):
+    """An EPS named .png is refused by name: it never reaches Pillow's Ghostscript plugin."""
+    from latentspaces.images import READ_FORMATS
+    eps = tmp_path / "drawing.png"
+    eps.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n")
+    with pytest.raises(CheckpointError, match="not an image file of the formats read here"):
+        read_image(eps, 64)
+    assert "EPS" not in READ_FORMATS
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "red.tif")   # a named format with its suffix reads
+    assert read_image(tmp_path / "red.tif")[0].shape == (3, 8, 8)

@@ -260,9 +260,9 @@ class Editor:
         for key, alpha in alphas.items():
             if key not in sliders:
                 raise ValueError(f"unknown slider {key!r}")
-            if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and abs(alpha) <= SLIDER_LIMIT):
+            if not (finite_number(alpha) and abs(alpha) <= SLIDER_LIMIT):
                 raise ValueError(f"slider {key}: alpha must be a number in [-{SLIDER_LIMIT:g}, {SLIDER_LIMIT:g}], "
-                                 f"got {alpha!r}")
+                                 f"got {shown(alpha)}")
             d = sliders[key].by_kind.get(kind)
             if alpha != 0 and d is not None:
                 parts.append((d, float(alpha)))
@@ -395,6 +395,22 @@ def default_sliders(G: ls.Generator, components: int, samples: int, files: Seque
     return sliders + from_files
 
 
+def finite_number(value: object) -> bool:
+    """Whether `value` is a finite int or float (not a bool); an int too large for a float (10**400) is not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: what an error message echoes of a value it refuses."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = None,
                  limit: int = MAX_FILE_SLIDERS) -> List[Slider]:
     """One slider per direction of a direction file (`latentspaces.directions.load_directions`: the project's
@@ -408,8 +424,12 @@ def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = No
         if d.vector.shape[-1] != sizes[d.kind]:
             raise ValueError(f"{Path(path).name}: {d.name or 'a direction'} has {d.vector.shape[-1]} numbers per "
                              f"layer; this generator's {d.kind} codes have {sizes[d.kind]}")
+        if d.kind in ("z", "w") and not (d.vector.ndim == 1 or (d.vector.ndim == 2 and len(d.vector) == G.num_ws)):
+            raise ValueError(f"{Path(path).name}: {d.name or 'a direction'} is {list(d.vector.shape)}; a {d.kind} "
+                             f"direction of this generator is [{sizes[d.kind]}] or one row per layer [{G.num_ws}, "
+                             f"{sizes[d.kind]}]")
     return [Slider(f"{key}_{k}", f"{Path(path).stem} {d.name or k}", {d.kind: d}) for k, d in enumerate(directions)]
 
 
 __all__ = ["APP_RECIPES", "Cancelled", "Editor", "JOB_MAX_STEPS", "SLIDER_COMPONENTS", "SLIDER_SAMPLES", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
-           "default_sliders", "face_png", "file_sliders", "png_bytes"]
+           "default_sliders", "face_png", "file_sliders", "finite_number", "png_bytes", "shown"]

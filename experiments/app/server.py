@@ -25,15 +25,17 @@ The API (all answers JSON, except images and the bundle; a refused request answe
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import webbrowser
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -43,11 +45,12 @@ from urllib.parse import parse_qs, urlsplit
 from latentspaces.storage import atomic_path
 
 from ..reporting import describe_error
-from .editor import Editor, face_png, file_sliders, png_bytes
+from .editor import Editor, face_png, file_sliders, finite_number, png_bytes
 from .sessions import SessionStore
 
 MAX_UPLOAD = 64 * 2**20          # bytes of one uploaded photo (larger: refused before it is read)
 MAX_DIRECTIONS = 16 * 2**20      # bytes of one uploaded direction file
+MAX_ERROR = 500                  # characters of an error message sent back (a refused parameter is cut, not echoed)
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/app.css": ("app.css", "text/css; charset=utf-8")}
 CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; style-src 'self'; "
@@ -128,7 +131,19 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode(), "application/json")
 
     def _error(self, message: str, status: int = 400) -> None:
+        if len(message) > MAX_ERROR:   # a request's own long parameter is not echoed back whole
+            message = f"{message[:MAX_ERROR]}... ({len(message)} characters)"
         self._json({"error": message}, status)
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """http.server's own refusals (a request line or header too long, a method not served, a malformed
+        request) in the page's one JSON shape, with the same security headers; the connection closes."""
+        self.close_connection = True
+        try:
+            self._send(code, json.dumps({"error": message or HTTPStatus(code).phrase}).encode(), "application/json",
+                       {"Connection": "close"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _query(self) -> Dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
@@ -171,6 +186,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._dispatch(GET_ROUTES)
 
+    def do_HEAD(self) -> None:
+        """As GET, without the body (`_send` leaves it out)."""
+        self.do_GET()
+
     def do_POST(self) -> None:
         self._dispatch(POST_ROUTES)
 
@@ -190,8 +209,7 @@ class Handler(BaseHTTPRequestHandler):
             edit = json.loads(q.get("edit") or "{}")
         except ValueError:
             raise RequestError("edit must be JSON: {\"slider\": alpha, ...}") from None
-        if not isinstance(edit, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 and math.isfinite(v) for v in edit.values()):
+        if not isinstance(edit, dict) or not all(finite_number(v) for v in edit.values()):
             raise RequestError("edit must map slider keys to finite numbers")
         return {str(k): float(v) for k, v in edit.items()}
 
@@ -346,8 +364,12 @@ def check_address(host: str, port: int) -> None:
         raise _unusable(host, port, e) from None
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(editor: Editor, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:
-    """Serve the editor until Ctrl-C (port 0: any free port)."""
+    """Serve the editor until Ctrl-C or SIGTERM (port 0: any free port); either removes its temporary folder."""
     try:
         server = EditorServer((host, port), editor)
     except OSError as e:   # the port taken, or an address this machine does not have
@@ -359,6 +381,8 @@ def serve(editor: Editor, host: str = "127.0.0.1", port: int = 7860, open_browse
               file=sys.stderr, flush=True)
     if open_browser:
         webbrowser.open(server.url)
+    if threading.current_thread() is threading.main_thread():   # SIGTERM stops it as Ctrl-C does: temp folder removed
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

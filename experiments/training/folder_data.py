@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from experiments.distributed import World
 from experiments.rows import append_rows, read_rows
 from latentspaces.datasets.image_folder import FolderIndex, ImageFolder, Skipped, collate_items
 from latentspaces.errors import CheckpointError, FaceNotFoundError
-from latentspaces.images import from_uint8
+from latentspaces.images import MAX_IMAGE_PIXELS, READ_FORMATS, from_uint8
 from latentspaces.progress import progress_bar
 from latentspaces.storage import atomic_write_text
 
@@ -59,16 +60,45 @@ VAL_SEED = 20_231_127                   # the held-out split's permutation: fixe
 FLIP_SALT = 7_919                       # the flip draws' seed is --seed * FLIP_SALT + epoch (distinct from the order's)
 
 
+def _opens_as_image(path: Path) -> bool:
+    """Whether Pillow reads an image header in `path` (no pixels decoded): an empty or foreign file does not."""
+    try:
+        with Image.open(path, formats=READ_FORMATS) as img:
+            return 0 < img.size[0] * img.size[1] <= MAX_IMAGE_PIXELS
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def split_heldout(index: FolderIndex, count: int) -> Tuple[FolderIndex, FolderIndex]:
-    """(training files, held-out files): `count` files of `index` chosen by a fixed-seed permutation, the
-    rest in index order. At least one file must remain to train on."""
+    """(training files, held-out files): `count` files of `index` whose header reads as an image, in the order of a
+    fixed-seed permutation (an empty or foreign file is passed over, never held out), the rest in index order.
+    At least one file must remain to train on."""
     if not 1 <= count < len(index):
         raise SystemExit(f"{index.root}: {len(index)} image file(s) cannot give {count} held-out and at least one "
                          "training image; pass a smaller --val-split / --heldout-images, or --val DIR")
     order = torch.randperm(len(index), generator=torch.Generator().manual_seed(VAL_SEED)).tolist()
-    held = sorted(order[:count])
+    held: List[int] = []
+    for i in order[:-1]:   # the permutation's last file is never held out: one remains to train on
+        if len(held) == count:
+            break
+        if _opens_as_image(index.path(i)):
+            held.append(i)
+    if not held:
+        raise SystemExit(f"{index.root}: none of its {len(index)} image file(s) opens as an image")
+    held.sort()
     held_set = set(held)
     return index.subset([i for i in range(len(index)) if i not in held_set]), index.subset(held)
+
+
+def report_walk(root: str, skipped: List[Skipped], log: Optional[Path]) -> None:
+    """Say what the index walk of `root` could not use (a link loop, an unreadable folder, ...): one line each,
+    at most 10 printed, all recorded in `log` (OUT/skipped_images.csv) beside the damaged files."""
+    for rel, why in skipped[:10]:
+        print(f"skipped {Path(root) / rel}: {why}")
+    if len(skipped) > 10:
+        print(f"... and {len(skipped) - 10} more skipped (listed in {log})")
+    if skipped and log is not None:
+        append_rows(log, [{"file": rel, "reason": why} for rel, why in skipped], SKIPPED_FIELDS)
 
 
 def read_heldout(index: FolderIndex, resolution: int, n: int) -> torch.Tensor:
@@ -287,7 +317,9 @@ def folder_indexes(data: Optional[str], val: Optional[str], val_split: Optional[
                 if (out / VAL_INDEX).is_file() and val is None:
                     held = FolderIndex.load(out / VAL_INDEX)
             else:
-                train = FolderIndex.build(data)
+                walked: List[Skipped] = []
+                train = FolderIndex.build(data, walked)
+                report_walk(train.root, walked, out / SKIPPED_FILE)
                 if align:
                     train = align_folder(train, out / ALIGNED_FOLDER, resolution)
                 if val is None:
@@ -296,7 +328,9 @@ def folder_indexes(data: Optional[str], val: Optional[str], val_split: Optional[
                     held.save(out / VAL_INDEX)
                 train.save(saved)
         if val is not None:
-            held = FolderIndex.build(val)   # already aligned: --align aligns --data only
+            walked_val: List[Skipped] = []
+            held = FolderIndex.build(val, walked_val)   # already aligned: --align aligns --data only
+            report_walk(held.root, walked_val, None)
         return FolderData(train, held)
 
     if world.size == 1:
@@ -312,4 +346,4 @@ def folder_indexes(data: Optional[str], val: Optional[str], val_split: Optional[
 
 
 __all__ = ["ALIGNED_FOLDER", "DATA_INDEX", "EpochBatches", "FolderData", "FolderStream", "MANIFEST",
-           "SKIPPED_FILE", "VAL_INDEX", "align_folder", "folder_indexes", "read_heldout", "split_heldout"]
+           "SKIPPED_FILE", "VAL_INDEX", "align_folder", "folder_indexes", "read_heldout", "report_walk", "split_heldout"]
