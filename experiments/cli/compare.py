@@ -17,9 +17,7 @@ from .common import InversionResources, add_inversion_flags, announce, check_inv
 NAME = "compare"
 HELP = "invert targets into every space; table + grid"
 RANKS = "sharded"   # shards its jobs over torchrun ranks (experiments.distributed)
-
-
-CONFIG = CompareConfig       # the command's numbers; its fields make the flags
+CONFIG = CompareConfig     # the command's numbers; its fields make the flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

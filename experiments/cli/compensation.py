@@ -28,9 +28,7 @@ from .common import (add_inversion_flags, add_workers_flags, check_inversion, lo
 NAME = "compensation"
 HELP = "base W+ encoder vs the compensation heads vs PTI vs F/Z+ (SDIC's Table 2)"
 RANKS = "sharded"   # shards its jobs over torchrun ranks (experiments.distributed)
-
-
-CONFIG = CompensationConfig       # the command's numbers; its fields make the flags
+CONFIG = CompensationConfig     # the command's numbers; its fields make the flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,9 +22,7 @@ NAME = "f-layer-sweep"
 HELP = ("F/Z+ and F/W+ with f at each early layer: reconstruction, edit size and identity against F's share of the "
         "image (f_layer_sweep.png)")
 RANKS = "one"       # one process; refused under torchrun
-
-
-CONFIG = FLayerSweepConfig       # the command's numbers; its fields make the flags
+CONFIG = FLayerSweepConfig     # the command's numbers; its fields make the flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

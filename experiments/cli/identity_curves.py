@@ -22,9 +22,7 @@ from .common import (InversionResources, add_inversion_flags, announce, check_in
 NAME = "identity-curves"
 HELP = "identity vs edit step per space; curves + robustness grid"
 RANKS = "sharded"   # shards its jobs over torchrun ranks (experiments.distributed)
-
-
-CONFIG = IdentityCurvesConfig       # the command's numbers; its fields make the flags
+CONFIG = IdentityCurvesConfig     # the command's numbers; its fields make the flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
