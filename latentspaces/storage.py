@@ -22,6 +22,7 @@ latentspaces.images.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -83,15 +84,19 @@ def save_figure(figure: object, path: PathLike, **savefig_kwargs: object) -> Non
 
 
 # ---------------------------------------------------------------------------------- safetensors + header
+DATA_DIGEST = "data_sha256"   # header key: the sha256 of a file's tensor bytes (`save_tensors` writes, `read_tensors` checks)
+
+
 def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], format: str, version: int = 1, /,
                  **header: object) -> None:
-    """Write `tensors` (moved to CPU, made contiguous) and a header {format, version, **JSON(header)}.
+    """Write `tensors` (moved to CPU, made contiguous) and a header {format, version, **JSON(header)}, with the
+    sha256 of the tensor bytes (DATA_DIGEST), which `read_tensors` checks: safetensors has no checksum of its own.
 
     The header's keys are sorted, so equal tensors and header always give the same bytes.
     """
     meta = {"format": format, "version": str(int(version))}
     for key, value in header.items():
-        if key in meta:
+        if key in meta or key == DATA_DIGEST:
             raise ValueError(f"header key {key!r} is reserved")
         meta[key] = json.dumps(value, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -100,8 +105,9 @@ def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], format: str, 
     # next: equal tensors and header gave files with different bytes, and the run folders record files'
     # sha256. Its keys are sorted here; no value changes (data offsets count from the end of the header).
     n = int.from_bytes(blob[:8], "little")
-    table = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"),
-                       ensure_ascii=False).encode("utf-8")
+    layout = json.loads(blob[8 : 8 + n])
+    layout.setdefault("__metadata__", {})[DATA_DIGEST] = hashlib.sha256(memoryview(blob)[8 + n :]).hexdigest()
+    table = json.dumps(layout, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     table += b" " * (-len(table) % 8)   # the data stays 8-byte aligned, as safetensors pads it
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(len(table).to_bytes(8, "little"))
@@ -127,7 +133,7 @@ def _decode(path: str, raw: Dict[str, str]) -> Dict[str, object]:
         return dict(raw)
     out: Dict[str, object] = {"format": raw.get("format"), "version": raw.get("version")}
     for key, value in raw.items():
-        if key in out:
+        if key in out or key == DATA_DIGEST:   # the digest is the storage layer's, checked by read_tensors
             continue
         try:
             out[key] = json.loads(value)
@@ -169,9 +175,28 @@ def tensor_shapes(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...], str]]:
                               "truncated or corrupt") from e
 
 
-def read_tensors(path: PathLike, device: Union[str, torch.device] = "cpu") -> Dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, header unread (for readers that check the header themselves)."""
+def check_data_digest(path: PathLike) -> None:
+    """CheckpointError unless the tensor bytes of a file `save_tensors` wrote match the sha256 in its header
+    (a file without one, written before the digest or by someone else, passes)."""
     path = os.fspath(path)
+    recorded = read_raw_header(path).get(DATA_DIGEST)
+    if recorded is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(8 + int.from_bytes(f.read(8), "little"))
+        while block := f.read(1 << 24):
+            digest.update(block)
+    if digest.hexdigest() != recorded:
+        raise CheckpointError(f"{path}: its tensor bytes do not match the sha256 recorded when it was written; the "
+                              "file was damaged since (a flipped byte loads as a changed weight): restore or remake it")
+
+
+def read_tensors(path: PathLike, device: Union[str, torch.device] = "cpu") -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, header unread (for readers that check the header themselves), their bytes
+    first checked against the file's recorded digest (`check_data_digest`)."""
+    path = os.fspath(path)
+    check_data_digest(path)
     try:
         with safe_open(path, framework="pt", device=str(device)) as f:
             return {k: f.get_tensor(k) for k in f.keys()}
@@ -214,5 +239,5 @@ def load_module(path: PathLike, build: Callable[[], torch.nn.Module], what: str)
     return module
 
 
-__all__ = ["PathLike", "atomic_path", "atomic_torch_save", "atomic_write_text", "load_module", "load_tensors",
+__all__ = ["DATA_DIGEST", "PathLike", "atomic_path", "check_data_digest", "atomic_torch_save", "atomic_write_text", "load_module", "load_tensors",
            "read_header", "read_raw_header", "read_tensors", "save_figure", "save_tensors", "tensor_shapes"]

@@ -17,6 +17,7 @@ from latentspaces.directions import ganspace, load_directions, save_directions
 from latentspaces.discriminator import Discriminator, load_discriminator, save_discriminator
 from latentspaces.images import from_uint8, to_uint8
 from latentspaces.spaces import read_code_file
+from latentspaces.errors import CheckpointError
 from latentspaces.storage import atomic_path, atomic_write_text, load_tensors, read_header, save_tensors
 
 
@@ -187,3 +188,24 @@ def test_run_folders_still_export_the_image_file_functions():
 
     assert experiments.runs.save_image_file is latentspaces.images.save_image_file
     assert experiments.runs.load_image_file is latentspaces.images.load_image_file
+
+
+def test_a_flipped_byte_in_a_file_the_project_wrote_is_refused(tmp_path):
+    """safetensors has no checksum: the storage layer records the sha256 of the tensor bytes and checks it on
+    every read; a file without one (written before, or by someone else) still reads."""
+    from latentspaces.storage import DATA_DIGEST, read_raw_header, save_tensors
+    path = tmp_path / "w.safetensors"
+    w = torch.arange(1000, dtype=torch.float32)
+    save_tensors(path, {"w": w}, "test.format", 1, note="kept")
+    tensors, header = load_tensors(path, "test.format")
+    assert torch.equal(tensors["w"], w) and header["note"] == "kept" and DATA_DIGEST not in header
+    assert len(read_raw_header(path)[DATA_DIGEST]) == 64
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01   # one bit of the tensor's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match the sha256 recorded when it was written"):
+        load_tensors(path, "test.format")
+    save_file({"w": w}, str(tmp_path / "plain.safetensors"), metadata={"format": "test.format", "version": "1"})
+    assert torch.equal(load_tensors(tmp_path / "plain.safetensors", "test.format")[0]["w"], w)
+    with pytest.raises(ValueError, match="reserved"):
+        save_tensors(path, {"w": w}, "test.format", 1, data_sha256="x")
