@@ -150,9 +150,11 @@ def _default_text(cls: Type[Config], name: str, flag: Optional[Flag] = None,
         if len(set(values.values())) > 1:
             return "(" + ", ".join(f"{preset} {v}" for preset, v in values.items()) + ")"
         return f"(default {next(iter(values.values()))})"
+    if value is not None:
+        return f"(default {_text(get(cls()))})"
     f = next(f for f in fields(cls) if f.name == name)   # the field's own default (a config may require others)
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    return f"(default {_text(default if value is None else get(cls()))})"
+    return f"(default {_text(default)})"
 
 
 def _escaped(help: str) -> str:
@@ -160,13 +162,11 @@ def _escaped(help: str) -> str:
     return help.replace("%", "%%")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: Type[Config], skip: Sequence[str] = (),
+def add_config_flags(parser: argparse.ArgumentParser, cls: Type[Config],
                      recipe_fields: Sequence[str] = tuple(RECIPE_FLAGS)) -> None:
     """One flag per field of `cls` with `option` metadata (and, for a recipe field, `recipe_fields`' flags),
     each with default None and a help that states the default or each preset's value."""
     for f in fields(cls):
-        if f.name in skip:
-            continue
         if f.type in (InversionRecipe, "InversionRecipe"):
             parser.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                                 help=f"inversion recipe and its presets (default {DEFAULT_RECIPE}): " + "; ".join(
