@@ -26,14 +26,14 @@ from typing import List, Mapping, Optional, Union
 import torch
 
 from .errors import CheckpointError
-from .images import to_uint8
+from .pixels import to_uint8
 
 SHORT = 16   # hex digits kept in the fingerprints recorded beside results
 
 
-def digest(*parts: Union[torch.Tensor, str, bytes], length: Optional[int] = None) -> str:
+def digest(*parts: Union[torch.Tensor, str, bytes, memoryview], length: Optional[int] = None) -> str:
     """sha256 over `parts` in order: a tensor contributes its bytes (C order, as stored), a string its UTF-8
-    encoding. The hex digest, cut to `length` digits when given."""
+    encoding, bytes or a memoryview themselves (not copied). The hex digest, cut to `length` digits when given."""
     h = hashlib.sha256()
     for part in parts:
         if isinstance(part, torch.Tensor):
@@ -74,10 +74,11 @@ def image_fingerprints(images: torch.Tensor) -> List[str]:
 _VERIFIED: set = set()   # (path, inode, size, mtime_ns, digest) of files `check_sha256` already checked
 
 
-def file_sha256(path: Union[str, os.PathLike]) -> str:
-    """The full sha256 hex digest of a file's bytes (read in 1 MiB blocks, every call)."""
+def file_sha256(path: Union[str, os.PathLike], offset: int = 0) -> str:
+    """The full sha256 hex digest of a file's bytes from `offset` on (read in 1 MiB blocks, every call)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        f.seek(offset)
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -42,6 +42,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import CheckpointError
+from .pixels import from_uint8, to_uint8   # the conversions live below, re-exported here
 from .storage import PathLike, atomic_path, load_tensors, save_tensors
 
 IMAGES_FORMAT = "latentspaces.images"  # uint8 image batches: tensor `images` [N, 3, R, R] (targets, method outputs)
@@ -62,18 +63,6 @@ ORIENTATION = 0x0112   # the EXIF orientation tag
 
 
 # ---------------------------------------------------------------------------------- uint8 conversion
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] (any shape) -> uint8 in [0, 255] on the CPU: clamp, scale by 127.5, round."""
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
-
-
-def from_uint8(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1), on the device of `x`."""
-    if x.dtype != torch.uint8:
-        raise TypeError(f"from_uint8 expects a uint8 tensor, got {x.dtype}")
-    return x.float() / 127.5 - 1
-
-
 # ---------------------------------------------------------------------------------- image files
 def image_files(paths: Sequence[PathLike]) -> List[Path]:
     """The image files named by `paths`: files as given, folders expanded to the image files inside them

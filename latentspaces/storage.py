@@ -22,7 +22,6 @@ latentspaces.images.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -34,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from .errors import CheckpointError
+from .fingerprints import digest, file_sha256
 from .file_rules import FLOAT_DTYPES, check_tensor, show
 
 PathLike = Union[str, os.PathLike]
@@ -106,7 +106,7 @@ def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], format: str, 
     # sha256. Its keys are sorted here; no value changes (data offsets count from the end of the header).
     n = int.from_bytes(blob[:8], "little")
     layout = json.loads(blob[8 : 8 + n])
-    layout.setdefault("__metadata__", {})[DATA_DIGEST] = hashlib.sha256(memoryview(blob)[8 + n :]).hexdigest()
+    layout.setdefault("__metadata__", {})[DATA_DIGEST] = digest(memoryview(blob)[8 + n :])
     table = json.dumps(layout, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     table += b" " * (-len(table) % 8)   # the data stays 8-byte aligned, as safetensors pads it
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -182,12 +182,9 @@ def check_data_digest(path: PathLike) -> None:
     recorded = read_raw_header(path).get(DATA_DIGEST)
     if recorded is None:
         return
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        f.seek(8 + int.from_bytes(f.read(8), "little"))
-        while block := f.read(1 << 24):
-            digest.update(block)
-    if digest.hexdigest() != recorded:
+        start = 8 + int.from_bytes(f.read(8), "little")   # the tensor bytes follow the 8-byte length and the header
+    if file_sha256(path, start) != recorded:
         raise CheckpointError(f"{path}: its tensor bytes do not match the sha256 recorded when it was written; the "
                               "file was damaged since (a flipped byte loads as a changed weight): restore or remake it")
 
