@@ -19,9 +19,10 @@ from encoders import load_encoder, save_encoder
 from experiments.argtypes import encoder_spec, generator_spec, int_in, learning_rate, training_steps
 from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import RunConfig, rank_batch, start_run
-from experiments.training.images import DataConfig, HeldoutScores, TrainingImages
+from experiments.training.common import RunConfig, rank_batch, rank_seed, start_run
+from experiments.training.images import DEFAULT_DOMAIN_RESOLUTION, DataConfig, HeldoutScores, TrainingImages
 from experiments.training.loop import Trainer, TrainingLoop
+from latentspaces.discriminator import Discriminator, load_default_discriminator
 from latentspaces.errors import ModelChoiceError
 from latentspaces.metrics.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_CHOICES
 
@@ -62,9 +63,18 @@ class OverBaseConfig(HeadConfig):
     base_encoder: str = option(assets.DEFAULT_WPLUS_ENCODER, "W+ encoder name or file, frozen", type=encoder_spec)
 
 
+def starting_discriminator(G: ls.Generator) -> tuple:
+    """(discriminator, what it is): the default model's trained one for a 64 px generator, else a fresh
+    StyleGAN2 discriminator at G's resolution (channels min(16384 / r, 512))."""
+    if G.resolution == DEFAULT_DOMAIN_RESOLUTION and G.img_channels == 3:
+        return load_default_discriminator(), "the default model's"
+    return Discriminator(G.resolution, img_channels=G.img_channels), f"fresh at {G.resolution} px"
+
+
 class HeadTrainer(Trainer):
     """A network trained over a frozen generator, exported as OUT/<export_file> by `encoders.save_encoder`."""
 
+    plot_columns = ("loss", *HeldoutScores.COLUMNS)   # drawn in loss.png: the loss and the held-out scores
     export_file: str = "encoder.safetensors"   # file name of the export in the run directory
     synthetic_ratio: float = 0.0               # default share of generated images per batch (--synthetic-ratio)
     over_base_encoder: bool = False            # a head over a frozen W+ encoder (--base-encoder, loaded as self.base)
@@ -87,6 +97,26 @@ class HeadTrainer(Trainer):
     def default_synthetic_ratio(self, data: str) -> float:
         """The share of generated images per batch when --synthetic-ratio is not given, for --data `data`."""
         return self.synthetic_ratio
+
+    def trained(self, net: torch.nn.Module) -> torch.nn.Module:
+        """`net` on this rank's device in training mode, the same on every rank: the network this trainer
+        trains and exports (`self.network`)."""
+        self.network = net.to(self.device).train()
+        self.world.broadcast_(self.network)
+        return self.network
+
+    def adversary(self) -> torch.nn.Module:
+        """The image discriminator of the adversarial term on this rank's device, the same on every rank; its
+        start ('the default model's', 'fresh at R px') is kept as `self.D_start` for the export."""
+        D, self.D_start = starting_discriminator(self.G)
+        D = D.to(self.device).train()
+        self.world.broadcast_(D)
+        return D
+
+    def seeded(self, offset: int, on_device: bool = True) -> torch.Generator:
+        """A random stream of this rank seeded from --seed + `offset` (on the rank's device or the CPU)."""
+        return torch.Generator(device=self.device if on_device else "cpu").manual_seed(
+            rank_seed(self.world, self.args.seed + offset))
 
     def streams(self) -> Dict[str, object]:
         return self.images.streams()

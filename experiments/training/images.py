@@ -40,7 +40,6 @@ from experiments.training.folder_data import SKIPPED_FILE, FolderStream, folder_
 from latentspaces.assets import heldout_targets
 from latentspaces.datasets import FaceSampler
 from latentspaces.datasets.image_folder import ImageFolder
-from latentspaces.discriminator import Discriminator, load_default_discriminator
 from latentspaces.metrics.identity import IDENTITY_CHOICES, make_identity
 from latentspaces.metrics.identity_calibration import calibrate_identity
 from latentspaces.losses import mean_squared_error
@@ -230,13 +229,5 @@ class HeldoutScores:
         return scores
 
 
-def starting_discriminator(G: ls.Generator) -> tuple:
-    """(discriminator, what it is): the default model's trained one for a 64 px generator, else a fresh
-    StyleGAN2 discriminator at G's resolution (channels min(16384 / r, 512))."""
-    if G.resolution == DEFAULT_DOMAIN_RESOLUTION and G.img_channels == 3:
-        return load_default_discriminator(), "the default model's"
-    return Discriminator(G.resolution, img_channels=G.img_channels), f"fresh at {G.resolution} px"
-
-
 __all__ = ["HELDOUT_SEED", "HeldoutScores", "SAMPLED_SOURCES", "TrainingImages", "DataConfig", "synthetic_ratio_option",
-           "is_folder_source", "starting_discriminator"]
+           "is_folder_source"]

@@ -36,7 +36,7 @@ from encoders import FEncoder
 from experiments.argtypes import non_negative_float, positive_int
 from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import probability, rank_seed, snap_option, training_codes
+from experiments.training.common import probability, snap_option, training_codes
 from experiments.training.heads import HeadConfig, HeadTrainer, batch_option, steps_option, train_head
 from experiments.training.images import HeldoutScores, is_folder_source, synthetic_ratio_option
 from latentspaces import assets
@@ -71,20 +71,18 @@ class FEncoderTrainer(HeadTrainer):
 
     name = "train F encoder"
     columns = ("step", "seconds", "loss", "mse", "perceptual", *HeldoutScores.COLUMNS, "lr")
-    plot_columns = ("loss", *HeldoutScores.COLUMNS)
 
     def __init__(self, args: FEncoderConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
         self.layer = args.layer or default_f_layer(G)
         widths = args.widths or ([32, 64, 128] if args.generator == assets.DEFAULT_GENERATOR else [128, 256, 512])
-        self.encoder = self.network = FEncoder.for_generator(G, self.layer, widths).to(device).train()
-        world.broadcast_(self.encoder)
+        self.encoder = self.trained(FEncoder.for_generator(G, self.layer, widths))
         self.space = ls.FWPlus(G, layer=self.layer)
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.reconstruction = ReconstructionLoss(self.perceptual, lambda_per=args.lambda_enc)
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=args.decay_every, gamma=0.1)
-        self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
+        self.gen = self.seeded(1, on_device=False)
 
     def default_synthetic_ratio(self, data: str) -> float:
         return 0.5 if is_folder_source(data) else 1.0

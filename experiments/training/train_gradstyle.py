@@ -62,10 +62,9 @@ from experiments.argtypes import file_text, fraction, non_negative_float, non_ne
 from experiments.config import option
 from experiments.distributed import World
 from experiments.training.adversarial import discriminator_step
-from experiments.training.common import rank_seed
 from experiments.training.editing import Editor, EditorConfig
 from experiments.training.heads import HeadTrainer, OverBaseConfig, lr_option, train_head
-from experiments.training.images import HeldoutScores, starting_discriminator
+from experiments.training.images import HeldoutScores
 from experiments.training.warps import perspective_warp, random_homographies
 from latentspaces.images import save_images
 from latentspaces.losses import (
@@ -152,28 +151,25 @@ class GradStyleTrainer(HeadTrainer):
     name = "train GradStyle"
     columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "l_f", "aligner", "adv", "edit_consistency",
                "loss_D", "heldout_mse_base", *HeldoutScores.COLUMNS)
-    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "gradstyle.safetensors"
     over_base_encoder = True
 
     def __init__(self, args: GradStyleConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.head = self.network = GradStyle.for_generator(
+        head = GradStyle.for_generator(
             G, self.base, base_encoder=str(args.base_encoder), hidden=tuple(args.hidden), gate_rank=args.gate_rank,
-            heads=args.heads, head_dim=args.head_dim, top_mu=args.top_mu, gam_blocks=args.gam_blocks).to(device).train()
-        self.init_meta = init_head(self.head, args.init_from, device) if args.init_from is not None else {}
-        world.broadcast_(self.head)
+            heads=args.heads, head_dim=args.head_dim, top_mu=args.top_mu, gam_blocks=args.gam_blocks)
+        self.init_meta = init_head(head, args.init_from, device) if args.init_from is not None else {}
+        self.head = self.trained(head)
         self.editor = Editor(G, args, device) if args.lambda_edit_consistency > 0 else None
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_mse, args.lambda_per)
         self.D = self.opt_D = self.D_start = None
         if args.lambda_adv > 0:
-            D, self.D_start = starting_discriminator(G)
-            self.D = D.to(device).train()
-            world.broadcast_(self.D)
+            self.D = self.adversary()
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.0, 0.99))
         self.opt = torch.optim.Adam(self.head.parameters(), lr=args.lr)
-        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
+        self.data_gen = self.seeded(7)
 
     def checkpointed(self) -> Dict[str, object]:
         nets = {"gradstyle": self.head, "opt": self.opt}

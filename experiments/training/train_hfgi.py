@@ -46,9 +46,9 @@ from experiments.argtypes import non_negative_float, positive_float, positive_in
 from experiments.config import option
 from experiments.distributed import World
 from experiments.training.adversarial import discriminator_step
-from experiments.training.common import probability, rank_seed
+from experiments.training.common import probability
 from experiments.training.heads import HeadTrainer, OverBaseConfig, train_head
-from experiments.training.images import HeldoutScores, starting_discriminator
+from experiments.training.images import HeldoutScores
 from experiments.training.warps import random_perspective
 from latentspaces.images import save_images
 from latentspaces.losses import (
@@ -92,25 +92,20 @@ class HFGITrainer(HeadTrainer):
     name = "train HFGI"
     columns = ("step", "seconds", "loss", "l2", "perceptual", "align", "adv", "loss_D", "heldout_mse_base",
                *HeldoutScores.COLUMNS)
-    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "hfgi.safetensors"
     over_base_encoder = True
 
     def __init__(self, args: HFGIConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.hfgi = self.network = HFGI.for_generator(G, args.layer, args.input_size, args.width).to(device).train()
-        world.broadcast_(self.hfgi)
+        self.hfgi = self.trained(HFGI.for_generator(G, args.layer, args.input_size, args.width))
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_mse, args.lambda_per)
         self.opt = torch.optim.Adam(self.hfgi.parameters(), lr=args.lr)
-        self.disc = self.opt_D = self.disc_start = None
+        self.disc = self.opt_D = self.D_start = None
         if args.lambda_adv > 0:
-            disc, self.disc_start = starting_discriminator(G)
-            self.disc = disc.to(device).train()
-            world.broadcast_(self.disc)
+            self.disc = self.adversary()
             self.opt_D = torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.0, 0.99))
-        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
-        self.warp_gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 11))
+        self.data_gen, self.warp_gen = self.seeded(7), self.seeded(11, on_device=False)
 
     def checkpointed(self) -> Dict[str, object]:
         nets = {"hfgi": self.hfgi, "opt": self.opt}
@@ -169,7 +164,7 @@ class HFGITrainer(HeadTrainer):
 
     def export_meta(self, step: int) -> Dict[str, object]:
         return {"base_encoder": str(self.args.base_encoder), "lambda_adv": self.args.lambda_adv,
-                "consult": self.args.consult, "discriminator_start": self.disc_start,
+                "consult": self.args.consult, "discriminator_start": self.D_start,
                 "identity_loss": "off (no differentiable identity network offline)"}
 
 

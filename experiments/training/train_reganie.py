@@ -59,10 +59,10 @@ from encoders import ReGANIE
 from experiments.argtypes import non_negative_float, positive_int
 from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import probability, rank_seed, snap_option
+from experiments.training.common import probability, snap_option
 from experiments.training.editing import Editor, EditorConfig
 from experiments.training.heads import HeadTrainer, OverBaseConfig, steps_option, train_head
-from experiments.training.images import HeldoutScores, is_folder_source, starting_discriminator, synthetic_ratio_option
+from experiments.training.images import HeldoutScores, is_folder_source, synthetic_ratio_option
 from latentspaces.images import save_images
 from latentspaces.losses import (
     R1_INTERVAL,
@@ -112,19 +112,15 @@ class ReGANIETrainer(HeadTrainer):
     name = "train ReGANIE"
     columns = ("step", "seconds", "loss", "l1", "perceptual", "gan_G", "loss_D", "r1", "heldout_mse_base",
                *HeldoutScores.COLUMNS)
-    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "reganie.safetensors"
     over_base_encoder = True
 
     def __init__(self, args: ReGANIEConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        net = ReGANIE.for_generator(G, downsamplings=args.downsamplings, channels=args.channels,
-                                    sp_channels=args.sp_channels, gl_dim=args.gl_dim, output=args.output)
-        self.net = self.network = net.to(device).train()
-        world.broadcast_(self.net)
-        D, self.D_start = starting_discriminator(G)
-        self.D = D.to(device).train()
-        world.broadcast_(self.D)
+        self.net = self.trained(ReGANIE.for_generator(G, downsamplings=args.downsamplings, channels=args.channels,
+                                                      sp_channels=args.sp_channels, gl_dim=args.gl_dim,
+                                                      output=args.output))
+        self.D = self.adversary()
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_l1, args.lambda_per, pixel="l1")
         ratio = R1_INTERVAL / (R1_INTERVAL + 1)
@@ -132,7 +128,7 @@ class ReGANIETrainer(HeadTrainer):
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
         self.gamma = args.gamma if args.gamma is not None else default_r1_gamma(G.resolution, args.batch)
         self.editor = Editor(G, args, device)
-        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
+        self.data_gen = self.seeded(7)
 
     def default_synthetic_ratio(self, data: str) -> float:
         return 0.5 if is_folder_source(data) else 1.0

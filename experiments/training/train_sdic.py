@@ -36,7 +36,6 @@ from encoders.sdic import FUSIONS
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import rank_seed
 from experiments.training.heads import HeadTrainer, OverBaseConfig, train_head
 from experiments.training.images import HeldoutScores
 from latentspaces.images import save_images
@@ -76,18 +75,15 @@ class SDICTrainer(HeadTrainer):
 
     name = "train SDIC"
     columns = ("step", "seconds", "loss", "l2", "perceptual", "edit", "heldout_mse_base", *HeldoutScores.COLUMNS)
-    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     export_file = "sdic.safetensors"
     over_base_encoder = True
 
     def __init__(self, args: SDICConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.sdic = self.network = SDIC.for_generator(G, args.layer, args.input_size, args.width,
-                                                      fusion=args.fusion).to(device).train()
-        world.broadcast_(self.sdic)
+        self.sdic = self.trained(SDIC.for_generator(G, args.layer, args.input_size, args.width, fusion=args.fusion))
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.opt = torch.optim.Adam(self.sdic.parameters(), lr=args.lr)
-        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 7))
+        self.data_gen = self.seeded(7)
 
     def checkpointed(self) -> Dict[str, object]:
         return {"sdic": self.sdic, "opt": self.opt}

@@ -37,7 +37,7 @@ from encoders.wplus_encoder import BACKBONES, EqualLinear
 from experiments.argtypes import non_negative_float, non_negative_int, positive_int
 from experiments.config import option
 from experiments.distributed import World
-from experiments.training.common import probability, rank_seed, snap_option, training_codes
+from experiments.training.common import probability, snap_option, training_codes
 from experiments.training.heads import HeadConfig, HeadTrainer, lr_option, steps_option, train_head
 from experiments.training.images import HeldoutScores, synthetic_ratio_option
 from latentspaces.images import save_images
@@ -105,7 +105,6 @@ class WPlusEncoderTrainer(HeadTrainer):
     name = "train W+ encoder"
     columns = ("step", "seconds", "loss", "mse", "perceptual", "latent", "delta", "wd", *HeldoutScores.COLUMNS,
                "stage")
-    plot_columns = ("loss", *HeldoutScores.COLUMNS)
     synthetic_ratio = 0.5
     fresh_ok = ("D_lat", "opt_d")  # a run may switch the latent discriminator on when resumed
 
@@ -121,8 +120,7 @@ class WPlusEncoderTrainer(HeadTrainer):
         self.n_syn = self.images.n_synthetic
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=args.lr)
         self.opt_d = torch.optim.Adam(self.D_lat.parameters(), lr=2e-5) if self.D_lat is not None else None
-        self.gen = torch.Generator().manual_seed(rank_seed(world, args.seed + 1))
-        self.data_gen = torch.Generator(device=device).manual_seed(rank_seed(world, args.seed + 2))
+        self.gen, self.data_gen = self.seeded(1, on_device=False), self.seeded(2)
 
     def checkpointed(self) -> Dict[str, object]:
         if self.D_lat is None:
