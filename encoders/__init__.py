@@ -9,13 +9,14 @@ compensation heads implement `latentspaces.interfaces.CompensationHead` (`compen
 """
 
 from .f_encoder import FEncoder
-from .io import COMPENSATION_HEADS, encoder_names, load_encoder, read_encoder_meta, save_encoder
+from .io import COMPENSATION_HEADS, encoder_names, load_encoder, load_head, read_encoder_meta, save_encoder
 from .gradstyle import GradStyle, default_gradstyle_layers
 from .hfgi import HFGI, default_hfgi_layer
 from .reganie import ReGANIE
 from .sdic import SDIC, default_sdic_layer
-from .wplus_encoder import WPlusEncoder, load_e4e_encoder
+from .wplus_encoder import WPlusEncoder
+from .released import load_e4e_encoder
 
-__all__ = ["COMPENSATION_HEADS", "encoder_names", "FEncoder", "load_encoder", "read_encoder_meta", "save_encoder", "WPlusEncoder",
+__all__ = ["COMPENSATION_HEADS", "encoder_names", "FEncoder", "load_encoder", "load_head", "read_encoder_meta", "save_encoder", "WPlusEncoder",
            "load_e4e_encoder", "SDIC", "default_sdic_layer", "HFGI",
            "default_hfgi_layer", "ReGANIE", "GradStyle", "default_gradstyle_layers"]

@@ -27,14 +27,18 @@ through a learned gate; the released code (and this module) modulates one layer,
 
 Sizes (`width` scales every channel count of ADA and of Ec's trunk; 1.0 is the released network):
 - ADA: conv3x3 6 -> 16 (BN, PReLU); three stride-2 stages of 3 IR bottlenecks (16 -> 32 -> 48 -> 64);
-  a decoder of bilinear x2 upsampling, concatenation with the encoder's map of that size and two IR
-  bottlenecks per level (112 -> 64 -> 32, 64 -> 32 -> 16, 32 -> 16 -> 3); raw output (no tanh).
+  a decoder of bilinear x2 upsampling, concatenation with the encoder's map of that size and three IR
+  bottlenecks per level (112 -> 64 -> 32 -> 32, 64 -> 32 -> 16 -> 16, 32 -> 16 -> 3 -> 3); raw output
+  (no tanh). 596,801 parameters in 295 tensors, as the released `ResidualAligner`.
 - Ec: trunk conv3x3 3 -> 32 (BN, PReLU), IR stages 32 -> 48 and 48 -> 64 of 3 bottlenecks each; the
   first bottleneck of the first log2(r / h_l) stages has stride 2 (two at the paper's 256 -> 64; one on
   the 64 px default, whose fused layer is 32 x 32: not in the paper, the same rule); two heads of
   EqualConv3x3 64 -> C_l, scaled LeakyReLU 0.2, EqualConv3x3 C_l -> C_l give gamma and beta (the
   released heads are 512 wide, the channel count of the fused layer; here C_l for any generator).
-- Paper size (1024 px generator, r = 256, width 1): ADA 0.57 M and Ec 5.65 M parameters.
+- Paper size (1024 px generator, r = 256, width 1): ADA 0.60 M and Ec 5.65 M parameters.
+- Resizing to r (r = 256 for a 1024 px generator): the target with antialiasing (the released data
+  pipeline resizes photos so), the renders G(W) with plain bilinear interpolation as the released code
+  does (`rendered_resize='bilinear'`); 'antialias' filters the renders too (files before the option).
 - Fused layer, by generator resolution R (`default_hfgi_layer`): b64.conv0 for R >= 128, b{R/2}.conv0
   below (b32.conv0 at 64 px): `encoders.single_layer.default_compensated_layer`, SDIC's rule too.
 The last convs of both heads start at zero, so an untrained head returns the base reconstruction exactly.
@@ -51,11 +55,13 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
+from .config_checks import check_count
 from .probing import probe_images
 from .single_layer import SingleLayerHead, default_compensated_layer
 from .wplus_encoder import BottleneckIR
 
 default_hfgi_layer = default_compensated_layer
+RENDERED_RESIZES = ("bilinear", "antialias")
 
 
 def _ch(c: int, width: float) -> int:
@@ -93,18 +99,26 @@ class ScaledLeakyReLU(nn.Module):
 
 
 class DistortionAligner(nn.Module):
-    """ADA: cat[D, I] [N, 6, r, r] -> aligned distortion map [N, 3, r, r] (raw values); r divisible by 8."""
+    """ADA: cat[D, I] [N, 6, r, r] -> aligned distortion map [N, 3, r, r] (raw values); r divisible by 8.
 
-    def __init__(self, width: float = 1.0):
+    A U-Net of IR bottlenecks: three stride-2 encoder stages, then per decoder level a bilinear x2
+    upsampling, the encoder's map of that size concatenated, and `decoder_units` bottlenecks. The released
+    network (`ResidualAligner`) has three per level (112 -> 64 -> 32 -> 32, 64 -> 32 -> 16 -> 16,
+    32 -> 16 -> 3 -> 3: 596,801 parameters at width 1.0); `decoder_units=2` drops the last of each level
+    (573,344), the form the project's files before the option were trained with.
+    """
+
+    def __init__(self, width: float = 1.0, decoder_units: int = 3):
         super().__init__()
+        check_count(decoder_units, "ADA's decoder_units (3: the released network)", 2, 3)
         c1, c2, c3, c4 = (_ch(c, width) for c in (16, 32, 48, 64))
         self.stem = conv_bn_prelu(6, c1)
         self.down = nn.ModuleList([ir_stage(c1, c2, 3, 2), ir_stage(c2, c3, 3, 2), ir_stage(c3, c4, 3, 2)])
+        levels = ((c4 + c3, c4, c2), (c2 + c2, c2, c1), (c1 + c1, c1, 3))   # (in, middle, out) per level
         self.up = nn.ModuleList([
-            nn.Sequential(BottleneckIR(c4 + c3, c4, 1, se=False), BottleneckIR(c4, c2, 1, se=False)),
-            nn.Sequential(BottleneckIR(c2 + c2, c2, 1, se=False), BottleneckIR(c2, c1, 1, se=False)),
-            nn.Sequential(BottleneckIR(c1 + c1, c1, 1, se=False), BottleneckIR(c1, 3, 1, se=False)),
-        ])
+            nn.Sequential(BottleneckIR(cin, mid, 1, se=False), BottleneckIR(mid, cout, 1, se=False),
+                          *([BottleneckIR(cout, cout, 1, se=False)] if decoder_units == 3 else []))
+            for cin, mid, cout in levels])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 6 or x.shape[-1] % 8 or x.shape[-2] % 8:
@@ -154,6 +168,9 @@ class HFGI(SingleLayerHead):
     the edited image and fuses again.
     """
 
+    # what files written before each field existed were trained with
+    config_before_field = {"ada_decoder_units": 2, "rendered_resize": "antialias"}
+
     def __init__(
         self,
         num_ws: int,                    # generator's number of w rows
@@ -163,18 +180,38 @@ class HFGI(SingleLayerHead):
         layer_resolution: int,          # spatial size h_l of that layer's output
         input_size: int = 64,           # side r of the distortion map the head sees (the paper: 256)
         width: float = 1.0,             # channel multiplier of ADA and Ec's trunk (1.0: the released sizes)
+        ada_decoder_units: int = 3,     # IR bottlenecks per ADA decoder level (3: released; 2: files before the option)
+        rendered_resize: str = "bilinear",  # how renders G(W) shrink to r: 'bilinear' (released) or 'antialias'
     ):
         super().__init__(num_ws, w_dim, layer, layer_channels, layer_resolution, input_size, width)
-        self.ada = DistortionAligner(width)
+        if rendered_resize not in RENDERED_RESIZES:
+            raise ValueError(f"rendered_resize must be one of {RENDERED_RESIZES}, got {rendered_resize!r}")
+        self.ada_decoder_units, self.rendered_resize = ada_decoder_units, rendered_resize
+        self.ada = DistortionAligner(width, ada_decoder_units)
         self.consultation = ConsultationEncoder(input_size, layer_channels, layer_resolution, width)
 
+    @property
+    def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
+        return {**super().config, "ada_decoder_units": self.ada_decoder_units, "rendered_resize": self.rendered_resize}
+
+    def shrink_render(self, rendered: torch.Tensor) -> torch.Tensor:
+        """clamp(G(W)) [N, 3, R, R] -> [N, 3, r, r]. 'bilinear' is the released code's plain bilinear
+        interpolation (no antialiasing: fine detail of a 1024 px render aliases into the 256 px map, and the
+        trained weights expect it); 'antialias' filters first, as `resize` does for the target."""
+        rendered = rendered.clamp(-1, 1)
+        if self.rendered_resize == "antialias" or rendered.shape[-1] == self.input_size:
+            return self.resize(rendered)
+        return F.interpolate(rendered, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+
     def distortion(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        """D = x - clamp(x0, -1, 1) at the head's input size, [N, 3, r, r]."""
-        return self.resize(x) - self.resize(x0.clamp(-1, 1))
+        """D = x - clamp(x0, -1, 1) at the head's input size, [N, 3, r, r]: the target shrunk with antialiasing
+        (as the released data pipeline's image resize does), the render by `shrink_render`."""
+        return self.resize(x) - self.shrink_render(x0)
 
     def modulation(self, dmap: torch.Tensor, rendered: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(gamma, beta) [N, C_l, h_l, h_l] from the distortion map [N, 3, r, r] aligned to `rendered` [N, 3, R, R]."""
-        aligned = self.ada(torch.cat([dmap, self.resize(rendered.clamp(-1, 1))], dim=1))
+        aligned = self.ada(torch.cat([dmap, self.shrink_render(rendered)], dim=1))
         return self.consultation(aligned)
 
     def probe(self) -> Dict[str, torch.Tensor]:

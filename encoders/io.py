@@ -13,6 +13,9 @@ asset registry (`latentspaces.assets.ASSETS`, kinds 'encoder' and 'head'):
     enc = load_encoder("default-wplus")   # e4e-style W+ encoder
     head = load_encoder("default-sdic")   # SDIC compensation head
     head = load_encoder("default-hfgi")   # HFGI compensation head
+
+Released checkpoints (`.pt`, `encoders.released`): `load_encoder` reads the e4e encoder of an e4e or HFGI
+file, `load_head` the HFGI head (ADA + Ec) of an HFGI file; each says which parts of the file it left.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import torch
 
@@ -36,7 +39,8 @@ from .hfgi import HFGI
 from .probing import check_probe
 from .reganie import ReGANIE
 from .sdic import SDIC
-from .wplus_encoder import WPlusEncoder, load_e4e_encoder
+from .released import load_e4e_encoder, load_released_head
+from .wplus_encoder import WPlusEncoder
 
 FORMAT = "latentspaces.encoder"
 VERSION = 2
@@ -44,6 +48,7 @@ VERSIONS = (1, 2)
 CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC, HFGI, ReGANIE, GradStyle)}
 # The compensation heads by method name; the shipped network of head h is 'default-h'.
 COMPENSATION_HEADS = ("sdic", "hfgi", "gradstyle", "reganie")
+HEAD_CLASSES = (SDIC, HFGI, ReGANIE, GradStyle)
 
 
 def encoder_names() -> list:
@@ -93,7 +98,7 @@ def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
 
 def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path:
-    the project's format, or an e4e checkpoint (`.pt`, read by `load_e4e_encoder`)."""
+    the project's format, or the e4e encoder of a released e4e or HFGI checkpoint (`.pt`, `load_e4e_encoder`)."""
     path = encoder_path(name_or_path) if str(name_or_path) in encoder_names() else Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"no encoder file at {path}; shipped names: {encoder_names()}")
@@ -119,3 +124,28 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
         raise CheckpointError(f"{path}: the header's meta is a {type(head['meta']).__name__}, expected an object")
     encoder.meta = head["meta"]
     return encoder.to(device).eval()
+
+
+def load_head(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
+              method: Optional[str] = None) -> torch.nn.Module:
+    """A compensation head (eval mode, float32, on `device`): a shipped name ('default-hfgi', ...), a file of the
+    project's format, or the head of a released checkpoint (`.pt`: HFGI's ADA + Ec, `encoders.released`).
+    `method` ('sdic', 'hfgi', ...): the head must be that method's (CheckpointError naming what the file holds)."""
+    path = encoder_path(name_or_path) if str(name_or_path) in encoder_names() else Path(name_or_path)
+    if path.suffix.lower() != ".pt":
+        head = load_encoder(path, device)
+    elif not path.is_file():
+        raise FileNotFoundError(f"no head file at {path}; shipped names: {encoder_names()}")
+    else:
+        check_sidecar(path)
+        head = load_released_head(str(path))
+        check_probe(head, str(path))
+        head.meta = {"source": f"released checkpoint {path.name}"}
+        head = head.to(device).eval()
+    name = type(head).__name__
+    if not isinstance(head, HEAD_CLASSES):
+        raise CheckpointError(f"{path}: holds a {name}, not a compensation head "
+                              f"({', '.join(c.__name__ for c in HEAD_CLASSES)})")
+    if method is not None and name.lower() != method:
+        raise CheckpointError(f"{path}: holds a {name} head, not a {method} one")
+    return head

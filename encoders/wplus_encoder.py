@@ -14,8 +14,7 @@ Structure (e4e's Encoder4Editing, with the backbone made configurable):
   Upsampling in the pyramid is bilinear with align_corners=True (as e4e).
 - progressive_stage: how many offsets are active (e4e's progressive training; num_ws - 1 = all).
 
-`from_e4e_state_dict` reads the encoder part of an e4e checkpoint (keys 'encoder.*' and
-'latent_avg') into an ir_se50 WPlusEncoder, and refuses anything else with the reason.
+`encoders.released.load_e4e_encoder` reads the encoder part of an e4e checkpoint into an ir_se50 WPlusEncoder.
 """
 
 from __future__ import annotations
@@ -27,10 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentspaces.errors import CheckpointError
-from latentspaces.file_rules import FLOAT_DTYPES
 from latentspaces.spaces import Code, LatentSpace
-from latentspaces.torch_files import load_torch_file
 
 from .config_checks import check_count, check_side
 from .probing import probe_images
@@ -257,74 +253,3 @@ class WPlusEncoder(nn.Module):
         return space.from_ws(ws)
 
 
-def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None, where: str = "the e4e state dict") -> WPlusEncoder:
-    """An ir_se50 WPlusEncoder with the encoder weights of an e4e checkpoint's state dict.
-
-    `state`: the checkpoint's 'state_dict' (keys 'encoder.*', 'decoder.*') or just the encoder part;
-    'latent_avg' (from the checkpoint's top level or its state dict) becomes `w_avg`. Raises ValueError
-    naming the difference when the encoder is not e4e's Encoder4Editing over IR-SE50.
-    Note: pSp's GradualStyleEncoder has exactly the same keys and shapes (it predicts every w row
-    independently instead of w0 + deltas), so a bare state dict cannot be told apart from e4e's;
-    `load_e4e_encoder` checks the checkpoint's opts['encoder_type'] for that.
-    """
-    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} or dict(state)
-    if "input_layer.0.weight" not in enc_state or "styles.0.linear.weight" not in enc_state:
-        raise CheckpointError("not an e4e Encoder4Editing state dict: expected keys 'encoder.input_layer.0.weight' and "
-                         "'encoder.styles.0.linear.weight' (the ResNet/last-layer-into-W backbones are "
-                         "different architectures and are not read)")
-    n_styles = len({k.split(".")[1] for k in enc_state if k.startswith("styles.")})
-    if num_ws is not None and num_ws != n_styles:
-        raise CheckpointError(f"the e4e encoder predicts {n_styles} ws, the generator needs {num_ws}")
-    n_units = len({k.split(".")[1] for k in enc_state if k.startswith("body.")})
-    if n_units != 24:
-        raise CheckpointError(f"the e4e backbone has {n_units} units; only IR-SE50 (24 units) is supported "
-                         "(IR-SE100/152 and the ResNet34 backbone are not)")
-    w_dim = enc_state["styles.0.linear.weight"].shape[0]
-    enc = WPlusEncoder(n_styles, w_dim, backbone="ir_se50", style_channels=enc_state["styles.0.linear.weight"].shape[1])
-    avg = state.get("latent_avg")
-    own = enc.state_dict()
-    missing = sorted(k for k in own if k not in enc_state and k != "w_avg")
-    extra = sorted(k for k in enc_state if k not in own)
-    wrong = sorted(k for k in own if k in enc_state and tuple(enc_state[k].shape) != tuple(own[k].shape))
-    if missing or extra or wrong:
-        raise CheckpointError(f"the e4e encoder does not match IR-SE50 Encoder4Editing: missing {missing[:4]}, "
-                         f"unexpected {extra[:4]}, wrong shapes {wrong[:4]}")
-    for k, v in enc_state.items():   # floating weights as float32; an integer buffer keeps its own dtype; no other cast
-        wanted = FLOAT_DTYPES if own[k].is_floating_point() else (own[k].dtype,)
-        if v.dtype not in wanted:
-            raise CheckpointError(f"{where}: {k} has dtype {str(v.dtype).replace('torch.', '')}; expected "
-                                  f"{', '.join(str(d).replace('torch.', '') for d in wanted)}. Refusing to cast")
-    enc_state = {k: v.to(own[k].dtype) for k, v in enc_state.items()}
-    if avg is None:
-        raise CheckpointError("the e4e state has no 'latent_avg'; pass the checkpoint's top-level dict (it stores "
-                         "latent_avg beside state_dict)")
-    if not isinstance(avg, torch.Tensor) or avg.dtype not in FLOAT_DTYPES:
-        raise CheckpointError(f"{where}: latent_avg is {getattr(avg, 'dtype', type(avg).__name__)}; expected a floating "
-                              "tensor. Refusing to cast")
-    avg = avg.float()
-    if avg.ndim == 2 and not torch.equal(avg, avg[:1].expand_as(avg)):
-        raise CheckpointError("the checkpoint's latent_avg has differing rows; e4e's is one w_avg repeated per layer")
-    enc_state["w_avg"] = avg[0] if avg.ndim == 2 else avg  # e4e stores latent_avg as [w_dim] or [num_ws, w_dim]
-    enc.load_state_dict(enc_state)
-    return enc.eval()
-
-
-def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
-    """Read the encoder of an e4e checkpoint file (weights-only torch.load: no code in the file runs)."""
-    ckpt = load_torch_file(path, "e4e checkpoint", hint="e4e checkpoints store tensors and an 'opts' dict of "
-                           "plain values.")
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not an e4e checkpoint (expected a dict with 'state_dict')")
-    opts = ckpt.get("opts")
-    encoder_type = opts.get("encoder_type") if isinstance(opts, dict) else None
-    if encoder_type is not None and encoder_type != "Encoder4Editing":
-        raise CheckpointError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
-                         "GradualStyleEncoder has the same weight names but predicts each w row independently, "
-                         "not w0 + offsets, so it is not read)")
-    if not isinstance(ckpt["state_dict"], dict):
-        raise CheckpointError(f"{path}: state_dict is a {type(ckpt['state_dict']).__name__}, expected a dict of "
-                              "tensors (an e4e checkpoint)")
-    state = dict(ckpt["state_dict"])
-    if "latent_avg" in ckpt and "latent_avg" not in state:
-        state["latent_avg"] = ckpt["latent_avg"]
-    return from_e4e_state_dict(state, num_ws, where=path)

@@ -8,7 +8,7 @@ import torch
 import latentspaces as ls
 from encoders import encoder_names, FEncoder, WPlusEncoder, load_encoder, read_encoder_meta, save_encoder
 from encoders.io import encoder_path
-from encoders.wplus_encoder import from_e4e_state_dict, load_e4e_encoder
+from encoders.released import from_e4e_state_dict, load_e4e_encoder
 
 
 def test_f_encoder_predicts_the_f_space_base_code(small_G):

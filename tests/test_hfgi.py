@@ -66,10 +66,18 @@ def test_hfgi_fusion_and_edit_rule(small_G):
 
 
 def test_hfgi_released_configuration_sizes():
-    """The released network at 1024 px (r = 256, fused layer 64 x 64 x 512): 0.57 M ADA, 5.65 M Ec."""
+    """The released network at 1024 px (r = 256, fused layer 64 x 64 x 512): ADA as the released ResidualAligner
+    (596,801 parameters in 295 tensors, three bottlenecks per decoder level), 5.65 M Ec."""
     ada, ec = DistortionAligner(1.0), ConsultationEncoder(256, 512, 64, 1.0)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(ada) == 573_344 and count(ec) == 5_647_344
+    assert count(ada) == 596_801 and len(ada.state_dict()) == 295 and count(ec) == 5_647_344
+    # the decoder levels' (in, out) channels, bottleneck by bottleneck, as the released dconv_layer1..3
+    levels = [[(b.res_layer[1].in_channels, b.res_layer[3].out_channels) for b in level] for level in ada.up]
+    assert levels == [[(112, 64), (64, 32), (32, 32)], [(64, 32), (32, 16), (16, 16)], [(32, 16), (16, 3), (3, 3)]]
+    compact = DistortionAligner(1.0, decoder_units=2)   # the form of the files written before the option
+    assert count(compact) == 573_344 and len(compact.state_dict()) == 256
+    with pytest.raises(ValueError, match="decoder_units"):
+        DistortionAligner(1.0, decoder_units=4)
     ada.eval(), ec.eval()
     with torch.no_grad():
         assert ada(torch.zeros(1, 6, 32, 32)).shape == (1, 3, 32, 32)
@@ -79,6 +87,29 @@ def test_hfgi_released_configuration_sizes():
         ConsultationEncoder(256, 512, 32)
     with pytest.raises(ValueError, match="divisible by 8"):
         ada(torch.zeros(1, 6, 12, 12))
+
+
+def test_hfgi_shrinks_renders_as_released_and_reads_older_files(small_G):
+    """The render G(W) shrinks to r by plain bilinear interpolation (the released code's
+    F.interpolate(clamp(G(W)), 256, 'bilinear')), the target with antialiasing; 'antialias' filters both, and a
+    file written before the option (no 'rendered_resize', 'ada_decoder_units' in its config) loads as that form."""
+    import torch.nn.functional as F
+
+    hfgi = HFGI.for_generator(small_G, width=0.25, input_size=16).eval()   # 32 px generator -> 16 px maps
+    assert hfgi.config["rendered_resize"] == "bilinear" and hfgi.config["ada_decoder_units"] == 3
+    x, ws = _inputs(small_G)
+    x0 = small_G.synthesis(ws).detach()
+    plain = F.interpolate(x0.clamp(-1, 1), size=(16, 16), mode="bilinear", align_corners=False)
+    smooth = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(hfgi.distortion(x, x0), smooth - plain, rtol=0, atol=0)
+    old = HFGI.for_generator(small_G, width=0.25, input_size=16, rendered_resize="antialias",
+                             ada_decoder_units=2).eval()
+    torch.testing.assert_close(old.shrink_render(x0), hfgi.resize(x0.clamp(-1, 1)), rtol=0, atol=0)
+    assert (old.shrink_render(x0) - plain).abs().max() > 1e-3
+    shipped = load_encoder("default-hfgi")   # trained before the options: its header names neither
+    assert (shipped.ada_decoder_units, shipped.rendered_resize) == (2, "antialias")
+    with pytest.raises(ValueError, match="rendered_resize must be one of"):
+        HFGI.for_generator(small_G, width=0.25, rendered_resize="nearest")
 
 
 def test_random_perspective_is_seeded_per_sample_and_identity_without_distortion():

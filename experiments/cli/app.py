@@ -13,7 +13,7 @@ from typing import Dict, Optional
 import torch
 
 import latentspaces as ls
-from encoders import COMPENSATION_HEADS, FEncoder, load_encoder
+from encoders import COMPENSATION_HEADS, FEncoder, load_encoder, load_head
 from encoders.heads import compensate
 from latentspaces import assets
 from latentspaces.interfaces import CodeInitializer
@@ -91,11 +91,12 @@ def _fitting(model: torch.nn.Module, spec: str, G: ls.Generator, base: Optional[
                          "train one for it (docs/training.md)") from None
 
 
-def _loaded(spec: Optional[str], G: ls.Generator, device: str, base: Optional[torch.nn.Module] = None):
-    """The encoder or head `spec` (None: None), checked to fit G."""
+def _loaded(spec: Optional[str], G: ls.Generator, device: str, base: Optional[torch.nn.Module] = None,
+            method: Optional[str] = None):
+    """The encoder `spec`, or the head of `method` (None: None), checked to fit G."""
     if spec is None:
         return None
-    model = load_encoder(spec, device)
+    model = load_encoder(spec, device) if method is None else load_head(spec, device, method)
     _fitting(model, spec, G, base)
     return model
 
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> None:
         spec = getattr(args, flag) or (shipped_head if shipped and assets.installed(shipped_head) else None)
         if spec is not None and base is None:
             raise UsageError(f"--{flag} corrects a W+ encoder's codes: pass --wplus-encoder FILE too")
-        head = _loaded(spec, G, args.device, base)
+        head = _loaded(spec, G, args.device, base, flag)
         if head is not None:
             heads[type(head).__name__] = head
     loaded = {"f": f_encoder, "wplus": base}   # the paper recipe's starts, by the rule of `recipe_encoders`

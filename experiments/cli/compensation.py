@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Tuple
 
-from encoders import COMPENSATION_HEADS, load_encoder
+from encoders import COMPENSATION_HEADS, load_encoder, load_head
 from latentspaces import assets
 
 from ..argtypes import UsageError, encoder_spec
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> None:
     methods, heads = plan(args)
     models = CompensationModels(base=load_encoder(args.base_encoder, args.device),
                                 f=load_encoder(args.f_encoder, args.device),
-                                heads={head: load_encoder(spec, args.device) for head, spec in heads.items()})
+                                heads={head: load_head(spec, args.device, head) for head, spec in heads.items()})
     G = load_generator(args)
     targets = load_targets(args, G, c.n_targets)
     out = Path(args.out)

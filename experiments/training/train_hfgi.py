@@ -42,6 +42,7 @@ import torch
 
 import latentspaces as ls
 from encoders import HFGI
+from encoders.hfgi import RENDERED_RESIZES
 from experiments.argtypes import non_negative_float, positive_float, positive_int
 from experiments.config import option
 from experiments.distributed import World
@@ -81,6 +82,8 @@ class HFGIConfig(OverBaseConfig):
     consult: str = option("unwarped", "what the fused image is made from in training: ADA of the unwarped distortion "
                                       "('unwarped', our form: it measured better) or of the warped one ('warped', the "
                                       "released code)", choices=CONSULT_FORMS)
+    rendered_resize: str = option("bilinear", "how G(W) shrinks to the distortion map's side: plain 'bilinear' (the "
+                                              "released code) or 'antialias'", choices=RENDERED_RESIZES)
 
 
 CONFIG = HFGIConfig
@@ -97,7 +100,8 @@ class HFGITrainer(HeadTrainer):
 
     def __init__(self, args: HFGIConfig, out: Path, G: ls.Generator, world: World, device: torch.device):
         super().__init__(args, out, G, world, device)
-        self.hfgi = self.trained(HFGI.for_generator(G, args.layer, args.input_size, args.width))
+        self.hfgi = self.trained(HFGI.for_generator(G, args.layer, args.input_size, args.width,
+                                                    rendered_resize=args.rendered_resize))
         self.perceptual = make_perceptual(args.perceptual, G.resolution, device)
         self.reconstruction = ReconstructionLoss(self.perceptual, args.lambda_mse, args.lambda_per)
         self.opt = torch.optim.Adam(self.hfgi.parameters(), lr=args.lr)

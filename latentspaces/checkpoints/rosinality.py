@@ -47,8 +47,9 @@ ROSINALITY_LR_MUL = 0.01
 W_AVG_SAMPLES = 10_000  # mapping samples used to estimate w_avg when a file has no latent_avg
 
 
-def _to_state_dict(obj: object, path: str) -> Tuple[Dict[str, object], Optional[object]]:
-    """Find the generator state dict (and latent_avg) inside a loaded rosinality-style object."""
+def _to_state_dict(obj: object, path: str, say_left: bool = True) -> Tuple[Dict[str, object], Optional[object]]:
+    """Find the generator state dict (and latent_avg) inside a loaded rosinality-style object; `say_left`: warn
+    which other parts a pSp-family file holds."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict (rosinality checkpoint or state dict), found {type(obj).__name__}")
     latent_avg = obj.get("latent_avg")
@@ -58,6 +59,11 @@ def _to_state_dict(obj: object, path: str) -> Tuple[Dict[str, object], Optional[
         sd = obj["state_dict"]
         dec = {k[len("decoder."):]: v for k, v in sd.items() if isinstance(k, str) and k.startswith("decoder.")}
         if dec:
+            left = sorted({k.split(".")[0] for k in sd if isinstance(k, str) and "." in k} - {"decoder"})
+            if left and say_left:   # a pSp-family file (e4e, pSp, HFGI): say what else it holds and what reads it
+                warnings.warn(f"{path}: read the generator (decoder.*); left {', '.join(p + '.*' for p in left)} "
+                              "(encoders.load_encoder reads an e4e encoder, encoders.load_head an HFGI head)",
+                              stacklevel=4)
             return dec, latent_avg
     if "style.1.weight" in obj and "input.input" in obj:
         return {k: v for k, v in obj.items() if k != "latent_avg"}, latent_avg
@@ -71,7 +77,7 @@ def _to_state_dict(obj: object, path: str) -> Tuple[Dict[str, object], Optional[
 
 def looks_like_rosinality(obj: object) -> bool:
     try:
-        _to_state_dict(obj, "")
+        _to_state_dict(obj, "", say_left=False)
         return True
     except CheckpointError:
         return False

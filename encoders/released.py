@@ -1,0 +1,246 @@
+"""The released checkpoints of the pSp family (e4e, HFGI), read as data into this project's networks.
+
+The papers' trainers save `torch.save({'state_dict': net.state_dict(), 'opts': vars(opts), 'latent_avg': ...})`,
+the network's parts being prefixes of the state dict's keys:
+
+    encoder.*      e4e's Encoder4Editing ("Designing an Encoder for StyleGAN Image Manipulation") or pSp's
+                   GradualStyleEncoder, told apart by opts['encoder_type'] (the weights have the same names)
+    decoder.*      the rosinality StyleGAN2 generator (read by `latentspaces.load_generator`)
+    residue.*      HFGI's consultation encoder Ec (`ResidualEncoder`; "High-Fidelity GAN Inversion for Image
+                   Attribute Editing", Sec. 3.2)
+    grid_align.*   HFGI's adaptive distortion alignment ADA (`ResidualAligner`, Sec. 3.3)
+    latent_avg     the generator's mean w, [w_dim] or repeated per layer [num_ws, w_dim]
+
+Files are read with the weights-only torch.load (`latentspaces.torch_files`: no code in them runs, the zip
+records' CRC-32 checked). Each released tensor is renamed to this project's name, and the whole state is
+checked before anything is loaded (`load_released_state`: every name present, every shape as the network
+built from the file's sizes, every tensor floating (step counters integer), finite and bounded). A reader
+that uses some parts of a file says which parts it left and what reads them (a `UserWarning`), never
+silently.
+
+Checked against the official code (random weights, saved as the release saves, read here): e4e's ws bit
+for bit; HFGI's fused 1024 px image within float rounding (BENCHMARKS.md, "Released checkpoints").
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from latentspaces.errors import CheckpointError
+from latentspaces.file_rules import FLOAT_DTYPES, check_tensor
+from latentspaces.torch_files import load_torch_file
+
+from .hfgi import HFGI
+from .wplus_encoder import WPlusEncoder
+
+# What each part of a released file is, and which reader of this project reads it.
+PARTS = {
+    "encoder": "the W+ encoder: encoders.load_encoder",
+    "decoder": "the generator: latentspaces.load_generator",
+    "residue": "HFGI's consultation encoder: encoders.load_head",
+    "grid_align": "HFGI's ADA: encoders.load_head",
+}
+
+# HFGI's released layout: the fused layer is the output of rosinality's convs[6] (`if i == 7` in its generator's
+# loop: the first conv of the 64 px block), read at 256 px (its data pipeline and its F.interpolate(..., 256)).
+HFGI_LAYER, HFGI_LAYER_RESOLUTION, HFGI_INPUT_SIZE = "b64.conv0", 64, 256
+
+# released prefix -> this project's prefix (HFGI's psp_encoders.ResidualEncoder `residue`, ResidualAligner `grid_align`)
+HFGI_PREFIXES: Sequence[Tuple[str, str]] = (
+    ("residue.conv_layer1.", "consultation.trunk.0."), ("residue.conv_layer2.", "consultation.trunk.1."),
+    ("residue.conv_layer3.", "consultation.trunk.2."), ("residue.condition_scale3.", "consultation.scale."),
+    ("residue.condition_shift3.", "consultation.shift."), ("grid_align.conv_layer1.", "ada.stem."),
+    ("grid_align.conv_layer2.", "ada.down.0."), ("grid_align.conv_layer3.", "ada.down.1."),
+    ("grid_align.conv_layer4.", "ada.down.2."), ("grid_align.dconv_layer1.", "ada.up.0."),
+    ("grid_align.dconv_layer2.", "ada.up.1."), ("grid_align.dconv_layer3.", "ada.up.2."),
+)
+
+
+def renamed(key: str, prefixes: Sequence[Tuple[str, str]]) -> str:
+    """`key` with the first of `prefixes`' (from, to) pairs whose `from` starts it replaced (unchanged if none)."""
+    for old, new in prefixes:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def load_released_state(network: torch.nn.Module, state: Mapping[str, object], where: str, what: str,
+                        names: Optional[Mapping[str, str]] = None) -> torch.nn.Module:
+    """`network` with the weights of `state` (keys already in the network's names), checked whole first.
+
+    `names`: this project's key -> the released key, for the messages. Refused with a CheckpointError naming
+    the file and the tensor: a missing, unexpected or misshapen tensor; a dtype other than a floating one (the
+    network's own dtype for an integer buffer such as BatchNorm's step counter); a NaN, an Inf or a magnitude
+    over `latentspaces.file_rules.MAX_ABS_WEIGHT`. Floating weights are read as float32; nothing else is cast.
+    """
+    names = names or {}
+    own = network.state_dict()
+    missing = sorted(names.get(k, k) for k in own if k not in state)
+    extra = sorted(names.get(k, k) for k in state if k not in own)
+    wrong = sorted(names.get(k, k) for k in own if k in state and isinstance(state[k], torch.Tensor)
+                   and tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or extra or wrong:
+        raise CheckpointError(f"{where}: the {what} does not match the released network: missing {missing[:4]}, "
+                              f"unexpected {extra[:4]}, wrong shapes {wrong[:4]}")
+    checked = {}
+    for k, value in state.items():
+        wanted = FLOAT_DTYPES if own[k].is_floating_point() else (own[k].dtype,)
+        if isinstance(value, torch.Tensor) and value.dtype not in wanted:
+            raise CheckpointError(f"{where}: {names.get(k, k)} has dtype {_dtype_name(value.dtype)}; expected "
+                                  f"{', '.join(_dtype_name(d) for d in wanted)}. Refusing to cast")
+        checked[k] = check_tensor(names.get(k, k), value, tuple(own[k].shape), where, dtypes=wanted).to(own[k].dtype)
+    network.load_state_dict(checked)
+    return network.eval()
+
+
+def checked_latent_avg(avg: object, where: str) -> torch.Tensor:
+    """latent_avg as [w_dim] float32: e4e stores one w_avg, or the same row repeated per layer [num_ws, w_dim]."""
+    if avg is None:
+        raise CheckpointError(f"{where}: no 'latent_avg'; pass the checkpoint's top-level dict (it stores latent_avg "
+                              "beside state_dict)")
+    if not isinstance(avg, torch.Tensor) or avg.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{where}: latent_avg is {getattr(avg, 'dtype', type(avg).__name__)}; expected a floating "
+                              "tensor. Refusing to cast")
+    if avg.ndim not in (1, 2):
+        raise CheckpointError(f"{where}: latent_avg has shape {list(avg.shape)}; expected [w_dim] or [num_ws, w_dim]")
+    avg = check_tensor("latent_avg", avg, None, where).float()
+    if avg.ndim == 2 and not torch.equal(avg, avg[:1].expand_as(avg)):
+        raise CheckpointError(f"{where}: latent_avg has differing rows; e4e's is one w_avg repeated per layer")
+    return avg[0] if avg.ndim == 2 else avg
+
+
+def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None, where: str = "the e4e state dict") -> WPlusEncoder:
+    """An ir_se50 WPlusEncoder with the encoder weights of an e4e checkpoint's state dict.
+
+    `state`: the checkpoint's 'state_dict' (keys 'encoder.*', 'decoder.*') or just the encoder part;
+    'latent_avg' (from the checkpoint's top level or its state dict) becomes `w_avg`. Raises CheckpointError
+    naming the difference when the encoder is not e4e's Encoder4Editing over IR-SE50.
+    Note: pSp's GradualStyleEncoder has exactly the same keys and shapes (it predicts every w row
+    independently instead of w0 + deltas), so a bare state dict cannot be told apart from e4e's;
+    `load_e4e_encoder` checks the checkpoint's opts['encoder_type'] for that.
+    """
+    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} or dict(state)
+    if "input_layer.0.weight" not in enc_state or "styles.0.linear.weight" not in enc_state:
+        raise CheckpointError("not an e4e Encoder4Editing state dict: expected keys 'encoder.input_layer.0.weight' and "
+                              "'encoder.styles.0.linear.weight' (the ResNet/last-layer-into-W backbones are "
+                              "different architectures and are not read)")
+    n_styles = len({k.split(".")[1] for k in enc_state if k.startswith("styles.")})
+    if num_ws is not None and num_ws != n_styles:
+        raise CheckpointError(f"the e4e encoder predicts {n_styles} ws, the generator needs {num_ws}")
+    n_units = len({k.split(".")[1] for k in enc_state if k.startswith("body.")})
+    if n_units != 24:
+        raise CheckpointError(f"the e4e backbone has {n_units} units; only IR-SE50 (24 units) is supported "
+                              "(IR-SE100/152 and the ResNet34 backbone are not)")
+    style = enc_state["styles.0.linear.weight"]
+    if not isinstance(style, torch.Tensor) or style.ndim != 2:
+        raise CheckpointError(f"{where}: encoder.styles.0.linear.weight is not a matrix [w_dim, channels]")
+    enc = WPlusEncoder(n_styles, style.shape[0], backbone="ir_se50", style_channels=style.shape[1])
+    enc_state["w_avg"] = checked_latent_avg(state.get("latent_avg"), where)
+    return load_released_state(enc, enc_state, where, "e4e encoder",
+                               names={k: f"encoder.{k}" for k in enc_state if k != "w_avg"} | {"w_avg": "latent_avg"})
+
+
+def read_psp_checkpoint(path: str, what: str) -> Tuple[Dict[str, object], dict]:
+    """(state: the state dict with 'latent_avg' beside its keys when the file has one, opts: {} when absent)
+    of a pSp-family checkpoint; CheckpointError unless it is a dict with a 'state_dict' dict of tensors."""
+    ckpt = load_torch_file(path, what, hint="pSp-family checkpoints store tensors and an 'opts' dict of plain values.")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a {what} (expected a dict with 'state_dict')")
+    if not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{path}: state_dict is a {type(ckpt['state_dict']).__name__}, expected a dict of "
+                              f"tensors (a {what})")
+    state = dict(ckpt["state_dict"])
+    if "latent_avg" in ckpt and "latent_avg" not in state:
+        state["latent_avg"] = ckpt["latent_avg"]
+    opts = ckpt.get("opts")
+    return state, opts if isinstance(opts, dict) else {}
+
+
+def file_parts(state: Mapping[str, object]) -> Tuple[str, ...]:
+    """The parts of a released state dict: the first component of its dotted keys, sorted ('latent_avg' aside)."""
+    return tuple(sorted({k.split(".")[0] for k in state if isinstance(k, str) and "." in k}))
+
+
+def note_parts_left(path: str, state: Mapping[str, object], read: Sequence[str]) -> None:
+    """Warn which parts of the file at `path` this reader left, and what reads each (nothing when all were read)."""
+    left = [p for p in file_parts(state) if p not in read]
+    if left:
+        said = "; ".join(f"{p}.* ({PARTS.get(p, 'not read by this project')})" for p in left)
+        warnings.warn(f"{os.path.basename(path)}: read {', '.join(f'{p}.*' for p in read)}; left {said}", stacklevel=3)
+
+
+def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """Read the encoder of an e4e checkpoint (or of HFGI's, which holds e4e's) into an ir_se50 WPlusEncoder."""
+    state, opts = read_psp_checkpoint(path, "e4e checkpoint")
+    encoder_type = opts.get("encoder_type")
+    if encoder_type is not None and encoder_type != "Encoder4Editing":
+        raise CheckpointError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
+                              "GradualStyleEncoder has the same weight names but predicts each w row independently, "
+                              "not w0 + offsets, so it is not read)")
+    encoder = from_e4e_state_dict(state, num_ws, where=path)
+    note_parts_left(path, state, read=("encoder",))
+    return encoder
+
+
+def hfgi_from_state(state: Mapping[str, object], where: str) -> HFGI:
+    """The HFGI head of a released HFGI state dict (keys 'residue.*', 'grid_align.*', 'encoder.*' for the code
+    shape): ADA and Ec at the released sizes, fusing b64.conv0 at 256 px with the released render resize."""
+    for part in ("residue", "grid_align"):
+        if not any(isinstance(k, str) and k.startswith(part + ".") for k in state):
+            raise CheckpointError(f"{where}: no '{part}.*' weights: not an HFGI checkpoint (HFGI's files hold "
+                                  "encoder.*, decoder.*, residue.* and grid_align.*)")
+    styles = {k.split(".")[2] for k in state if isinstance(k, str) and k.startswith("encoder.styles.")}
+    scale = state.get("residue.condition_scale3.2.weight")
+    w_avg = state.get("latent_avg")
+    if not styles or not isinstance(scale, torch.Tensor) or scale.ndim != 4 or not isinstance(w_avg, torch.Tensor):
+        raise CheckpointError(f"{where}: the code shape (encoder.styles.*, latent_avg) or the fused layer's channels "
+                              "(residue.condition_scale3.2.weight) cannot be read")
+    head = HFGI(len(styles), int(w_avg.shape[-1]), HFGI_LAYER, int(scale.shape[0]), HFGI_LAYER_RESOLUTION,
+                HFGI_INPUT_SIZE, width=1.0, ada_decoder_units=3, rendered_resize="bilinear")
+    ours = {renamed(k, HFGI_PREFIXES): v for k, v in state.items()
+            if isinstance(k, str) and k.split(".")[0] in ("residue", "grid_align")}
+    back = [(new, old) for old, new in HFGI_PREFIXES]
+    names = {k: renamed(k, back) for k in [*head.state_dict(), *ours]}
+    return load_released_state(head, ours, where, "HFGI head", names)
+
+
+def load_hfgi_head(path: str) -> HFGI:
+    """The HFGI head (ADA + Ec) of a released HFGI checkpoint; its e4e encoder is read by `load_e4e_encoder`,
+    its generator by `latentspaces.load_generator`."""
+    state, _ = read_psp_checkpoint(path, "HFGI checkpoint")
+    head = hfgi_from_state(state, path)
+    note_parts_left(path, state, read=("residue", "grid_align"))
+    return head
+
+
+# A released file's head by the parts it holds: (the parts it reads, the reader of a state dict).
+RELEASED_HEADS: Sequence[Tuple[Tuple[str, ...], Callable[[Mapping[str, object], str], torch.nn.Module]]] = (
+    (("residue", "grid_align"), hfgi_from_state),
+)
+
+
+def load_released_head(path: str) -> torch.nn.Module:
+    """The compensation head of a released checkpoint, found by the parts it holds (the file read once);
+    CheckpointError naming the parts found when no reader knows them."""
+    state, _ = read_psp_checkpoint(path, "released head checkpoint")
+    parts = file_parts(state)
+    for read, make in RELEASED_HEADS:
+        if all(p in parts for p in read):
+            head = make(state, path)
+            note_parts_left(path, state, read)
+            return head
+    raise CheckpointError(f"{path}: no compensation head this project reads (parts: {', '.join(parts) or 'none'}; "
+                          "read: HFGI's residue.* + grid_align.*)")
+
+
+__all__ = ["HFGI_PREFIXES", "PARTS", "checked_latent_avg", "file_parts", "from_e4e_state_dict", "hfgi_from_state",
+           "load_e4e_encoder", "load_hfgi_head", "load_released_head", "load_released_state", "note_parts_left",
+           "read_psp_checkpoint", "renamed"]

@@ -1,0 +1,146 @@
+"""The released checkpoints of the pSp family (e4e, HFGI) as the releases write them: read, and refused when damaged.
+
+The files here are written in the release's layout by hand (its key names, shapes and opts, at the 1024 px
+layout: ADA and Ec of HFGI at 256 px fusing the 64 px layer's 512 channels); that the official networks give the
+same outputs for the same weights is measured against the official code itself (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from encoders import HFGI, WPlusEncoder, load_encoder, load_head
+from encoders.released import load_e4e_encoder, load_hfgi_head
+from latentspaces.errors import CheckpointError
+
+# our prefix -> the released prefix (HFGI's psp_encoders.ResidualEncoder / ResidualAligner), written out here
+# independently of the reader's table
+RELEASED_PREFIXES = {
+    "consultation.trunk.0.": "residue.conv_layer1.", "consultation.trunk.1.": "residue.conv_layer2.",
+    "consultation.trunk.2.": "residue.conv_layer3.", "consultation.scale.": "residue.condition_scale3.",
+    "consultation.shift.": "residue.condition_shift3.", "ada.stem.": "grid_align.conv_layer1.",
+    "ada.down.0.": "grid_align.conv_layer2.", "ada.down.1.": "grid_align.conv_layer3.",
+    "ada.down.2.": "grid_align.conv_layer4.", "ada.up.0.": "grid_align.dconv_layer1.",
+    "ada.up.1.": "grid_align.dconv_layer2.", "ada.up.2.": "grid_align.dconv_layer3.",
+}
+
+
+def released_name(key: str) -> str:
+    prefix = next(p for p in RELEASED_PREFIXES if key.startswith(p))
+    return RELEASED_PREFIXES[prefix] + key[len(prefix):]
+
+
+def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """(path, HFGI head at the 1024 px layout, e4e encoder with 4 ws) of an HFGI release file: encoder.*,
+    decoder.* (a stand-in tensor), residue.*, grid_align.*, latent_avg [num_ws, 512], opts."""
+    torch.manual_seed(0)
+    head = _randomized(HFGI(4, 512, "b64.conv0", 512, 64, 256), 1)
+    e4e = _randomized(WPlusEncoder(4, 512, backbone="ir_se50", style_channels=512), 2)
+    latent_avg = 0.1 * torch.randn(512)
+    state = {**{f"encoder.{k}": v for k, v in e4e.state_dict().items() if k != "w_avg"},
+             **{released_name(k): v for k, v in head.state_dict().items()},
+             "decoder.style.1.weight": torch.zeros(512, 512)}
+    path = tmp_path_factory.mktemp("released") / "hfgi_ffhq.pt"
+    torch.save({"state_dict": state, "latent_avg": latent_avg.repeat(4, 1),
+                "opts": {"encoder_type": "Encoder4Editing", "start_from_latent_avg": True, "dataset_type": "ffhq_encode"}},
+               path)
+    with torch.no_grad():
+        e4e.w_avg.copy_(latent_avg)
+    return path, head, e4e
+
+
+def test_release_layout_names_and_sizes(release):
+    path, head, _ = release
+    state = torch.load(path, weights_only=True)["state_dict"]
+    ada = {k: v for k, v in state.items() if k.startswith("grid_align.")}
+    assert len(ada) == 295 and sum(v.numel() for k, v in ada.items() if "running" not in k and "num_batches" not in k) \
+        == 596_801
+    assert state["grid_align.dconv_layer3.2.res_layer.4.weight"].shape == (3,)          # the third unit: 3 -> 3
+    assert state["residue.condition_scale3.2.weight"].shape == (512, 512, 3, 3)
+
+
+def test_hfgi_release_reads_into_the_released_head(release):
+    path, written, _ = release
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        head = load_head(path, method="hfgi")
+    assert isinstance(head, HFGI) and head.meta["source"] == "released checkpoint hfgi_ffhq.pt"
+    assert (head.layer, head.layer_channels, head.layer_resolution, head.input_size) == ("b64.conv0", 512, 64, 256)
+    assert (head.ada_decoder_units, head.rendered_resize, head.width, head.num_ws) == (3, "bilinear", 1.0, 4)
+    for key, value in written.state_dict().items():
+        assert torch.equal(head.state_dict()[key], value), key
+    torch.manual_seed(3)
+    dmap, rendered = torch.rand(1, 3, 256, 256) - 0.5, torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        for ours, theirs in zip(head.modulation(dmap, rendered), written.modulation(dmap, rendered)):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    left = " ".join(str(w.message) for w in said)
+    assert "read residue.*, grid_align.*" in left and "decoder.*" in left and "encoder.* (the W+ encoder" in left
+    assert load_hfgi_head(str(path)).config == head.config
+    with pytest.raises(CheckpointError, match="holds a HFGI head, not a sdic one"):
+        load_head(path, method="sdic")
+
+
+def test_e4e_of_an_hfgi_release_says_what_it_left(release):
+    path, _, e4e = release
+    with pytest.warns(UserWarning, match=r"read encoder\.\*; left decoder\.\* .*grid_align\.\* \(HFGI's ADA"):
+        encoder = load_encoder(path)
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), e4e(x), rtol=0, atol=0)
+
+
+def _resaved(path, tmp_path, change) -> str:
+    ckpt = torch.load(path, weights_only=True)
+    change(ckpt)
+    out = tmp_path / "damaged.pt"
+    torch.save(ckpt, out)
+    return str(out)
+
+
+def test_damaged_releases_are_refused_naming_the_tensor(release, tmp_path):
+    path = release[0]
+
+    def put(key, value):
+        return lambda ckpt: ckpt["state_dict"].__setitem__(key, value)
+
+    nan = torch.full((3,), float("nan"))
+    cases = [
+        (put("grid_align.dconv_layer3.2.res_layer.4.weight", nan), load_hfgi_head,
+         r"grid_align\.dconv_layer3\.2\.res_layer\.4\.weight holds 3 non-finite"),
+        (lambda c: c["state_dict"].pop("residue.condition_shift3.0.bias"), load_hfgi_head,
+         r"missing \['residue\.condition_shift3\.0\.bias'\]"),
+        (put("grid_align.dconv_layer4.0.res_layer.1.weight", torch.zeros(1)), load_hfgi_head,
+         r"unexpected \['grid_align\.dconv_layer4"),
+        (put("grid_align.dconv_layer3.2.res_layer.4.weight", torch.zeros(4)), load_hfgi_head,
+         r"wrong shapes \['grid_align\.dconv_layer3\.2\.res_layer\.4\.weight'\]"),
+        (put("residue.conv_layer1.0.weight", torch.zeros(32, 3, 3, 3, dtype=torch.int32)), load_hfgi_head,
+         r"residue\.conv_layer1\.0\.weight has dtype int32"),
+        (lambda c: [c["state_dict"].pop(k) for k in list(c["state_dict"]) if k.startswith("residue.")], load_head,
+         r"no compensation head this project reads \(parts: decoder, encoder, grid_align"),
+        # e4e (item 4 of the issue): a NaN weight and an infinite latent_avg are named, not run
+        (put("encoder.body.3.res_layer.1.weight", torch.full((128, 64, 3, 3), float("nan"))), load_e4e_encoder,
+         r"encoder\.body\.3\.res_layer\.1\.weight holds 73728 non-finite"),
+        (lambda c: c.__setitem__("latent_avg", torch.full((4, 512), float("inf"))), load_e4e_encoder,
+         r"latent_avg holds 2048 non-finite"),
+    ]
+    for change, reader, message in cases:
+        damaged = _resaved(path, tmp_path, change)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(CheckpointError, match=message):
+                reader(damaged)
+    with pytest.raises(CheckpointError, match="holds a WPlusEncoder, not a compensation head"):
+        load_head("default-wplus")
