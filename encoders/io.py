@@ -14,8 +14,8 @@ asset registry (`latentspaces.assets.ASSETS`, kinds 'encoder' and 'head'):
     head = load_encoder("default-sdic")   # SDIC compensation head
     head = load_encoder("default-hfgi")   # HFGI compensation head
 
-Released checkpoints (`.pt`, `encoders.released`): `load_encoder` reads the e4e encoder of an e4e or HFGI
-file, `load_head` the HFGI head (ADA + Ec) of an HFGI file; each says which parts of the file it left.
+Released checkpoints (`.pt`, `encoders.released`): `load_encoder` reads the W+ encoder of an e4e, HFGI or
+pSp file, `load_head` the HFGI head (ADA + Ec) of an HFGI file; each says which parts of the file it left.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .hfgi import HFGI
 from .probing import check_probe
 from .reganie import ReGANIE
 from .sdic import SDIC
-from .released import load_e4e_encoder, load_released_head
+from .released import load_psp_family_encoder, load_released_head
 from .wplus_encoder import WPlusEncoder
 
 FORMAT = "latentspaces.encoder"
@@ -98,15 +98,16 @@ def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
 
 def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path:
-    the project's format, or the e4e encoder of a released e4e or HFGI checkpoint (`.pt`, `load_e4e_encoder`)."""
+    the project's format, or the W+ encoder of a released e4e, HFGI or pSp checkpoint (`.pt`, `encoders.released`)."""
     path = encoder_path(name_or_path) if str(name_or_path) in encoder_names() else Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"no encoder file at {path}; shipped names: {encoder_names()}")
     if path.suffix.lower() == ".pt":   # e4e's own checkpoint: the trainers' --base-encoder takes it as it is
         check_sidecar(path)
-        encoder = load_e4e_encoder(str(path))
+        encoder = load_psp_family_encoder(str(path))
         check_probe(encoder, str(path))
-        encoder.meta = {**getattr(encoder, "meta", {}), "source": f"e4e checkpoint {path.name}"}
+        kind = "pSp" if encoder.codes == "rows" else "e4e"
+        encoder.meta = {**getattr(encoder, "meta", {}), "source": f"{kind} checkpoint {path.name}"}
         return encoder.to(device).eval()
     check_sidecar(path)
     head = read_encoder_meta(path)

@@ -1,4 +1,4 @@
-"""The released checkpoints of the pSp family (e4e, HFGI), read as data into this project's networks.
+"""The released checkpoints of the pSp family (pSp, e4e, HFGI), read as data into this project's networks.
 
 The papers' trainers save `torch.save({'state_dict': net.state_dict(), 'opts': vars(opts), 'latent_avg': ...})`,
 the network's parts being prefixes of the state dict's keys:
@@ -117,35 +117,42 @@ def checked_latent_avg(avg: object, where: str) -> torch.Tensor:
     return avg[0] if avg.ndim == 2 else avg
 
 
-def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None, where: str = "the e4e state dict") -> WPlusEncoder:
-    """An ir_se50 WPlusEncoder with the encoder weights of an e4e checkpoint's state dict.
-
-    `state`: the checkpoint's 'state_dict' (keys 'encoder.*', 'decoder.*') or just the encoder part;
-    'latent_avg' (from the checkpoint's top level or its state dict) becomes `w_avg`. Raises CheckpointError
-    naming the difference when the encoder is not e4e's Encoder4Editing over IR-SE50.
-    Note: pSp's GradualStyleEncoder has exactly the same keys and shapes (it predicts every w row
-    independently instead of w0 + deltas), so a bare state dict cannot be told apart from e4e's;
-    `load_e4e_encoder` checks the checkpoint's opts['encoder_type'] for that.
-    """
-    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} or dict(state)
+def wplus_from_state(state: dict, codes: str, where: str, num_ws: Optional[int] = None,
+                     latent_avg: bool = True) -> WPlusEncoder:
+    """An ir_se50 WPlusEncoder with the encoder weights of an e4e (`codes='offsets'`) or pSp (`codes='rows'`)
+    state dict (keys 'encoder.*', or just the encoder part); 'latent_avg' becomes `w_avg` (required when
+    `latent_avg`, else w_avg stays 0: pSp trained without start_from_latent_avg). The two encoders have the
+    same weight names and shapes: only the checkpoint's opts['encoder_type'] tells them apart."""
+    what = {"offsets": "e4e Encoder4Editing", "rows": "pSp GradualStyleEncoder"}[codes]
+    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} or \
+        {k: v for k, v in state.items() if k != "latent_avg"}
     if "input_layer.0.weight" not in enc_state or "styles.0.linear.weight" not in enc_state:
-        raise CheckpointError("not an e4e Encoder4Editing state dict: expected keys 'encoder.input_layer.0.weight' and "
+        raise CheckpointError(f"not an {what} state dict: expected keys 'encoder.input_layer.0.weight' and "
                               "'encoder.styles.0.linear.weight' (the ResNet/last-layer-into-W backbones are "
                               "different architectures and are not read)")
     n_styles = len({k.split(".")[1] for k in enc_state if k.startswith("styles.")})
     if num_ws is not None and num_ws != n_styles:
-        raise CheckpointError(f"the e4e encoder predicts {n_styles} ws, the generator needs {num_ws}")
+        raise CheckpointError(f"the {what} predicts {n_styles} ws, the generator needs {num_ws}")
     n_units = len({k.split(".")[1] for k in enc_state if k.startswith("body.")})
     if n_units != 24:
-        raise CheckpointError(f"the e4e backbone has {n_units} units; only IR-SE50 (24 units) is supported "
+        raise CheckpointError(f"the {what} backbone has {n_units} units; only IR-SE50 (24 units) is supported "
                               "(IR-SE100/152 and the ResNet34 backbone are not)")
     style = enc_state["styles.0.linear.weight"]
     if not isinstance(style, torch.Tensor) or style.ndim != 2:
         raise CheckpointError(f"{where}: encoder.styles.0.linear.weight is not a matrix [w_dim, channels]")
-    enc = WPlusEncoder(n_styles, style.shape[0], backbone="ir_se50", style_channels=style.shape[1])
-    enc_state["w_avg"] = checked_latent_avg(state.get("latent_avg"), where)
-    return load_released_state(enc, enc_state, where, "e4e encoder",
+    enc = WPlusEncoder(n_styles, style.shape[0], backbone="ir_se50", style_channels=style.shape[1], codes=codes)
+    if latent_avg or state.get("latent_avg") is not None:
+        enc_state["w_avg"] = checked_latent_avg(state.get("latent_avg"), where)
+    else:
+        enc_state["w_avg"] = torch.zeros(style.shape[0])
+    return load_released_state(enc, enc_state, where, what,
                                names={k: f"encoder.{k}" for k in enc_state if k != "w_avg"} | {"w_avg": "latent_avg"})
+
+
+def from_e4e_state_dict(state: dict, num_ws: Optional[int] = None, where: str = "the e4e state dict") -> WPlusEncoder:
+    """An ir_se50 WPlusEncoder (w0 + offsets) with the encoder weights of an e4e checkpoint's state dict, its
+    'latent_avg' (from the checkpoint's top level or its state dict) as `w_avg` (`wplus_from_state`)."""
+    return wplus_from_state(state, "offsets", where, num_ws)
 
 
 def read_psp_checkpoint(path: str, what: str) -> Tuple[Dict[str, object], dict]:
@@ -177,15 +184,60 @@ def note_parts_left(path: str, state: Mapping[str, object], read: Sequence[str])
         warnings.warn(f"{os.path.basename(path)}: read {', '.join(f'{p}.*' for p in read)}; left {said}", stacklevel=3)
 
 
-def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
-    """Read the encoder of an e4e checkpoint (or of HFGI's, which holds e4e's) into an ir_se50 WPlusEncoder."""
-    state, opts = read_psp_checkpoint(path, "e4e checkpoint")
+def e4e_from_checkpoint(state: dict, opts: dict, path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """The e4e encoder of a read checkpoint (`read_psp_checkpoint`), refusing another opts['encoder_type']."""
     encoder_type = opts.get("encoder_type")
     if encoder_type is not None and encoder_type != "Encoder4Editing":
         raise CheckpointError(f"{path}: opts['encoder_type'] is {encoder_type!r}, not 'Encoder4Editing' (a pSp "
                               "GradualStyleEncoder has the same weight names but predicts each w row independently, "
-                              "not w0 + offsets, so it is not read)")
-    encoder = from_e4e_state_dict(state, num_ws, where=path)
+                              "not w0 + offsets: read it with load_psp_encoder)")
+    return from_e4e_state_dict(state, num_ws, where=path)
+
+
+def psp_from_checkpoint(state: dict, opts: dict, path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """The pSp encoder of a read checkpoint: opts['encoder_type'] 'GradualStyleEncoder' over IR-SE50, RGB in."""
+    encoder_type = opts.get("encoder_type", "GradualStyleEncoder")
+    if encoder_type != "GradualStyleEncoder":
+        raise CheckpointError(f"{path}: opts['encoder_type'] is {encoder_type!r}; read here: 'GradualStyleEncoder' "
+                              "(pSp) and 'Encoder4Editing' (e4e, load_e4e_encoder); the last-layer-into-W encoders "
+                              "are other networks")
+    channels = opts.get("input_nc", 3)
+    if channels != 3 or opts.get("label_nc", 0):
+        raise CheckpointError(f"{path}: this pSp encoder reads {channels} input channels (label_nc "
+                              f"{opts.get('label_nc', 0)}: sketches or segmentation maps), not RGB photos; it does not "
+                              "invert images")
+    from_avg = bool(opts.get("start_from_latent_avg", True))
+    encoder = wplus_from_state(state, "rows", path, num_ws, latent_avg=from_avg)
+    if not from_avg:
+        with torch.no_grad():
+            encoder.w_avg.zero_()   # pSp adds latent_avg only when it trained from it
+    return encoder
+
+
+def load_e4e_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """Read the encoder of an e4e checkpoint (or of HFGI's, which holds e4e's) into an ir_se50 WPlusEncoder."""
+    state, opts = read_psp_checkpoint(path, "e4e checkpoint")
+    encoder = e4e_from_checkpoint(state, opts, path, num_ws)
+    note_parts_left(path, state, read=("encoder",))
+    return encoder
+
+
+def load_psp_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """Read the encoder of a pSp checkpoint (FFHQ encoding, toonify, super-resolution, ...: RGB photos in) into a
+    WPlusEncoder with codes='rows'; ws = rows + latent_avg when opts['start_from_latent_avg'] (pSp's forward),
+    the rows alone otherwise."""
+    state, opts = read_psp_checkpoint(path, "pSp checkpoint")
+    encoder = psp_from_checkpoint(state, opts, path, num_ws)
+    note_parts_left(path, state, read=("encoder",))
+    return encoder
+
+
+def load_psp_family_encoder(path: str, num_ws: Optional[int] = None) -> WPlusEncoder:
+    """The W+ encoder of an e4e, HFGI or pSp checkpoint (read once), by its opts['encoder_type'] (e4e when the
+    opts do not say)."""
+    state, opts = read_psp_checkpoint(path, "pSp-family checkpoint")
+    read = psp_from_checkpoint if opts.get("encoder_type") == "GradualStyleEncoder" else e4e_from_checkpoint
+    encoder = read(state, opts, path, num_ws)
     note_parts_left(path, state, read=("encoder",))
     return encoder
 
@@ -242,5 +294,5 @@ def load_released_head(path: str) -> torch.nn.Module:
 
 
 __all__ = ["HFGI_PREFIXES", "PARTS", "checked_latent_avg", "file_parts", "from_e4e_state_dict", "hfgi_from_state",
-           "load_e4e_encoder", "load_hfgi_head", "load_released_head", "load_released_state", "note_parts_left",
-           "read_psp_checkpoint", "renamed"]
+           "load_e4e_encoder", "load_hfgi_head", "load_psp_encoder", "load_psp_family_encoder", "e4e_from_checkpoint", "psp_from_checkpoint", "load_released_head", "load_released_state", "note_parts_left",
+           "read_psp_checkpoint", "renamed", "wplus_from_state"]

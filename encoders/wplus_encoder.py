@@ -13,8 +13,10 @@ Structure (e4e's Encoder4Editing, with the backbone made configurable):
   Each style block: log2(spatial) stride-2 3x3 convs + LeakyReLU 0.01, then an equalized linear layer.
   Upsampling in the pyramid is bilinear with align_corners=True (as e4e).
 - progressive_stage: how many offsets are active (e4e's progressive training; num_ws - 1 = all).
+- codes='rows': pSp's GradualStyleEncoder ("Encoding in Style: a StyleGAN Encoder for Image-to-Image
+  Translation", Sec. 3): the same network, each row ws[:, i] = w_avg + style_i(level of i), no shared w0.
 
-`encoders.released.load_e4e_encoder` reads the encoder part of an e4e checkpoint into an ir_se50 WPlusEncoder.
+`encoders.released` reads the encoder part of an e4e or pSp checkpoint into an ir_se50 WPlusEncoder.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .config_checks import check_count, check_side
 from .probing import probe_images
 
 # (in_channels, depth, units, stride) per stage
+CODE_FORMS = ("offsets", "rows")   # e4e's w0 + offsets; pSp's independent rows
 BACKBONES = {
     "ir_se50": dict(stages=[(64, 64, 3, 2), (64, 128, 4, 2), (128, 256, 14, 2), (256, 512, 3, 2)], stem=64, se=True,
                     input_size=256),
@@ -116,6 +119,8 @@ class WPlusEncoder(nn.Module):
         coarse_ind: int = 3,                        # layers below this read c3 (e4e: 3)
         middle_ind: int = 7,                        # layers below this (and >= coarse_ind) read p2 (e4e: 7)
         progressive_stage: Optional[int] = None,    # active offsets (default: all, num_ws - 1)
+        codes: str = "offsets",                     # 'offsets': w0 + per-layer offsets (e4e); 'rows': each w row
+                                                    # from its own style block (pSp's GradualStyleEncoder)
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -131,6 +136,9 @@ class WPlusEncoder(nn.Module):
             raise ValueError(f"coarse_ind {coarse_ind} must not exceed middle_ind {middle_ind}")
         if progressive_stage is not None:
             check_count(progressive_stage, "progressive_stage", 0, num_ws - 1)
+        if codes not in CODE_FORMS:
+            raise ValueError(f"codes must be one of {CODE_FORMS}, got {codes!r}")
+        self.codes = codes
         self.num_ws, self.w_dim, self.backbone = num_ws, w_dim, backbone
         self.input_size = input_size or spec["input_size"]
         self.coarse_ind, self.middle_ind = coarse_ind, middle_ind
@@ -160,7 +168,7 @@ class WPlusEncoder(nn.Module):
         """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return dict(num_ws=self.num_ws, w_dim=self.w_dim, backbone=self.backbone, style_channels=self.style_channels,
                     input_size=self.input_size, coarse_ind=self.coarse_ind, middle_ind=self.middle_ind,
-                    progressive_stage=self.progressive_stage)
+                    progressive_stage=self.progressive_stage, codes=self.codes)
 
     @classmethod
     def for_generator(cls, G, **kwargs) -> "WPlusEncoder":
@@ -212,6 +220,10 @@ class WPlusEncoder(nn.Module):
 
     def _styles(self, maps) -> torch.Tensor:
         c3, p2, p1 = maps
+        if self.codes == "rows":   # pSp: every row its own, from the level of its layer
+            rows = [style(c3 if i < self.coarse_ind else p2 if i < self.middle_ind else p1)
+                    for i, style in enumerate(self.styles)]
+            return torch.stack(rows, dim=1) + self.w_avg
         w0 = self.styles[0](c3)
         ws = [w0]
         for i in range(1, self.num_ws):

@@ -115,6 +115,8 @@ def test_e4e_reader_refuses_other_layouts(tmp_path):
         load_encoder(path)
     torch.save({"state_dict": {}, "opts": {"encoder_type": "GradualStyleEncoder"}}, tmp_path / "psp.pt")
     with pytest.raises(ValueError, match="not 'Encoder4Editing'"):
+        load_e4e_encoder(str(tmp_path / "psp.pt"))
+    with pytest.raises(ValueError, match="not an pSp GradualStyleEncoder state dict"):   # load_encoder reads pSp's
         load_encoder(tmp_path / "psp.pt")
 
 

@@ -1,4 +1,4 @@
-"""The released checkpoints of the pSp family (e4e, HFGI) as the releases write them: read, and refused when damaged.
+"""The released checkpoints of the pSp family (pSp, e4e, HFGI) as the releases write them: read, and refused when damaged.
 
 The files here are written in the release's layout by hand (its key names, shapes and opts, at the 1024 px
 layout: ADA and Ec of HFGI at 256 px fusing the 64 px layer's 512 channels); that the official networks give the
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from encoders import HFGI, WPlusEncoder, load_encoder, load_head
-from encoders.released import load_e4e_encoder, load_hfgi_head
+from encoders.released import load_e4e_encoder, load_hfgi_head, load_psp_encoder
 from latentspaces.errors import CheckpointError
 
 # our prefix -> the released prefix (HFGI's psp_encoders.ResidualEncoder / ResidualAligner), written out here
@@ -144,3 +144,33 @@ def test_damaged_releases_are_refused_naming_the_tensor(release, tmp_path):
                 reader(damaged)
     with pytest.raises(CheckpointError, match="holds a WPlusEncoder, not a compensation head"):
         load_head("default-wplus")
+
+
+@pytest.mark.parametrize("num_ws", [4, pytest.param(18, marks=pytest.mark.slow)])   # 18: the 1024 px layout
+def test_psp_encoder_reads_each_row_from_its_own_style_block(tmp_path, num_ws):
+    """pSp's GradualStyleEncoder: the e4e weight names, but ws[:, i] = style_i(its pyramid level) + latent_avg, no
+    shared w0 (pSp.forward with start_from_latent_avg); without it the rows alone. Sketch encoders are refused."""
+    torch.manual_seed(0)
+    written = _randomized(WPlusEncoder(num_ws, 512, backbone="ir_se50", style_channels=512, codes="rows"), 4)
+    latent_avg = torch.randn(512)
+    state = {f"encoder.{k}": v for k, v in written.state_dict().items() if k != "w_avg"}
+    opts = {"encoder_type": "GradualStyleEncoder", "input_nc": 3, "label_nc": 0, "start_from_latent_avg": True}
+    torch.save({"state_dict": state, "latent_avg": latent_avg.repeat(num_ws, 1), "opts": opts}, tmp_path / "psp.pt")
+    torch.save({"state_dict": state, "opts": {**opts, "start_from_latent_avg": False}}, tmp_path / "psp_no_avg.pt")
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        psp, bare = load_encoder(tmp_path / "psp.pt"), load_encoder(tmp_path / "psp_no_avg.pt")
+    assert psp.codes == "rows" and psp.meta["source"] == "pSp checkpoint psp.pt"
+    with torch.no_grad():
+        c3, p2, p1 = written.pyramid(x)
+        rows = torch.stack([written.styles[i](c3 if i < 3 else p2 if i < 7 else p1) for i in range(num_ws)], dim=1)
+        torch.testing.assert_close(psp(x), rows + latent_avg, rtol=0, atol=1e-6)
+        torch.testing.assert_close(bare(x), rows, rtol=0, atol=1e-6)
+    for change, message in (({"input_nc": 1, "label_nc": 19}, "reads 1 input channels"),
+                            ({"encoder_type": "BackboneEncoderUsingLastLayerIntoW"}, "last-layer-into-W")):
+        torch.save({"state_dict": state, "latent_avg": latent_avg, "opts": {**opts, **change}}, tmp_path / "other.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_psp_encoder(str(tmp_path / "other.pt"))
+    with pytest.raises(CheckpointError, match="not 'Encoder4Editing'"):
+        load_e4e_encoder(str(tmp_path / "psp.pt"))
