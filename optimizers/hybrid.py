@@ -75,6 +75,49 @@ class InversionResult:
     meta: dict = field(default_factory=dict)
 
 
+def check_targets(targets: torch.Tensor, G) -> torch.Tensor:
+    """Targets of generator G as float32 on its device, or ValueError saying what is wrong and how to fix it.
+
+    Accepted: a real floating-point tensor [N, 3, R, R], N >= 1, with finite values in
+    [-1 - TARGET_TOLERANCE, 1 + TARGET_TOLERANCE] (the tolerance admits the overshoot of bicubic or
+    Lanczos resampling of an image in [-1, 1]), and at least one value below 0: a batch with no
+    pixel darker than mid-gray is almost surely an image in [0, 1].
+    """
+    R = G.resolution
+    load = "; read image files with latentspaces.images.load_images"
+    if not isinstance(targets, torch.Tensor):
+        raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got a {type(targets).__name__}"
+                         f"{load}")
+    if targets.device.type == "meta" or targets.layout != torch.strided:
+        raise ValueError(f"targets must be a dense tensor holding data, got a {targets.layout} tensor on "
+                         f"{targets.device}")
+    if targets.dtype.is_complex or not targets.dtype.is_floating_point:
+        fix = (" (uint8 images in [0, 255]? convert with x.float() / 127.5 - 1, or latentspaces.images.from_uint8)"
+               if targets.dtype == torch.uint8 else "")
+        raise ValueError(f"targets must be a real floating-point tensor in [-1, 1], got {targets.dtype}{fix}")
+    if targets.ndim != 4 or targets.shape[1:] != (3, R, R):
+        raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got {tuple(targets.shape)}{load}")
+    if targets.shape[0] == 0:
+        raise ValueError(f"targets is an empty batch [0, 3, {R}, {R}]; give at least one image")
+    if not torch.isfinite(targets).all():
+        raise ValueError("targets contain NaN or inf")
+    lo, hi = targets.min().item(), targets.max().item()
+    if lo < -1 - TARGET_TOLERANCE or hi > 1 + TARGET_TOLERANCE:
+        raise ValueError(f"targets must be in [-1, 1] (tolerance {TARGET_TOLERANCE:g} for resampling), got values "
+                         f"in [{lo:.3g}, {hi:.3g}] (images in [0, 255]? convert with x / 127.5 - 1)")
+    # Images in [0, 1] given as [-1, 1]: no pixel clearly darker than mid-gray although the values span
+    # half the range (a uniform image, all white included, is a valid target; so is a [0, 1] image's
+    # resampling overshoot of a few pixels at -0.01).
+    flat = targets.detach().flatten(1)
+    dark = (flat < -0.05).float().mean(1)
+    spread = flat.amax(1) - flat.amin(1)
+    if bool(((dark < 0.001) & (spread > 0.5)).all()):
+        raise ValueError(f"targets have no value below 0 (under 0.1% of each image's pixels below -0.05; range "
+                         f"[{lo:.3g}, {hi:.3g}]): images in [0, 1]? convert with x * 2 - 1 (targets are in "
+                         "[-1, 1], -1 black, 1 white)")
+    return targets.detach().to(G.w_avg.device, torch.float32)
+
+
 class HybridInverter:
     """One optimizer for every latent space: Adam on a space's code, projected after each step.
 
@@ -160,46 +203,8 @@ class HybridInverter:
 
     # ------------------------------------------------------------------ setup
     def _check_targets(self, targets: torch.Tensor) -> torch.Tensor:
-        """Targets as float32 on the space's device, or ValueError saying what is wrong and how to fix it.
-
-        Accepted: a real floating-point tensor [N, 3, R, R], N >= 1, with finite values in
-        [-1 - TARGET_TOLERANCE, 1 + TARGET_TOLERANCE] (the tolerance admits the overshoot of bicubic or
-        Lanczos resampling of an image in [-1, 1]), and at least one value below 0: a batch with no
-        pixel darker than mid-gray is almost surely an image in [0, 1].
-        """
-        R = self.space.G.resolution
-        load = "; read image files with latentspaces.images.load_images"
-        if not isinstance(targets, torch.Tensor):
-            raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got a {type(targets).__name__}"
-                             f"{load}")
-        if targets.device.type == "meta" or targets.layout != torch.strided:
-            raise ValueError(f"targets must be a dense tensor holding data, got a {targets.layout} tensor on "
-                             f"{targets.device}")
-        if targets.dtype.is_complex or not targets.dtype.is_floating_point:
-            fix = (" (uint8 images in [0, 255]? convert with x.float() / 127.5 - 1, or latentspaces.images.from_uint8)"
-                   if targets.dtype == torch.uint8 else "")
-            raise ValueError(f"targets must be a real floating-point tensor in [-1, 1], got {targets.dtype}{fix}")
-        if targets.ndim != 4 or targets.shape[1:] != (3, R, R):
-            raise ValueError(f"targets must be a tensor [N, 3, {R}, {R}] in [-1, 1], got {tuple(targets.shape)}{load}")
-        if targets.shape[0] == 0:
-            raise ValueError(f"targets is an empty batch [0, 3, {R}, {R}]; give at least one image")
-        if not torch.isfinite(targets).all():
-            raise ValueError("targets contain NaN or inf")
-        lo, hi = targets.min().item(), targets.max().item()
-        if lo < -1 - TARGET_TOLERANCE or hi > 1 + TARGET_TOLERANCE:
-            raise ValueError(f"targets must be in [-1, 1] (tolerance {TARGET_TOLERANCE:g} for resampling), got values "
-                             f"in [{lo:.3g}, {hi:.3g}] (images in [0, 255]? convert with x / 127.5 - 1)")
-        # Images in [0, 1] given as [-1, 1]: no pixel clearly darker than mid-gray although the values span
-        # half the range (a uniform image, all white included, is a valid target; so is a [0, 1] image's
-        # resampling overshoot of a few pixels at -0.01).
-        flat = targets.detach().flatten(1)
-        dark = (flat < -0.05).float().mean(1)
-        spread = flat.amax(1) - flat.amin(1)
-        if bool(((dark < 0.001) & (spread > 0.5)).all()):
-            raise ValueError(f"targets have no value below 0 (under 0.1% of each image's pixels below -0.05; range "
-                             f"[{lo:.3g}, {hi:.3g}]): images in [0, 1]? convert with x * 2 - 1 (targets are in "
-                             "[-1, 1], -1 black, 1 white)")
-        return targets.detach().to(self.space.device, torch.float32)
+        """`check_targets` for this space's generator, on the space's device."""
+        return check_targets(targets, self.space.G).to(self.space.device)
 
     def initial_code(self, targets: torch.Tensor, init: InitSpec = None, seed: int = 0) -> Code:
         """'encoder' (default when an encoder is set), 'mean' (w_avg or its counterpart), 'random' (seeded,

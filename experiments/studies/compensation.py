@@ -14,7 +14,8 @@ their Z counterparts for F/Z+),
 - heads:     any `latentspaces.interfaces.CompensationHead` over the base encoder's W, by name
              (`HEADS`: sdic, hfgi, gradstyle, reganie): head.compensate(G, x, W); edits by head.edit
 - pti:       PTI pivot + generator tuning, one generator per image (PTI's single-image mode, the setting
-             its time per image is quoted in); edits move the pivot in the tuned generator
+             its time per image is quoted in), as released (`config.pti`, `optimizers.PTI_RECIPES`); edits
+             move the pivot in the tuned generator; pti_tune_steps.csv holds the steps each image tuned
 - fzplus:    HybridInverter in F/Z+ initialised by the F encoder; edits move the detail z's
 
 Per-image rows are appended to compensation_per_image.csv as each method finishes, after the images
@@ -32,7 +33,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -48,7 +49,7 @@ from latentspaces.metrics.image import reconstruction_metrics
 from latentspaces.progress import progress_bar
 from latentspaces.spaces import FZPlus
 from optimizers import PAPER, PTI, RECIPES, HybridInverter, InversionRecipe
-from optimizers.pti import PIVOT_STEPS, TUNE_STEPS
+from optimizers.pti import PIVOT_STEPS, PTI_RECIPES, TUNE_STEPS, PTIRecipe, tuning_distance_name
 
 from ..argtypes import name_list, positive_int, step_count
 from ..argtypes import seed as seed_flag
@@ -73,6 +74,7 @@ MATCHED_FIELDS = ["method", "target", "direction", "sign", "size", "alpha", "edi
 MATCHED = RowSchema(tuple(MATCHED_FIELDS), key=("method", "target", "direction", "sign", "size"),
                     ints=("target", "sign"), floats=("size",))
 SETTINGS_FILE = "compensation_settings.json"
+PTI_STEPS_CSV = "pti_tune_steps.csv"   # target, tuning steps PTI ran (its early stop)
 SUMMARY = ["mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity", "edit_identity", "edit_change", "seconds"]
 FIELDS = ["method", "target", *SUMMARY, "images_sha256"]
 # edit_change is optional: rows written before it existed read '' (NaN edit strength), never refused.
@@ -104,13 +106,18 @@ def _edit_scores(identity: Optional[IdentitySimilarity], targets: torch.Tensor, 
 class CompensationConfig(Config):
     """`latentspaces compensation` and `run_compensation_comparison`. The recipe is the F/Z+ method's (its steps,
     lr and weights; the method always starts from the F encoder: that start is what makes it the method of
-    "Revisiting Latent Space of GAN Inversion"); PTI's perceptual weight is 1 whenever a distance is on.
+    "Revisiting Latent Space of GAN Inversion"); PTI's form is `pti` (`optimizers.PTI_RECIPES`: 'released' in
+    the paper preset, 'ours' in the quick one), its perceptual weight 1 whenever a distance is on.
     Default: the `paper` preset."""
 
     n_targets: int = option(TARGETS["paper"], "number of held-out targets", type=positive_int, names=("--n",))
     recipe: InversionRecipe = PAPER
     pivot_steps: int = option(PIVOT_STEPS, "PTI pivot (W projection) steps", type=step_count)
-    tune_steps: int = option(TUNE_STEPS, "PTI generator tuning steps", type=step_count)
+    tune_steps: int = option(TUNE_STEPS, "PTI generator tuning steps (at most: the released form stops an image "
+                                         "early once its tuning distance is <= 0.06)", type=step_count)
+    pti: str = option("released", "PTI's form: 'released' (danielroich/PTI: perceptual pivot with optimised noise, "
+                                  "LPIPS-AlexNet tuning or a named stand-in, early stop) or 'ours' (the earlier form)",
+                      choices=tuple(PTI_RECIPES))
     directions: int = DIRECTIONS["paper"]                 # GANSpace directions per kind for the edit identity
     direction_samples: int = DIRECTION_SAMPLES["paper"]   # W samples of the GANSpace PCA
     seed: int = option(0, "GANSpace sampling, 0 .. 2^32 - 1", type=seed_flag)
@@ -124,7 +131,7 @@ class CompensationConfig(Config):
 CompensationConfig.PRESETS = {
     name: CompensationConfig(n_targets=TARGETS[name], recipe=recipe, directions=DIRECTIONS[name],
                              direction_samples=DIRECTION_SAMPLES[name],
-                             **({"pivot_steps": 100, "tune_steps": 100} if name == "quick" else {}))
+                             **({"pivot_steps": 100, "tune_steps": 100, "pti": "ours"} if name == "quick" else {}))
     for name, recipe in RECIPES.items()}
 
 
@@ -143,11 +150,18 @@ def fzplus_recipe(config: CompensationConfig, perceptual: Optional[PerceptualDis
     return config.recipe.replace(init="encoder").effective(perceptual=perceptual is not None, encoder=True)
 
 
+def pti_recipe(config: CompensationConfig, perceptual: Optional[PerceptualDistance]) -> PTIRecipe:
+    """PTI's recipe as it runs: the config's form and steps, perceptual weight 1 when a distance is on."""
+    return replace(PTI_RECIPES[config.pti], pivot_steps=config.pivot_steps, tune_steps=config.tune_steps,
+                   lambda_per=1.0 if perceptual is not None else 0.0)
+
+
 def method_settings(config: CompensationConfig, perceptual: Optional[PerceptualDistance]) -> Dict[str, dict]:
-    """PTI's and F/Z+'s settings (recorded with the run): PTI's steps and perceptual weight (1 when a distance is
-    on), and F/Z+'s recipe as it runs (`fzplus_recipe`)."""
-    on = perceptual is not None
-    return {"pti": dict(pivot_steps=config.pivot_steps, tune_steps=config.tune_steps, lambda_per=1.0 if on else 0.0),
+    """PTI's and F/Z+'s settings (recorded with the run): PTI's recipe and the distances it runs with (a stand-in
+    named as such), and F/Z+'s recipe as it runs (`fzplus_recipe`)."""
+    recipe = pti_recipe(config, perceptual)
+    return {"pti": {**recipe.record(), "pivot_distance": metric_name(perceptual),
+                    "tune_distance": tuning_distance_name(recipe, perceptual)},
             "fzplus": fzplus_recipe(config, perceptual).record()}
 
 
@@ -167,9 +181,12 @@ def _matched_rows(identity: Optional[IdentitySimilarity], targets: torch.Tensor,
 
 def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: CompensationModels,
                directions: Dict[str, List[Direction]], config: CompensationConfig,
-               perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity]):
+               perceptual: Optional[PerceptualDistance], identity: Optional[IdentitySimilarity],
+               notes: Optional[dict] = None):
     """(images [N, 3, R, R], edit identity [N], edit change [N], seconds per image, matched-size rows) for one
-    method; the rows (`_matched_rows`) give each edit's alpha at each size in `sizes`."""
+    method; the rows (`_matched_rows`) give each edit's alpha at each size in `sizes`. `notes` receives what a
+    method has to say besides ('pti_tune_steps': the tuning steps PTI ran per image)."""
+    notes = {} if notes is None else notes
     n = targets.shape[0]
     alphas, sizes = config.edit_alphas, config.edit_sizes
     if method == "base" or method in HEADS:
@@ -189,8 +206,8 @@ def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: C
         return (images, *_edit_scores(identity, targets, images, render, directions["w"], alphas), seconds,
                 _matched_rows(identity, targets, images, render_each, directions["w"], sizes))
     if method == "pti":
-        res = PTI(G, per_image=True, progress=False, perceptual=perceptual,
-                  **method_settings(config, perceptual)["pti"]).run(targets)
+        res = PTI(G, pti_recipe(config, perceptual), perceptual, per_image=True, progress=False).run(targets)
+        notes["pti_tune_steps"] = res.tune_steps_run
         pivots = [g.broadcast(res.pivots[i:i + 1]) for i, g in enumerate(res.generator)]
 
         def render(d, a):
@@ -245,8 +262,12 @@ def run_compensation_comparison(
         todo = world.from_main(lambda: missing_methods(out, methods, n, matched=identity is not None and
                                                        bool(c.edit_sizes)))
         for method in progress_bar(world.shard(todo), desc="compensation comparison", unit="method", disable=not world.main):
+            notes: dict = {}
             images, edit_id, edit_change, seconds, matched = run_method(method, G, targets, models, directions, c,
-                                                                        perceptual, identity)
+                                                                        perceptual, identity, notes)
+            if "pti_tune_steps" in notes:   # how many tuning steps each image took before the early stop
+                write_rows(out / PTI_STEPS_CSV, [{"target": i, "tune_steps": s}
+                                                 for i, s in enumerate(notes["pti_tune_steps"])], ["target", "tune_steps"])
             with torch.no_grad():
                 m = reconstruction_metrics(images, targets)
                 per = perceptual(images, targets).reshape(-1) if perceptual else torch.full((n,), math.nan)
