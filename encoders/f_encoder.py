@@ -1,10 +1,15 @@
 """F encoder (BDInvert's base-code encoder): image -> base feature f at the generator's F layer.
 
-Architecture (BDInvert): the input is resized to 8x the F resolution; three blocks of
+Architecture (BDInvert's `encoder_simple`): the input is resized to 8x the F resolution; three blocks of
 [3 x (conv3x3 + BatchNorm + LeakyReLU 0.2)] + 2x average pooling with 128 -> 256 -> 512
-channels bring it to the F resolution; two 3x3 convs map to the F channels. Trained only on
-generated pairs ("Revisiting Latent Space of GAN Inversion", Eq. 2; trained by
-experiments/training/train_f_encoder.py).
+channels bring it to the F resolution; a head maps to the F channels. Trained only on generated pairs
+("Revisiting Latent Space of GAN Inversion", Eq. 2; trained by experiments/training/train_f_encoder.py).
+
+`layout='released'` (the default) is BDInvert's network: convs with biases, head conv3x3 (-> C_f) + BatchNorm
++ LeakyReLU + conv3x3 (C_f -> C_f); 72 tensors and 12,399,872 parameters for b16.conv0 at 1024 px, so its
+released `.pth` loads whole (`encoders.released.load_bdinvert_encoder`). `layout='compact'` is the form of the
+files this project trained before (`default-f`): convs without biases, head conv3x3 (kept width) + LeakyReLU
++ conv3x3 (-> C_f), 58 tensors.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from .config_checks import MAX_SIDE, check_count, check_side, conv_layer_resolut
 from .probing import probe_images
 
 
-def _block(cin: int, cout: int, convs: int = 3) -> nn.Sequential:
+LAYOUTS = ("released", "compact")
+
+
+def _block(cin: int, cout: int, convs: int = 3, bias: bool = True) -> nn.Sequential:
     layers = []
     for i in range(convs):
-        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=bias), nn.BatchNorm2d(cout),
                    nn.LeakyReLU(0.2, inplace=True)]
     layers.append(nn.AvgPool2d(2))
     return nn.Sequential(*layers)
@@ -33,12 +41,15 @@ def _block(cin: int, cout: int, convs: int = 3) -> nn.Sequential:
 class FEncoder(nn.Module):
     """x [N, 3, R, R] in [-1, 1] -> f [N, C_f, h, h] (h = F resolution; input resized to 8h)."""
 
+    config_before_field = {"layout": "compact"}   # what files written before `layout` existed were trained with
+
     def __init__(
         self,
         f_channels: int,                                  # channels of the F layer output
         f_resolution: int,                                # spatial size h of the F layer output
         widths: Sequence[int] = (128, 256, 512),          # channels of the three pooling blocks
         layer: str = "",                                  # generator layer name this encoder targets
+        layout: str = "released",                         # 'released' (BDInvert's) or 'compact' (module docstring)
     ):
         super().__init__()
         check_count(f_channels, "f_channels")
@@ -50,15 +61,21 @@ class FEncoder(nn.Module):
             raise ValueError(f"widths needs 1 to 8 entries, got {len(widths)}")
         for w in widths:
             check_count(w, "widths[i]")
-        self.f_channels, self.f_resolution, self.layer = f_channels, f_resolution, layer
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.f_channels, self.f_resolution, self.layer, self.layout = f_channels, f_resolution, layer, layout
         self.widths = tuple(widths)
         blocks, cin = [], 3
         for w in self.widths:
-            blocks.append(_block(cin, w))
+            blocks.append(_block(cin, w, bias=layout == "released"))
             cin = w
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                                  nn.Conv2d(cin, f_channels, 3, padding=1))
+        if layout == "released":
+            self.head = nn.Sequential(nn.Conv2d(cin, f_channels, 3, padding=1), nn.BatchNorm2d(f_channels),
+                                      nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(f_channels, f_channels, 3, padding=1))
+        else:
+            self.head = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                                      nn.Conv2d(cin, f_channels, 3, padding=1))
 
     @property
     def input_size(self) -> int:
@@ -68,13 +85,15 @@ class FEncoder(nn.Module):
     @property
     def config(self) -> dict:
         """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
-        return dict(f_channels=self.f_channels, f_resolution=self.f_resolution, widths=list(self.widths), layer=self.layer)
+        return dict(f_channels=self.f_channels, f_resolution=self.f_resolution, widths=list(self.widths), layer=self.layer,
+                    layout=self.layout)
 
     @classmethod
-    def for_generator(cls, G, layer: str, widths: Sequence[int] = (128, 256, 512)) -> "FEncoder":
+    def for_generator(cls, G, layer: str, widths: Sequence[int] = (128, 256, 512),
+                      layout: str = "released") -> "FEncoder":
         """An (untrained) encoder for the output of conv `layer` of generator G."""
         c, h, _ = G.synthesis.feature_shape(layer)
-        return cls(c, h, widths, layer)
+        return cls(c, h, widths, layer, layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:

@@ -39,7 +39,7 @@ from .hfgi import HFGI
 from .probing import check_probe
 from .reganie import ReGANIE
 from .sdic import SDIC
-from .released import load_psp_family_encoder, load_released_head
+from .released import load_bdinvert_encoder, load_psp_family_encoder, load_released_head
 from .wplus_encoder import WPlusEncoder
 
 FORMAT = "latentspaces.encoder"
@@ -98,7 +98,8 @@ def read_encoder_meta(path: Union[str, os.PathLike]) -> dict:
 
 def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """An encoder or head (eval mode, float32, on `device`) from a shipped name ('default-f', ...) or a file path:
-    the project's format, or the W+ encoder of a released e4e, HFGI or pSp checkpoint (`.pt`, `encoders.released`)."""
+    the project's format, the W+ encoder of a released e4e, HFGI or pSp checkpoint (`.pt`), or BDInvert's base-code
+    encoder (`.pth`, for b16.conv0 of a 1024 px generator) (`encoders.released`)."""
     path = encoder_path(name_or_path) if str(name_or_path) in encoder_names() else Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"no encoder file at {path}; shipped names: {encoder_names()}")
@@ -108,6 +109,12 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
         check_probe(encoder, str(path))
         kind = "pSp" if encoder.codes == "rows" else "e4e"
         encoder.meta = {**getattr(encoder, "meta", {}), "source": f"{kind} checkpoint {path.name}"}
+        return encoder.to(device).eval()
+    if path.suffix.lower() == ".pth":   # BDInvert's base-code encoder
+        check_sidecar(path)
+        encoder = load_bdinvert_encoder(str(path))
+        check_probe(encoder, str(path))
+        encoder.meta = {"source": f"BDInvert encoder {path.name}"}
         return encoder.to(device).eval()
     check_sidecar(path)
     head = read_encoder_meta(path)

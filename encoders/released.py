@@ -1,4 +1,5 @@
-"""The released checkpoints of the pSp family (pSp, e4e, HFGI), read as data into this project's networks.
+"""The released checkpoints of the pSp family (pSp, e4e, HFGI) and BDInvert's encoder, read as data into this
+project's networks.
 
 The papers' trainers save `torch.save({'state_dict': net.state_dict(), 'opts': vars(opts), 'latent_avg': ...})`,
 the network's parts being prefixes of the state dict's keys:
@@ -25,6 +26,7 @@ for bit; HFGI's fused 1024 px image within float rounding (BENCHMARKS.md, "Relea
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -34,6 +36,8 @@ from latentspaces.errors import CheckpointError
 from latentspaces.file_rules import FLOAT_DTYPES, check_tensor
 from latentspaces.torch_files import load_torch_file
 
+from .config_checks import conv_layer_resolution
+from .f_encoder import FEncoder
 from .hfgi import HFGI
 from .wplus_encoder import WPlusEncoder
 
@@ -273,6 +277,58 @@ def load_hfgi_head(path: str) -> HFGI:
     return head
 
 
+BDINVERT_LAYER = "b16.conv0"   # the released FFHQ 1024 px encoder's layer (genforce x03, 'basesize16')
+BDINVERT_BLOCK = 10            # Sequential entries per pooling block of encoder_simple: 3 x (conv, BN, LReLU), pool
+
+
+def _bdinvert_to_ours(key: str) -> str:
+    """'model.N.rest' -> 'blocks.{N // 10}.{N % 10}.rest' in the three blocks, 'head.{N - 30}.rest' after."""
+    m = re.fullmatch(r"model\.(\d{1,3})\.(.+)", key) if isinstance(key, str) else None
+    if m is None:
+        return key   # reported as unexpected
+    n, rest = int(m.group(1)), m.group(2)
+    blocks = 3 * BDINVERT_BLOCK
+    return f"blocks.{n // BDINVERT_BLOCK}.{n % BDINVERT_BLOCK}.{rest}" if n < blocks else f"head.{n - blocks}.{rest}"
+
+
+def _ours_to_bdinvert(key: str) -> str:
+    """The inverse of `_bdinvert_to_ours` (for the messages)."""
+    if m := re.fullmatch(r"blocks\.(\d+)\.(\d+)\.(.+)", key):
+        return f"model.{BDINVERT_BLOCK * int(m.group(1)) + int(m.group(2))}.{m.group(3)}"
+    if m := re.fullmatch(r"head\.(\d+)\.(.+)", key):
+        return f"model.{3 * BDINVERT_BLOCK + int(m.group(1))}.{m.group(2)}"
+    return key
+
+
+def load_bdinvert_encoder(path: str, layer: str = BDINVERT_LAYER) -> FEncoder:
+    """BDInvert's base-code encoder (`encoder_simple`, "GAN Inversion for Out-of-Range Images with Geometric
+    Transformations") from its training checkpoint `{'encoder': state, 'optimizer', 'scheduler', 'epoch'}` (or a
+    bare state dict) into an FEncoder of layout 'released'. The file does not record its layer: BDInvert's
+    release predicts b16.conv0 of the 1024 px generator from 128 px; pass `layer` for another (b64.conv0 for a
+    'basesize64' encoder, whose weights have the same shapes). Its flat `model.N` Sequential maps to
+    `blocks.{N // 10}.{N % 10}` for the three pooling blocks and `head.{N - 30}` after them."""
+    ckpt = load_torch_file(path, "BDInvert encoder", hint="BDInvert's encoder files store tensors and plain optimizer "
+                           "and scheduler state.")
+    state = ckpt.get("encoder", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or "model.0.weight" not in state:
+        raise CheckpointError(f"{path}: not a BDInvert encoder (expected {{'encoder': state}} with 'model.0.weight'; "
+                              "BDInvert_Release's train_basecode_encoder.py writes it)")
+    first, last = state["model.0.weight"], state.get("model.33.weight")
+    widths = [state.get(f"model.{10 * b}.weight") for b in range(3)]
+    if not all(isinstance(t, torch.Tensor) and t.ndim == 4 for t in (first, last, *widths)):
+        raise CheckpointError(f"{path}: the encoder is not BDInvert's three-block encoder_simple (model.0, 10, 20 and 33 "
+                              "must be conv weights)")
+    encoder = FEncoder(int(last.shape[0]), conv_layer_resolution(layer), [int(w.shape[0]) for w in widths], layer,
+                       layout="released")
+    ours = {_bdinvert_to_ours(k): v for k, v in state.items()}
+    names = {k: _ours_to_bdinvert(k) for k in [*encoder.state_dict(), *ours]}
+    encoder = load_released_state(encoder, ours, path, "BDInvert encoder", names)
+    left = sorted(str(k) for k in ckpt if k != "encoder") if "encoder" in ckpt else []
+    if left:
+        warnings.warn(f"{os.path.basename(path)}: read 'encoder'; left {', '.join(left)} (training state)", stacklevel=2)
+    return encoder
+
+
 # A released file's head by the parts it holds: (the parts it reads, the reader of a state dict).
 RELEASED_HEADS: Sequence[Tuple[Tuple[str, ...], Callable[[Mapping[str, object], str], torch.nn.Module]]] = (
     (("residue", "grid_align"), hfgi_from_state),
@@ -294,5 +350,5 @@ def load_released_head(path: str) -> torch.nn.Module:
 
 
 __all__ = ["HFGI_PREFIXES", "PARTS", "checked_latent_avg", "file_parts", "from_e4e_state_dict", "hfgi_from_state",
-           "load_e4e_encoder", "load_hfgi_head", "load_psp_encoder", "load_psp_family_encoder", "e4e_from_checkpoint", "psp_from_checkpoint", "load_released_head", "load_released_state", "note_parts_left",
+           "load_e4e_encoder", "load_hfgi_head", "load_psp_encoder", "load_psp_family_encoder", "load_bdinvert_encoder", "BDINVERT_LAYER", "e4e_from_checkpoint", "psp_from_checkpoint", "load_released_head", "load_released_state", "note_parts_left",
            "read_psp_checkpoint", "renamed", "wplus_from_state"]

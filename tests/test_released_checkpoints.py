@@ -1,4 +1,5 @@
-"""The released checkpoints of the pSp family (pSp, e4e, HFGI) as the releases write them: read, and refused when damaged.
+"""Released checkpoints (pSp, e4e, HFGI; BDInvert's encoder and genforce generators) as the releases write them:
+read, and refused when damaged.
 
 The files here are written in the release's layout by hand (its key names, shapes and opts, at the 1024 px
 layout: ADA and Ec of HFGI at 256 px fusing the 64 px layer's 512 channels); that the official networks give the
@@ -12,8 +13,10 @@ import warnings
 import pytest
 import torch
 
-from encoders import HFGI, WPlusEncoder, load_encoder, load_head
-from encoders.released import load_e4e_encoder, load_hfgi_head, load_psp_encoder
+import latentspaces as ls
+from encoders import FEncoder, HFGI, WPlusEncoder, load_encoder, load_head
+from encoders.released import load_bdinvert_encoder, load_e4e_encoder, load_hfgi_head, load_psp_encoder
+from latentspaces.generator.ops import setup_filter
 from latentspaces.errors import CheckpointError
 
 # our prefix -> the released prefix (HFGI's psp_encoders.ResidualEncoder / ResidualAligner), written out here
@@ -174,3 +177,104 @@ def test_psp_encoder_reads_each_row_from_its_own_style_block(tmp_path, num_ws):
             load_psp_encoder(str(tmp_path / "other.pt"))
     with pytest.raises(CheckpointError, match="not 'Encoder4Editing'"):
         load_e4e_encoder(str(tmp_path / "psp.pt"))
+
+
+def genforce_state(G) -> dict:
+    """G's weights under genforce's names and conventions, written out here (independently of the reader):
+    affine biases without the +1, conv0 kernels unflipped, noise [1, 1, R, R], const [1, C, 4, 4], filters."""
+    ours, sd = {k: v.detach().clone() for k, v in G.state_dict().items()}, {}
+    kernel = (setup_filter([1, 3, 3, 1]) * 4)[None, None]
+    for i in range(G.config["mapping_layers"]):
+        sd[f"mapping.dense{i}.weight"], sd[f"mapping.dense{i}.bias"] = ours[f"mapping.fc{i}.weight"], ours[f"mapping.fc{i}.bias"]
+    sd["truncation.w_avg"] = ours["mapping.w_avg"]
+    sd["synthesis.early_layer.const"] = ours["synthesis.b4.const"][None]
+    resolutions = sorted(int(r) for r in G.config["channels"])
+    names = {"synthesis.layer0": "synthesis.b4.conv1", "synthesis.output0": "synthesis.b4.torgb"}
+    for k, r in enumerate(resolutions[1:], start=1):
+        names.update({f"synthesis.layer{2 * k - 1}": f"synthesis.b{r}.conv0", f"synthesis.layer{2 * k}": f"synthesis.b{r}.conv1",
+                      f"synthesis.output{k}": f"synthesis.b{r}.torgb"})
+    for theirs, mine in names.items():
+        up = mine.endswith("conv0")
+        sd[f"{theirs}.weight"] = ours[f"{mine}.weight"].flip([2, 3]) if up else ours[f"{mine}.weight"]
+        sd[f"{theirs}.bias"] = ours[f"{mine}.bias"]
+        sd[f"{theirs}.style.weight"] = ours[f"{mine}.affine.weight"]
+        sd[f"{theirs}.style.bias"] = ours[f"{mine}.affine.bias"] - 1
+        if not mine.endswith("torgb"):
+            sd[f"{theirs}.noise_strength"] = ours[f"{mine}.noise_strength"]
+            sd[f"{theirs}.noise"] = ours[f"{mine}.noise_const"][None, None]
+        if up:
+            sd[f"{theirs}.filter.kernel"] = kernel.clone()
+    sd["synthesis.upsample.kernel"] = kernel.clone()
+    return sd
+
+
+def _genforce_round_trip(G, tmp_path):
+    path = tmp_path / "stylegan2_ffhq.pth"
+    state = genforce_state(G)
+    torch.save({"generator": state, "discriminator": {"d": torch.zeros(1)}, "generator_smooth": state}, path)
+    with pytest.warns(UserWarning, match="read the generator 'generator_smooth'; left discriminator, generator"):
+        loaded = ls.load_generator(path)
+    ws = G.broadcast(G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0))))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.synthesis(ws), G.synthesis(ws), rtol=0, atol=1e-5)
+    torch.testing.assert_close(loaded.w_avg, G.w_avg, rtol=0, atol=0)
+    return path, state
+
+
+def test_genforce_generator_reads_with_its_conventions(small_G, tmp_path):
+    path, state = _genforce_round_trip(small_G, tmp_path)
+    damaged = [
+        ({"synthesis.layer3.weight": torch.full_like(state["synthesis.layer3.weight"], float("nan"))},
+         r"synthesis\.layer3\.weight holds"),
+        ({"synthesis.layer1.filter.kernel": torch.ones(1, 1, 4, 4)}, r"layer1\.filter\.kernel is not the standard"),
+        ({"synthesis.layer2.noise": torch.zeros(1, 8, 8)}, r"synthesis\.layer2\.noise' has shape \[1, 8, 8\]"),
+        ({"synthesis.extra.weight": torch.zeros(1)}, r"unexpected genforce keys 'synthesis\.extra\.weight'"),
+    ]
+    for change, message in damaged:
+        torch.save({"generator_smooth": {**state, **change}}, tmp_path / "damaged.pth")
+        with pytest.raises(CheckpointError, match=message):
+            ls.load_generator(tmp_path / "damaged.pth")
+
+
+@pytest.mark.slow
+def test_genforce_generator_at_1024_px(tmp_path):
+    """The users' scale: a random config-f 1024 px generator through genforce's layout and back."""
+    torch.manual_seed(0)
+    G = ls.Generator(resolution=1024).eval().requires_grad_(False)
+    _genforce_round_trip(G, tmp_path)
+
+
+def test_bdinvert_encoder_reads_its_training_checkpoint(tmp_path):
+    """encoder_simple's flat Sequential ('model.N') at the released size (b16.conv0 at 1024 px: 72 tensors,
+    12,399,872 parameters) into FEncoder's released layout, the training state left with a warning."""
+    written = _randomized(FEncoder(512, 16, layer="b16.conv0"), 5)
+    assert len(written.state_dict()) == 72 and sum(p.numel() for p in written.parameters()) == 12_399_872
+
+    def bdinvert(key: str) -> str:   # blocks.B.P -> model.{10B + P}; head.H -> model.{30 + H}
+        part, a, rest = key.split(".", 2)
+        if part == "blocks":
+            b, rest = a, rest
+            p, rest = rest.split(".", 1)
+            return f"model.{10 * int(b) + int(p)}.{rest}"
+        return f"model.{30 + int(a)}.{rest}"
+
+    state = {bdinvert(k): v for k, v in written.state_dict().items()}
+    assert {"model.0.bias", "model.31.running_var", "model.33.weight"} <= set(state)
+    path = tmp_path / "encoder_final.pth"
+    torch.save({"encoder": state, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"step_size": 2000},
+                "epoch": 10000}, path)
+    with pytest.warns(UserWarning, match="read 'encoder'; left epoch, optimizer, scheduler"):
+        encoder = load_encoder(path)
+    assert isinstance(encoder, FEncoder) and encoder.layer == "b16.conv0" and encoder.layout == "released"
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), written(x), rtol=0, atol=0)
+    for change, message in (({"model.33.bias": torch.full((512,), float("inf"))}, r"model\.33\.bias holds 512 non-finite"),
+                            ({"model.31.weight": torch.ones(7)}, r"wrong shapes \['model\.31\.weight'\]")):
+        torch.save({"encoder": {**state, **change}}, tmp_path / "damaged.pth")
+        with pytest.raises(CheckpointError, match=message):
+            load_bdinvert_encoder(str(tmp_path / "damaged.pth"))
+    missing = {k: v for k, v in state.items() if k != "model.0.bias"}
+    torch.save({"encoder": missing}, tmp_path / "old.pth")
+    with pytest.raises(CheckpointError, match=r"missing \['model\.0\.bias'\]"):
+        load_bdinvert_encoder(str(tmp_path / "old.pth"))

@@ -1,7 +1,8 @@
 """Load StyleGAN2 generators from the files users have, and save the project's own format.
 
 `load_generator(path_or_name)` looks at the file's first bytes, not at its name:
-- zip archive (torch.save) or legacy torch.save stream -> rosinality checkpoint (weights-only load);
+- zip archive (torch.save) or legacy torch.save stream -> rosinality checkpoint, or genforce's
+  ({'generator_smooth', ...}: BDInvert's), told apart by their keys (weights-only load);
 - pickle stream -> NVlabs stylegan2-ada / stylegan3 network pickle (restricted unpickler);
 - safetensors -> the project's own format (`save_generator`);
 - a registered name such as "default" -> the embedded default model.
@@ -28,14 +29,16 @@ from ..fingerprints import check_sidecar
 from ..generator import Generator
 from .native import load_native, save_generator
 from .nvlabs import load_nvlabs
-from .rosinality import load_rosinality
+from .genforce import convert_genforce, looks_like_genforce
+from .rosinality import ROSINALITY_GLOBALS, load_rosinality_object
+from ..torch_files import MAX_ARCHIVE_BYTES, load_torch_file
 from .validation import MAX_GENERATOR_BYTES
 from .validation import verify_output as verify_output_finite
 
 # torch.save's legacy (non-zip) format starts with its pickled magic number 0x1950a86a20f9469cfc6c.
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
-SUPPORTED = ("rosinality .pt (torch.save dict with 'g_ema'), NVlabs stylegan2-ada/stylegan3 .pkl network "
+SUPPORTED = ("rosinality .pt (torch.save dict with 'g_ema'), genforce .pth ('generator_smooth'), NVlabs stylegan2-ada/stylegan3 .pkl network "
              "pickles, latentspaces .safetensors (ls.save_generator), or a shipped generator name "
              f"({', '.join(assets.names('generator'))})")
 
@@ -110,6 +113,14 @@ def _refusing_as_checkpoint_error(path: str, kind: str) -> Iterator[None]:
         raise error from e
 
 
+def _load_torch_generator(path: str, max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
+    """A torch.save file read once (weights only), then converted as genforce's or rosinality's by its keys."""
+    obj = load_torch_file(path, "generator checkpoint", ROSINALITY_GLOBALS, max_bytes=max(max_bytes, MAX_ARCHIVE_BYTES))
+    if looks_like_genforce(obj):
+        return convert_genforce(obj, path, max_bytes, verify_output)
+    return load_rosinality_object(obj, path, max_bytes, verify_output)
+
+
 def load_generator(path_or_name: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu", *,
                    max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
     """Load a StyleGAN2 generator in eval mode, gradients off, on `device`.
@@ -129,7 +140,7 @@ def load_generator(path_or_name: Union[str, os.PathLike], device: Union[str, tor
     path = str(path_or_name)
     check_sidecar(path)
     kind = sniff_format(path)
-    loader = {"torch-zip": load_rosinality, "torch-legacy": load_rosinality, "pickle": load_nvlabs,
+    loader = {"torch-zip": _load_torch_generator, "torch-legacy": _load_torch_generator, "pickle": load_nvlabs,
               "safetensors": load_native}[kind]
     with _refusing_as_checkpoint_error(path, kind):
         G = loader(path, max_bytes=max_bytes, verify_output=False)

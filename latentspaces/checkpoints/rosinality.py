@@ -41,7 +41,8 @@ from .validation import shape_text as _shape
 from ..generator.ops import setup_filter
 from ..storage import atomic_torch_save
 from ..torch_files import MAX_ARCHIVE_BYTES, load_torch_file
-from .validation import MAX_GENERATOR_BYTES, build_generator, check_tensor, checked_config, finish
+from .validation import (MAX_GENERATOR_BYTES, build_generator, check_resample_filter, check_tensor, checked_config,
+                         finish, key_indices)
 
 ROSINALITY_LR_MUL = 0.01
 W_AVG_SAMPLES = 10_000  # mapping samples used to estimate w_avg when a file has no latent_avg
@@ -83,13 +84,6 @@ def looks_like_rosinality(obj: object) -> bool:
         return False
 
 
-def _check_filter(kernel: object, key: str, path: str) -> None:
-    expected = setup_filter([1, 3, 3, 1]) * 4
-    kernel = check_tensor(key, kernel, tuple(expected.shape), path)
-    if not torch.allclose(kernel.float(), expected, atol=1e-6):
-        raise CheckpointError(f"{path}: {key} is not the standard [1,3,3,1] filter x 4; custom blur kernels are not supported")
-
-
 def _shape_of(sd: Dict[str, object], key: str, ndim: int, path: str) -> Tuple[int, ...]:
     """The shape of sd[key], which must be a tensor with `ndim` dimensions (CheckpointError otherwise)."""
     if key not in sd:
@@ -103,11 +97,8 @@ def _shape_of(sd: Dict[str, object], key: str, ndim: int, path: str) -> Tuple[in
 
 def _declared_config(sd: Dict[str, object], path: str) -> Tuple[dict, dict]:
     """(Generator config, {field: rosinality key it came from}) read from key counts and a few shapes."""
-    bad_keys = [k for k in sd if not isinstance(k, str)]
-    if bad_keys:
-        raise CheckpointError(f"{path}: the state dict has non-string keys {[show(k) for k in bad_keys[:4]]}")
-    styles = [int(m.group(1)) for k in sd if (m := re.fullmatch(r"style\.(\d{1,9})\.weight", k))]
-    rgbs = [int(m.group(1)) for k in sd if (m := re.fullmatch(r"to_rgbs\.(\d{1,9})\.conv\.weight", k))]
+    styles = key_indices(sd, r"style\.(\d{1,9})\.weight", path)
+    rgbs = key_indices(sd, r"to_rgbs\.(\d{1,9})\.conv\.weight", path)
     if not styles:
         raise CheckpointError(f"{path}: no mapping layers (rosinality keys style.N.weight); is this a StyleGAN2 generator?")
     n_mlp, n_rgbs = max(styles), max(rgbs, default=-1) + 1
@@ -174,7 +165,7 @@ def convert_rosinality(sd: Dict[str, object], latent_avg: Optional[object], path
         out[f"{dst}.bias"] = take(f"{src}.activate.bias", shapes[f"{dst}.bias"])
         if f"{src}.conv.blur.kernel" in sd:
             used.add(f"{src}.conv.blur.kernel")
-            _check_filter(sd[f"{src}.conv.blur.kernel"], f"{src}.conv.blur.kernel", path)
+            check_resample_filter(sd[f"{src}.conv.blur.kernel"], f"{src}.conv.blur.kernel", path, (4, 4))
         if noise_key in sd:
             out[f"{dst}.noise_const"] = take(noise_key, shapes[f"{dst}.noise_const"], squeeze=2)
 
@@ -186,7 +177,7 @@ def convert_rosinality(sd: Dict[str, object], latent_avg: Optional[object], path
         out[f"{dst}.bias"] = take(f"{src}.bias", (1, rgb, 1, 1)).reshape(rgb)
         if f"{src}.upsample.kernel" in sd:
             used.add(f"{src}.upsample.kernel")
-            _check_filter(sd[f"{src}.upsample.kernel"], f"{src}.upsample.kernel", path)
+            check_resample_filter(sd[f"{src}.upsample.kernel"], f"{src}.upsample.kernel", path, (4, 4))
 
     styled("conv1", "synthesis.b4.conv1", "noises.noise_0")
     to_rgb("to_rgb1", "synthesis.b4.torgb")
@@ -278,9 +269,18 @@ def estimate_w_avg(G: Generator, samples: int = W_AVG_SAMPLES, seed: int = 0) ->
     return (total / samples).float()
 
 
+ROSINALITY_GLOBALS = (argparse.Namespace,)   # the one class a rosinality file may name (its training args)
+
+
+def load_rosinality_object(obj: object, path: str, max_bytes: int = MAX_GENERATOR_BYTES,
+                           verify_output: bool = True) -> Generator:
+    """A Generator from what a weights-only torch.load of a rosinality-style file returned."""
+    sd, latent_avg = _to_state_dict(obj, path)
+    return convert_rosinality(sd, latent_avg, path, max_bytes, verify_output)
+
+
 def load_rosinality(path: str, max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
     """Read a rosinality checkpoint with a weights-only torch.load (argparse.Namespace allowed), sized first
     (`latentspaces.torch_files.load_torch_file`: uncompressed records within `max_bytes`, no stride-0 views)."""
-    obj = load_torch_file(path, "rosinality checkpoint", [argparse.Namespace], max_bytes=max(max_bytes, MAX_ARCHIVE_BYTES))
-    sd, latent_avg = _to_state_dict(obj, path)
-    return convert_rosinality(sd, latent_avg, path, max_bytes, verify_output)
+    obj = load_torch_file(path, "rosinality checkpoint", ROSINALITY_GLOBALS, max_bytes=max(max_bytes, MAX_ARCHIVE_BYTES))
+    return load_rosinality_object(obj, path, max_bytes, verify_output)

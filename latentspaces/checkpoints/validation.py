@@ -29,7 +29,8 @@ skips it; `load_generator` renders on the device the generator is loaded to.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional
+import re
+from typing import Callable, List, Mapping, Optional
 
 import torch
 
@@ -37,6 +38,7 @@ from ..errors import CheckpointError
 from ..file_rules import check_tensor, shape_text, show
 from ..generator import FullyConnectedLayer, Generator, SynthesisLayer, ToRGBLayer
 from ..generator.config import ConfigError, check_config, state_bytes, state_shapes
+from ..generator.ops import setup_filter
 
 MAX_GENERATOR_BYTES = 2 * 2**30  # 2.3x config-f at 1024 px (0.12 GiB of weights and buffers + 0.75 GiB to render one image)
 # The output check's bounds. A trained StyleGAN2 renders about [-1.2, 1.2] (the default model: 1.17 over 64 z); random
@@ -79,6 +81,26 @@ def check_layout(config: Mapping[str, object], shapes: Mapping[str, Optional[tup
             raise CheckpointError(f"{path}: {key} has shape {shape_text(shape)}, but the declared architecture "
                                   f"implies {shape_text(expected[key])}")
     return cfg
+
+
+def key_indices(sd: Mapping[object, object], pattern: str, path: str) -> List[int]:
+    """The integers that `pattern`'s one group matches in the keys of a foreign state dict (each key must be a
+    string: CheckpointError naming the file otherwise); keep the group bounded (\\d{1,9}) so a key cannot ask for
+    a huge count."""
+    bad = [k for k in sd if not isinstance(k, str)]
+    if bad:
+        raise CheckpointError(f"{path}: the state dict has non-string keys {[show(k) for k in bad[:4]]}")
+    return [int(m.group(1)) for k in sd if (m := re.fullmatch(pattern, k))]
+
+
+def check_resample_filter(value: object, key: str, path: str, shape: tuple) -> None:
+    """CheckpointError unless `value` (of `shape`) is StyleGAN2's [1, 3, 3, 1] resampling filter x 4: a stored
+    filter is not a weight, and a custom one is not supported."""
+    expected = (setup_filter([1, 3, 3, 1]) * 4).reshape(shape)
+    kernel = check_tensor(key, value, shape, path)
+    if not torch.allclose(kernel.float(), expected, atol=1e-6):
+        raise CheckpointError(f"{path}: {key} is not the standard [1,3,3,1] filter x 4; custom blur kernels are not "
+                              "supported")
 
 
 def build_generator(config: Mapping[str, object], tensors: Mapping[str, object], path: str, *,
@@ -167,5 +189,6 @@ def finish(G: Generator, path: str, verify: bool = True) -> Generator:
     return G
 
 
-__all__ = ["MAX_ABS_IMAGE", "MAX_GENERATOR_BYTES", "probe_bytes", "build_generator", "check_layout", "check_w_avg", "checked_config", "finish",
+__all__ = ["MAX_ABS_IMAGE", "MAX_GENERATOR_BYTES", "probe_bytes", "build_generator", "check_resample_filter",
+           "key_indices", "check_layout", "check_w_avg", "checked_config", "finish",
            "verify_output"]
