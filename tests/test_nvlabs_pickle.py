@@ -31,6 +31,7 @@ from latentspaces.checkpoints.nvlabs_pickle import (
     UnsafePickleError,
     load_nvlabs_pickle,
 )
+from latentspaces.checkpoints.nvlabs_archive import is_nvlabs_module_archive, load_nvlabs_module_archive
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "nvlabs_ada_g32.pkl"   # in the repository: never skipped
 
@@ -630,3 +631,46 @@ def test_tensor_view_past_its_storage_is_refused(tmp_path):
         data = pickle.dumps({"G": call})
     with pytest.raises(UnsafePickleError, match="reaches element 4 of a storage holding 4"):
         load_nvlabs_pickle(write(tmp_path / "view.pkl", data))
+
+
+# ------------------------------------------------------------------------------------------------
+# PTI's torch.save(G): the same records in a torch zip archive, tensors as persistent storages
+
+
+def _pti_save(record, path: Path, protocol: int = 2) -> Path:
+    """torch.save of the Generator module itself, as PTI's coaches save their tuned G (pickle protocol 2)."""
+    with nvlabs_names() as names:
+        torch.save(to_nvlabs_objects(record, names), path, pickle_protocol=protocol)
+    return path
+
+
+def test_pti_tuned_generator_archive_reads_as_the_pickle(fixture_data, tmp_path):
+    path = _pti_save(fixture_data["G_ema"], tmp_path / "model_ABCDEFGHIJKL_face.pt")
+    with zipfile.ZipFile(path) as archive:
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    assert b"torch_utils.persistence" in pickled[:256] and b"FloatStorage" in pickled
+    assert is_nvlabs_module_archive(path) and not is_nvlabs_module_archive(FIXTURE)
+    record = load_nvlabs_module_archive(path)["G_ema"]
+    assert record.class_name == "Generator"
+    ours, theirs = ls.load_generator(path), ls.load_generator(FIXTURE)
+    ws = theirs.broadcast(theirs.mapping(torch.randn(1, theirs.z_dim, generator=torch.Generator().manual_seed(0))))
+    with torch.no_grad():
+        torch.testing.assert_close(ours.synthesis(ws), theirs.synthesis(ws), rtol=0, atol=0)
+
+
+def test_pti_archive_damage_and_foreign_globals_are_refused(fixture_data, tmp_path):
+    path = _pti_save(fixture_data["G_ema"], tmp_path / "model.pt")
+    with zipfile.ZipFile(path) as archive:   # a record of the wrong size: rewritten archive, CRCs valid
+        infos = [(i, archive.read(i.filename)) for i in archive.infolist()]
+    victim = next(i.filename for i, data in infos if "/data/" in i.filename and len(data) > 8)
+    damaged = tmp_path / "short.pt"
+    with zipfile.ZipFile(damaged, "w", zipfile.ZIP_STORED) as out:
+        for info, data in infos:
+            out.writestr(info.filename, data[:-4] if info.filename == victim else data)
+    with pytest.raises(CheckpointError, match=r"holds \d+ bytes; its tensor declares"):
+        ls.load_generator(damaged)
+    evil = tmp_path / "evil.pt"
+    with nvlabs_names() as names:   # a Generator record whose state calls something outside the allow-list
+        torch.save(record_call(names, "Generator", _Call(os.system, ("true",))), evil, pickle_protocol=2)
+    with pytest.raises(UnsafePickleError, match="refused to load global 'posix.system'|refused to load global 'nt.system'"):
+        ls.load_generator(evil)

@@ -278,3 +278,23 @@ def test_bdinvert_encoder_reads_its_training_checkpoint(tmp_path):
     torch.save({"encoder": missing}, tmp_path / "old.pth")
     with pytest.raises(CheckpointError, match=r"missing \['model\.0\.bias'\]"):
         load_bdinvert_encoder(str(tmp_path / "old.pth"))
+
+
+def test_pti_pivot_reads_as_wplus_codes(small_G, tmp_path):
+    """PTI saves each pivot as torch.save(w_pivot): [1, num_ws, w_dim], rows equal, requires_grad set."""
+    from latentspaces.spaces import read_code_file
+
+    w = small_G.mapping(torch.randn(1, small_G.z_dim, generator=torch.Generator().manual_seed(6)))
+    pivot = small_G.broadcast(w).clone().requires_grad_(True) * 1.0   # a non-leaf, as PTI's projector returns it
+    torch.save(pivot, tmp_path / "0.pt")
+    codes = read_code_file(tmp_path / "0.pt", generator=small_G)
+    assert codes.space == "WPlus" and codes.images is None and not codes.code.w.requires_grad
+    torch.testing.assert_close(codes.code.w, pivot.detach(), rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(ls.WPlus(small_G).synthesize(codes.code), small_G.synthesis(pivot), rtol=0, atol=0)
+    for bad, message in ((torch.zeros(1, 3, small_G.w_dim), "the generator takes"),
+                         (torch.full((1, small_G.num_ws, small_G.w_dim), float("nan")), "ws holds"),
+                         ({"w": pivot.detach()}, "holds a dict")):
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            read_code_file(tmp_path / "bad.pt", generator=small_G)

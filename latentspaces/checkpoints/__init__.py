@@ -2,7 +2,8 @@
 
 `load_generator(path_or_name)` looks at the file's first bytes, not at its name:
 - zip archive (torch.save) or legacy torch.save stream -> rosinality checkpoint, or genforce's
-  ({'generator_smooth', ...}: BDInvert's), told apart by their keys (weights-only load);
+  ({'generator_smooth', ...}: BDInvert's), told apart by their keys (weights-only load); a zip archive
+  pickling a whole NVlabs Generator (PTI's tuned generator) -> the NVlabs reader below;
 - pickle stream -> NVlabs stylegan2-ada / stylegan3 network pickle (restricted unpickler);
 - safetensors -> the project's own format (`save_generator`);
 - a registered name such as "default" -> the embedded default model.
@@ -29,6 +30,7 @@ from ..fingerprints import check_sidecar
 from ..generator import Generator
 from .native import load_native, save_generator
 from .nvlabs import load_nvlabs
+from .nvlabs_archive import is_nvlabs_module_archive
 from .genforce import convert_genforce, looks_like_genforce
 from .rosinality import ROSINALITY_GLOBALS, load_rosinality_object
 from ..torch_files import MAX_ARCHIVE_BYTES, load_torch_file
@@ -115,6 +117,8 @@ def _refusing_as_checkpoint_error(path: str, kind: str) -> Iterator[None]:
 
 def _load_torch_generator(path: str, max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
     """A torch.save file read once (weights only), then converted as genforce's or rosinality's by its keys."""
+    if is_nvlabs_module_archive(path):   # PTI's torch.save(G): a pickled NVlabs module, read as NVlabs records
+        return load_nvlabs(path, max_bytes, verify_output)
     obj = load_torch_file(path, "generator checkpoint", ROSINALITY_GLOBALS, max_bytes=max(max_bytes, MAX_ARCHIVE_BYTES))
     if looks_like_genforce(obj):
         return convert_genforce(obj, path, max_bytes, verify_output)

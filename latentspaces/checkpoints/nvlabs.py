@@ -23,6 +23,8 @@ from ..errors import CheckpointError
 from ..generator import Generator
 from ..generator.config import show
 from ..generator.ops import setup_filter
+from ..torch_files import MAX_ARCHIVE_BYTES, check_torch_archive
+from .nvlabs_archive import is_nvlabs_module_archive, load_nvlabs_module_archive
 from .nvlabs_pickle import MissingChildError, PersistentRecord, load_nvlabs_pickle
 from .validation import MAX_GENERATOR_BYTES, build_generator, check_tensor, checked_config, finish
 
@@ -191,7 +193,11 @@ def convert_nvlabs(G_rec: PersistentRecord, path: str = "<pickle>", max_bytes: i
 
 
 def load_nvlabs(path: str, max_bytes: int = MAX_GENERATOR_BYTES, verify_output: bool = True) -> Generator:
-    """Read G_ema (else G) from an NVlabs network pickle without executing anything."""
+    """Read G_ema (else G) from an NVlabs network pickle, or the Generator that PTI saved with torch.save
+    (`nvlabs_archive`), without executing anything."""
+    if is_nvlabs_module_archive(path):
+        check_torch_archive(path, "torch.save of an NVlabs Generator", max(max_bytes, MAX_ARCHIVE_BYTES))
+        return convert_nvlabs(load_nvlabs_module_archive(path)["G_ema"], path, max_bytes, verify_output)
     data = load_nvlabs_pickle(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: a pickle, but its top level is a {type(data).__name__}, not the NVlabs "

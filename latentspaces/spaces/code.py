@@ -23,7 +23,9 @@ import torch
 
 from ..errors import CheckpointError
 from ..fingerprints import check_sidecar, generator_fingerprint
+from ..file_rules import check_tensor
 from ..storage import load_tensors, read_raw_header, save_tensors
+from ..torch_files import load_torch_file
 
 CODE_FORMAT = "latentspaces.code"
 
@@ -185,14 +187,35 @@ class CodeFile:
                                   f"this one ({mine}); pass the generator they were inverted with, or invert again")
 
 
+def _read_ws_tensor(path: str, device: Union[str, torch.device], generator: Optional[torch.nn.Module]) -> CodeFile:
+    """A torch.save'd ws tensor (PTI's pivot) as a W+ CodeFile, refused unless floating, finite and [N, L, C]."""
+    ws = load_torch_file(path, "ws tensor (PTI pivot)", hint="PTI saves each pivot as one tensor [1, 18, 512].")
+    if not isinstance(ws, torch.Tensor) or ws.ndim not in (2, 3):
+        what = f"shape {list(ws.shape)}" if isinstance(ws, torch.Tensor) else f"a {type(ws).__name__}"
+        raise CheckpointError(f"{path}: holds {what}; expected ws [N, num_ws, w_dim] or [num_ws, w_dim] (PTI's pivot)")
+    ws = check_tensor("ws", ws.detach(), None, path).float()
+    ws = ws[None] if ws.ndim == 2 else ws
+    if generator is not None and tuple(ws.shape[1:]) != (generator.num_ws, generator.w_dim):
+        raise CheckpointError(f"{path}: ws of {ws.shape[1]} x {ws.shape[2]}; the generator takes {generator.num_ws} x "
+                              f"{generator.w_dim}")
+    return CodeFile(Code(w=ws.to(device)), "WPlus", None, {"source": f"ws tensor {os.path.basename(path)}"}, path=path)
+
+
 def read_code_file(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
                    generator: Optional[torch.nn.Module] = None) -> CodeFile:
-    """Read a code file written by `Code.save`, or by earlier versions of the project (no format header).
+    """Read a code file written by `Code.save`, or by earlier versions of the project (no format header), or a
+    torch.save'd ws tensor [N, num_ws, w_dim] / [num_ws, w_dim] such as PTI's pivots (`embeddings/.../0.pt`,
+    [1, 18, 512]), read weights-only as W+ codes (space 'WPlus', no images).
 
-    With `generator`, also `check_generator(generator)`: codes of another generator are refused.
+    With `generator`, also `check_generator(generator)`: codes of another generator are refused (a ws tensor
+    records no generator: its w_dim and row count are checked against it instead).
     """
     path = os.fspath(path)
     check_sidecar(path)
+    with open(path, "rb") as f:
+        torch_file = f.read(4) == b"PK\x03\x04"
+    if torch_file:
+        return _read_ws_tensor(path, device, generator)
     raw = read_raw_header(path)
     if raw.get("format") not in (None, CODE_FORMAT):
         raise CheckpointError(f"{path}: a safetensors file, but not a latentspaces code file (format="
