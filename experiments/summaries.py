@@ -82,13 +82,14 @@ def paired_test(a: np.ndarray, b: np.ndarray, higher_is_better: bool) -> Dict[st
             "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(d.mean()), "p_wilcoxon": p}
 
 
-def paired_values(rows: List[dict], a: str, b: str, key_fields: Sequence[str], value: str
-                   ) -> Tuple[List[tuple], np.ndarray, np.ndarray]:
-    """The keys both spaces have rows for (sorted) and the values of a and b there ([n] each)."""
+def paired_values(rows: List[dict], a: str, b: str, key_fields: Sequence[str], value: str, name_field: str = "space"
+                  ) -> Tuple[List[tuple], np.ndarray, np.ndarray]:
+    """The keys both spaces (or methods: `name_field`) have rows for (sorted) and the values of a and b there
+    ([n] each)."""
     by_space: Dict[str, Dict[tuple, float]] = {a: {}, b: {}}
     for r in rows:
-        if r["space"] in by_space:
-            by_space[r["space"]][tuple(r[k] for k in key_fields)] = float(r[value])
+        if r[name_field] in by_space:
+            by_space[r[name_field]][tuple(r[k] for k in key_fields)] = float(r[value])
     common = sorted(set(by_space[a]) & set(by_space[b]))
     return common, np.array([by_space[a][k] for k in common]), np.array([by_space[b][k] for k in common])
 

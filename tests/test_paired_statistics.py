@@ -110,3 +110,28 @@ def test_paired_refuses_unknown_spaces_and_empty_folders(tmp_path, capsys):
     main(["paired", "--out", str(out), "--a", "W", "--b", "FZPlus", "--n", "2"])
     printed = capsys.readouterr().out
     assert "| W | FZPlus | mse | 2 | 0 | 2 |" in printed
+
+
+def test_paired_compares_compensation_methods(tmp_path, capsys):
+    """A compensation folder pairs methods per target: reconstruction metrics and the edit identity."""
+    from experiments.studies.compensation import FIELDS as COMPENSATION_FIELDS
+    from experiments.studies.compensation import PER_IMAGE_CSV as COMPENSATION_CSV
+
+    out = tmp_path / "comp"
+    out.mkdir()
+    rows = []
+    for t in range(8):
+        for method, mse, edit_identity in (("pti", 0.002 + 0.0001 * t, 0.90), ("hfgi", 0.003 + 0.0002 * t, 0.92 + 0.001 * t)):
+            rows.append({"method": method, "target": t, "mse": mse, "psnr": -10 * math.log10(mse), "ssim": 1 - mse,
+                         "ms_ssim": 1 - mse, "perceptual": mse, "identity": 0.95, "edit_identity": edit_identity,
+                         "edit_change": 0.05, "seconds": 1.0, "images_sha256": "x"})
+    write_rows(out / COMPENSATION_CSV, rows, COMPENSATION_FIELDS)
+    results = {r["measure"]: r for r in run_paired_statistics(out, "pti", ["hfgi"])}
+    assert (results["mse"]["a_better"], results["mse"]["b_better"], results["mse"]["n"]) == (8, 0, 8)
+    assert results["mse"]["p_wilcoxon"] == pytest.approx(2 / 256, rel=1e-9)   # all 8 of one sign, exact test
+    assert (results["edit_identity"]["a_better"], results["edit_identity"]["b_better"]) == (0, 8)
+    assert math.isnan(results["identity"]["p_wilcoxon"])                      # equal everywhere
+    main(["paired", "--out", str(out), "--a", "hfgi"])                          # b: every other method
+    assert "| hfgi | pti | mse | 8 | 0 | 8 |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"methods \['sdic'\] have no rows"):
+        run_paired_statistics(out, "pti", ["sdic"])

@@ -1,4 +1,5 @@
-"""Paired comparisons of two spaces on the same targets and edits: wins, mean difference, Wilcoxon p.
+"""Paired comparisons of two spaces (or two compensation methods) on the same targets and edits: wins, mean
+difference, Wilcoxon p.
 
 Means over targets hide how often one space beats another on the same image, and whether a gap of
 0.01 is noise. Both experiments record per-image (and per-edit) rows, so every difference between
@@ -6,6 +7,8 @@ two spaces can be paired: reconstruction metrics per target (space_comparison_pe
 identity after editing per (target, direction, signed alpha) (identity_curves.csv), and at a matched
 edit size per (target, direction, sign) where both spaces reached it (matched_edits.csv). The test is
 scipy's two-sided Wilcoxon signed-rank test on the paired differences (zero differences dropped).
+A folder written by `latentspaces compensation` pairs methods instead (compensation_per_image.csv: the
+reconstruction metrics and the edit identity per target).
 
 Writes into OUT: paired_statistics.csv and paired_statistics.md, one row per (space a, space b,
 measure), where "a better" counts pairs in which a is better in the measure's own sense (lower MSE
@@ -25,22 +28,25 @@ from latentspaces.storage import atomic_write_text
 from ..rows import read_rows, write_rows
 from ..summaries import paired_test, paired_values, per_target_means
 from .calibration import read_calibration
+from .compensation import PER_IMAGE as COMPENSATION_ROWS
+from .compensation import PER_IMAGE_CSV as COMPENSATION_CSV
 from .identity_curves import CURVES, CURVES_CSV
 from .inversions import PER_IMAGE, PER_IMAGE_CSV
 from .matched_edits import MATCHED, MATCHED_CSV, matched_identity_pairs
 
-HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True}
+HIGHER_IS_BETTER = {"mse": False, "psnr": True, "ssim": True, "ms_ssim": True, "perceptual": False, "identity": True,
+                    "edit_identity": True}
+RECONSTRUCTION = ("mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity")
 FIELDS = ["a", "b", "measure", "n", "a_better", "b_better", "mean_a", "mean_b", "mean_diff", "p_wilcoxon",
           "mean_a_calibrated", "mean_b_calibrated", "mean_diff_calibrated"]
 
 
-def reconstruction_pairs(rows: List[dict], a: str, b: str,
-                         metrics: Sequence[str] = ("mse", "psnr", "ssim", "ms_ssim", "perceptual", "identity")
-                         ) -> List[dict]:
-    """Per-target paired tests of space a against b on each reconstruction metric (per-image CSV rows)."""
+def reconstruction_pairs(rows: List[dict], a: str, b: str, metrics: Sequence[str] = RECONSTRUCTION,
+                         name_field: str = "space") -> List[dict]:
+    """Per-target paired tests of space (or method: `name_field`) a against b on each metric (per-image rows)."""
     out = []
     for m in metrics:
-        _, va, vb = paired_values(rows, a, b, ["target"], m)
+        _, va, vb = paired_values(rows, a, b, ["target"], m, name_field)
         if len(va) and np.isfinite(va).all() and np.isfinite(vb).all():
             out.append({"a": a, "b": b, "measure": m, **paired_test(va, vb, HIGHER_IS_BETTER[m])})
     return out
@@ -73,12 +79,14 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
 
     n_targets: use only targets 0 .. n_targets-1 (all when None), as the summaries do.
     """
+    if (out / COMPENSATION_CSV).is_file():
+        return _method_pairs(out, a, others, n_targets)
     recon = read_rows(out / PER_IMAGE_CSV, PER_IMAGE)
     curves = read_rows(out / CURVES_CSV, CURVES)
     matched = read_rows(out / MATCHED_CSV, MATCHED)
     if not recon and not curves:
-        raise ValueError(f"{out} has neither space_comparison_per_image.csv nor identity_curves.csv; "
-                         "run `latentspaces compare` or `identity-curves` into it first")
+        raise ValueError(f"{out} has neither space_comparison_per_image.csv, identity_curves.csv nor "
+                         f"{COMPENSATION_CSV}; run `latentspaces compare`, `identity-curves` or `compensation` into it first")
     if n_targets is not None:
         recon = [r for r in recon if int(r["target"]) < n_targets]
         curves = [r for r in curves if int(r["target"]) < n_targets]
@@ -97,6 +105,25 @@ def run_paired_statistics(out: Path, a: str, others: Optional[Sequence[str]] = N
                     + edit_identity_pairs(curves, a, b, None))
         for size in sorted({float(r["size"]) for r in matched}):
             results += matched_identity_pairs(matched, a, b, size)
+    return _write(out, results)
+
+
+def _method_pairs(out: Path, a: str, others: Optional[Sequence[str]], n_targets: Optional[int]) -> List[dict]:
+    """Method `a` against each of `others` (default: every other method) in a compensation folder."""
+    rows = [r for r in read_rows(out / COMPENSATION_CSV, COMPENSATION_ROWS)
+            if n_targets is None or int(r["target"]) < n_targets]
+    present = list(dict.fromkeys(r["method"] for r in rows))
+    if a not in present or any(b not in present for b in others or ()):
+        raise ValueError(f"methods {[m for m in (a, *(others or ())) if m not in present]} have no rows in {out} "
+                         f"(methods there: {present})")
+    results = []
+    for b in others if others is not None else [m for m in present if m != a]:
+        results += reconstruction_pairs(rows, a, b, (*RECONSTRUCTION, "edit_identity"), name_field="method")
+    return _write(out, results)
+
+
+def _write(out: Path, results: List[dict]) -> List[dict]:
+    """paired_statistics.csv and .md from the paired rows (identity also on the folder's calibrated scale)."""
     calibration = read_calibration(out)
     for r in results:  # identity on the calibrated scale: an affine map, so wins and the Wilcoxon p are unchanged
         identity = calibration is not None and "identity" in r["measure"]
