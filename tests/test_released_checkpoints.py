@@ -177,6 +177,10 @@ def test_psp_encoder_reads_each_row_from_its_own_style_block(tmp_path, num_ws):
             load_psp_encoder(str(tmp_path / "other.pt"))
     with pytest.raises(CheckpointError, match="not 'Encoder4Editing'"):
         load_e4e_encoder(str(tmp_path / "psp.pt"))
+    nan = {**state, "encoder.styles.2.linear.weight": torch.full_like(state["encoder.styles.2.linear.weight"], float("nan"))}
+    torch.save({"state_dict": nan, "latent_avg": latent_avg, "opts": opts}, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match=r"encoder\.styles\.2\.linear\.weight holds \d+ non-finite"):
+        load_psp_encoder(str(tmp_path / "damaged.pt"))
 
 
 def genforce_state(G) -> dict:
