@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from latentspaces.interfaces import PerceptualDistance
-from latentspaces.losses import ReconstructionLoss
+from latentspaces.losses import ReconstructionLoss, pixel_distance
 from latentspaces.metrics.perceptual import BACKBONE_FILES, lpips_available, make_perceptual, torch_hub_checkpoints
 from latentspaces.progress import progress_bar
 from latentspaces.spaces import W
-from latentspaces.spaces.w import w_spread
+from latentspaces.spaces.w import sample_spread, w_spread
 from optimizers.hybrid import HybridInverter, check_targets
 from optimizers.schedules import ProjectorSchedule, projector_lr
 
@@ -124,8 +124,7 @@ def sampled_w_start(G, samples: int, seed: int = 123) -> Tuple[torch.Tensor, flo
     z = np.random.RandomState(seed).randn(samples, G.z_dim)
     with torch.no_grad():
         w = G.mapping(torch.from_numpy(z).float().to(G.w_avg.device))
-    mean = w.mean(0, keepdim=True)
-    return mean, ((w - mean).square().sum() / samples).sqrt().item()
+    return w.mean(0, keepdim=True), sample_spread(w)
 
 
 @dataclass
@@ -218,7 +217,7 @@ class PTI:
             buf.requires_grad_(True)
         w = start.clone().requires_grad_(True)
         opt = torch.optim.Adam([w, *maps], lr=r.pivot_lr, betas=(0.9, 0.999))
-        distance: Callable = self.perceptual or (lambda x, y: (x - y).square().flatten(1).mean(1))
+        distance: Callable = self.perceptual or pixel_distance
         for step in progress_bar(range(r.pivot_steps), desc="PTI pivot", disable=not self.progress, leave=False):
             t = step / r.pivot_steps
             for group in opt.param_groups:

@@ -22,8 +22,12 @@ def w_spread(G, samples: int = 10_000, seed: int = 123) -> float:
     """sqrt(mean ||w - mean(w)||^2) over `samples` mapped z's: the scale of W that StyleGAN2's projector
     (and PTI's pivot) sizes its noise by ("Analyzing and Improving the Image Quality of StyleGAN", Appendix D)."""
     gen = torch.Generator().manual_seed(seed)
-    w = G.mapping(torch.randn(samples, G.z_dim, generator=gen).to(G.w_avg.device))
-    return ((w - w.mean(0)).square().sum() / samples).sqrt().item()
+    return sample_spread(G.mapping(torch.randn(samples, G.z_dim, generator=gen).to(G.w_avg.device)))
+
+
+def sample_spread(w: torch.Tensor) -> float:
+    """sqrt(mean ||w_i - mean(w)||^2) of samples w [S, w_dim]: the total (not per-dimension) RMS spread."""
+    return ((w - w.mean(0)).square().sum() / w.shape[0]).sqrt().item()
 
 
 def pn_penalty(pn: Optional[PNStats], pn_lambda: float, w: torch.Tensor) -> Dict[str, torch.Tensor]:
