@@ -14,9 +14,10 @@ from .gradstyle import GradStyle, default_gradstyle_layers
 from .hfgi import HFGI, default_hfgi_layer
 from .reganie import ReGANIE
 from .sdic import SDIC, default_sdic_layer
+from .sdic_released import SDICReleased
 from .wplus_encoder import WPlusEncoder
 from .released import load_e4e_encoder, load_psp_encoder
 
 __all__ = ["COMPENSATION_HEADS", "encoder_names", "FEncoder", "load_encoder", "load_head", "read_encoder_meta", "save_encoder", "WPlusEncoder",
-           "load_e4e_encoder", "load_psp_encoder", "SDIC", "default_sdic_layer", "HFGI",
+           "load_e4e_encoder", "load_psp_encoder", "SDIC", "SDICReleased", "default_sdic_layer", "HFGI",
            "default_hfgi_layer", "ReGANIE", "GradStyle", "default_gradstyle_layers"]

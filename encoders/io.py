@@ -39,16 +39,19 @@ from .hfgi import HFGI
 from .probing import check_probe
 from .reganie import ReGANIE
 from .sdic import SDIC
+from .sdic_released import SDICReleased
 from .released import load_bdinvert_encoder, load_psp_family_encoder, load_released_head
 from .wplus_encoder import WPlusEncoder
 
 FORMAT = "latentspaces.encoder"
 VERSION = 2
 VERSIONS = (1, 2)
-CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC, HFGI, ReGANIE, GradStyle)}
+CLASSES: Dict[str, type] = {cls.__name__: cls for cls in (FEncoder, WPlusEncoder, SDIC, SDICReleased, HFGI, ReGANIE,
+                                                           GradStyle)}
 # The compensation heads by method name; the shipped network of head h is 'default-h'.
 COMPENSATION_HEADS = ("sdic", "hfgi", "gradstyle", "reganie")
-HEAD_CLASSES = (SDIC, HFGI, ReGANIE, GradStyle)
+METHOD_OF = {SDIC: "sdic", SDICReleased: "sdic", HFGI: "hfgi", ReGANIE: "reganie", GradStyle: "gradstyle"}
+HEAD_CLASSES = tuple(METHOD_OF)   # the compensation heads' classes; METHOD_OF: the method each one is
 
 
 def encoder_names() -> list:
@@ -137,7 +140,8 @@ def load_encoder(name_or_path: Union[str, os.PathLike], device: Union[str, torch
 def load_head(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
               method: Optional[str] = None) -> torch.nn.Module:
     """A compensation head (eval mode, float32, on `device`): a shipped name ('default-hfgi', ...), a file of the
-    project's format, or the head of a released checkpoint (`.pt`: HFGI's ADA + Ec, `encoders.released`).
+    project's format, or the head of a released checkpoint (`.pt`: HFGI's ADA + Ec, SDIC's DIPN + DICN,
+    `encoders.released`).
     `method` ('sdic', 'hfgi', ...): the head must be that method's (CheckpointError naming what the file holds)."""
     path = encoder_path(name_or_path) if str(name_or_path) in encoder_names() else Path(name_or_path)
     if path.suffix.lower() != ".pt":
@@ -154,6 +158,6 @@ def load_head(name_or_path: Union[str, os.PathLike], device: Union[str, torch.de
     if not isinstance(head, HEAD_CLASSES):
         raise CheckpointError(f"{path}: holds a {name}, not a compensation head "
                               f"({', '.join(c.__name__ for c in HEAD_CLASSES)})")
-    if method is not None and name.lower() != method:
+    if method is not None and METHOD_OF[type(head)] != method:
         raise CheckpointError(f"{path}: holds a {name} head, not a {method} one")
     return head

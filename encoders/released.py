@@ -1,5 +1,5 @@
-"""The released checkpoints of the pSp family (pSp, e4e, HFGI) and BDInvert's encoder, read as data into this
-project's networks.
+"""The released checkpoints of the pSp family (pSp, e4e, HFGI, SDIC) and BDInvert's encoder, read as data into
+this project's networks.
 
 The papers' trainers save `torch.save({'state_dict': net.state_dict(), 'opts': vars(opts), 'latent_avg': ...})`,
 the network's parts being prefixes of the state dict's keys:
@@ -7,6 +7,8 @@ the network's parts being prefixes of the state dict's keys:
     encoder.*      e4e's Encoder4Editing ("Designing an Encoder for StyleGAN Image Manipulation") or pSp's
                    GradualStyleEncoder, told apart by opts['encoder_type'] (the weights have the same names)
     decoder.*      the rosinality StyleGAN2 generator (read by `latentspaces.load_generator`)
+    DIP.*, SAF.*   SDIC's DIPN and DICN (`encoders.sdic_released.SDICReleased`; "Spatial-Contextual Discrepancy
+                   Information Compensation for GAN Inversion"); lpips_loss.*, id_loss.*: its training losses
     residue.*      HFGI's consultation encoder Ec (`ResidualEncoder`; "High-Fidelity GAN Inversion for Image
                    Attribute Editing", Sec. 3.2)
     grid_align.*   HFGI's adaptive distortion alignment ADA (`ResidualAligner`, Sec. 3.3)
@@ -25,6 +27,7 @@ for bit; HFGI's fused 1024 px image within float rounding (BENCHMARKS.md, "Relea
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -39,6 +42,7 @@ from latentspaces.torch_files import load_torch_file
 from .config_checks import conv_layer_resolution
 from .f_encoder import FEncoder
 from .hfgi import HFGI
+from .sdic_released import SDIC_INPUT_SIZE, SDIC_LAYER, SDIC_LAYER_RESOLUTION, SDICReleased
 from .wplus_encoder import WPlusEncoder
 
 # What each part of a released file is, and which reader of this project reads it.
@@ -47,6 +51,10 @@ PARTS = {
     "decoder": "the generator: latentspaces.load_generator",
     "residue": "HFGI's consultation encoder: encoders.load_head",
     "grid_align": "HFGI's ADA: encoders.load_head",
+    "DIP": "SDIC's DIPN: encoders.load_head",
+    "SAF": "SDIC's DICN: encoders.load_head",
+    "lpips_loss": "a training loss's network: not read",
+    "id_loss": "a training loss's network: not read",
 }
 
 # HFGI's released layout: the fused layer is the output of rosinality's convs[6] (`if i == 7` in its generator's
@@ -329,9 +337,70 @@ def load_bdinvert_encoder(path: str, layer: str = BDINVERT_LAYER) -> FEncoder:
     return encoder
 
 
+# SDIC: released prefix -> this project's prefix (`SDICReleased`); below them the names are the release's own
+SDIC_PREFIXES: Sequence[Tuple[str, str]] = (("DIP.", "dipn."), ("SAF.", "dicn."))
+
+# Released keys of sub-networks the inference never runs (built by the official constructors, so present in every
+# file, which the official loader reads with strict=True): dropped by `sdic_from_state`, matched from the start.
+SDIC_UNUSED_KEYS: Tuple[str, ...] = (
+    r"DIP\.(stem_2|stem_4|spx|spx_2|spx_4|semantic|agg)\.",   # built, never called by forward
+    r"DIP\.hourglass_fusion\.conv1_up\.bn\.",                  # built with bn=False: never applied
+    r"SAF\.(aff1|conv1|aff2|aff1d\.agg)\.",                    # built, never called by forward
+)
+
+
+def is_sdic_unused_key(key: str) -> bool:
+    """True for a released key of a sub-network the inference never runs (`SDIC_UNUSED_KEYS`)."""
+    return any(re.match(pattern, key) for pattern in SDIC_UNUSED_KEYS)
+
+
+def _sdic_size(state: Mapping[str, object], key: str, ndim: int, dim: int, where: str) -> int:
+    value = state.get(key)
+    if not isinstance(value, torch.Tensor) or value.ndim != ndim:
+        raise CheckpointError(f"{where}: {key} is missing or not a {ndim}-D tensor; the SDIC head's sizes are read "
+                              "from it")
+    return int(value.shape[dim])
+
+
+def sdic_from_state(state: Mapping[str, object], where: str) -> SDICReleased:
+    """The SDIC head of a released SDIC state dict (keys 'DIP.*', 'SAF.*', 'latent_avg' for w_dim; other parts
+    ignored): DIPN and DICN at the released layer, input size and the file's sizes (num_ws from SAF.aff1d.sen.3,
+    C_l from SAF.semantic.3, condition_shift3's channels, w_dim from latent_avg, 512 without one), the released
+    unused sub-networks dropped (`SDIC_UNUSED_KEYS`), every other tensor checked by `load_released_state`."""
+    for part in ("DIP", "SAF"):
+        if not any(isinstance(k, str) and k.startswith(part + ".") for k in state):
+            raise CheckpointError(f"{where}: no '{part}.*' weights: not an SDIC checkpoint (SDIC's files hold "
+                                  "encoder.*, SAF.*, decoder.*, DIP.* and latent_avg)")
+    num_ws = _sdic_size(state, "SAF.aff1d.sen.3.weight", 3, 0, where)
+    rows = _sdic_size(state, "SAF.aff1d.sen.0.weight", 3, 1, where)
+    layer_channels = _sdic_size(state, "SAF.semantic.3.weight", 4, 0, where)
+    shift_channels = _sdic_size(state, "SAF.condition_shift3.0.weight", 4, 0, where)
+    w_avg = state.get("latent_avg")
+    w_dim = 512   # the release's hard-coded row length (shift.view(N, -1, 512))
+    if isinstance(w_avg, torch.Tensor) and w_avg.ndim in (1, 2):
+        w_dim = int(w_avg.shape[-1])
+        if w_avg.ndim == 2 and w_avg.shape[0] != num_ws:
+            raise CheckpointError(f"{where}: latent_avg has {w_avg.shape[0]} rows, SAF.aff1d corrects {num_ws}")
+    shift_size = math.isqrt(rows * w_dim // max(shift_channels, 1))
+    if shift_channels * shift_size**2 != rows * w_dim:
+        raise CheckpointError(f"{where}: SAF.aff1d reads {rows} rows of {w_dim}, which no square map of "
+                              f"{shift_channels} channels fills (the release: 144 rows of 18 x 64 x 64)")
+    try:
+        head = SDICReleased(num_ws, w_dim, SDIC_LAYER, layer_channels, SDIC_LAYER_RESOLUTION, SDIC_INPUT_SIZE,
+                            shift_channels, shift_size)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: the SDIC head's sizes do not fit together: {e}") from None
+    ours = {renamed(k, SDIC_PREFIXES): v for k, v in state.items()
+            if isinstance(k, str) and k.split(".")[0] in ("DIP", "SAF") and not is_sdic_unused_key(k)}
+    back = [(new, old) for old, new in SDIC_PREFIXES]
+    names = {k: renamed(k, back) for k in [*head.state_dict(), *ours]}
+    return load_released_state(head, ours, where, "SDIC head", names)
+
+
 # A released file's head by the parts it holds: (the parts it reads, the reader of a state dict).
 RELEASED_HEADS: Sequence[Tuple[Tuple[str, ...], Callable[[Mapping[str, object], str], torch.nn.Module]]] = (
     (("residue", "grid_align"), hfgi_from_state),
+    (("DIP", "SAF"), sdic_from_state),
 )
 
 
@@ -346,9 +415,10 @@ def load_released_head(path: str) -> torch.nn.Module:
             note_parts_left(path, state, read)
             return head
     raise CheckpointError(f"{path}: no compensation head this project reads (parts: {', '.join(parts) or 'none'}; "
-                          "read: HFGI's residue.* + grid_align.*)")
+                          "read: HFGI's residue.* + grid_align.*, SDIC's DIP.* + SAF.*)")
 
 
 __all__ = ["HFGI_PREFIXES", "PARTS", "checked_latent_avg", "file_parts", "from_e4e_state_dict", "hfgi_from_state",
            "load_e4e_encoder", "load_hfgi_head", "load_psp_encoder", "load_psp_family_encoder", "load_bdinvert_encoder", "BDINVERT_LAYER", "e4e_from_checkpoint", "psp_from_checkpoint", "load_released_head", "load_released_state", "note_parts_left",
-           "read_psp_checkpoint", "renamed", "wplus_from_state"]
+           "read_psp_checkpoint", "renamed", "wplus_from_state", "SDIC_PREFIXES", "SDIC_UNUSED_KEYS",
+           "is_sdic_unused_key", "sdic_from_state"]

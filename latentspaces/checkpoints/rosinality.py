@@ -63,7 +63,7 @@ def _to_state_dict(obj: object, path: str, say_left: bool = True) -> Tuple[Dict[
             left = sorted({k.split(".")[0] for k in sd if isinstance(k, str) and "." in k} - {"decoder"})
             if left and say_left:   # a pSp-family file (e4e, pSp, HFGI): say what else it holds and what reads it
                 warnings.warn(f"{path}: read the generator (decoder.*); left {', '.join(p + '.*' for p in left)} "
-                              "(encoders.load_encoder reads an e4e encoder, encoders.load_head an HFGI head)",
+                              "(encoders.load_encoder reads an e4e encoder, encoders.load_head an HFGI or SDIC head)",
                               stacklevel=4)
             return dec, latent_avg
     if "style.1.weight" in obj and "input.input" in obj:
