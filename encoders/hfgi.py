@@ -195,14 +195,12 @@ class HFGI(SingleLayerHead):
         """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return {**super().config, "ada_decoder_units": self.ada_decoder_units, "rendered_resize": self.rendered_resize}
 
-    def shrink_render(self, rendered: torch.Tensor) -> torch.Tensor:
-        """clamp(G(W)) [N, 3, R, R] -> [N, 3, r, r]. 'bilinear' is the released code's plain bilinear
-        interpolation (no antialiasing: fine detail of a 1024 px render aliases into the 256 px map, and the
-        trained weights expect it); 'antialias' filters first, as `resize` does for the target."""
-        rendered = rendered.clamp(-1, 1)
-        if self.rendered_resize == "antialias" or rendered.shape[-1] == self.input_size:
-            return self.resize(rendered)
-        return F.interpolate(rendered, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+    def shrink_render(self, rendered: torch.Tensor, antialias: Optional[bool] = None) -> torch.Tensor:
+        """clamp(G(W)) [N, 3, R, R] -> [N, 3, r, r] by this head's `rendered_resize` ('bilinear': the released
+        code's plain interpolation; 'antialias': filtered first), unless `antialias` says otherwise."""
+        if antialias is None:
+            antialias = self.rendered_resize == "antialias"
+        return super().shrink_render(rendered, antialias)
 
     def distortion(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """D = x - clamp(x0, -1, 1) at the head's input size, [N, 3, r, r]: the target shrunk with antialiasing

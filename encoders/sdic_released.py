@@ -77,7 +77,8 @@ from torch import nn
 
 from latentspaces.interfaces import Compensation
 
-from .config_checks import check_count, conv_layer_resolution
+from .config_checks import check_count
+from .single_layer import SingleLayerHead
 from .hfgi import EqualConv2d, ScaledLeakyReLU
 from .probing import probe_features, probe_images
 from .wplus_encoder import BottleneckIR
@@ -325,7 +326,7 @@ class ReleasedDICN(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ the head
-class SDICReleased(nn.Module):
+class SDICReleased(SingleLayerHead):
     """DIPN + DICN of the SDIC release over a frozen W+ encoder, replacing conv `layer`'s output.
 
     Implements `latentspaces.interfaces.CompensationHead`: `compensate(G, x, ws)` takes the base encoder's ws and
@@ -344,67 +345,39 @@ class SDICReleased(nn.Module):
         shift_channels: int = 18,           # channels of DICN's condition_shift3 (18 in both releases)
         shift_size: int = 64,               # side s of its resized output; shift_channels * s^2 / w_dim rows (144)
     ):
-        super().__init__()
-        check_count(num_ws, "num_ws", 1, 64)
-        check_count(w_dim, "w_dim")
-        check_count(layer_channels, "layer_channels")
+        super().__init__(num_ws, w_dim, layer, layer_channels, layer_resolution, input_size, width=1.0)
         check_count(shift_channels, "shift_channels", 1, 1024)
         check_count(shift_size, "shift_size", 1, 1024)
-        if conv_layer_resolution(layer) != layer_resolution:
-            raise ValueError(f"layer {layer!r} puts out {conv_layer_resolution(layer)} px features, not "
-                             f"layer_resolution = {layer_resolution}")
         if input_size != 4 * layer_resolution:
             raise ValueError(f"the released DICN reaches the fused layer's side from its input by two stride-2 "
                              f"stages: input_size must be 4 * layer_resolution = {4 * layer_resolution}, "
                              f"got {input_size}")
-        self.num_ws, self.w_dim, self.layer = num_ws, w_dim, layer
-        self.layer_channels, self.layer_resolution, self.input_size = layer_channels, layer_resolution, input_size
         self.shift_channels, self.shift_size = shift_channels, shift_size
         self.dipn = ReleasedDIPN()
         self.dicn = ReleasedDICN(num_ws, w_dim, layer_channels, shift_channels, shift_size)   # checks the rows
 
-    @property
-    def layers(self) -> Tuple[str, ...]:
-        """The generator layers this head changes (one)."""
-        return (self.layer,)
+    @classmethod
+    def for_generator(cls, G, layer: Optional[str] = None, input_size: Optional[int] = None, width: float = 1.0,
+                      **options) -> "SDICReleased":
+        """An untrained released-size head for G at `layer` (default b64.conv0, the release's), reading 4 h_l px."""
+        if width != 1.0:
+            raise ValueError(f"the released SDIC has no channel multiplier; got width = {width}")
+        c, h, _ = G.synthesis.feature_shape(layer or SDIC_LAYER)
+        return cls(G.num_ws, G.w_dim, layer or SDIC_LAYER, c, h, input_size or 4 * h, **options)
 
     @property
     def config(self) -> dict:
         """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
-        return dict(num_ws=self.num_ws, w_dim=self.w_dim, layer=self.layer, layer_channels=self.layer_channels,
-                    layer_resolution=self.layer_resolution, input_size=self.input_size,
-                    shift_channels=self.shift_channels, shift_size=self.shift_size)
-
-    def bind(self, base: nn.Module) -> "SDICReleased":
-        """SDIC reads only ws and images: nothing to keep from the base encoder; returns self."""
-        return self
+        config = {k: v for k, v in super().config.items() if k != "width"}   # the released sizes have no multiplier
+        return {**config, "shift_channels": self.shift_channels, "shift_size": self.shift_size}
 
     def check_codes(self, G, ws: torch.Tensor) -> None:
         """ValueError unless G and ws [N, num_ws, w_dim] have this head's code shape and G has its layer's shape."""
-        if G.num_ws != self.num_ws or G.w_dim != self.w_dim:
-            raise ValueError(f"this SDICReleased head is for {self.num_ws} x {self.w_dim} ws, the generator has "
-                             f"{G.num_ws} x {G.w_dim}")
-        check_shape(ws, [None, self.num_ws, self.w_dim], "ws")
+        super().check_codes(G, ws)
         want = (self.layer_channels, self.layer_resolution, self.layer_resolution)
         if self.layer not in G.synthesis.feature_layers or tuple(G.synthesis.feature_shape(self.layer)) != want:
             raise ValueError(f"this SDICReleased head replaces {self.layer} of shape {list(want)}; the generator "
                              f"({G.resolution} px) has no such layer")
-
-    def shrink_target(self, x: torch.Tensor) -> torch.Tensor:
-        """Targets [N, 3, R, R] -> [N, 3, r, r], bilinear with antialiasing when shrinking (the release resizes its
-        photos with PIL, which filters); unchanged when R = r."""
-        if x.shape[-1] == self.input_size:
-            return x
-        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                             antialias=x.shape[-1] > self.input_size)
-
-    def shrink_render(self, x0: torch.Tensor) -> torch.Tensor:
-        """Renders G(W) [N, 3, R, R] -> clamp(., -1, 1) at [N, 3, r, r] by plain bilinear interpolation (no
-        antialiasing, align_corners=False), as the release's inference does."""
-        x0 = x0.clamp(-1, 1)
-        if x0.shape[-1] == self.input_size:
-            return x0
-        return F.interpolate(x0, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
 
     def probe(self) -> Dict[str, torch.Tensor]:
         """The output check's pass (`encoders.probing`): DIPN on two fixed images, DICN on its map with fixed
@@ -431,7 +404,7 @@ class SDICReleased(nn.Module):
         else:
             check_shape(x0, [n, 3, side, side], "x0", "G(ws) at the generator's resolution")
             cache["g_l"] = G.synthesis.features(ws, self.layer, noise_mode=noise_mode)
-        dmap = self.dipn(self.shrink_target(x), self.shrink_render(x0))
+        dmap = self.dipn(self.resize(x), self.shrink_render(x0))
         f_hat, ws_c = self.dicn(dmap, cache["g_l"], ws)
         image = G.synthesis.with_edits(ws_c, {self.layer: lambda g: f_hat}, noise_mode=noise_mode)
         cache.update(dmap=dmap, f_hat=f_hat, residual=f_hat - cache["g_l"])

@@ -85,6 +85,16 @@ class SingleLayerHead(nn.Module):
         return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                              antialias=x.shape[-1] > self.input_size)
 
+    def shrink_render(self, rendered: torch.Tensor, antialias: bool = False) -> torch.Tensor:
+        """Renders G(W) [N, 3, R, R] -> clamp(., -1, 1) at [N, 3, r, r]: plain bilinear interpolation
+        (align_corners=False, no antialiasing), as the released HFGI and SDIC shrink their renders (fine detail of
+        a 1024 px render aliases into the 256 px map, and the trained weights expect it); `antialias` filters
+        first, as `resize` does for the target."""
+        rendered = rendered.clamp(-1, 1)
+        if antialias or rendered.shape[-1] == self.input_size:
+            return self.resize(rendered)
+        return F.interpolate(rendered, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+
     def check_codes(self, G, ws: torch.Tensor) -> None:
         """ValueError unless G and ws [N, num_ws, w_dim] have this head's code shape."""
         name = type(self).__name__

@@ -300,9 +300,9 @@ def test_inputs_shrink_as_released():
     plain = F.interpolate(x.clamp(-1, 1), size=(32, 32), mode="bilinear", align_corners=False)
     torch.testing.assert_close(head.shrink_render(x), plain, rtol=0, atol=0)        # clamp, then plain bilinear
     filtered = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-    torch.testing.assert_close(head.shrink_target(x), filtered, rtol=0, atol=0)     # like PIL's resize
+    torch.testing.assert_close(head.resize(x), filtered, rtol=0, atol=0)     # like PIL's resize
     small = x[..., :32, :32]                                                          # at r already: unchanged
-    assert torch.equal(head.shrink_target(small), small) and torch.equal(head.shrink_render(small), small.clamp(-1, 1))
+    assert torch.equal(head.resize(small), small) and torch.equal(head.shrink_render(small), small.clamp(-1, 1))
 
 
 def test_probe_and_refusals(small_G):
