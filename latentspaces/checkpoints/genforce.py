@@ -31,6 +31,7 @@ import torch
 from ..errors import CheckpointError
 from ..generator import Generator
 from ..generator.config import show, state_shapes
+from ..generator.ops import setup_filter
 from .validation import (MAX_GENERATOR_BYTES, build_generator, check_resample_filter, check_tensor, checked_config,
                          finish, key_indices)
 from .validation import shape_text as _shape
@@ -137,4 +138,40 @@ def convert_genforce(obj: Mapping[str, object], path: str = "<genforce checkpoin
     return finish(G, path, verify_output)
 
 
-__all__ = ["GENFORCE_LR_MUL", "convert_genforce", "genforce_state", "looks_like_genforce"]
+def genforce_state_dict(G: Generator) -> Dict[str, torch.Tensor]:
+    """G's weights under genforce's names and conventions (the mapping above, inverted): float32 CPU copies, the
+    resampling filters included. Only generators genforce's StyleGAN2 can express are accepted (mapping lr
+    multiplier 0.01, no conv clamp, noise inputs, [1, 3, 3, 1] resampling, RGB)."""
+    cfg = G.config
+    if (cfg["mapping_lr_multiplier"] != GENFORCE_LR_MUL or cfg["conv_clamp"] is not None or not cfg["use_noise"]
+            or cfg["resample_taps"] != [1.0, 3.0, 3.0, 1.0] or cfg["img_channels"] != 3):
+        raise ValueError(f"genforce's generator cannot express this config ({cfg})")
+    ours = {k: v.detach().to("cpu", torch.float32).clone() for k, v in G.state_dict().items()}
+    kernel = (setup_filter([1, 3, 3, 1]) * 4)[None, None]
+    sd: Dict[str, torch.Tensor] = {}
+    for i in range(cfg["mapping_layers"]):
+        sd[f"mapping.dense{i}.weight"], sd[f"mapping.dense{i}.bias"] = ours[f"mapping.fc{i}.weight"], ours[f"mapping.fc{i}.bias"]
+    sd["truncation.w_avg"] = ours["mapping.w_avg"]
+    sd["synthesis.early_layer.const"] = ours["synthesis.b4.const"][None]
+
+    def layer(dst: str, src: str, noise: bool = True, up: bool = False) -> None:
+        sd[f"{dst}.weight"] = ours[f"{src}.weight"].flip([2, 3]) if up else ours[f"{src}.weight"]
+        sd[f"{dst}.bias"] = ours[f"{src}.bias"]
+        sd[f"{dst}.style.weight"], sd[f"{dst}.style.bias"] = ours[f"{src}.affine.weight"], ours[f"{src}.affine.bias"] - 1
+        if noise:
+            sd[f"{dst}.noise_strength"] = ours[f"{src}.noise_strength"]
+            sd[f"{dst}.noise"] = ours[f"{src}.noise_const"][None, None]
+        if up:
+            sd[f"{dst}.filter.kernel"] = kernel.clone()
+
+    layer("synthesis.layer0", "synthesis.b4.conv1")
+    layer("synthesis.output0", "synthesis.b4.torgb", noise=False)
+    for k, r in enumerate(sorted(cfg["channels"], key=int)[1:], start=1):
+        layer(f"synthesis.layer{2 * k - 1}", f"synthesis.b{r}.conv0", up=True)
+        layer(f"synthesis.layer{2 * k}", f"synthesis.b{r}.conv1")
+        layer(f"synthesis.output{k}", f"synthesis.b{r}.torgb", noise=False)
+    sd["synthesis.upsample.kernel"] = kernel.clone()
+    return sd
+
+
+__all__ = ["GENFORCE_LR_MUL", "convert_genforce", "genforce_state", "genforce_state_dict", "looks_like_genforce"]

@@ -3,7 +3,7 @@
 A `Doc` is a checkpoint before it is written: the generator's tensors under the format's own names and
 the fields the format declares, which the mutations then damage. `small_generator` draws a tiny random
 generator, `make_doc` gives its document in one format, and `write_doc` serialises a document: a
-safetensors file (native), a torch.save archive or legacy stream (rosinality, e4e), or an NVlabs network
+safetensors file (native), a torch.save archive or legacy stream (rosinality, e4e, genforce), or an NVlabs network
 pickle, spelled record by record by `_nvlabs_bytes` under stand-in `torch_utils` / `dnnlib` names.
 """
 
@@ -26,7 +26,7 @@ from unittest import mock
 import torch
 from safetensors.torch import save_file
 
-FORMATS = ("native", "rosinality", "rosinality-legacy", "e4e", "nvlabs")
+FORMATS = ("native", "rosinality", "rosinality-legacy", "e4e", "nvlabs", "genforce")
 BUFFERS = ("w_avg", "noise_const", "resample_filter")
 
 
@@ -78,6 +78,9 @@ def make_doc(G, fmt: str) -> Doc:
         return Doc(fmt, rosinality_state_dict(G), {"latent_avg": G.w_avg[None].repeat(G.num_ws, 1)})
     if fmt == "nvlabs":
         return _nvlabs_doc(G)
+    if fmt == "genforce":
+        from latentspaces.checkpoints.genforce import genforce_state_dict
+        return Doc(fmt, genforce_state_dict(G), {})
     raise ValueError(f"unknown format {fmt!r}; formats: {FORMATS}")
 
 
@@ -248,5 +251,7 @@ def write_doc(doc: Doc, path: Path) -> None:
         if doc.extra.get("deep_dict"):
             obj["args"] = _deep(int(doc.extra["deep_dict"]))
         torch.save(obj, str(path), _use_new_zipfile_serialization=doc.fmt != "rosinality-legacy")
+    elif doc.fmt == "genforce":   # BDInvert's file: the EMA generator beside the others
+        torch.save({"generator_smooth": dict(doc.tensors), "discriminator": {}}, str(path))
     else:
         path.write_bytes(_nvlabs_bytes(doc))
