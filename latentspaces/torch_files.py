@@ -7,7 +7,10 @@ it is sized:
 - the archive first (`check_torch_archive`): ``torch.save`` writes its zip records uncompressed, so a
   compressed record (a 3 MB file whose record inflates to 3 GB) is refused unread, and the records'
   declared sizes must fit `max_bytes`; then every record must match its stored CRC-32 (`check_record_crcs`:
-  torch.load itself does not check, and a damaged tensor would load as changed weights);
+  torch.load itself does not check, and a damaged tensor would load as changed weights); a file in torch's
+  legacy (non-zip) format has its object stream scanned without building anything (`legacy_declared_bytes`):
+  torch allocates each storage at the size its reference declares before it reads the data, so one flipped
+  byte could ask for terabytes, and the declared sizes must fit the file;
 - then every tensor in what was read (`check_loaded_tensors`), before any caller computes with it:
   dense and strided (no sparse or meta tensor), and backed by its own stored data: a 2 KB file can
   hold a stride-0 view of shape [2^20, 2^13] that ``.float()`` or ``.contiguous()`` would expand to
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import warnings
 import zipfile
 from typing import Any, Iterable, Optional, Union
@@ -34,18 +38,108 @@ PathLike = Union[str, "os.PathLike[str]"]
 # Declared bytes of all records of one archive: 16x the float32 weights of config-f at 1024 px (with its
 # discriminator and optimizer state a full rosinality training checkpoint is about 1.3 GB).
 MAX_ARCHIVE_BYTES = 2 * 2**30
+# torch.save's legacy (non-zip) format starts with its pickled magic number 0x1950a86a20f9469cfc6c.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 MAX_OBJECTS = 100_000   # containers and tensors in one file (a 1024 px rosinality checkpoint holds about 1,200)
 MAX_DEPTH = 32          # nesting of containers (rosinality: 2, e4e: 3)
 
 
-def check_torch_archive(path: str, what: str, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
-    """CheckpointError unless a torch.save zip archive's records are stored uncompressed and fit `max_bytes`.
+class _Inert:
+    """What the legacy scan builds for every name and call in the stream: it records nothing, runs nothing, and
+    takes whatever a pickle opcode does to an object (calls, items, appends, state)."""
 
-    Files in torch's legacy (non-zip) format are left to torch, which reads them sequentially.
-    """
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+        return _Inert()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _LegacyScan(pickle.Unpickler):
+    """Walks a legacy torch.save stream's pickles: every global is an inert stand-in (never imported), every
+    storage reference ('storage', type, key, location, numel, view) is recorded as its declared bytes."""
+
+    def __init__(self, f: Any) -> None:
+        super().__init__(f)
+        self.declared: dict = {}   # storage key -> bytes
+
+    def find_class(self, module: str, name: str) -> Any:
+        stand_in = _Inert()
+        stand_in.name = name   # a storage class's name carries its dtype ('FloatStorage')
+        return stand_in
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage"):
+            kind, numel = getattr(pid[1], "name", ""), pid[4]
+            size = _LEGACY_ELEMENT_BYTES.get(kind, 8)   # unknown kinds count as 8 bytes per element
+            if isinstance(numel, int) and numel >= 0:
+                self.declared[str(pid[2])] = numel * size
+            else:
+                self.declared[str(pid[2])] = float("inf")
+        return _Inert()
+
+
+_LEGACY_ELEMENT_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+                         "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
+                         "BoolStorage": 1, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
+
+
+class _BoundedFile:
+    """A file's reads capped by what is left in it: a length field of 2^60 cannot make the scan allocate it."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(self._left if n < 0 else min(n, self._left))
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        data = self._f.readline(self._left)
+        self._left -= len(data)
+        return data
+
+
+def legacy_declared_bytes(path: str) -> int:
+    """The tensor bytes a legacy (non-zip) torch.save stream's object declares, scanned without building or
+    importing anything: its four leading pickles (magic number, protocol, system info, the object)."""
+    with open(path, "rb") as f:
+        scan = _LegacyScan(_BoundedFile(f, os.path.getsize(path)))
+        for _ in range(4):
+            scan.load()
+    total = sum(scan.declared.values())
+    return int(min(total, 2**62))
+
+
+def check_torch_archive(path: str, what: str, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
+    """CheckpointError unless a torch.save zip archive's records are stored uncompressed and fit `max_bytes`, or
+    unless a legacy stream's declared tensors fit the file and `max_bytes` (`legacy_declared_bytes`)."""
     try:
-        if not zipfile.is_zipfile(path):   # (it can raise itself on a damaged end record)
-            return
+        legacy = not zipfile.is_zipfile(path)   # (it can raise itself on a damaged end record)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: a damaged zip archive, not a readable {what} ({e})") from None
+    if legacy:
+        _check_legacy_sizes(path, what, max_bytes)
+        return
+    try:
         with zipfile.ZipFile(path) as archive:
             records = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
@@ -61,6 +155,27 @@ def check_torch_archive(path: str, what: str, max_bytes: int = MAX_ARCHIVE_BYTES
         raise CheckpointError(f"{path}: its records declare {total / 2**30:.1f} GiB, over the {max_bytes / 2**30:.1f} "
                               f"GiB a {what} may hold")
     check_record_crcs(path, what)
+
+
+def _check_legacy_sizes(path: str, what: str, max_bytes: int) -> None:
+    """Refuse a legacy torch.save stream whose storages declare more bytes than the file holds or than `max_bytes`,
+    or whose object stream the scan cannot walk (a damaged length field would make torch's reader allocate it);
+    a file that does not start as a legacy stream is left to torch.load, whose refusal names the file."""
+    with open(path, "rb") as f:
+        if f.read(len(LEGACY_MAGIC)) != LEGACY_MAGIC:
+            return
+    try:
+        declared = legacy_declared_bytes(path)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{path}: a legacy torch.save stream whose objects cannot be read ({type(e).__name__}: "
+                              f"{str(e)[:80]}): truncated or damaged, not a readable {what}. Nothing was allocated") from None
+    size = os.path.getsize(path)
+    if declared > min(size, max_bytes):
+        raise CheckpointError(f"{path}: its tensors declare {declared / 2**20:.1f} MiB, but the file holds "
+                              f"{size / 2**20:.1f} MiB{' and a ' + what + f' may hold {max_bytes / 2**30:.1f} GiB' if declared > max_bytes else ''}: "
+                              "a damaged size field. Nothing was allocated")
 
 
 def check_record_crcs(path: str, what: str) -> None:
@@ -140,4 +255,4 @@ def load_torch_file(path: PathLike, what: str, allowed_globals: Iterable[type] =
     return obj
 
 
-__all__ = ["MAX_ARCHIVE_BYTES", "check_loaded_tensors", "check_record_crcs", "check_torch_archive", "load_torch_file"]
+__all__ = ["LEGACY_MAGIC", "MAX_ARCHIVE_BYTES", "check_loaded_tensors", "legacy_declared_bytes", "check_record_crcs", "check_torch_archive", "load_torch_file"]

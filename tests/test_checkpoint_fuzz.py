@@ -53,7 +53,8 @@ def _tensor(key: str, fn):
 
 
 def _first_weight(fmt: str) -> str:
-    return {"native": "mapping.fc0.weight", "nvlabs": "mapping.fc0.weight"}.get(fmt, "style.1.weight")
+    return {"native": "mapping.fc0.weight", "nvlabs": "mapping.fc0.weight",
+            "genforce": "mapping.dense0.weight"}.get(fmt, "style.1.weight")
 
 
 NAN = float("nan")

@@ -73,6 +73,27 @@ def test_compressed_zip_records_are_refused_before_torch_inflates_them(tmp_path)
     ls.load_generator(plain)   # the same records stored: loads
 
 
+def test_legacy_torch_streams_are_sized_before_torch_allocates(tmp_path):
+    """torch's legacy reader allocates a storage at the size its reference declares, and reads a string at its
+    declared length, before reading the data: a damaged size field is refused first, nothing allocated."""
+    from latentspaces.torch_files import legacy_declared_bytes
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"g_ema": {"w": torch.zeros(1000)}}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    numel = b"X\x03\x00\x00\x00cpuq\x08M\xe8\x03"   # the storage reference's location 'cpu', then numel 1000
+    assert legacy_declared_bytes(str(path)) == 4000 and data.count(numel) == 1
+    huge = tmp_path / "huge_numel.pt"
+    huge.write_bytes(data.replace(numel, numel[:-3] + b"J\x00\x00\x00\x40"))            # numel 2^30: 4 GiB of float32
+    with pytest.raises(CheckpointError, match=r"its tensors declare 4096\.0 MiB, but the file holds"):
+        ls.load_generator(huge)
+    key = data.index(b"X\x05\x00\x00\x00g_ema")                                       # BINUNICODE of length 5
+    long_string = tmp_path / "long_string.pt"
+    long_string.write_bytes(data[:key + 1] + b"\xff\xff\xff\x7f" + data[key + 5:])     # length 2^31 - 1
+    with pytest.raises(CheckpointError, match="a legacy torch.save stream whose objects cannot be read"):
+        ls.load_generator(long_string)
+
+
 def test_a_thin_generator_declaring_8192_px_is_refused_before_it_is_built(tmp_path):
     """15 KB of weights (one channel per layer, no noise maps): building it would allocate 0.7 GB of noise
     buffers and rendering the output check's image about 10 GB; the budget counts both first."""

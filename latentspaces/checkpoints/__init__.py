@@ -33,12 +33,10 @@ from .nvlabs import load_nvlabs
 from .nvlabs_archive import is_nvlabs_module_archive
 from .genforce import convert_genforce, looks_like_genforce
 from .rosinality import ROSINALITY_GLOBALS, load_rosinality_object
-from ..torch_files import MAX_ARCHIVE_BYTES, load_torch_file
+from ..torch_files import LEGACY_MAGIC, MAX_ARCHIVE_BYTES, load_torch_file
 from .validation import MAX_GENERATOR_BYTES
 from .validation import verify_output as verify_output_finite
 
-# torch.save's legacy (non-zip) format starts with its pickled magic number 0x1950a86a20f9469cfc6c.
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 SUPPORTED = ("rosinality .pt (torch.save dict with 'g_ema'), genforce .pth ('generator_smooth'), NVlabs stylegan2-ada/stylegan3 .pkl network "
              "pickles, latentspaces .safetensors (ls.save_generator), or a shipped generator name "
@@ -78,7 +76,7 @@ def sniff_format(path: Union[str, os.PathLike]) -> str:
         return "safetensors"
     if head.startswith(b"PK\x03\x04"):
         return "torch-zip"
-    if head.startswith(_TORCH_LEGACY_MAGIC):
+    if head.startswith(LEGACY_MAGIC):
         return "torch-legacy"
     if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
         return "pickle"

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..torch_files import LEGACY_MAGIC
 from .nvlabs_records import (_SUPPORTED, CorruptPickleError, EasyDict, MissingChildError, PersistentRecord,
                              UnsafePickleError)
 
@@ -93,8 +94,6 @@ class _Marker:
 _NDARRAY = _Marker("numpy.ndarray")
 _PLAIN_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex: raw bytes, no objects
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}  # names written by protocols 0-2
-# torch.save's legacy (non-zip) stream starts with its pickled magic number 0x1950a86a20f9469cfc6c.
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
 def _is_int(x: Any) -> bool:
@@ -406,7 +405,7 @@ def _describe_non_pickle(head: bytes, size: int) -> Optional[str]:
         return "the file is empty"
     if head.startswith(b"PK\x03\x04"):
         return "starts with PK: looks like a torch.save zip archive (or another zip file), not an NVlabs pickle"
-    if head.startswith(_TORCH_LEGACY_MAGIC):
+    if head.startswith(LEGACY_MAGIC):
         return "starts with torch's magic number: looks like a legacy torch.save file, not an NVlabs pickle"
     if head[:1] == b"\x80":
         if len(head) < 2 or not 2 <= head[1] <= 5:
