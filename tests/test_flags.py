@@ -108,7 +108,7 @@ CASES = [
     ("compare --out {out} --init foo", 2, "argument --init: invalid choice: 'foo'"),
     ("directions --out {out} --method foo", 2, "argument --method: invalid choice: 'foo'"),
     ("directions --out {out} --kind s", 2, "argument --kind: invalid choice: 's'"),
-    ("paired --out {d} --a Foo", 2, "argument --a: unknown space 'Foo'"),
+    ("paired --out {d} --a Foo", 2, "argument --a: unknown space or method 'Foo'"),
     ("paired --out {d} --a W --b W,Z", 2, "--b W,Z includes --a W"),
     ("compare --out {out} --device foo", 2, "argument --device: 'foo' is not a device"),
     ("compare --out {out} --device cuda:99", 2, "argument --device: cuda:99"),
