@@ -421,13 +421,11 @@ def _browser(downloads: Path):
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
-@pytest.fixture
-def app_command(tmp_path):
-    """`latentspaces app --port 0` in its own process; yields the page's address."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start_app(samples: int, **env) -> tuple:
+    """`latentspaces app --port 0` in its own process: (the process, the page's address)."""
     proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "app", "--port", "0", "--direction-samples",
-                             "5000", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=Path(__file__).resolve().parents[1])
+                             str(samples), "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, cwd=Path(__file__).resolve().parents[1])
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -437,23 +435,22 @@ def app_command(tmp_path):
     else:
         pytest.fail("latentspaces app did not start: " + "".join(lines[-5:]))
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()   # keep its pipe drained
-    yield found.group(1)
+    return proc, found.group(1)
+
+
+@pytest.fixture
+def app_command(tmp_path):
+    """`latentspaces app --port 0` in its own process; yields the page's address."""
+    proc, url = _start_app(5000)
+    yield url
     proc.terminate()
     proc.wait(timeout=30)
 
 
 @pytest.mark.slow
 def test_sigterm_stops_the_editor_and_removes_its_temporary_folder(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "app", "--port", "0", "--direction-samples",
-                             "2000", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=Path(__file__).resolve().parents[1])
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "the editor is at" in line:
-            break
-    assert list(tmp_path.glob("latentspaces-app-*")), "".join(lines[-5:])   # the sessions' folder exists
+    proc, _ = _start_app(2000, TMPDIR=str(tmp_path))
+    assert list(tmp_path.glob("latentspaces-app-*"))   # the sessions' folder exists
     proc.terminate()
     assert proc.wait(timeout=60) == 0 and not list(tmp_path.glob("latentspaces-app-*"))
 

@@ -221,3 +221,20 @@ def test_f_layer_sweep_reaches_the_papers_f_at_1024(G1024):
     assert sweep_layers(G1024) == ["b4.conv1", "b8.conv0", "b8.conv1", "b16.conv0"]
     assert G1024.synthesis.feature_shape("b16.conv0") == (512, 16, 16)
     assert f_share(G1024, "b16.conv0") == pytest.approx(PAPER_F_SHARE) == pytest.approx(0.0417, abs=1e-4)
+
+
+def test_pti_as_released_at_1024(G1024):
+    """PTI's released recipe on the config-f generator: the projector's noise maps are optimised on a copy (G's
+    own stay), the pivot is one w, and the tuned copy renders finite 1024 px images; steps cut to 2 + 2."""
+    from optimizers import PTI
+
+    target = G1024.synthesis(G1024.broadcast(G1024.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)))))
+    noise = {k: v.clone() for k, v in G1024.state_dict().items() if k.endswith("noise_const")}
+    assert len(noise) == 17
+    res = PTI(G1024, per_image=True, progress=False, pivot_steps=2, tune_steps=2).run(target.clamp(-1, 1).detach())
+    assert res.pivots.shape == (1, 512) and res.images.shape == (1, 3, 1024, 1024)
+    assert torch.isfinite(res.images).all() and res.tune_steps_run == [2]
+    assert all(torch.equal(G1024.get_buffer(k), v) for k, v in noise.items())
+    tuned = res.generator[0]
+    assert torch.equal(tuned.mapping.fc0.weight, G1024.mapping.fc0.weight)   # only the synthesis is tuned
+    assert not torch.equal(tuned.synthesis.layer("b64.conv0").weight, G1024.synthesis.layer("b64.conv0").weight)
