@@ -63,7 +63,9 @@ class InversionDiverged(RuntimeError):
 class InversionResult:
     """code: the optimized Code; images: G(code) [N, 3, R, R]; history: {term: [steps, N]} per step and image.
 
-    history['identity'] holds NaN on steps where identity was not evaluated.
+    history['identity'] holds NaN on steps where identity was not evaluated. space_options: the options the
+    space rendered the codes with (`LatentSpace.options`, a recipe's truncation; {} for none): rebuild the
+    space with `build_space(result.space, G, **result.space_options)` to render the codes again.
     """
 
     code: Code
@@ -73,6 +75,7 @@ class InversionResult:
     space: str
     steps: int
     meta: dict = field(default_factory=dict)
+    space_options: dict = field(default_factory=dict)
 
 
 def check_targets(targets: torch.Tensor, G) -> torch.Tensor:
@@ -185,8 +188,16 @@ class HybridInverter:
         With init 'encoder' and no encoder (Z and Z+ have none in "Revisiting Latent Space of GAN
         Inversion") the start is the space's mean code, and the anchor term is off (it anchors to an
         encoder's f0). The perceptual distance is made by name (`make_perceptual`) only when the loss
-        weighs it; a distance passed in is used as given.
+        weighs it; a distance passed in is used as given. A recipe that truncates this space (the paper's
+        F/Z+, F/Z and W, as released) needs the space built with its truncation,
+        `build_space(name, G, **recipe.space_options(name))`; a space truncated otherwise is refused.
         """
+        wanted = recipe.space_options(space.name)
+        if space.options() != wanted:
+            raise ValueError(
+                f"recipe {recipe.name!r} renders {space.name} with {wanted or 'no truncation'}, but the space has "
+                f"{space.options() or 'no truncation'}: build it with build_space({space.name!r}, G, "
+                f"**recipe.space_options({space.name!r})), or use recipe.replace(truncated_spaces=()) for none")
         if perceptual is None and recipe.lambda_per > 0:
             perceptual = make_perceptual(recipe.perceptual, space.G.resolution, space.device)
         use_encoder = recipe.init == "encoder" and encoder is not None
@@ -385,4 +396,4 @@ class HybridInverter:
             t.requires_grad_(False)
         hist = {k: torch.stack(v) if v else torch.empty(0, n) for k, v in history.items()}
         return InversionResult(code=code, images=final, history=hist, seconds=elapsed + time.perf_counter() - t0,
-                               space=space.name, steps=self.steps)
+                               space=space.name, steps=self.steps, space_options=space.options())

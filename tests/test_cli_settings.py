@@ -64,7 +64,7 @@ def test_the_paper_recipe_is_the_papers_and_the_librarys_default():
     assert (PAPER.init, PAPER.lambda_per, PAPER.lambda_reg, PAPER.steps, PAPER.lr) == ("encoder", 10.0, 10.0, 1200, 0.01)
     G = ls.load_generator("default")
     plain = HybridInverter(ls.FZPlus(G))
-    made = HybridInverter.from_recipe(ls.FZPlus(G), PAPER, perceptual=lambda x, y: x.new_zeros(len(x)),
+    made = HybridInverter.from_recipe(PAPER.space("FZPlus", G), PAPER, perceptual=lambda x, y: x.new_zeros(len(x)),
                                       encoder=object())
     for key in ("steps", "lr", "lambda_per", "lambda_reg", "lambda_mse"):
         assert getattr(made, key) == getattr(plain, key), key

@@ -139,7 +139,8 @@ class Editor:
         self.pn_samples = pn_samples
         self.aligner = FaceAligner(size=G.resolution)
         self.fingerprint = generator_fingerprint(G)
-        self._spaces: Dict[str, ls.LatentSpace] = {}
+        self._spaces: Dict[tuple, ls.LatentSpace] = {}          # (name, options) -> space
+        self._stats: Dict[str, Optional[ls.PNStats]] = {}        # name -> its P_N statistics (None: uses none)
         self._perceptual: Dict[str, Optional[PerceptualDistance]] = {}
         self._lock = threading.Lock()                 # guards the lazily built spaces and distances
         self.inversion_turn = threading.Lock()        # one inversion at a time (they share the CPU)
@@ -170,18 +171,22 @@ class Editor:
             self.render_seconds = time.perf_counter() - t
         return self.render_seconds
 
-    def space(self, name: str) -> ls.LatentSpace:
-        """The space `name` of this generator (built once; P_N spaces fit or read their statistics once)."""
+    def space(self, name: str, options: Optional[Mapping[str, object]] = None) -> ls.LatentSpace:
+        """The space `name` of this generator with `options` (a recipe's truncation, `LatentSpace.options`; None:
+        none), built once per options; P_N spaces fit or read their statistics once."""
         if name not in SPACE_ORDER:
             raise ValueError(f"unknown space {name!r}; the spaces are {', '.join(SPACE_ORDER)}")
-        built = self._spaces.get(name)
+        key = (name, tuple(sorted((options or {}).items())))
+        built = self._spaces.get(key)
         if built is not None:   # no lock once built: a render never waits for another space's P_N fit
             return built
         with self._lock:
-            if name not in self._spaces:
-                stats = ls.PNStats.fit(self.G, n_samples=self.pn_samples) if ls.SPACES[name].uses_pn_stats else None
-                self._spaces[name] = build_space(name, self.G, stats)
-            return self._spaces[name]
+            if key not in self._spaces:
+                if name not in self._stats:
+                    uses = ls.SPACES[name].uses_pn_stats
+                    self._stats[name] = ls.PNStats.fit(self.G, n_samples=self.pn_samples) if uses else None
+                self._spaces[key] = build_space(name, self.G, self._stats[name], **(options or {}))
+            return self._spaces[key]
 
     def perceptual(self, recipe: InversionRecipe) -> Optional[PerceptualDistance]:
         """The distance the recipe weighs (None when it weighs none), made once per name."""
@@ -244,7 +249,7 @@ class Editor:
                on_step: Optional[Callable[[int, Dict[str, torch.Tensor]], None]] = None) -> InversionResult:
         """Invert one aligned face [3, R, R] in [-1, 1] into `space_name` under `recipe` (the space's encoder
         starts it where the recipe says so and one was given). on_step as in `HybridInverter.invert`."""
-        space = self.space(space_name)
+        space = self.space(space_name, recipe.space_options(space_name))
         inverter = HybridInverter.from_recipe(space, recipe, self.perceptual(recipe), self.encoders.get(space_name),
                                               progress=False)
         return inverter.invert(face[None].to(self.device), on_step=on_step)
@@ -269,9 +274,11 @@ class Editor:
         return _sum_directions(parts, kind) if parts else None
 
     def render(self, space_name: str, code: ls.Code, alphas: Mapping[str, float],
-               extra: Optional[Mapping[str, Slider]] = None) -> torch.Tensor:
-        """The code's image [3, R, R] in [-1, 1] after the sliders' edit (`edit_direction`)."""
-        space = self.space(space_name)
+               extra: Optional[Mapping[str, Slider]] = None,
+               options: Optional[Mapping[str, object]] = None) -> torch.Tensor:
+        """The code's image [3, R, R] in [-1, 1] after the sliders' edit (`edit_direction`); options: the space's
+        as the code was inverted (`InversionResult.space_options`)."""
+        space = self.space(space_name, options)
         t = time.perf_counter()
         d = self.edit_direction(space.kind, alphas, extra)
         with torch.no_grad():
@@ -317,14 +324,14 @@ class Editor:
         """A zip that replays the page's edit of one face with `latentspaces edit` (`replay_command`): the code, the
         edit as one direction, the aligned face, the photo and its alignment (the photo's path relative), the
         edited photo, and settings.json with the sliders and the command."""
-        space = self.space(space_name)
+        space = self.space(space_name, result.space_options)
         stem = Path(photo.name).stem
         face_name = f"{stem}_{face_index}.png"
         d = self.edit_direction(space.kind, alphas, extra)
         if d is None:   # nothing moved: a zero direction, so the replay renders the reconstruction itself
             d = Direction(torch.zeros(result.code[space.edit_field].shape[-1]), space.kind, name=EDIT_NAME,
                           method="sum of sliders", meta={"sliders": {}})
-        image = self.render(space_name, result.code, alphas, extra)
+        image = self.render(space_name, result.code, alphas, extra, result.space_options)
         edited = self.pasted(photo, face_index, image, mask)
         tmp = io.BytesIO()
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z, \
@@ -332,7 +339,8 @@ class Editor:
             folder = Path(scratch)
             result.code.save(folder / "codes.safetensors", space=space_name, generator_fingerprint=self.fingerprint,
                              generator=self.generator_name, steps=recipe.steps, recipe=recipe.name,
-                             targets=[face_name], gray_targets=[photo.gray], alignment="alignment.json")
+                             targets=[face_name], gray_targets=[photo.gray], alignment="alignment.json",
+                             **({"space_options": result.space_options} if result.space_options else {}))
             save_directions(folder / "edit_direction.safetensors", [d])
             for name in ("codes.safetensors", "edit_direction.safetensors"):
                 z.write(folder / name, name)

@@ -229,7 +229,8 @@ class Handler(BaseHTTPRequestHandler):
             image = editor.render_head(head, session.compensation(editor, pid, face, head), alphas, session.sliders)
         else:
             space, recipe = q.get("space", ""), q.get("recipe", "")
-            image = editor.render(space, session.inversion(pid, face, space, recipe).code, alphas, session.sliders)
+            result = session.inversion(pid, face, space, recipe)
+            image = editor.render(space, result.code, alphas, session.sliders, result.space_options)
         return session, photo, face, image, time.perf_counter() - t
 
     # -------------------------------------------------------------------------------- routes

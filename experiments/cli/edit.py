@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
     space_name = saved.space or c.space
     G = load_generator(args)
     saved.check_generator(G)
-    space = build_space(space_name, G, pn_stats_for(G, [space_name], c.pn_samples))
+    space = build_space(space_name, G, pn_stats_for(G, [space_name], c.pn_samples), **saved.space_options)
     with torch.no_grad():
         rows = torch.stack([space.synthesize(space.edit(saved.code, d, a)) for a in c.alphas], dim=1)  # [N, A, 3, R, R]
     out = Path(args.out)

@@ -103,13 +103,14 @@ def run(args: argparse.Namespace) -> None:
     if any(meta["gray_targets"]):
         print(f"note: {sum(meta['gray_targets'])} target(s) are grayscale; the generator renders colour, so their "
               "reconstructions are in colour, and `edit` shows and pastes back their edits in gray")
-    space = build_space(c.space, G, pn_stats_for(G, [c.space], c.pn_samples))
+    space = build_space(c.space, G, pn_stats_for(G, [c.space], c.pn_samples), **c.recipe.space_options(c.space))
     res = HybridInverter.from_recipe(space, c.recipe, perceptual, encoder).invert(targets, seed=c.seed)
     out.mkdir(parents=True, exist_ok=True)
     used = inversion_settings(G, c.recipe, perceptual, None, len(targets), c.seed)
     res.code.save(out / "codes.safetensors", space=c.space, generator_fingerprint=generator_fingerprint(G),
                   generator=str(args.generator), steps=c.recipe.steps, recipe=c.recipe.name,
-                  inversion={k: v for k, v in used.items() if k not in ("generator", "identity", "chunk")}, **meta)
+                  inversion={k: v for k, v in used.items() if k not in ("generator", "identity", "chunk")},
+                  space_options=space.options(), **meta)
     per_image = (res.images - targets).square().flatten(1).mean(1)   # after the last step
     files = image_files(args.targets) if args.targets not in (None, HELDOUT) else []
     names = [f.name for f in files] if len(files) == len(targets) else [f"target {i}" for i in range(len(targets))]

@@ -220,7 +220,7 @@ def run_method(method: str, G: torch.nn.Module, targets: torch.Tensor, models: C
         return (res.images, *_edit_scores(identity, targets, res.images, render, directions["w"], alphas),
                 res.seconds / n, _matched_rows(identity, targets, res.images, render_each, directions["w"], sizes))
     if method == "fzplus":
-        space = FZPlus(G)
+        space = FZPlus(G, **config.recipe.space_options("FZPlus"))
         res = HybridInverter.from_recipe(space, fzplus_recipe(config, perceptual), perceptual, encoder=models.f,
                                          progress=False).invert(targets)
 

@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     marks = sorted({0, 25, 50, 100, args.steps - 1} & set(range(args.steps)))
     curves, lines = {}, []
     for space_name, init, enc_name in RUNS:
-        space = build_space(space_name, G)
+        space = build_space(space_name, G, **recipe.space_options(space_name))
         enc = load_encoder(enc_name) if enc_name else None
         res = HybridInverter.from_recipe(space, recipe.replace(init=init), encoder=enc, progress=True).invert(targets)
         mse = res.history["mse"]                            # [steps, N], before each step

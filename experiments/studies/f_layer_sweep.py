@@ -134,7 +134,7 @@ def run_f_layer_sweep(
             kept = [r for r in read_rows(out / ROWS_CSV, schema) if (r["space"], r["layer"]) not in set(jobs)]
             write_rows(out / ROWS_CSV, kept, fields)
         for name, layer in progress_bar(jobs, desc="F-layer sweep", unit="space x layer", disable=not progress or not jobs):
-            space = build_space(name, G, layer=layer)
+            space = build_space(name, G, layer=layer, **recipe.space_options(name))
             inv = HybridInverter.from_recipe(space, recipe, perceptual, progress=progress)
             res = inv.invert(targets, seed=seed)
             rows = _job_rows(space, res.code, res.images, targets, identity, dirs[space.kind], edit_sizes)

@@ -54,7 +54,8 @@ from .calibration import folder_calibration
 from .matched_edits import (MATCHED, MATCHED_CSV, edit_with_alphas, matched_edit_rows, matched_summary,
                             paired_columns, pixel_change, edit_sizes_option)
 from .matched_edits import FIELDS as MATCHED_FIELDS
-from .inversions import PER_IMAGE, PER_IMAGE_CSV, chunk_checksums, invert_into, load_codes, study_models
+from .inversions import (PER_IMAGE, PER_IMAGE_CSV, chunk_checksums, chunk_space_options, invert_into, load_codes,
+                         study_models)
 from .presets import DIRECTION_SAMPLES, DIRECTIONS, PN_SAMPLES, TARGETS
 from .space_comparison import CompareConfig
 
@@ -137,7 +138,7 @@ def run_identity_curves(
         counts = Counter((r["space"], r["direction"]) for r in rows if int(r["target"]) < n and r["edit_change"])
         done = {key for key, c in counts.items() if c >= n * len(alphas)}
         dirs = world.main_first(lambda: edit_directions(G, out, c.directions, c.direction_samples, seed))
-        built = {name: build_space(name, G, pn_stats) for name in spaces}
+        built = {name: build_space(name, G, pn_stats, **c.recipe.space_options(name)) for name in spaces}
         jobs = [(name, d) for name in spaces for d in dirs[built[name].kind] if (name, d.name) not in done]
         cache: Dict[str, Tuple[Code, torch.Tensor]] = {}
 
@@ -390,7 +391,7 @@ def random_direction_grid(out: Path, G: torch.nn.Module, targets: torch.Tensor, 
     target = targets[index:index + 1]
     rows, captions = [], []
     for name in spaces:
-        space = build_space(name, G, pn_stats)
+        space = build_space(name, G, pn_stats, **chunk_space_options(out, name))
         sums = None if checksums is None else _of_space(checksums, name)
         code = load_codes(out, name, index + 1, space.device, sums).select(slice(index, index + 1))
         (d,) = random_directions(1, code[space.edit_field].shape[-1], kind=space.kind, seed=seed)

@@ -23,6 +23,7 @@ rows recorded), its settings (`inversion_settings`) and its resume (`missing_chu
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -63,13 +64,16 @@ def chunk_path(out: Path, space: str, start: int) -> Path:
 
 
 def save_chunk(out: Path, space: str, start: int, code: Code, images: torch.Tensor, steps: int,
-               generator: Optional[str] = None) -> str:
+               generator: Optional[str] = None, space_options: Optional[Mapping[str, object]] = None) -> str:
     """Write one chunk's codes [n, ...] and their reconstructions [n, 3, R, R] in [-1, 1] (stored uint8),
-    with the generator's fingerprint (`latentspaces.fingerprints`) when given; returns the file's
-    fingerprint, for its rows."""
+    with the generator's fingerprint (`latentspaces.fingerprints`) when given and the space's options
+    (`LatentSpace.options`: a recipe's truncation) when it has any; returns the file's fingerprint, for
+    its rows."""
     path = chunk_path(out, space, start)
     path.parent.mkdir(parents=True, exist_ok=True)
-    code.save(path, space=space, images=to_uint8(images), start=start, steps=steps, generator_fingerprint=generator)
+    extra = {"space_options": dict(space_options)} if space_options else {}
+    code.save(path, space=space, images=to_uint8(images), start=start, steps=steps, generator_fingerprint=generator,
+              **extra)
     return file_fingerprint(path)
 
 
@@ -102,6 +106,16 @@ def load_codes(out: Path, space: str, n: int, device: str | torch.device = "cpu"
                              f"{sum(sizes)}); run the inversions first (invert_missing)")
     code = Code.cat([f.code for f in loaded])
     return Code(**{k: code[k][:n] for k in code.fields})
+
+
+def chunk_space_options(out: Path, space: str) -> Dict[str, object]:
+    """The space options (`LatentSpace.options`: a recipe's truncation) the chunk files of one space in OUT were
+    rendered with; {} when they record none. RunFolderError when the files disagree."""
+    found = {json.dumps(read_code_file(p).space_options, sort_keys=True) for _, p in _chunk_files(out, space)}
+    if len(found) > 1:
+        raise RunFolderError(f"the {space} code files in {out / 'codes'} were rendered with different options "
+                             f"({', '.join(sorted(found))}); rerun into a new folder")
+    return json.loads(found.pop()) if found else {}
 
 
 # ---------------------------------------------------------------------------------- settings and rows
@@ -283,7 +297,7 @@ def invert_missing(
     fingerprint = generator_fingerprint(G)
     progress = progress and world.main
     for name, start in progress_bar(world.shard(jobs), desc="inversions", unit="chunk", disable=not progress or not jobs):
-        space = build_space(name, G, pn_stats)
+        space = build_space(name, G, pn_stats, **recipe.space_options(name))
         inv = HybridInverter.from_recipe(space, recipe.effective(perceptual=perceptual is not None, encoder=True),
                                          perceptual, encoders.get(name), progress=progress, compile=compile)
         x = targets[start : start + chunk]
@@ -292,7 +306,8 @@ def invert_missing(
         with torch.no_grad():
             per = perceptual(res.images, x) if perceptual else _nan(len(x))
         ident = identity(res.images, x) if identity else _nan(len(x))
-        sha = save_chunk(out, name, start, res.code, res.images, recipe.steps, generator=fingerprint)
+        sha = save_chunk(out, name, start, res.code, res.images, recipe.steps, generator=fingerprint,
+                         space_options=space.options())
         rows = [{"space": name, "target": start + i, **{k: f"{float(v[i]):.6g}" for k, v in m.items()},
                  "perceptual": f"{float(per[i]):.6g}", "identity": f"{float(ident[i]):.6g}",
                  "seconds": f"{res.seconds / len(x):.4g}", "codes_sha256": sha} for i in range(len(x))]
@@ -356,7 +371,7 @@ def fill_identity(
             if not path.is_file():
                 raise RunFolderError(f"{path} is missing; {redo}")
             saved = read_code_file(path)
-            space = build_space(space_name, G, pn_stats)
+            space = build_space(space_name, G, pn_stats, **saved.space_options)
             with torch.no_grad():
                 images = space.synthesize(saved.code.to(targets.device))
             # Up to 1/255 off where another device rounds a pixel the other way; more means another model.

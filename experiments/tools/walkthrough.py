@@ -98,7 +98,7 @@ def figure(out: Path, path: Path, index: int, alpha: float, device: str = "cpu")
     saved = read_code_file(out / "codes.safetensors", device)
     G = ls.load_generator("default", device=device)
     saved.check_generator(G)
-    space = build_space(saved.space, G)
+    space = build_space(saved.space, G, **saved.space_options)
     with torch.no_grad():
         faces = [space.synthesize(space.edit(saved.code, direction, a))[0].cpu() for a in (0.0, -alpha, alpha)]
     # head and shoulders: 2.2 x 1.65 squares around the face's square, inside the photo

@@ -79,8 +79,16 @@ class LatentSpace:
         """The device of the space's generator (codes are made there)."""
         return self.G.w_avg.device
 
+    def options(self) -> Dict[str, object]:
+        """The constructor options that change what a code renders to, as JSON values: the truncation when there
+        is one ({} otherwise). Code files record them, so that a reader rebuilds the same space
+        (`build_space(name, G, **options)`)."""
+        if self.truncation_psi == 1:
+            return {}
+        return {"truncation_psi": self.truncation_psi, "truncation_cutoff": self.truncation_cutoff}
+
     def __repr__(self) -> str:
-        extra = "" if self.truncation_psi == 1 else f", truncation_psi={self.truncation_psi}"
+        extra = "".join(f", {k}={v}" for k, v in self.options().items())
         return f"{self.name}(resolution={self.G.resolution}{extra})"
 
     # ------------------------------------------------------------------ codes
@@ -131,6 +139,32 @@ class LatentSpace:
     def penalty(self, code: Code) -> Dict[str, torch.Tensor]:
         """The space's own weighted regularizer terms {name: [N]} (none by default)."""
         return {}
+
+    # ------------------------------------------------------------------ drags
+    def drag_masks(self, code: Code, moved_ws: Sequence[int], move_base: bool = True) -> Dict[str, torch.Tensor]:
+        """What a point drag moves ("Drag Your GAN", Sec. 3.2: the ws of the coarse layers; the released code moves
+        ws 0-5 of W+): {field: 0/1 float mask, broadcastable to code[field]}, 1 where the drag may change it.
+
+        The edited field: a per-layer space moves the rows whose ws index (`code_layers`) is in `moved_ws`
+        (Z+ rows stay on the sphere through `project_`); a space with one code for all layers (Z, W, P_N,
+        F/Z) moves that code, which drives every layer. F spaces' base code f moves with `move_base`.
+        ValueError when nothing would move.
+        """
+        moved = set(moved_ws)
+        masks: Dict[str, torch.Tensor] = {}
+        for name in code.fields:
+            t = code[name]
+            if name == self.edit_field and self.per_layer:
+                rows = torch.tensor([float(i in moved) for i in self.code_layers], device=t.device)
+                masks[name] = rows.view(1, -1, *([1] * (t.ndim - 2)))
+            elif name in self.base_fields:
+                masks[name] = t.new_full((1,) * t.ndim, float(move_base))
+            else:
+                masks[name] = t.new_ones((1,) * t.ndim)
+        if not any(m.any() for m in masks.values()):
+            raise ValueError(f"a drag in {self.name} with moved ws {sorted(moved)} and move_base={move_base} moves "
+                             f"nothing: its rows drive ws {self.code_layers}")
+        return masks
 
     # ------------------------------------------------------------------ edits
     def _direction_rows(self, direction: DirectionLike, layers: Optional[Sequence[int]], dim: int) -> tuple:

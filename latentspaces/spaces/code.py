@@ -174,6 +174,25 @@ class CodeFile:
     generator_fingerprint: str = ""
     path: str = ""
 
+    @property
+    def space_options(self) -> Dict[str, object]:
+        """The options of the space the codes render in (`LatentSpace.options`: the truncation of a recipe that
+        truncates), recorded as meta['space_options']; {} when the file records none. Rebuild the space with
+        `build_space(file.space, G, **file.space_options)`. CheckpointError for a record that is not one."""
+        options = self.meta.get("space_options", {})
+        if not isinstance(options, dict) or set(options) - {"truncation_psi", "truncation_cutoff"}:
+            raise CheckpointError(f"{self.path}: meta.space_options must be an object with truncation_psi and "
+                                  f"truncation_cutoff, got {options!r}")
+        if not options:
+            return {}
+        psi, cutoff = options.get("truncation_psi"), options.get("truncation_cutoff")
+        good_psi = isinstance(psi, (int, float)) and not isinstance(psi, bool) and 0 < psi <= 1
+        good_cutoff = cutoff is None or (isinstance(cutoff, int) and not isinstance(cutoff, bool) and cutoff >= 1)
+        if not (good_psi and good_cutoff):
+            raise CheckpointError(f"{self.path}: meta.space_options holds truncation_psi {psi!r} (expected a number in "
+                                  f"(0, 1]) and truncation_cutoff {cutoff!r} (expected a whole number >= 1 or null)")
+        return {"truncation_psi": float(psi), "truncation_cutoff": cutoff}
+
     def check_generator(self, G: torch.nn.Module) -> None:
         """Refuse (CheckpointError) codes inverted with a generator other than G; warn when the file does not say."""
         if not self.generator_fingerprint:
