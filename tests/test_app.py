@@ -287,6 +287,67 @@ def test_sliders_rerender_without_inverting_and_the_bundle_replays_the_edit(serv
     assert (folder / "replay" / "edit_app_edit.png").is_file()
 
 
+def _drag(tab: Client, body: dict) -> dict:
+    job = tab.json("/api/drag", json.dumps(body).encode())["job"]
+    while True:
+        state = tab.json("/api/job", job=job)
+        if state["state"] not in ("queued", "running"):
+            return {**state, "job": job}
+        time.sleep(0.05)
+
+
+def test_a_drag_moves_the_inversions_and_its_bundle_replays_with_the_drag_command(server, editor, astronaut, tmp_path,
+                                                                                   monkeypatch):
+    """Two spaces dragged by one pair with a mask brush: each space's tracked handle moves toward the target, the
+    dragged code is what renders, the paste-back and the bundle use it; the bundle's `replay_drags` then
+    `replay` redo the drag and the edit from the start code (to one level of 255: the same steps on another
+    thread count); undrag restores the inversion; bad pairs and strokes are one line."""
+    tab = Client(server)
+    photo = tab.upload(astronaut)["photo"]
+    recipe = tab.invert(photo, ["WPlus", "FZPlus"], steps=5)["recipe"]
+    session = server.store.get(tab.session)
+    before = session.inversions[(photo, 0, "WPlus", recipe)].code
+    body = {"photo": photo, "face": 0, "spaces": ["WPlus", "FZPlus"], "recipe": recipe,
+            "pairs": [[30, 40, 34, 40]], "mask": [[32, 40, 12]], "steps": 6}
+    state = _drag(tab, body)
+    assert state["state"] == "done" and state["kind"] == "drag" and state["space"] == "FZPlus", state
+    assert state["frames"] >= 7 and len(state["points"]) == 1
+    status, frame, _ = tab.request("/api/drag.png", job=state["job"])
+    assert status == 200 and _image(frame).shape == (64, 64, 3)
+    dragged = session.inversions[(photo, 0, "WPlus", recipe)]
+    assert not torch.equal(dragged.code.w, before.w) and len(dragged.meta["drags"]) == 1
+    status, render, _ = tab.request("/api/render.png", photo=photo, face=0, space="WPlus", recipe=recipe, edit="{}")
+    with torch.no_grad():
+        expected = to_uint8(editor.space("WPlus").synthesize(dragged.code)[0]).permute(1, 2, 0).numpy()
+    assert np.array_equal(_image(render), expected)
+
+    edit = {"ganspace_0": 1.0}
+    status, bundle, _ = tab.request("/api/bundle.zip", photo=photo, face=0, space="WPlus", recipe=recipe,
+                                    edit=json.dumps(edit))
+    folder = tmp_path / "drag_bundle"
+    zipfile.ZipFile(io.BytesIO(bundle)).extractall(folder)
+    settings = json.loads((folder / "settings.json").read_text())
+    assert len(settings["replay_drags"]) == 1 and "--mask drag_0_mask.png" in settings["replay_drags"][0]
+    assert (folder / "start_codes.safetensors").is_file() and (folder / "drag_0_mask.png").is_file()
+    monkeypatch.chdir(folder)
+    for command in settings["replay_drags"]:
+        main(shlex.split(command)[1:])
+    replayed_code = ls.spaces.read_code_file(folder / "drag_0" / "codes.safetensors").code
+    with torch.no_grad():
+        again = to_uint8(editor.space("WPlus").synthesize(replayed_code)[0]).permute(1, 2, 0).numpy()
+    assert np.abs(again.astype(int) - expected).max() <= 1
+    main(shlex.split(settings["replay"])[1:])
+    replayed = _image((folder / "replay" / "astronaut_app_edit_+1.png").read_bytes())
+    assert np.abs(replayed.astype(int) - _image((folder / "edited.png").read_bytes())).max() <= 1
+
+    assert tab.json("/api/undrag", b"", photo=photo, face=0, space="WPlus", recipe=recipe)["undragged"] is True
+    assert torch.equal(session.inversions[(photo, 0, "WPlus", recipe)].code.w, before.w)
+    for bad, match in ((dict(pairs=[[80, 1, 2, 3]]), "drag pair 0 must be"), (dict(pairs=[]), "a drag needs 1"),
+                       (dict(mask=[[1, 2, -3]]), "mask stroke 0 must be"), (dict(steps=10**6), "drag steps must be"),
+                       (dict(spaces=["WPlus", "Z"]), "not inverted into Z")):
+        assert match in tab.error("/api/drag", json.dumps({**body, **bad}).encode())
+
+
 def test_a_tabs_direction_files_become_its_own_sliders(server, astronaut, tmp_path):
     from latentspaces.directions import Direction, save_directions
     tab, other = Client(server), Client(server)
@@ -501,6 +562,26 @@ def test_the_page_in_headless_chromium(app_command, astronaut, tmp_path):
         screenshot = os.environ.get("LATENTSPACES_APP_SCREENSHOT")
         if screenshot:
             browser.save_screenshot(screenshot)
+        # drag: a handle and its target clicked on W+'s face, Drag; the faces follow, then the edited tile
+        from selenium.webdriver.common.action_chains import ActionChains
+        wait.until(lambda b: find(By.ID, "drag-step").is_displayed())
+        find(By.ID, "drag-steps").clear()
+        find(By.ID, "drag-steps").send_keys("12")
+        canvas = find(By.CSS_SELECTOR, 'canvas.drag-canvas[data-space="WPlus"]')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        ActionChains(browser).move_to_element_with_offset(canvas, -8, 30).click().perform()   # from the centre
+        ActionChains(browser).move_to_element_with_offset(canvas, 16, 30).click().perform()
+        before_drag, renders = browser.execute_script(pixels, tile), int(find(By.CSS_SELECTOR, tile).get_attribute(
+            "data-renders"))
+        find(By.ID, "drag-start").click()
+        wait.until(lambda b: find(By.ID, "drag-status").get_attribute("data-state") == "done")
+        assert re.search(r"step \d+/12", find(By.ID, "drag-status").text)
+        wait.until(lambda b: int(find(By.CSS_SELECTOR, tile).get_attribute("data-renders")) > renders)
+        time.sleep(1.0)
+        assert browser.execute_script(pixels, tile) != before_drag, "the dragged face did not change"
+        assert not find(By.ID, "error").is_displayed()
+        wait.until(lambda b: browser.execute_script("return document.getElementById('pasted').complete && "
+                                                    "document.getElementById('pasted').naturalWidth") == 512)
         find(By.ID, "download-png").click()
         wait.until(lambda b: [p for p in downloads.iterdir() if p.suffix == ".png"])
         png = next(p for p in downloads.iterdir() if p.suffix == ".png")

@@ -238,3 +238,34 @@ def test_pti_as_released_at_1024(G1024):
     tuned = res.generator[0]
     assert torch.equal(tuned.mapping.fc0.weight, G1024.mapping.fc0.weight)   # only the synthesis is tuned
     assert not torch.equal(tuned.synthesis.layer("b64.conv0").weight, G1024.synthesis.layer("b64.conv0").weight)
+
+
+@pytest.mark.parametrize("name", ["WPlus", "FWPlus"])
+def test_drag_at_1024_reads_the_released_feature_map_without_the_full_upsampled_map(G1024, name, monkeypatch):
+    """DragGAN's released numbers at 1024 px: F is the output of the 6th block (b128.conv1, 256 x 128 x 128 on
+    config-f), r1 = 3 and r2 = 12 at 512 px scaled to 6 and 24, stop within 4 px; W+ moves ws 0-5, F/W+ f and
+    its detail rows below 6. The fast path never upsamples the whole map (256 x 1024 x 1024 floats, 1 GiB):
+    F.interpolate is refused here. Two steps, batch 1."""
+    import latentspaces.drag as dragging
+
+    space = ls.build_space(name, G1024)
+    code = space.random(1, seed=0)
+    seen = {}
+    real = space.synthesize
+
+    def spied(c, **kw):
+        hook = kw["edits"]["b128.conv1"]
+        kw["edits"] = {"b128.conv1": lambda x: seen.setdefault("shape", tuple(x.shape)) and hook(x)}
+        return real(c, **kw)
+    monkeypatch.setattr(space, "synthesize", spied)
+    monkeypatch.setattr(dragging.F, "interpolate", lambda *a, **k: pytest.fail("the full map was upsampled"))
+    res = dragging.drag(space, code, [(500, 600)], [(520, 600)], settings=dragging.DragSettings(max_steps=2))
+    s = res.settings
+    assert (s.feature_layer, s.r1, s.r2, s.tolerance) == ("b128.conv1", 6, 24, 4.0)
+    assert seen["shape"] == (1, 256, 128, 128)
+    assert res.steps == 2 and res.image.shape == (1, 3, 1024, 1024) and torch.isfinite(res.image).all()
+    masks = space.drag_masks(code, range(6))
+    rows = masks["w"].flatten().tolist()
+    assert rows == ([1.0] * 6 + [0.0] * 12 if name == "WPlus" else [float(i < 6) for i in space.code_layers])
+    still = [i for i, ws_index in enumerate(space.code_layers) if ws_index >= 6]   # rows of ws 6 .. 17
+    assert torch.equal(res.code.w[:, still], code.w[:, still]) and not torch.equal(res.code.w, code.w)

@@ -41,6 +41,7 @@ from PIL import Image
 import latentspaces as ls
 from latentspaces import assets
 from latentspaces.align import FaceAligner, FaceSearch, FaceTransform, paste_back_, save_alignment
+from latentspaces.drag import DragResult, DragSettings, DragStep, drag
 from latentspaces.directions import Direction, ganspace, load_directions, random_directions, save_directions, sefa
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.images import is_gray_batch, read_photo, to_gray, to_uint8
@@ -58,6 +59,9 @@ EDIT_NAME = "app_edit"      # the direction name of a bundle's edit (and of the 
 MAX_FILE_SLIDERS = 20       # sliders one direction file adds (a GANSpace dict may hold 80 components)
 SLIDER_COMPONENTS = 5       # GANSpace components the page shows as sliders, per kind
 SLIDER_SAMPLES = 20_000     # W samples of the sliders' GANSpace PCA (seconds on a CPU: the page starts fast)
+MAX_DRAG_PAIRS = 68         # handle/target pairs of one drag (DragGAN's study drags all 68 landmarks)
+MAX_STROKES = 4000          # mask brush strokes of one drag
+DRAG_STEPS = 100            # the page's default drag steps (a job may ask for up to JOB_MAX_STEPS)
 HELDOUT_SHOWN = 16          # held-out faces the page offers (the default model's; the first of its 64)
 
 
@@ -206,7 +210,8 @@ class Editor:
             "recipes": {n: {"steps": RECIPES[n].steps, "describe": RECIPES[n].describe()} for n in APP_RECIPES},
             "sliders": [s.describe() for s in self.sliders.values()], "slider_limit": SLIDER_LIMIT,
             "heads": sorted(self.heads), "heldout": self.heldout_offered,
-            "max_steps": JOB_MAX_STEPS, "render_seconds": self.render_seconds,
+            "max_steps": JOB_MAX_STEPS, "render_seconds": self.render_seconds, "drag_steps": DRAG_STEPS,
+            "max_drag_pairs": MAX_DRAG_PAIRS,
         }
 
     # ---------------------------------------------------------------------------------------- photos
@@ -286,6 +291,22 @@ class Editor:
         self.render_seconds = time.perf_counter() - t
         return image
 
+    # ---------------------------------------------------------------------------------------- drags
+    def drag(self, space_name: str, result: InversionResult, pairs: Sequence[Sequence[float]],
+             strokes: Sequence[Sequence[float]], steps: int,
+             on_step: Optional[Callable[[DragStep], Optional[bool]]] = None) -> DragResult:
+        """Drag an inversion's code (`latentspaces.drag.drag` with the library's defaults for this generator):
+        pairs [[hx, hy, tx, ty], ...] in pixels of the R x R face; strokes: the mask brush's discs [[x, y, r], ...]
+        (none: the whole face may change; `stroke_mask`); on_step as in `drag` (return True to stop there)."""
+        size = self.G.resolution
+        pairs = check_pairs(pairs, size)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= JOB_MAX_STEPS:
+            raise ValueError(f"drag steps must be a whole number in 0 .. {JOB_MAX_STEPS}, got {shown(steps)}")
+        mask = stroke_mask(strokes, size) if strokes else None
+        space = self.space(space_name, result.space_options)
+        return drag(space, result.code, [p[:2] for p in pairs], [p[2:] for p in pairs], mask=mask,
+                    settings=DragSettings(max_steps=steps), on_step=on_step)
+
     def compensate(self, head: str, face: torch.Tensor):
         """The head's compensation of one aligned face (the W+ encoder's codes, corrected): kept per face."""
         if head not in self.heads:
@@ -323,7 +344,9 @@ class Editor:
                extra: Optional[Mapping[str, Slider]] = None) -> bytes:
         """A zip that replays the page's edit of one face with `latentspaces edit` (`replay_command`): the code, the
         edit as one direction, the aligned face, the photo and its alignment (the photo's path relative), the
-        edited photo, and settings.json with the sliders and the command."""
+        edited photo, and settings.json with the sliders and the command. A dragged face also carries the code it
+        started from (start_codes.safetensors) and each drag's points and mask; settings.json's `replay_drags`
+        are the `latentspaces drag` commands that redo them, run before `replay`."""
         space = self.space(space_name, result.space_options)
         stem = Path(photo.name).stem
         face_name = f"{stem}_{face_index}.png"
@@ -346,7 +369,27 @@ class Editor:
                 z.write(folder / name, name)
             z.writestr(face_name, png_bytes(to_uint8(photo.faces[face_index]).permute(1, 2, 0).numpy()))
             transform = photo.transforms[face_index]
-            replay = replay_command(self.generator_name, mask if transform is not None else None)
+            drags, replay_drags, codes = result.meta.get("drags", []), [], "codes.safetensors"
+            if drags:
+                start = result.meta["undragged"]
+                start.code.save(folder / "start_codes.safetensors", space=space_name,
+                                generator_fingerprint=self.fingerprint, generator=self.generator_name,
+                                steps=recipe.steps, recipe=recipe.name, targets=[face_name], gray_targets=[photo.gray],
+                                **({"space_options": start.space_options} if start.space_options else {}))
+                z.write(folder / "start_codes.safetensors", "start_codes.safetensors")
+                codes = "start_codes.safetensors"
+                for i, record in enumerate(drags):
+                    z.writestr(f"drag_{i}.json", json.dumps([[p[:2], p[2:]] for p in record["pairs"]]) + "\n")
+                    words = ["latentspaces", "drag", "--generator", self.generator_name, "--codes", codes, "--points",
+                             f"drag_{i}.json", "--steps", str(record["steps"]), "--out", f"drag_{i}"]
+                    if record["strokes"]:
+                        mask_png = (stroke_mask(record["strokes"], self.G.resolution) * 255).to(torch.uint8).numpy()
+                        z.writestr(f"drag_{i}_mask.png", png_bytes(Image.fromarray(mask_png, "L")))
+                        words[-2:-2] = ["--mask", f"drag_{i}_mask.png"]
+                    replay_drags.append(" ".join(shlex.quote(w) for w in words))
+                    codes = f"drag_{i}/codes.safetensors"
+            replay = replay_command(self.generator_name, mask if transform is not None else None, codes,
+                                    "alignment.json" if drags else None)
             if transform is not None and photo.path is not None:
                 z.write(photo.path, photo.name)
                 # the photo named relative to the bundle's folder: the unpacked folder replays wherever it is
@@ -358,17 +401,47 @@ class Editor:
             settings = {"generator": self.generator_name, "generator_fingerprint": self.fingerprint,
                         "photo": photo.name, "face": face_index, "space": space_name, "recipe": recipe.record(),
                         "sliders": {k: float(v) for k, v in alphas.items() if v != 0}, "mask": mask,
-                        "replay": replay, "replay_writes": writes}
+                        "replay": replay, "replay_writes": writes,
+                        **({"replay_drags": replay_drags, "drags": drags} if drags else {})}
             z.writestr("settings.json", json.dumps(settings, indent=1) + "\n")
         return tmp.getvalue()
 
 
-def replay_command(generator: str, mask: Optional[str]) -> str:
+def check_pairs(pairs: object, size: int) -> List[List[float]]:
+    """Drag pairs from a request: [[hx, hy, tx, ty], ...], 1 .. MAX_DRAG_PAIRS of them, numbers inside the face's
+    R x R pixels; ValueError naming the first bad one."""
+    if not isinstance(pairs, list) or not 1 <= len(pairs) <= MAX_DRAG_PAIRS:
+        raise ValueError(f"a drag needs 1 .. {MAX_DRAG_PAIRS} handle/target pairs [hx, hy, tx, ty]: click a handle, "
+                         f"then its target (got {shown(pairs)})")
+    for i, p in enumerate(pairs):
+        if not (isinstance(p, list) and len(p) == 4 and all(finite_number(v) and 0 <= v <= size - 1 for v in p)):
+            raise ValueError(f"drag pair {i} must be [hx, hy, tx, ty] in pixels 0 .. {size - 1} of the face, got "
+                             f"{shown(p)}")
+    return [[float(v) for v in p] for p in pairs]
+
+
+def stroke_mask(strokes: object, size: int) -> torch.Tensor:
+    """The editable region [R, R] of 0/1 painted by the page's brush: the union of discs [[x, y, r], ...] (pixel
+    centres within r of (x, y)); ValueError for a stroke that is not three finite numbers with r in (0, R]."""
+    if not isinstance(strokes, list) or len(strokes) > MAX_STROKES:
+        raise ValueError(f"the mask must be a list of at most {MAX_STROKES} brush strokes [x, y, r]")
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                            indexing="ij")
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    for i, s in enumerate(strokes):
+        if not (isinstance(s, list) and len(s) == 3 and all(finite_number(v) for v in s) and 0 < s[2] <= size):
+            raise ValueError(f"mask stroke {i} must be [x, y, r] with 0 < r <= {size}, got {shown(s)}")
+        mask |= (xx - s[0]) ** 2 + (yy - s[1]) ** 2 <= s[2] ** 2
+    return mask.float()
+
+
+def replay_command(generator: str, mask: Optional[str], codes: str = "codes.safetensors",
+                   alignment: Optional[str] = None) -> str:
     """The command that replays a bundle's edit in the unpacked bundle's folder: `latentspaces edit` of its code
     along its one direction at alpha 1, pasted back with `mask` (None: a held-out face, nothing to paste into)."""
-    words = ["latentspaces", "edit", "--generator", generator, "--codes", "codes.safetensors", "--direction",
+    words = ["latentspaces", "edit", "--generator", generator, "--codes", codes, "--direction",
              "edit_direction.safetensors", "--alphas=1", *(["--paste-back", "--mask", mask] if mask else []),
-             "--out", "replay"]
+             *(["--alignment", alignment] if alignment and mask else []), "--out", "replay"]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -439,5 +512,6 @@ def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = No
     return [Slider(f"{key}_{k}", f"{Path(path).stem} {d.name or k}", {d.kind: d}) for k, d in enumerate(directions)]
 
 
-__all__ = ["APP_RECIPES", "Cancelled", "Editor", "JOB_MAX_STEPS", "SLIDER_COMPONENTS", "SLIDER_SAMPLES", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
+__all__ = ["APP_RECIPES", "Cancelled", "DRAG_STEPS", "Editor", "JOB_MAX_STEPS", "MAX_DRAG_PAIRS", "MAX_STROKES",
+           "check_pairs", "stroke_mask", "SLIDER_COMPONENTS", "SLIDER_SAMPLES", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
            "default_sliders", "face_png", "file_sliders", "finite_number", "png_bytes", "shown"]

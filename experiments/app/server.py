@@ -14,7 +14,11 @@ The API (all answers JSON, except images and the bundle; a refused request answe
     GET  /api/face.png?s&photo&face             an aligned face
     POST /api/invert?s          body: JSON      {photo, face, spaces: [...], recipe, steps} -> {job}
     GET  /api/job?s&job&since                   state, step, speed, the loss points since `since`
-    POST /api/cancel?s&job                      stop the job at its next step
+    POST /api/cancel?s&job                      stop the job at its next step (a drag keeps where it got to)
+    POST /api/drag?s            body: JSON      {photo, face, spaces, recipe, pairs: [[hx, hy, tx, ty], ...],
+                                                 mask: [[x, y, r], ...], steps} -> {job}: drag the inversions
+    GET  /api/drag.png?s&job                    a drag job's latest render (its points are in /api/job)
+    POST /api/undrag?s&photo&face&space&recipe  the inversion as it was before its drags
     GET  /api/render.png?s&photo&face&space&recipe&edit   the edited face (head=H: through head H)
     GET  /api/paste.png?s&...                   the whole photo with the edited face pasted back
     GET  /api/bundle.zip?s&...                  codes, edit, alignment, photo, settings: replay with `edit`
@@ -45,7 +49,7 @@ from urllib.parse import parse_qs, urlsplit
 from latentspaces.storage import atomic_path
 
 from ..reporting import describe_error
-from .editor import Editor, face_png, file_sliders, finite_number, png_bytes
+from .editor import DRAG_STEPS, JOB_MAX_STEPS, Editor, face_png, file_sliders, finite_number, png_bytes
 from .sessions import SessionStore
 
 MAX_UPLOAD = 64 * 2**20          # bytes of one uploaded photo (larger: refused before it is read)
@@ -285,14 +289,18 @@ class Handler(BaseHTTPRequestHandler):
         _, _, photo, face = self._target(q)
         self._send(200, face_png(photo.faces[face]), "image/png")
 
+    def _request_json(self, what: str, limit: int = 2**16) -> dict:
+        try:
+            request = json.loads(self._body(limit) or b"{}")
+        except ValueError:
+            raise RequestError(f"the {what} request must be JSON") from None
+        if not isinstance(request, dict):
+            raise RequestError(f"the {what} request must be a JSON object")
+        return request
+
     def invert(self, q: Dict[str, str]) -> None:
         session = self._session(q)
-        try:
-            request = json.loads(self._body(2**16) or b"{}")
-        except ValueError:
-            raise RequestError("the invert request must be JSON") from None
-        if not isinstance(request, dict):
-            raise RequestError("the invert request must be a JSON object")
+        request = self._request_json("invert")
         spaces = request.get("spaces")
         editor = self.server.editor
         if not isinstance(spaces, list) or not spaces or not all(isinstance(s, str) for s in spaces):
@@ -305,6 +313,30 @@ class Handler(BaseHTTPRequestHandler):
         recipe = editor.recipe(str(request.get("recipe", "")), request.get("steps"))
         job = session.start_job(editor, str(request.get("photo", "")), face, spaces, recipe)
         self._json({"job": job.id, "recipe": recipe.name})
+
+    def drag(self, q: Dict[str, str]) -> None:
+        session = self._session(q)
+        request = self._request_json("drag", 2**20)   # a mask of many brush strokes
+        spaces, face, steps = request.get("spaces"), request.get("face"), request.get("steps", DRAG_STEPS)
+        if not isinstance(spaces, list) or not spaces or not all(isinstance(s, str) for s in spaces):
+            raise RequestError("choose at least one inverted space to drag")
+        if isinstance(face, bool) or not isinstance(face, int):
+            raise RequestError(f"face must be a whole number, got {face!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= JOB_MAX_STEPS:
+            raise RequestError(f"drag steps must be a whole number in 0 .. {JOB_MAX_STEPS}")
+        job = session.start_drag(self.server.editor, str(request.get("photo", "")), face, spaces,
+                                 str(request.get("recipe", "")), request.get("pairs"), request.get("mask") or [], steps)
+        self._json({"job": job.id})
+
+    def drag_frame(self, q: Dict[str, str]) -> None:
+        job = self._session(q).job(q.get("job", ""))
+        if job.frame is None:
+            raise RequestError("the drag has not rendered yet")
+        self._send(200, job.frame, "image/png")
+
+    def undrag(self, q: Dict[str, str]) -> None:
+        session, pid, _, face = self._target(q)
+        self._json({"undragged": session.undrag(pid, face, q.get("space", ""), q.get("recipe", ""))})
 
     def job(self, q: Dict[str, str]) -> None:
         job = self._session(q).job(q.get("job", ""))
@@ -343,9 +375,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 GET_ROUTES = {"/api/info": Handler.info, "/api/face.png": Handler.face, "/api/job": Handler.job,
-              "/api/render.png": Handler.render, "/api/paste.png": Handler.paste, "/api/bundle.zip": Handler.bundle}
+              "/api/render.png": Handler.render, "/api/paste.png": Handler.paste, "/api/bundle.zip": Handler.bundle,
+              "/api/drag.png": Handler.drag_frame}
 POST_ROUTES = {"/api/photo": Handler.upload, "/api/directions": Handler.directions, "/api/heldout": Handler.heldout,
-               "/api/invert": Handler.invert, "/api/cancel": Handler.cancel}
+               "/api/invert": Handler.invert, "/api/cancel": Handler.cancel, "/api/drag": Handler.drag,
+               "/api/undrag": Handler.undrag}
 
 
 def _unusable(host: str, port: int, e: OSError) -> OSError:

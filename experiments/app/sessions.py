@@ -6,9 +6,12 @@ slider move only re-renders: inversions by (photo, face, space, recipe), head co
 face, head). Limits keep a long-running server's memory bounded: the oldest sessions and photos are
 forgotten first (their files removed), and what they held is recomputed if asked for again.
 
-A job is one inversion request (one face into one or more spaces), run on its own thread. It reports its
-step, the loss of every step so far and its speed; `cancel` stops it at the next step (the spaces it
-finished stay cached).
+A job is one inversion request (one face into one or more spaces) or one drag request (the face's
+inversions in one or more spaces dragged by the same handle/target pairs), run on its own thread. It reports
+its step, the loss of every step so far and its speed (a drag also its tracked points and its latest image);
+`cancel` stops it at the next step (the spaces it finished stay cached; a stopped drag keeps where it got to).
+A dragged inversion replaces the cached one, remembering the code it started from and every drag, so edits,
+paste-back and the replay bundle use the dragged face and `undrag` restores the inversion.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from optimizers import InversionRecipe, InversionResult
 
 from ..reporting import describe_error
-from .editor import Cancelled, Editor, Photo, Slider
+from .editor import Cancelled, Editor, Photo, Slider, check_pairs, face_png, stroke_mask
 
 MAX_SESSIONS = 16        # tabs remembered at once (the least recently used is forgotten)
 MAX_PHOTOS = 8           # photos one tab keeps (the oldest is forgotten)
@@ -54,11 +57,18 @@ class Job:
     seconds_per_step: float = math.nan
     error: str = ""
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    kind: str = "invert"               # 'invert' or 'drag'
+    steps: int = 0                     # a drag's step limit (an inversion's is its recipe's)
+    points: List[List[float]] = field(default_factory=list)     # a drag: the tracked handles (x, y) now
+    distances: List[float] = field(default_factory=list)        # ... and their distances to the targets, px
+    frame: Optional[bytes] = None      # a drag: the PNG of its latest render (GET /api/drag.png)
+    frames: int = 0                    # renders so far (the page asks for a frame when this grows)
 
     def describe(self, since: Dict[str, int]) -> dict:
         """The job as the page's JSON; `since` (space -> points the page has) keeps the loss curves incremental."""
-        return {"id": self.id, "state": self.state, "space": self.space, "step": self.step,
-                "steps": self.recipe.steps, "spaces": list(self.spaces), "error": self.error,
+        return {"id": self.id, "kind": self.kind, "state": self.state, "space": self.space, "step": self.step,
+                "steps": self.steps if self.kind == "drag" else self.recipe.steps, "spaces": list(self.spaces),
+                "error": self.error, "points": self.points, "distances": self.distances, "frames": self.frames,
                 "seconds_per_step": None if math.isnan(self.seconds_per_step) else self.seconds_per_step,
                 "losses": {s: v[since.get(s, 0):] for s, v in list(self.losses.items())}}   # copied: the job adds
 
@@ -148,6 +158,73 @@ class Session:
         thread = threading.Thread(target=self._run, args=(editor, job, photo), daemon=True, name=f"invert-{job.id}")
         thread.start()
         return job
+
+    def start_drag(self, editor: Editor, pid: str, face: int, spaces: Sequence[str], recipe: str,
+                   pairs: list, strokes: list, steps: int) -> Job:
+        """Drag the inversions of face `face` of photo `pid` (recipe `recipe`) in each of `spaces`, one after another,
+        on a new thread; checked before it starts (every space inverted, the pairs and strokes well formed)."""
+        self.photo(pid, face)
+        for name in spaces:
+            self.inversion(pid, face, name, recipe)
+        check_pairs(pairs, editor.G.resolution)
+        stroke_mask(strokes, editor.G.resolution)
+        with self.lock:
+            if any(j.state in ("queued", "running") for j in self.jobs.values()):
+                raise ValueError("a job is already running in this tab: wait for it or stop it")
+            job = Job(id=uuid.uuid4().hex[:12], photo=pid, face=face, spaces=tuple(spaces), recipe=self.recipes[recipe],
+                      kind="drag", steps=steps)
+            for old in list(self.jobs)[:-MAX_JOBS]:
+                del self.jobs[old]
+            self.jobs[job.id] = job
+        thread = threading.Thread(target=self._drag, args=(editor, job, recipe, pairs, strokes), daemon=True,
+                                  name=f"drag-{job.id}")
+        thread.start()
+        return job
+
+    def _drag(self, editor: Editor, job: Job, recipe: str, pairs: list, strokes: list) -> None:
+        try:
+            with editor.inversion_turn:
+                job.state = "running"
+                for name in job.spaces:
+                    if job.cancel_requested.is_set():
+                        break
+                    key = (job.photo, job.face, name, recipe)
+                    job.space, job.step, job.losses[name] = name, 0, []
+                    before = self.inversions[key]
+                    start = time.perf_counter()
+
+                    def on_step(s, job=job) -> bool:
+                        job.step, job.points = s.step, s.points.tolist()
+                        job.distances = s.distances.tolist()
+                        job.frame, job.frames = face_png(s.image[0]), job.frames + 1
+                        if s.loss is not None:
+                            job.losses[job.space].append(s.loss)
+                        if s.step:
+                            job.seconds_per_step = (time.perf_counter() - start) / s.step
+                        return job.cancel_requested.is_set()
+                    res = editor.drag(name, before, pairs, strokes, job.steps, on_step)
+                    record = {"pairs": pairs, "strokes": strokes, "steps": res.steps, "reached": res.reached}
+                    meta = {**before.meta, "undragged": before.meta.get("undragged", before),
+                            "drags": [*before.meta.get("drags", []), record]}
+                    dragged = InversionResult(code=res.code, images=res.image, history=before.history,
+                                              seconds=before.seconds + res.seconds, space=before.space,
+                                              steps=before.steps, meta=meta, space_options=before.space_options)
+                    with self.lock:
+                        self.inversions[key] = dragged
+            job.state = "cancelled" if job.cancel_requested.is_set() else "done"
+        except Exception as e:
+            job.error, job.state = describe_error(e, "see the terminal running `latentspaces app`"), "error"
+            if not isinstance(e, (ValueError, OSError)):
+                traceback.print_exc()
+
+    def undrag(self, pid: str, face: int, space: str, recipe: str) -> bool:
+        """Restore the inversion of (photo, face, space, recipe) as it was before its drags; whether it had any."""
+        result = self.inversion(pid, face, space, recipe)
+        if "undragged" not in result.meta:
+            return False
+        with self.lock:
+            self.inversions[(pid, face, space, recipe)] = result.meta["undragged"]
+        return True
 
     def _run(self, editor: Editor, job: Job, photo: Photo) -> None:
         try:

@@ -47,14 +47,14 @@ from latentspaces.threads import use_threads
 from ..argtypes import UsageError
 from ..distributed import close_world, init_world
 from ..reporting import describe_error, one_line
-from . import (align, app, compare, compensation, directions, edit, f_layer_sweep, identity_curves, invert, paired,
-               score_identity, tradeoff, train)
+from . import (align, app, compare, compensation, directions, drag, drag_study, edit, f_layer_sweep, identity_curves,
+               invert, paired, score_identity, tradeoff, train)
 from .workers import check_compile, check_workers, run_as_ranks
 
 # The commands, in the order `latentspaces --help` lists them.
 COMMANDS: Dict[str, ModuleType] = {module.NAME: module for module in (
-    compare, identity_curves, compensation, f_layer_sweep, score_identity, paired, tradeoff, align, invert, edit,
-    directions, app, train)}
+    compare, identity_curves, compensation, f_layer_sweep, score_identity, paired, tradeoff, drag_study, align, invert,
+    edit, drag, directions, app, train)}
 
 
 class Parser(argparse.ArgumentParser):

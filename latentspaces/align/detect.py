@@ -253,6 +253,26 @@ class FaceAligner:
         confidence = float(np.max(scores)) if len(rects) else -1.0
         return first.to_photo((self._predict(img, rect) + 0.5) / REFINE_SIZE), confidence
 
+    def aligned_landmarks(self, images: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+        """The 68 landmarks of faces that are already aligned (generator samples, inversions, drags): images
+        [N, 3, R, R] in [-1, 1] -> (landmarks [N, 68, 2] as (x, y) pixel positions of the R x R image, found [N]:
+        whether HOG found the face; where not, the predictor ran in REFINE_BOX). Each face is enlarged to
+        REFINE_SIZE px (bicubic) first: the second pass's view, on which the predictor sees faces of any R at
+        one scale."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"images must be [N, 3, R, R] in [-1, 1], got {tuple(images.shape)}")
+        size = images.shape[-1]
+        pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        out, found = np.zeros((len(images), 68, 2)), np.zeros(len(images), dtype=bool)
+        for i, x in enumerate(pixels):
+            img = Image.fromarray(x.permute(1, 2, 0).numpy()).resize((REFINE_SIZE, REFINE_SIZE), Image.BICUBIC)
+            rects, scores, _ = self._hog.run(np.asarray(img), 0, -0.5)
+            found[i] = len(rects) > 0
+            rect = rects[int(np.argmax(scores))] if len(rects) else \
+                self._dlib.rectangle(*(int(round(c * REFINE_SIZE)) for c in REFINE_BOX))
+            out[i] = (self._predict(img, rect) + 0.5) * (size / REFINE_SIZE) - 0.5
+        return out, found
+
     def search(self, photo: Image.Image, name: str = "the photo", path: str = "") -> "FaceSearch":
         """Every candidate of an RGB photo examined and every face aligned (`FaceSearch`); FaceNotFoundError naming
         `name` when no candidate is a face."""

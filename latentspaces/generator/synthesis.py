@@ -309,10 +309,12 @@ class SynthesisNetwork(nn.Module):
 
     # ------------------------------------------------------------------ ws entry points
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: Optional[bool] = None,
-                noise_generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R]."""
-        return self.synthesize_styles(self.styles_from_ws(ws), noise_mode=noise_mode,
-                                      fused_modconv=fused_modconv, noise_generator=noise_generator)
+                noise_generator: Optional[torch.Generator] = None,
+                edits: Optional[Dict[str, LayerEdit]] = None) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R]; `edits` as in `synthesize_styles` (a hook that
+        returns its input unchanged reads a layer's output on the way, as the drag editor does)."""
+        return self.synthesize_styles(self.styles_from_ws(ws), noise_mode=noise_mode, fused_modconv=fused_modconv,
+                                      noise_generator=noise_generator, edits=edits)
 
     def with_edits(self, ws: torch.Tensor, edits: Dict[str, LayerEdit], **kwargs) -> torch.Tensor:
         """Image for ws [N, num_ws, w_dim] with the output x of each conv `layer` in `edits` replaced by

@@ -160,16 +160,17 @@ class FZPlus(_FSpace):
     def _detail_ws(self, code: Code) -> torch.Tensor:
         return self.G.mapping(code.z)
 
-    def _from_z(self, z: torch.Tensor) -> Code:
+    def from_z(self, z: torch.Tensor) -> Code:
+        """Codes whose images are G(z) for z [N, z_dim] on the sphere: f of G(z) and z in every detail row."""
         f = self.feature_of(self.G.mapping(z))
         return Code(f=f, z=z[:, None].expand(-1, len(self.code_layers), -1).clone())
 
     def random(self, n: int, seed: int = 0) -> Code:
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        return self._from_z(random_sphere((n, self.G.z_dim), self.radius, gen, self.device))
+        return self.from_z(random_sphere((n, self.G.z_dim), self.radius, gen, self.device))
 
     def mean(self, n: int) -> Code:
-        return self._from_z(mean_z(self).expand(n, -1))
+        return self.from_z(mean_z(self).expand(n, -1))
 
 
 class FZ(FZPlus):
@@ -180,5 +181,6 @@ class FZ(FZPlus):
     def _detail_ws(self, code: Code) -> torch.Tensor:
         return self.G.mapping(code.z)[:, None].expand(-1, len(self.code_layers), -1)
 
-    def _from_z(self, z: torch.Tensor) -> Code:
+    def from_z(self, z: torch.Tensor) -> Code:
+        """Codes whose images are G(z) for z [N, z_dim] on the sphere: f of G(z) and z."""
         return Code(f=self.feature_of(self.G.mapping(z)), z=z.clone())

@@ -54,6 +54,17 @@ class S(LatentSpace):
         kw = {"noise_mode": self.noise_mode, **synthesis_kwargs}
         return self.G.synthesis.synthesize_styles(self.styles(code), **kw)
 
+    def drag_masks(self, code: Code, moved_ws: Sequence[int], move_base: bool = True) -> Dict[str, torch.Tensor]:
+        """The style columns of the layers that read a moved ws (`LatentSpace.drag_masks`)."""
+        widx, moved = self.G.synthesis.w_index, set(moved_ws)
+        mask = torch.zeros(1, self.dim, device=code.s.device)
+        for name, sl in self.slices.items():
+            if widx[name] in moved:
+                mask[:, sl] = 1.0
+        if not mask.any():
+            raise ValueError(f"a drag in S with moved ws {sorted(moved)} moves no style layer")
+        return {"s": mask}
+
     def channel_direction(self, layer: str, channel: int) -> torch.Tensor:
         """One-hot [S_dim] direction of style channel `channel` of `layer` (StyleSpace edits)."""
         if layer not in self.slices:

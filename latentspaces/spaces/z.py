@@ -77,6 +77,10 @@ class Z(LatentSpace):
     def mean(self, n: int) -> Code:
         return Code(z=mean_z(self).expand(n, -1).clone())
 
+    def from_z(self, z: torch.Tensor) -> Code:
+        """Codes whose images are G(z) for z [N, z_dim] (put on the sphere; the mapping normalises z anyway)."""
+        return Code(z=retract_to_sphere_(z.detach().clone(), self.radius))
+
     def to_ws(self, code: Code) -> torch.Tensor:
         return self.G.broadcast(self.G.mapping(code.z))
 
@@ -95,6 +99,10 @@ class ZPlus(LatentSpace):
 
     def mean(self, n: int) -> Code:
         return Code(z=mean_z(self).expand(n, self.G.num_ws, -1).clone())
+
+    def from_z(self, z: torch.Tensor) -> Code:
+        """Codes whose images are G(z) for z [N, z_dim]: z on the sphere in every row."""
+        return Code(z=retract_to_sphere_(z.detach().clone(), self.radius)[:, None].expand(-1, self.G.num_ws, -1).clone())
 
     def to_ws(self, code: Code) -> torch.Tensor:
         return self.G.mapping(code.z)

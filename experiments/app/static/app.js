@@ -94,6 +94,13 @@ async function start() {
   $("reset").addEventListener("click", resetSliders);
   $("result-source").addEventListener("change", updateResult);
   $("direction-file").addEventListener("change", addDirections);
+  $("drag-steps").value = info.drag_steps;
+  $("drag-steps").max = info.max_steps;
+  $("drag-start").addEventListener("click", startDrag);
+  $("drag-stop").addEventListener("click", cancel);
+  $("drag-clear").addEventListener("click", () => { drag.pairs = []; drag.pending = null; drag.strokes = [];
+                                                    drawDragCanvases(); });
+  $("drag-undo").addEventListener("click", undoDrags);
 }
 
 async function addDirections() {
@@ -174,6 +181,7 @@ function chooseFace(i) {
   document.querySelectorAll("#faces img").forEach((img, k) => img.classList.toggle("chosen", k === i));
   state.results = [];
   $("edit-step").hidden = true;
+  $("drag-step").hidden = true;
   $("result-step").hidden = true;
 }
 
@@ -218,9 +226,12 @@ async function invert() {
   } catch (e) { showError(e.message); }
 }
 
-function busy(running) {   // while a job runs, the photo and the face stay as they are (its results are theirs)
+function busy(running, kind = "invert") {   // while a job runs, the photo and face stay (its results are theirs)
   $("invert").disabled = running;
-  $("cancel").disabled = !running;
+  $("cancel").disabled = !running || kind !== "invert";
+  $("drag-start").disabled = running;
+  $("drag-stop").disabled = !running || kind !== "drag";
+  $("drag-undo").disabled = running;
   $("upload").disabled = running;
   $("use-heldout").disabled = running;
   $("faces").classList.toggle("locked", running);
@@ -267,6 +278,141 @@ async function poll() {
     drawTiles();
     renderAll();
   }
+  $("drag-step").hidden = !state.results.length;
+  if (state.results.length) drawDragTiles();
+}
+
+// ------------------------------------------------------------------------------------------ drags
+// Points are (x, y) pixels of the generator's R x R face; each canvas shows one space's face at 256 px.
+const drag = {pairs: [], pending: null, strokes: [], images: {}, tracked: {}, job: null, frames: 0, painting: false,
+              version: 0};
+const SHOWN = 256;
+
+function facePixel(canvas, event) {
+  const box = canvas.getBoundingClientRect(), R = state.info.resolution;
+  const clamp = (v) => Math.min(R - 1, Math.max(0, v));
+  return [clamp((event.clientX - box.left) / box.width * R - 0.5), clamp((event.clientY - box.top) / box.height * R - 0.5)];
+}
+
+function drawDragTiles() {
+  $("drag-tiles").innerHTML = "";
+  for (const result of state.results) {
+    const canvas = el("canvas", {width: SHOWN, height: SHOWN, class: "drag-canvas", "data-space": result.space,
+                                 "aria-label": `${result.label}: click a handle, then its target`});
+    canvas.addEventListener("mousedown", (e) => dragDown(canvas, e));
+    canvas.addEventListener("mousemove", (e) => { if (drag.painting) paint(canvas, e); });
+    $("drag-tiles").appendChild(el("div", {class: "tile"}, canvas, el("div", {}, result.label)));
+    loadFace(result.space, url("/api/render.png", {photo: state.photo.photo, face: state.face, space: result.space,
+                                                  recipe: state.recipeName, edit: "{}"}));
+  }
+}
+document.addEventListener("mouseup", () => { drag.painting = false; });
+
+function loadFace(space, source) {
+  const image = new Image();
+  image.onload = () => { drag.images[space] = image; drawDragCanvases(); };
+  image.src = source;
+}
+
+function dragDown(canvas, event) {
+  if (drag.job) return;
+  if ($("drag-brush").checked) { drag.painting = true; paint(canvas, event); return; }
+  const point = facePixel(canvas, event);
+  if (drag.pending === null) {
+    if (drag.pairs.length >= state.info.max_drag_pairs) return;
+    drag.pending = point;
+  } else {
+    drag.pairs.push([...drag.pending, ...point]);
+    drag.pending = null;
+  }
+  drag.tracked = {};
+  drawDragCanvases();
+}
+
+function paint(canvas, event) {
+  const [x, y] = facePixel(canvas, event), r = state.info.resolution / 10;
+  const last = drag.strokes[drag.strokes.length - 1];
+  if (last && Math.hypot(last[0] - x, last[1] - y) < r / 3) return;   // a stroke per third of the brush
+  drag.strokes.push([x, y, r]);
+  drawDragCanvases();
+}
+
+function drawDragCanvases() {
+  const k = SHOWN / state.info.resolution, at = (v) => (v + 0.5) * k;
+  for (const canvas of document.querySelectorAll("canvas.drag-canvas")) {
+    const g = canvas.getContext("2d"), space = canvas.dataset.space;
+    g.clearRect(0, 0, SHOWN, SHOWN);
+    if (drag.images[space]) g.drawImage(drag.images[space], 0, 0, SHOWN, SHOWN);
+    g.fillStyle = "rgba(255, 255, 255, 0.25)";
+    for (const [x, y, r] of drag.strokes) { g.beginPath(); g.arc(at(x), at(y), r * k, 0, 2 * Math.PI); g.fill(); }
+    const dot = (x, y, colour) => { g.fillStyle = colour; g.beginPath(); g.arc(at(x), at(y), 4, 0, 2 * Math.PI); g.fill(); };
+    const tracked = drag.tracked[space];
+    drag.pairs.forEach(([hx, hy, tx, ty], i) => {
+      const [px, py] = (tracked && tracked[i]) || [hx, hy];   // tracked: once the drag has rendered
+      g.strokeStyle = "#fff";
+      g.beginPath(); g.moveTo(at(px), at(py)); g.lineTo(at(tx), at(ty)); g.stroke();
+      dot(px, py, "#d11"); dot(tx, ty, "#15d");
+    });
+    if (drag.pending) dot(drag.pending[0], drag.pending[1], "#d11");
+  }
+}
+
+async function startDrag() {
+  if (!drag.pairs.length) { showError("click a handle on a face, then its target, before dragging"); return; }
+  const body = {photo: state.photo.photo, face: state.face, spaces: state.results.map((r) => r.space),
+                recipe: state.recipeName, pairs: drag.pairs, mask: drag.strokes, steps: Number($("drag-steps").value)};
+  try {
+    const response = await call("/api/drag", {}, {method: "POST", body: JSON.stringify(body),
+                                                   headers: {"Content-Type": "application/json"}});
+    drag.job = state.job = (await response.json()).job;
+    drag.frames = 0;
+    showError("");
+    busy(true, "drag");
+    pollDrag();
+  } catch (e) { showError(e.message); }
+}
+
+async function pollDrag() {
+  let job;
+  try {
+    job = await (await call("/api/job", {job: drag.job})).json();
+  } catch (e) { showError(e.message); return; }
+  const label = (key) => state.info.spaces.find((s) => s.key === key).label;
+  if (job.space) {
+    drag.tracked[job.space] = job.points;
+    const far = job.distances.length ? Math.max(...job.distances).toFixed(1) : "-";
+    const speed = job.seconds_per_step ? ` · ${job.seconds_per_step.toFixed(3)} s/step` : "";
+    $("drag-status").textContent = `${label(job.space)} step ${job.step}/${job.steps} · farthest handle ${far} px` +
+      `${speed}`;
+    if (job.frames > drag.frames) {
+      drag.frames = job.frames;
+      loadFace(job.space, url("/api/drag.png", {job: drag.job, frame: job.frames}));
+    } else drawDragCanvases();
+  }
+  if (job.state === "queued" || job.state === "running") { setTimeout(pollDrag, 150); return; }
+  busy(false);
+  drag.job = state.job = null;
+  if (job.state === "error") showError(job.error);
+  $("drag-status").textContent += job.state === "cancelled" ? " · stopped" : job.state === "done" ? " · done" : "";
+  $("drag-status").dataset.state = job.state;
+  drag.pairs = [];
+  drag.tracked = {};
+  drag.version += 1;
+  drawDragTiles();   // the dragged faces; the sliders, the paste-back and the bundle now start from them
+  renderAll();
+}
+
+async function undoDrags() {
+  try {
+    for (const result of state.results) {
+      await call("/api/undrag", {photo: state.photo.photo, face: state.face, space: result.space,
+                                 recipe: state.recipeName}, {method: "POST"});
+    }
+    $("drag-status").textContent = "drags undone";
+    drag.version += 1;
+    drawDragTiles();
+    renderAll();
+  } catch (e) { showError(e.message); }
 }
 
 function drawLosses() {
@@ -377,7 +523,7 @@ function updateResult() {
   const list = tiles();
   const tile = list[Number($("result-source").value) || 0];
   if (!tile) return;
-  const params = tileParams(tile);
+  const params = {...tileParams(tile), v: drag.version};   // v: a drag changed the face behind the same address
   $("pasted").src = url("/api/paste.png", params);
   $("download-png").href = url("/api/paste.png", params);
   const bundle = $("download-bundle");
@@ -390,7 +536,7 @@ function updateResult() {
     bundle.classList.remove("disabled");
     bundle.href = url("/api/bundle.zip", params);
     $("replay").textContent = "the bundle replays this edit: unzip it, then run the command in its settings.json " +
-      "(latentspaces edit ... --alphas=1 --paste-back)";
+      "(latentspaces edit ... --alphas=1 --paste-back; after a drag, first its replay_drags: latentspaces drag ...)";
   }
 }
 
