@@ -172,20 +172,26 @@ def _bilinear_at(feature: torch.Tensor, y: torch.Tensor, x: torch.Tensor, size: 
 
 
 def disc(center: torch.Tensor, radius: int, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Pixels (rows, cols) [P] of the image with |q - center| < radius; center (row, col)."""
-    r = torch.arange(size, device=center.device)
+    """Pixels (rows, cols) [P] of the image with |q - center| < radius; center (row, col) on a pixel."""
+    at, inside = _around(center.float()[None], _offsets(radius, square=False), size)
+    return at[0][inside[0], 0].long(), at[0][inside[0], 1].long()
+
+
+def _around(points: torch.Tensor, offsets: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The pixels points[k] + offsets[j] for every handle at once: positions [K, J, 2] (row, col; clamped into the
+    image so that they can be read) and whether each lies inside the image [K, J]."""
+    at = points[:, None, :] + offsets[None]
+    inside = ((at >= 0) & (at <= size - 1)).all(-1)
+    return at.clamp(0, size - 1), inside
+
+
+def _offsets(radius: int, square: bool) -> torch.Tensor:
+    """Integer (row, col) offsets [J, 2] in row-major order: the square of half-size `radius`, or the disc
+    |offset| < radius (the released motion disc's strict inequality)."""
+    r = torch.arange(-radius, radius + 1, dtype=torch.float32)
     rows, cols = torch.meshgrid(r, r, indexing="ij")
-    inside = (rows - center[0]).square() + (cols - center[1]).square() < radius ** 2
-    return rows[inside], cols[inside]
-
-
-def _patch(center: torch.Tensor, radius: int, size: int) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """Pixels (rows, cols) of the square of half-size `radius` around center (row, col), inside the image, in
-    row-major order, and the square's width."""
-    top, left = max(int(center[0]) - radius, 0), max(int(center[1]) - radius, 0)
-    bottom, right = min(int(center[0]) + radius + 1, size), min(int(center[1]) + radius + 1, size)
-    rows, cols = torch.meshgrid(torch.arange(top, bottom), torch.arange(left, right), indexing="ij")
-    return rows.reshape(-1), cols.reshape(-1), right - left
+    grid = torch.stack([rows.reshape(-1), cols.reshape(-1)], -1)
+    return grid if square else grid[grid.square().sum(-1) < radius ** 2]
 
 
 class _Features:
@@ -292,6 +298,7 @@ def drag(
                              f"{getattr(space, 'layer', '?')}): choose a feature_layer above the base code")
         return image, _Features(captured["f"], size, reference)
 
+    patch, disc_offsets = _offsets(s.r2, square=True), _offsets(s.r1, square=False)
     t0 = time.perf_counter()
     history, dists, images, losses = [], [], [], []
     refs: Optional[torch.Tensor] = None
@@ -304,11 +311,12 @@ def drag(
                 refs = feats.at(points[:, 0].long(), points[:, 1].long()).detach()    # [C, K]
                 if keep is not None:
                     f0_full = feats.whole().detach()
-            for k in range(len(points)):                                          # tracking: nearest neighbour
-                r, c, width = _patch(points[k], s.r2, size)
-                d = (feats.at(r, c) - refs[:, k:k + 1]).norm(dim=0)
-                i = int(torch.argmin(d))
-                points[k] = torch.tensor([float(r[i]), float(c[i])])
+            # tracking: each handle to the nearest neighbour of its first feature in its square (every handle at
+            # once; the first minimum in row-major order of the part inside the image, as released)
+            at, inside = _around(points, patch, size)
+            found = feats.at(at[..., 0].reshape(-1).long(), at[..., 1].reshape(-1).long())   # [C, K J]
+            d = (found.view(found.shape[0], *inside.shape) - refs[:, :, None]).norm(dim=0)
+            points = at[torch.arange(len(points)), d.masked_fill(~inside, math.inf).argmin(1)]
             distance = (goal - points).norm(dim=1)
         history.append(points.flip(-1).clone())
         dists.append(distance.clone())
@@ -318,15 +326,18 @@ def drag(
         done = reached or steps >= s.max_steps
         loss = None
         if not done:
-            loss = image.new_zeros(())
-            for k in range(len(points)):
-                if distance[k] <= 1:
-                    continue
-                direction = (goal[k] - points[k]) / (distance[k] + 1e-7)          # unit (row, col)
-                r, c = disc(points[k], s.r1, size)
-                here = feats.at(r, c)                                             # [C, P], with gradient
-                shifted = feats.bilinear(r.float() - direction[0], c.float() - direction[1]).detach()
-                loss = loss + F.l1_loss(here, shifted)
+            # motion supervision, every handle farther than 1 px at once: sum over handles of the mean L1 over its
+            # disc's pixels inside the image and the channels (the released per-handle F.l1_loss, summed)
+            moving = distance > 1
+            direction = (goal - points) / (distance[:, None] + 1e-7)             # unit (row, col) [K, 2]
+            at, inside = _around(points[moving], disc_offsets, size)          # [M, J, 2]
+            rows, cols = at[..., 0].reshape(-1), at[..., 1].reshape(-1)
+            here = feats.at(rows.long(), cols.long())                           # [C, M J], with gradient
+            step = direction[moving][:, None, :].expand_as(at).reshape(-1, 2)
+            shifted = feats.bilinear(rows - step[:, 0], cols - step[:, 1]).detach()
+            per_pixel = (here - shifted).abs().mean(0).view(inside.shape)        # [M, J]
+            weight = inside.float() / inside.sum(1, keepdim=True).clamp(min=1)
+            loss = (per_pixel * weight).sum()
             if keep is not None:
                 loss = loss + s.lambda_mask * F.l1_loss(feats.whole() * (1 - keep), f0_full * (1 - keep))
             if s.lambda_reg:

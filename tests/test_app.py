@@ -296,6 +296,7 @@ def _drag(tab: Client, body: dict) -> dict:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_drag_moves_the_inversions_and_its_bundle_replays_with_the_drag_command(server, editor, astronaut, tmp_path,
                                                                                    monkeypatch):
     """Two spaces dragged by one pair with a mask brush: each space's tracked handle moves toward the target, the

@@ -167,3 +167,52 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys, argv, match
         main(["drag", *argv, "--steps", "1", "--out", str(tmp_path / "o"), "--device", "cpu"])
     err = capsys.readouterr().err
     assert __import__("re").search(match, err), err
+
+
+@pytest.mark.slow
+def test_the_drag_study_writes_its_rows_summary_pairs_and_figure_and_resumes(G, tmp_path):
+    """Two spaces, one pair, 1 and 5 landmarks, both sources, 3 steps: a row per drag with finite MD, the summary,
+    the paired rows against W+, the figure; a second run adds nothing and another setting is refused."""
+    from experiments.rows import RunFolderError
+    from experiments.studies.drag_study import DragStudyConfig, ROWS_CSV, run_drag_study
+    from latentspaces.metrics.identity import make_identity
+
+    config = DragStudyConfig(pairs=1, points=(1, 5), spaces=("WPlus", "FZPlus"), max_steps=3, invert_steps=2)
+    heldout = ls.assets.heldout_targets(2)
+    summary = run_drag_study(tmp_path, G, heldout, make_identity("dlib"), config, progress=False)
+    rows = (tmp_path / ROWS_CSV).read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2 * 2                      # sources x points x spaces
+    assert len(summary) == 8 and all(np.isfinite(r["md"]) and 0 <= r["steps"] <= 3 for r in summary)
+    assert all(0 <= r["identity_calibrated"] <= 1.2 for r in summary)
+    paired = (tmp_path / "drag_study_paired.csv").read_text()
+    assert "FZPlus,WPlus,md" in paired and (tmp_path / "drag_study.png").is_file()
+    run_drag_study(tmp_path, G, heldout, make_identity("dlib"), config, progress=False)
+    assert (tmp_path / ROWS_CSV).read_text().splitlines() == rows   # nothing redone
+    with pytest.raises(RunFolderError):
+        run_drag_study(tmp_path, G, heldout, make_identity("dlib"), DragStudyConfig(pairs=1, points=(1,),
+                       spaces=("WPlus",), max_steps=4, invert_steps=2), progress=False)
+
+
+def test_aligned_landmarks_find_a_generated_faces_features():
+    """dlib's 68 landmarks on 64 px generator faces: found by HOG, brows, eyes, nose and mouth inside the image (the
+    jaw may run past its lower edge: FFHQ's crop ends at the chin), eyes above the nose above the mouth."""
+    from latentspaces.align import FaceAligner
+    G = ls.load_generator("default")
+    with torch.no_grad():
+        faces = G(torch.randn(3, 512, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
+    lm, found = FaceAligner(size=64).aligned_landmarks(faces)
+    assert lm.shape == (3, 68, 2) and found.all()
+    eyes, nose, mouth = lm[:, 36:48, 1].mean(1), lm[:, 30, 1], lm[:, 48:68, 1].mean(1)
+    inner = lm[:, 17:]
+    assert (eyes < nose).all() and (nose < mouth).all() and (inner >= 0).all() and (inner <= 63).all()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--points", "3"], r"points \[3\]: the study drags 1, 5, 68 landmarks"),
+    (["--sources", "photos"], r"sources \['photos'\]: choose from samples, inverted"),
+    (["--identity", "none"], "drag-study measures identity"),
+])
+def test_the_drag_study_command_refuses_bad_settings_in_one_line(tmp_path, capsys, argv, match):
+    with pytest.raises(SystemExit):
+        main(["drag-study", "--quick", *argv, "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert __import__("re").search(match, capsys.readouterr().err)

@@ -674,3 +674,21 @@ def test_pti_archive_damage_and_foreign_globals_are_refused(fixture_data, tmp_pa
         torch.save(record_call(names, "Generator", _Call(os.system, ("true",))), evil, pickle_protocol=2)
     with pytest.raises(UnsafePickleError, match="refused to load global 'posix.system'|refused to load global 'nt.system'"):
         ls.load_generator(evil)
+
+
+@pytest.mark.slow
+def test_pti_tuned_generator_archive_at_1024(tmp_path):
+    """At the users' scale: a random config-f 1024 px generator written as an NVlabs pickle (the fuzzer's writer),
+    its records saved as PTI saves its tuned G, read back by `load_generator`: the same 1024 px image (batch 1)."""
+    from conftest import randomize_
+    from experiments.tools.fuzzing.documents import make_doc, write_doc
+
+    G = randomize_(ls.Generator(resolution=1024), seed=3).eval().requires_grad_(False)
+    write_doc(make_doc(G, "nvlabs"), tmp_path / "G.pkl")
+    path = _pti_save(load_nvlabs_pickle(tmp_path / "G.pkl")["G_ema"], tmp_path / "model_ABCDEFGHIJKL_face.pt")
+    (tmp_path / "G.pkl").unlink()
+    ours = ls.load_generator(path)
+    assert ours.resolution == 1024 and ours.num_ws == 18
+    ws = G.broadcast(G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0))))
+    with torch.no_grad():
+        torch.testing.assert_close(ours.synthesis(ws), G.synthesis(ws), rtol=0, atol=1e-5)
