@@ -216,3 +216,18 @@ def test_the_drag_study_command_refuses_bad_settings_in_one_line(tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["drag-study", "--quick", *argv, "--out", str(tmp_path / "o"), "--device", "cpu"])
     assert __import__("re").search(match, capsys.readouterr().err)
+
+
+def test_the_command_drags_a_photos_face_and_pastes_it_back(tmp_path, capsys):
+    """--photo: the astronaut's face aligned into OUT, inverted (2 quick steps), dragged, pasted back into the
+    photo at its size."""
+    from skimage import data as skimage_data
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    main(["drag", "--photo", str(photo), "--space", "WPlus", "--invert-steps", "2", "--drag", "30,40:32,40",
+          "--steps", "2", "--paste-back", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "aligned into" in out and "pasted back" in out
+    with Image.open(tmp_path / "out" / "astronaut_drag_+1.png") as pasted:
+        assert pasted.size == (512, 512)
+    assert ls.spaces.read_code_file(tmp_path / "out" / "codes.safetensors").meta["targets"][0].endswith(".png")

@@ -2,6 +2,7 @@
 
     latentspaces invert --align --targets me.jpg --space WPlus --out runs/me
     latentspaces drag --codes runs/me/codes.safetensors --drag 30,40:30,46 --paste-back --out runs/me/drag
+    latentspaces drag --photo me.jpg --space WPlus --drag 30,40:30,46 --paste-back --out runs/me_drag  # in one go
     latentspaces drag --seed 3 --space FZPlus --drag 30,40:30,46 --drag 34,40:34,46 --out runs/drag   # a sample
 
 Points are x,y pixels of the generator's R x R image (x right, y down); each --drag is HANDLE:TARGET, or
@@ -24,16 +25,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from latentspaces.align import FaceAligner
 from latentspaces.drag import MAX_DRAG_STEPS, DragSettings, drag
+from latentspaces.images import load_images
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.images import to_uint8
 from latentspaces.spaces import build_space, read_code_file
+from optimizers import QUICK, HybridInverter
 
 from ..argtypes import UsageError, existing_file, int_in, non_negative_float, non_negative_int, positive_int, space_name
 from ..argtypes import seed as seed_number
 from ..config import Config, add_config_flags, option
 from ..figures import labelled_grid
-from ..photos import alignment_for, code_transforms, paste_edits
+from ..photos import ALIGNMENT_FILE, align_photos, alignment_for, code_transforms, paste_edits
 from ..rows import write_rows
 from ..studies.presets import PN_SAMPLES
 from .common import add_machine_flags, load_generator, pn_stats_for
@@ -59,6 +63,8 @@ class DragConfig(Config):
     r2: Optional[int] = option(None, "tracking patch half-size, px", type=positive_int,
                                default_text="12 at 512 px scaled; 3 at 64 px")
     lambda_mask: float = option(10.0, "weight of keeping the features outside --mask", type=non_negative_float)
+    invert_steps: int = option(QUICK.steps, "--photo: steps of the quick recipe that inverts the face",
+                               type=int_in(0, 10_000))
     pn_samples: int = PN_SAMPLES["quick"]
     blend: str = option("face", "--paste-back blend: the face or the whole aligned square", choices=("face", "square"))
 
@@ -85,6 +91,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument("--codes", type=existing_file, help="codes.safetensors written by `invert` (or `drag`)")
     start.add_argument("--seed", type=seed_number, help="drag a generator sample: z of this seed in --space")
+    start.add_argument("--photo", type=existing_file, help="a photo: its most confident face is aligned into OUT and "
+                       "inverted into --space by the quick recipe (--invert-steps), then dragged")
     p.add_argument("--drag", action="append", type=drag_pair, default=[], metavar="HX,HY:TX,TY",
                    help="a handle and its target in pixels (repeat for several)")
     p.add_argument("--points", type=existing_file, help="JSON list of [[hx, hy], [tx, ty]] pairs (instead of --drag)")
@@ -131,9 +139,12 @@ def read_mask(path: Optional[Path], size: int) -> Optional[torch.Tensor]:
 def check(args: argparse.Namespace) -> None:
     read_pairs(args)
     if args.paste_back:
-        if args.codes is None:
-            raise UsageError("--paste-back needs --codes of aligned photos (a --seed sample has no photo)")
-        alignment_for(args.codes, args.alignment)
+        if args.seed is not None:
+            raise UsageError("--paste-back needs --codes of aligned photos or --photo (a --seed sample has no photo)")
+        if args.codes is not None:
+            alignment_for(args.codes, args.alignment)
+        elif args.alignment is not None:
+            raise UsageError("--alignment goes with --codes; --photo writes its own alignment into OUT")
     elif args.alignment is not None:
         raise UsageError("--alignment matters only with --paste-back")
 
@@ -166,6 +177,15 @@ def run(args: argparse.Namespace) -> None:
         targets = saved.meta.get("targets")
         if isinstance(targets, list) and len(targets) == len(saved.code):
             meta["targets"] = [targets[c.index]]
+    elif args.photo is not None:   # aligned into OUT and inverted, as `invert --align` would
+        out = Path(args.out)
+        names, _ = align_photos((args.photo,), out, FaceAligner(size=G.resolution), face=0)
+        face_file = out / names[0]
+        space = build_space(c.space, G, pn_stats_for(G, [c.space], c.pn_samples))
+        inverter = HybridInverter.from_recipe(space, QUICK.replace(steps=c.invert_steps), progress=True)
+        code = inverter.invert(load_images([face_file], G.resolution).to(args.device)).code
+        meta["targets"] = [str(face_file)]
+        print(f"{args.photo}: face 0 aligned into {face_file} and inverted into {c.space} ({c.invert_steps} quick steps)")
     else:
         space = build_space(c.space, G, pn_stats_for(G, [c.space], c.pn_samples))
         code = space.random(1, seed=args.seed)
@@ -202,6 +222,8 @@ def run(args: argparse.Namespace) -> None:
           f"{', '.join(f'{d:.1f}' for d in res.distances[-1].tolist())} px; wrote {out}/drag.png, drag_points.csv, "
           "codes.safetensors")
     if args.paste_back:
-        transforms = code_transforms(meta.get("targets"), args.codes, alignment_for(args.codes, args.alignment))
+        codes = args.codes if args.codes is not None else out / "codes.safetensors"
+        alignment = alignment_for(args.codes, args.alignment) if args.codes is not None else out / ALIGNMENT_FILE
+        transforms = code_transforms(meta.get("targets"), codes, alignment)
         written = paste_edits(out, transforms, res.image[:, None].cpu(), (1.0,), "drag", c.blend)
         print(f"wrote {written[0]} (the photo with the dragged face pasted back)")
