@@ -10,12 +10,18 @@ channels bring it to the F resolution; a head maps to the F channels. Trained on
 released `.pth` loads whole (`encoders.released.load_bdinvert_encoder`). `layout='compact'` is the form of the
 files this project trained before (`default-f`): convs without biases, head conv3x3 (kept width) + LeakyReLU
 + conv3x3 (-> C_f), 58 tensors.
+
+The input is brought to 8h px by `resize`: 'antialias' (the default, differentiable: bilinear with
+antialiasing when shrinking, as this project's encoders were trained) or 'lanczos' (BDInvert's own
+preprocessing: PIL's Lanczos filter on the uint8 image, then back to [-1, 1]; not differentiable, for
+inference), which `load_bdinvert_encoder` sets for the released file.
 """
 
 from __future__ import annotations
 
 from typing import Dict, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +33,19 @@ from .probing import probe_images
 
 
 LAYOUTS = ("released", "compact")
+RESIZES = ("antialias", "lanczos")
+
+
+def lanczos_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images [N, 3, H, W] in [-1, 1] resized to size x size as BDInvert prepares its encoder's input: each image
+    rounded to uint8, resized by PIL's Lanczos filter, and mapped back to [-1, 1] (x / 127.5 - 1)."""
+    from PIL import Image
+    out = []
+    for image in x.detach():
+        pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        resized = Image.fromarray(pixels).resize((size, size), Image.LANCZOS)
+        out.append(torch.from_numpy(np.array(resized)).permute(2, 0, 1))
+    return torch.stack(out).to(x.device, x.dtype) / 127.5 - 1
 
 
 def _block(cin: int, cout: int, convs: int = 3, bias: bool = True) -> nn.Sequential:
@@ -41,7 +60,8 @@ def _block(cin: int, cout: int, convs: int = 3, bias: bool = True) -> nn.Sequent
 class FEncoder(nn.Module):
     """x [N, 3, R, R] in [-1, 1] -> f [N, C_f, h, h] (h = F resolution; input resized to 8h)."""
 
-    config_before_field = {"layout": "compact"}   # what files written before `layout` existed were trained with
+    # what files written before `layout` and `resize` existed were trained with
+    config_before_field = {"layout": "compact", "resize": "antialias"}
 
     def __init__(
         self,
@@ -50,6 +70,7 @@ class FEncoder(nn.Module):
         widths: Sequence[int] = (128, 256, 512),          # channels of the three pooling blocks
         layer: str = "",                                  # generator layer name this encoder targets
         layout: str = "released",                         # 'released' (BDInvert's) or 'compact' (module docstring)
+        resize: str = "antialias",                        # 'antialias' or 'lanczos' (BDInvert's; module docstring)
     ):
         super().__init__()
         check_count(f_channels, "f_channels")
@@ -63,7 +84,10 @@ class FEncoder(nn.Module):
             check_count(w, "widths[i]")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
         self.f_channels, self.f_resolution, self.layer, self.layout = f_channels, f_resolution, layer, layout
+        self.resize = resize
         self.widths = tuple(widths)
         blocks, cin = [], 3
         for w in self.widths:
@@ -86,7 +110,7 @@ class FEncoder(nn.Module):
     def config(self) -> dict:
         """The constructor's arguments as plain JSON values (what an encoder file's header stores)."""
         return dict(f_channels=self.f_channels, f_resolution=self.f_resolution, widths=list(self.widths), layer=self.layer,
-                    layout=self.layout)
+                    layout=self.layout, resize=self.resize)
 
     @classmethod
     def for_generator(cls, G, layer: str, widths: Sequence[int] = (128, 256, 512),
@@ -99,8 +123,11 @@ class FEncoder(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"FEncoder expects images [N, 3, H, W], got {tuple(x.shape)}")
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.input_size)
+            if self.resize == "lanczos":
+                x = lanczos_resize(x, self.input_size)
+            else:
+                x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                                  antialias=x.shape[-1] > self.input_size)
         return self.head(self.blocks(x))
 
     def probe(self) -> Dict[str, torch.Tensor]:

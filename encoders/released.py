@@ -311,7 +311,8 @@ def _ours_to_bdinvert(key: str) -> str:
 def load_bdinvert_encoder(path: str, layer: str = BDINVERT_LAYER) -> FEncoder:
     """BDInvert's base-code encoder (`encoder_simple`, "GAN Inversion for Out-of-Range Images with Geometric
     Transformations") from its training checkpoint `{'encoder': state, 'optimizer', 'scheduler', 'epoch'}` (or a
-    bare state dict) into an FEncoder of layout 'released'. The file does not record its layer: BDInvert's
+    bare state dict) into an FEncoder of layout 'released' that reads its input as BDInvert does (PIL Lanczos on
+    the uint8 image: resize='lanczos'). The file does not record its layer: BDInvert's
     release predicts b16.conv0 of the 1024 px generator from 128 px; pass `layer` for another (b64.conv0 for a
     'basesize64' encoder, whose weights have the same shapes). Its flat `model.N` Sequential maps to
     `blocks.{N // 10}.{N % 10}` for the three pooling blocks and `head.{N - 30}` after them."""
@@ -327,7 +328,7 @@ def load_bdinvert_encoder(path: str, layer: str = BDINVERT_LAYER) -> FEncoder:
         raise CheckpointError(f"{path}: the encoder is not BDInvert's three-block encoder_simple (model.0, 10, 20 and 33 "
                               "must be conv weights)")
     encoder = FEncoder(int(last.shape[0]), conv_layer_resolution(layer), [int(w.shape[0]) for w in widths], layer,
-                       layout="released")
+                       layout="released", resize="lanczos")
     ours = {_bdinvert_to_ours(k): v for k, v in state.items()}
     names = {k: _ours_to_bdinvert(k) for k in [*encoder.state_dict(), *ours]}
     encoder = load_released_state(encoder, ours, path, "BDInvert encoder", names)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import latentspaces as ls
 from encoders import FEncoder, HFGI, WPlusEncoder, load_encoder, load_head
@@ -273,6 +275,14 @@ def test_bdinvert_encoder_reads_its_training_checkpoint(tmp_path):
     x = torch.rand(1, 3, 128, 128) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(encoder(x), written(x), rtol=0, atol=0)
+    # BDInvert's preprocessing: a 256 px target goes through PIL's Lanczos on uint8 to the 128 px input
+    assert encoder.resize == "lanczos" and encoder.config["resize"] == "lanczos"
+    target = (torch.rand(1, 3, 256, 256) * 255).round() / 127.5 - 1
+    pixels = ((target[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    by_pil = torch.from_numpy(np.array(Image.fromarray(pixels).resize((128, 128), Image.LANCZOS))).permute(2, 0, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(target), written(by_pil[None].float() / 127.5 - 1), rtol=0, atol=1e-6)
+    assert written.resize == "antialias" and FEncoder.config_before_field["resize"] == "antialias"
     for change, message in (({"model.33.bias": torch.full((512,), float("inf"))}, r"model\.33\.bias holds 512 non-finite"),
                             ({"model.31.weight": torch.ones(7)}, r"wrong shapes \['model\.31\.weight'\]")):
         torch.save({"encoder": {**state, **change}}, tmp_path / "damaged.pth")
