@@ -29,7 +29,8 @@ def _argv(name: str, tmp_path) -> list:
               "score-identity": ["--out", str(tmp_path)], "app": [],
               "align": [str(tmp_path / "photo.png"), "--out", str(tmp_path / "o")],
               "edit": ["--out", str(tmp_path / "o"), "--codes", str(tmp_path / "c.safetensors"), "--direction",
-                       str(tmp_path / "d.safetensors")]}
+                       str(tmp_path / "d.safetensors")],
+              "drag": ["--out", str(tmp_path / "o"), "--seed", "0"]}
     return [name, *needed.get(name, ["--out", str(tmp_path / "o")])]
 
 
@@ -40,7 +41,7 @@ def _parsers(parser: argparse.ArgumentParser) -> dict:
 
 def test_every_command_module_declares_the_protocol():
     assert list(COMMANDS) == ["compare", "identity-curves", "compensation", "f-layer-sweep", "score-identity", "paired",
-                              "tradeoff", "align", "invert", "edit", "directions", "app", "train"]
+                              "tradeoff", "drag-study", "align", "invert", "edit", "drag", "directions", "app", "train"]
     for name, module in COMMANDS.items():
         assert module.NAME == name and module.HELP and module.RANKS in ("one", "sharded", "trainer"), name
         assert callable(module.add_arguments) and callable(module.check) and callable(module.run), name

@@ -72,20 +72,20 @@ class DragStudyConfig(Config):
     """`latentspaces drag-study` and `run_drag_study`: quick (--quick: minutes on 2 CPU cores), full and paper
     (DragGAN's Table 1 scale is 16 pairs here; the paper's own is larger)."""
 
-    pairs: int = option(2, "pairs of faces per source", type=positive_int)
+    pairs: int = option(16, "pairs of faces per source", type=positive_int)
     points: Tuple[int, ...] = option((1, 5, 68), "landmark counts dragged (1, 5, 68)",
                                      type=lambda text: tuple(sorted({int(p) for p in text.split(",")})))
     spaces: Tuple[str, ...] = option(("WPlus", "W", "ZPlus", "S", "FWPlus", "FZPlus"), "spaces", type=space_list)
     sources: Tuple[str, ...] = option(SOURCES, "generator samples and/or inverted held-out faces",
                                       type=lambda text: tuple(text.split(",")))
-    max_steps: int = option(100, "Adam steps at most per drag", type=int_in(1, 10_000))
+    max_steps: int = option(300, "Adam steps at most per drag", type=int_in(1, 10_000))
     invert_steps: int = option(QUICK.steps, "steps of the quick recipe that inverts the held-out faces",
                                type=int_in(0, 10_000))
     seed: int = option(0, "the samples' z are seeds 2 pair + seed and 2 pair + seed + 1", type=seed_flag)
 
 
-DragStudyConfig.PRESETS = {"quick": DragStudyConfig(), "full": DragStudyConfig(pairs=16, max_steps=300),
-                           "paper": DragStudyConfig(pairs=16, max_steps=300)}
+DragStudyConfig.PRESETS = {"quick": DragStudyConfig(pairs=2, max_steps=100), "full": DragStudyConfig(),
+                           "paper": DragStudyConfig()}
 
 
 def check_config(c: DragStudyConfig) -> None:
