@@ -1,6 +1,7 @@
 """Point dragging on any latent space's code: "Drag Your GAN: Interactive Point-based Manipulation on the
-Generative Image Manifold" (Pan et al., SIGGRAPH 2023), as its released code (XingangPan/DragGAN,
-`viz/renderer.py`) runs it.
+Generative Image Manifold" (Pan et al., SIGGRAPH 2023), following its released code (XingangPan/DragGAN,
+`viz/renderer.py`, read for the order of a step and its numbers; not yet run beside this one on the same
+weights, so "as released" below means "as that code is written").
 
     result = drag(space, code, handles=[(31, 40)], targets=[(31, 46)])   # (x, y) pixels of the R x R image
     result.code, result.points[-1], result.reached
@@ -219,7 +220,7 @@ class _Features:
         return self.full
 
 
-def _check_points(name: str, points: Sequence[Point], size: int) -> torch.Tensor:
+def _point_list(name: str, points: Sequence[Point], size: int) -> torch.Tensor:
     """Points as a float tensor [K, 2] (x, y), or ValueError naming the bad one."""
     try:
         t = torch.as_tensor([[float(p[0]), float(p[1])] for p in points], dtype=torch.float32)
@@ -234,6 +235,15 @@ def _check_points(name: str, points: Sequence[Point], size: int) -> torch.Tensor
             raise ValueError(f"{name}[{i}] = ({x:g}, {y:g}) is outside the {size} x {size} image (x and y in 0 .. "
                              f"{size - 1})")
     return t
+
+
+def check_points(handles: Sequence[Point], targets: Sequence[Point], size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Handles and targets as float tensors [K, 2] (x, y), or ValueError naming the first bad point (outside the
+    R x R image, not a pair of numbers) or the mismatch of their counts."""
+    p, t = _point_list("handles", handles, size), _point_list("targets", targets, size)
+    if p.shape != t.shape:
+        raise ValueError(f"{len(p)} handles but {len(t)} targets: give one target per handle")
+    return p, t
 
 
 def _check_mask(mask: Optional[torch.Tensor], size: int, device: torch.device) -> Optional[torch.Tensor]:
@@ -267,10 +277,7 @@ def drag(
     s = (settings or DragSettings()).resolved(size, list(G.synthesis.feature_layers))
     if len(code) != 1:
         raise ValueError(f"drag takes one code (batch 1), got {len(code)}")
-    p = _check_points("handles", handles, size)
-    t = _check_points("targets", targets, size)
-    if p.shape != t.shape:
-        raise ValueError(f"{len(p)} handles but {len(t)} targets: give one target per handle")
+    p, t = check_points(handles, targets, size)
     keep = _check_mask(mask, size, space.device)
     rows_cols = lambda xy: xy.flip(-1)                                            # noqa: E731  (x, y) -> (row, col)
     points = rows_cols(p).round()                                                  # [K, 2] (row, col), on pixels
@@ -368,5 +375,5 @@ def drag(
                       images=torch.stack(images) if keep_images else None, losses=losses)
 
 
-__all__ = ["DragResult", "DragSettings", "DragStep", "MAX_DRAG_STEPS", "RELEASED_BLOCK", "RELEASED_MOVED_WS",
+__all__ = ["DragResult", "DragSettings", "DragStep", "check_points", "MAX_DRAG_STEPS", "RELEASED_BLOCK", "RELEASED_MOVED_WS",
            "RELEASED_R1", "RELEASED_R2", "disc", "drag", "upsampled_at"]

@@ -349,6 +349,24 @@ def test_a_drag_moves_the_inversions_and_its_bundle_replays_with_the_drag_comman
         assert match in tab.error("/api/drag", json.dumps({**body, **bad}).encode())
 
 
+def test_the_mask_brush_draws_each_stroke_in_its_own_square():
+    """stroke_mask (each disc drawn in its bounding square) equals the discs drawn over the whole image, strokes
+    reaching past the edges included; a bad stroke is one line naming it."""
+    from experiments.app.editor import stroke_mask
+    yy, xx = torch.meshgrid(torch.arange(64.0, dtype=torch.float64), torch.arange(64.0, dtype=torch.float64),
+                            indexing="ij")
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        strokes = (torch.rand(5, 3, generator=gen, dtype=torch.float64) * torch.tensor([80.0, 80.0, 20.0])
+                   - torch.tensor([8.0, 8.0, -0.1])).tolist()
+        whole = torch.zeros(64, 64, dtype=torch.bool)
+        for x, y, r in strokes:
+            whole |= (xx - x) ** 2 + (yy - y) ** 2 <= r ** 2
+        assert torch.equal(stroke_mask(strokes, 64), whole.float())
+    with pytest.raises(ValueError, match=r"mask stroke 1 must be \[x, y, r\] with 0 < r <= 64"):
+        stroke_mask([[1, 2, 3], [1, 2, 0]], 64)
+
+
 def test_a_tabs_direction_files_become_its_own_sliders(server, astronaut, tmp_path):
     from latentspaces.directions import Direction, save_directions
     tab, other = Client(server), Client(server)

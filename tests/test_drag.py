@@ -161,6 +161,7 @@ def test_the_command_drags_a_sample_and_writes_its_files(tmp_path, capsys):
     (["--seed", "1", "--drag", "1,2"], "write HANDLE:TARGET"),
     (["--seed", "1", "--drag", "80,2:3,3"], r"handles\[0\] = \(80, 2\) is outside"),
     (["--seed", "1", "--drag", "1,2:3,3", "--paste-back"], "--paste-back needs --codes"),
+    (["--seed", "1", "--drag", "1,2:3,3", "--feature-layer", "b4.torgb"], "'b4.torgb' is not a conv layer"),
 ])
 def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys, argv, match):
     with pytest.raises(SystemExit):
@@ -208,8 +209,9 @@ def test_aligned_landmarks_find_a_generated_faces_features():
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--points", "3"], r"points \[3\]: the study drags 1, 5, 68 landmarks"),
-    (["--sources", "photos"], r"sources \['photos'\]: choose from samples, inverted"),
+    (["--points", "3"], r"unknown landmark count\(s\) 3; choose from 1, 5, 68"),
+    (["--points", "one"], r"unknown landmark count\(s\) one"),
+    (["--sources", "photos"], r"unknown source\(s\) photos; choose from samples, inverted"),
     (["--identity", "none"], "drag-study measures identity"),
 ])
 def test_the_drag_study_command_refuses_bad_settings_in_one_line(tmp_path, capsys, argv, match):
@@ -231,3 +233,17 @@ def test_the_command_drags_a_photos_face_and_pastes_it_back(tmp_path, capsys):
     with Image.open(tmp_path / "out" / "astronaut_drag_+1.png") as pasted:
         assert pasted.size == (512, 512)
     assert ls.spaces.read_code_file(tmp_path / "out" / "codes.safetensors").meta["targets"][0].endswith(".png")
+
+
+@pytest.mark.slow
+def test_the_drag_guides_code_runs_as_written():
+    """docs/drag.md's Python block, run as written in a fresh interpreter (it prints nothing; it must not fail)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "drag.md").read_text(), re.S)
+    assert len(blocks) == 1
+    code = blocks[0] + "\nassert result.code.fields == ('f', 'z') and result.points.shape[1:] == (1, 2)\n"
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=600)

@@ -240,6 +240,25 @@ def test_pti_as_released_at_1024(G1024):
     assert not torch.equal(tuned.synthesis.layer("b64.conv0").weight, G1024.synthesis.layer("b64.conv0").weight)
 
 
+def test_paper_recipe_truncates_f_zplus_at_1024_as_released(G1024):
+    """PAPER.space('FZPlus') on the 1024 px config-f generator: ws 0-7 of 18 pulled toward w_avg at psi 0.7
+    (computed by hand), ws 8-17 untouched; with F at b16.conv0 only ws 4-7 of them reach the image."""
+    from optimizers import PAPER
+
+    plain, truncated = ls.FZPlus(G1024), PAPER.space("FZPlus", G1024)
+    assert truncated.options() == {"truncation_psi": 0.7, "truncation_cutoff": 8} and plain.layer == "b16.conv0"
+    code = plain.random(1, seed=0)
+    ws = plain.to_ws(code)
+    by_hand = ws.clone()
+    by_hand[:, :8] = G1024.w_avg + 0.7 * (ws[:, :8] - G1024.w_avg)
+    with torch.no_grad():
+        expected = G1024.synthesis.from_feature(code.f, by_hand, "b16.conv0", noise_mode="const")
+        image = truncated.synthesize(code)
+        untruncated = plain.synthesize(code)
+    scale = expected.abs().max()   # random config-f weights: values far outside [-1, 1]
+    assert (image - expected).abs().max() < 1e-5 * scale < (untruncated - expected).abs().max()
+
+
 @pytest.mark.parametrize("name", ["WPlus", "FWPlus"])
 def test_drag_at_1024_reads_the_released_feature_map_without_the_full_upsampled_map(G1024, name, monkeypatch):
     """DragGAN's released numbers at 1024 px: F is the output of the 6th block (b128.conv1, 256 x 128 x 128 on

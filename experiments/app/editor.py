@@ -420,18 +420,29 @@ def check_pairs(pairs: object, size: int) -> List[List[float]]:
     return [[float(v) for v in p] for p in pairs]
 
 
-def stroke_mask(strokes: object, size: int) -> torch.Tensor:
-    """The editable region [R, R] of 0/1 painted by the page's brush: the union of discs [[x, y, r], ...] (pixel
-    centres within r of (x, y)); ValueError for a stroke that is not three finite numbers with r in (0, R]."""
+def check_strokes(strokes: object, size: int) -> List[List[float]]:
+    """The page's mask brush strokes [[x, y, r], ...] (at most MAX_STROKES, three finite numbers each, 0 < r <= R),
+    or ValueError naming the first bad one."""
     if not isinstance(strokes, list) or len(strokes) > MAX_STROKES:
         raise ValueError(f"the mask must be a list of at most {MAX_STROKES} brush strokes [x, y, r]")
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
-                            indexing="ij")
-    mask = torch.zeros(size, size, dtype=torch.bool)
     for i, s in enumerate(strokes):
         if not (isinstance(s, list) and len(s) == 3 and all(finite_number(v) for v in s) and 0 < s[2] <= size):
             raise ValueError(f"mask stroke {i} must be [x, y, r] with 0 < r <= {size}, got {shown(s)}")
-        mask |= (xx - s[0]) ** 2 + (yy - s[1]) ** 2 <= s[2] ** 2
+    return [[float(v) for v in s] for s in strokes]
+
+
+def stroke_mask(strokes: object, size: int) -> torch.Tensor:
+    """The editable region [R, R] of 0/1 painted by the page's brush: the union of the discs of `check_strokes`
+    (pixel centres within r of (x, y)), each drawn in its own bounding square only."""
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    for x, y, r in check_strokes(strokes, size):
+        top, bottom = max(0, math.floor(y - r)), min(size, math.ceil(y + r) + 1)
+        left, right = max(0, math.floor(x - r)), min(size, math.ceil(x + r) + 1)
+        if top >= bottom or left >= right:
+            continue
+        yy = torch.arange(top, bottom, dtype=torch.float64)[:, None]
+        xx = torch.arange(left, right, dtype=torch.float64)[None, :]
+        mask[top:bottom, left:right] |= (xx - x) ** 2 + (yy - y) ** 2 <= r ** 2
     return mask.float()
 
 
@@ -513,5 +524,5 @@ def file_sliders(G: ls.Generator, path: Path, key: str, kind: Optional[str] = No
 
 
 __all__ = ["APP_RECIPES", "Cancelled", "DRAG_STEPS", "Editor", "JOB_MAX_STEPS", "MAX_DRAG_PAIRS", "MAX_STROKES",
-           "check_pairs", "stroke_mask", "SLIDER_COMPONENTS", "SLIDER_SAMPLES", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
+           "check_pairs", "check_strokes", "stroke_mask", "SLIDER_COMPONENTS", "SLIDER_SAMPLES", "Photo", "SLIDER_LIMIT", "Slider", "replay_command",
            "default_sliders", "face_png", "file_sliders", "finite_number", "png_bytes", "shown"]

@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from optimizers import InversionRecipe, InversionResult
 
 from ..reporting import describe_error
-from .editor import Cancelled, Editor, Photo, Slider, check_pairs, face_png, stroke_mask
+from .editor import Cancelled, Editor, Photo, Slider, check_pairs, check_strokes, face_png
 
 MAX_SESSIONS = 16        # tabs remembered at once (the least recently used is forgotten)
 MAX_PHOTOS = 8           # photos one tab keeps (the oldest is forgotten)
@@ -166,8 +166,8 @@ class Session:
         self.photo(pid, face)
         for name in spaces:
             self.inversion(pid, face, name, recipe)
-        check_pairs(pairs, editor.G.resolution)
-        stroke_mask(strokes, editor.G.resolution)
+        check_pairs(pairs, editor.G.resolution)        # refused before a job starts; the mask is drawn once, by the drag
+        check_strokes(strokes, editor.G.resolution)
         with self.lock:
             if any(j.state in ("queued", "running") for j in self.jobs.values()):
                 raise ValueError("a job is already running in this tab: wait for it or stop it")

@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from latentspaces.align import FaceAligner
-from latentspaces.drag import MAX_DRAG_STEPS, DragSettings, drag
+from latentspaces.drag import MAX_DRAG_STEPS, DragSettings, check_points, drag
 from latentspaces.images import load_images
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.images import to_uint8
@@ -165,6 +165,13 @@ def run(args: argparse.Namespace) -> None:
     pairs = read_pairs(args)
     G = load_generator(args)
     mask = read_mask(args.mask, G.resolution)
+    settings = DragSettings(feature_layer=c.feature_layer, r1=c.r1, r2=c.r2, lambda_mask=c.lambda_mask,
+                            max_steps=c.steps)
+    try:   # refused before a photo is aligned and inverted
+        settings.resolved(G.resolution, list(G.synthesis.feature_layers))
+        check_points([h for h, _ in pairs], [t for _, t in pairs], G.resolution)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     meta: dict = {}
     if args.codes is not None:
         saved = read_code_file(args.codes, args.device)
@@ -190,8 +197,6 @@ def run(args: argparse.Namespace) -> None:
         space = build_space(c.space, G, pn_stats_for(G, [c.space], c.pn_samples))
         code = space.random(1, seed=args.seed)
         meta["seed"] = args.seed
-    settings = DragSettings(feature_layer=c.feature_layer, r1=c.r1, r2=c.r2, lambda_mask=c.lambda_mask,
-                            max_steps=c.steps)
     try:
         res = drag(space, code, [h for h, _ in pairs], [t for _, t in pairs], mask=mask, settings=settings)
     except ValueError as e:

@@ -10,8 +10,9 @@ the nose tip and the mouth corners) or all 68 points, in every space, from face 
   landmarks that dlib places outside the image (the jaw, by a pixel or two) are clamped to its edge;
 - identity: the calibrated identity similarity (0 another person of the set, 1 the same image) of the result
   to the start image: who the face stays;
-- outside: the mean absolute pixel change (images in [-1, 1]) outside the start face's region (the convex
-  hull of the jaw line and the eyebrows raised by half the eye-to-mouth distance): what else moved;
+- outside: the mean absolute pixel change (images in [-1, 1]) outside the start face's region (the paste-back's
+  face polygon: the hull of the jaw line, the eyebrows and the eyebrows raised by half the eye-to-mouth
+  distance): what else moved;
 - steps, reached (every tracked handle within the tolerance), seconds.
 
 Two sources of faces: generator samples (z of seeds 2i and 2i+1, no truncation, so that Z-type spaces hold
@@ -36,18 +37,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from scipy.spatial import ConvexHull
 
 from latentspaces.align import FaceAligner
+from latentspaces.align.paste import landmark_polygon
 from latentspaces.drag import DragSettings, drag
 from latentspaces.fingerprints import generator_fingerprint
 from latentspaces.interfaces import IdentitySimilarity
 from latentspaces.progress import progress_bar
 from latentspaces.spaces import Code, LatentSpace, build_space
-from latentspaces.storage import save_figure
+from latentspaces.storage import atomic_write_text, save_figure
 from optimizers import QUICK, HybridInverter
 
-from ..argtypes import int_in, positive_int, space_list
+from ..argtypes import int_in, name_list, positive_int, space_list
 from ..argtypes import seed as seed_flag
 from ..config import Config, option
 from ..rows import RowSchema, append_rows, read_rows, write_rows
@@ -59,6 +60,7 @@ ROWS_CSV, SUMMARY_CSV, PAIRED_CSV = "drag_study.csv", "drag_study_summary.csv", 
 SETTINGS_FILE = "drag_study_settings.json"
 SOURCES = ("samples", "inverted")
 REFERENCE = "WPlus"
+FACE_FOREHEAD = 0.5   # the face region reaches this many eye-to-mouth distances above the eyebrows
 # dlib's 68-point indices: the nose tip alone; the outer eye corners, the nose tip and the mouth corners
 POINT_SETS: Dict[int, Tuple[int, ...]] = {1: (30,), 5: (36, 45, 30, 48, 54), 68: tuple(range(68))}
 FIELDS = ["source", "pair", "points", "space", "md", "md_start", "identity", "identity_calibrated", "outside",
@@ -67,17 +69,22 @@ ROWS = RowSchema(tuple(FIELDS), key=("source", "pair", "points", "space"), ints=
                  finite=("md", "md_start", "outside", "seconds"))
 
 
+def point_counts(text: str) -> Tuple[int, ...]:
+    """argparse type: comma-separated landmark counts of POINT_SETS ('1,5'), in increasing order."""
+    return tuple(sorted(int(p) for p in name_list(tuple(map(str, POINT_SETS)), "landmark count")(text)))
+
+
 @dataclass(frozen=True)
 class DragStudyConfig(Config):
     """`latentspaces drag-study` and `run_drag_study`: quick (--quick: minutes on 2 CPU cores), full and paper
     (DragGAN's Table 1 scale is 16 pairs here; the paper's own is larger)."""
 
     pairs: int = option(16, "pairs of faces per source", type=positive_int)
-    points: Tuple[int, ...] = option((1, 5, 68), "landmark counts dragged (1, 5, 68)",
-                                     type=lambda text: tuple(sorted({int(p) for p in text.split(",")})))
+    points: Tuple[int, ...] = option((1, 5, 68), "landmark counts dragged, comma-separated from 1, 5, 68",
+                                     type=point_counts)
     spaces: Tuple[str, ...] = option(("WPlus", "W", "ZPlus", "S", "FWPlus", "FZPlus"), "spaces", type=space_list)
-    sources: Tuple[str, ...] = option(SOURCES, "generator samples and/or inverted held-out faces",
-                                      type=lambda text: tuple(text.split(",")))
+    sources: Tuple[str, ...] = option(SOURCES, "generator samples and/or inverted held-out faces, comma-separated",
+                                      type=name_list(SOURCES, "source"))
     max_steps: int = option(300, "Adam steps at most per drag", type=int_in(1, 10_000))
     invert_steps: int = option(QUICK.steps, "steps of the quick recipe that inverts the held-out faces",
                                type=int_in(0, 10_000))
@@ -107,11 +114,9 @@ def code_of_z(space: LatentSpace, z: torch.Tensor) -> Code:
 
 
 def face_region(landmarks: np.ndarray, size: int) -> torch.Tensor:
-    """[R, R] bool: the face of 68 landmarks (x, y): the hull of the jaw line, the eyebrows and the eyebrows raised
-    by half the eye-to-mouth distance (the forehead)."""
-    eyes, mouth = (landmarks[36:42].mean(0) + landmarks[42:48].mean(0)) / 2, (landmarks[48] + landmarks[54]) / 2
-    points = np.concatenate([landmarks[0:27], landmarks[17:27] + 0.5 * (eyes - mouth)])
-    hull = points[ConvexHull(points).vertices]
+    """[R, R] bool: the face of 68 landmarks (x, y), the paste-back's face polygon (`landmark_polygon`: the hull of
+    the jaw line, the eyebrows and the eyebrows raised by half the eye-to-mouth distance) filled at pixel centres."""
+    hull = landmark_polygon(landmarks, forehead=FACE_FOREHEAD)
     canvas = Image.new("L", (size, size), 0)
     ImageDraw.Draw(canvas).polygon([tuple(p + 0.5) for p in hull], fill=1)
     return torch.from_numpy(np.array(canvas, dtype=bool))
@@ -194,7 +199,7 @@ def run_drag_study(out: Path, G: torch.nn.Module, heldout: torch.Tensor, identit
         rows = [r for r in read_rows(out / ROWS_CSV, ROWS) if int(r["pair"]) < c.pairs]
         summary = summarize(rows, c)
         write_rows(out / SUMMARY_CSV, summary, list(summary[0]) if summary else ["source"])
-        (out / "drag_study_summary.md").write_text(summary_markdown(summary) + "\n")
+        atomic_write_text(out / "drag_study_summary.md", summary_markdown(summary) + "\n")
         paired = paired_rows(rows)
         write_rows(out / PAIRED_CSV, paired, list(paired[0]) if paired else ["source"])
         plot(out, summary, c)

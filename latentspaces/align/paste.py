@@ -61,13 +61,19 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
 FOREHEAD = 0.45
 
 
-def face_polygon(transform: FaceTransform, forehead: float = FOREHEAD) -> np.ndarray:
-    """The face region in aligned coordinates: the convex hull of the jaw line, the eyebrows, and the eyebrows
-    raised by `forehead` x the eye-to-mouth distance (the forehead, which the 68 landmarks do not reach)."""
-    lm = transform.to_aligned(np.asarray(transform.landmarks))
+def landmark_polygon(landmarks: np.ndarray, forehead: float = FOREHEAD) -> np.ndarray:
+    """The face region of 68 landmarks [68, 2] (dlib's order), in their coordinates: the convex hull [K, 2] of the
+    jaw line, the eyebrows, and the eyebrows raised by `forehead` x the eye-to-mouth distance (the forehead, which
+    the 68 landmarks do not reach)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
     eyes, mouth = (lm[36:42].mean(0) + lm[42:48].mean(0)) / 2, (lm[48] + lm[54]) / 2
     up = eyes - mouth
     return _convex_hull(np.concatenate([lm[0:17], lm[17:27], lm[17:27] + forehead * up]))
+
+
+def face_polygon(transform: FaceTransform, forehead: float = FOREHEAD) -> np.ndarray:
+    """The face region in aligned coordinates (`landmark_polygon` of the transform's landmarks, aligned)."""
+    return landmark_polygon(transform.to_aligned(np.asarray(transform.landmarks)), forehead)
 
 
 def face_mask(transform: FaceTransform, uv: torch.Tensor, kind: str = "face", feather: float = 0.05,
@@ -153,4 +159,5 @@ def mask_image(transform: FaceTransform, size: int, kind: str = "face", feather:
     return face_mask(transform, uv, kind, feather).reshape(size, size)
 
 
-__all__ = ["FOREHEAD", "MASKS", "face_mask", "face_polygon", "mask_image", "paste_back", "paste_back_"]
+__all__ = ["FOREHEAD", "MASKS", "face_mask", "face_polygon", "landmark_polygon", "mask_image", "paste_back",
+           "paste_back_"]
